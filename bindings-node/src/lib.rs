@@ -1,0 +1,1 @@
+//! napi glue (issue 4).

@@ -1,0 +1,1 @@
+//! Validation of the ids the exchange sends, so a typo fails before the network.

@@ -1,0 +1,1 @@
+//! Profile files: `<config_dir>/configs/<profile>.json` (SPEC §3).
