@@ -1,1 +1,417 @@
-//! PyO3 glue (issue 3).
+//! PyO3 glue (issue 3): the Python face of the anthropic-wif engine.
+//!
+//! Everything here is translation. The engine (`anthropic_wif_core`) resolves
+//! configuration, fetches identity tokens, exchanges them, caches the result in
+//! memory and on disk and serialises exchanges across threads and processes.
+//! This module only:
+//! - builds a core `Provider` from keyword arguments (`Face::Python`,
+//!   snake_case field names in messages);
+//! - hands tokens out as the `AccessToken` class the Python layer chose (the
+//!   SDK's own class when `anthropic` is importable), reusing the Python
+//!   object while the token is unchanged so the warm path allocates nothing;
+//! - releases the GIL around every blocking call;
+//! - completes an asyncio future from the shared tokio runtime for the async
+//!   provider (`loop.call_soon_threadsafe`), so no thread is spawned per call;
+//! - maps `anthropic_wif_core::Error` to the exception classes defined in
+//!   `anthropic_wif._errors`;
+//! - rebuilds the core provider in a forked child (its locks and runtime
+//!   belong to the parent's threads, which the child does not have).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once, RwLock};
+
+use anthropic_wif_core::config::{FieldNames, Overrides};
+use anthropic_wif_core::identity::IdentitySpec;
+use anthropic_wif_core::{AccessToken, Error, ErrorKind, Face, Provider, ProviderOptions, Secret};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
+
+// ---------------------------------------------------------------------------
+// fork awareness
+
+/// Incremented in every forked child (pthread_atfork), so a provider notices
+/// with one atomic load that the process it was built in is gone.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn after_fork_in_child() {
+    // Only async-signal-safe work here: one atomic add.
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+fn install_atfork() {
+    ATFORK.call_once(|| {
+        // SAFETY: registering a handler that only does an atomic increment.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// errors
+
+struct ErrorClasses {
+    base: Py<PyType>,
+    config: Py<PyType>,
+    identity: Py<PyType>,
+    denied: Py<PyType>,
+    unavailable: Py<PyType>,
+}
+
+static ERROR_CLASSES: PyOnceLock<ErrorClasses> = PyOnceLock::new();
+
+fn error_classes(py: Python<'_>) -> PyResult<&ErrorClasses> {
+    ERROR_CLASSES.get_or_try_init(py, || {
+        let m = py.import("anthropic_wif._errors")?;
+        let get = |name: &str| -> PyResult<Py<PyType>> { Ok(m.getattr(name)?.cast_into::<PyType>()?.unbind()) };
+        Ok(ErrorClasses {
+            base: get("WifError")?,
+            config: get("ConfigurationError")?,
+            identity: get("IdentitySourceError")?,
+            denied: get("ExchangeDeniedError")?,
+            unavailable: get("EndpointUnavailableError")?,
+        })
+    })
+}
+
+/// The Python exception instance for a core error: the CLI's message, plus
+/// `kind`, `status_code`, `request_id`, `error_code` attributes.
+fn error_value<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyAny>> {
+    let classes = error_classes(py)?;
+    let cls = match err.kind {
+        ErrorKind::Config => &classes.config,
+        ErrorKind::Identity => &classes.identity,
+        ErrorKind::Denied => &classes.denied,
+        ErrorKind::Unavailable => &classes.unavailable,
+        ErrorKind::Internal => &classes.base,
+    };
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("kind", err.kind.as_str())?;
+    kwargs.set_item("status_code", err.status)?;
+    kwargs.set_item("request_id", err.request_id.as_deref())?;
+    kwargs.set_item("error_code", err.error_code.as_deref())?;
+    cls.bind(py).call((err.to_string(),), Some(&kwargs))
+}
+
+fn to_pyerr(py: Python<'_>, err: &Error) -> PyErr {
+    match error_value(py, err) {
+        Ok(value) => PyErr::from_value(value),
+        Err(e) => e,
+    }
+}
+
+fn config_error(message: String) -> Error {
+    Error::config(message)
+}
+
+// ---------------------------------------------------------------------------
+// the provider
+
+/// What it takes to build the core provider again (after a fork).
+#[derive(Clone)]
+struct Recipe {
+    options: ProviderOptions,
+    /// `for_base_url` applied on top of `options`, when this provider came from it.
+    bound_base_url: Option<String>,
+}
+
+impl Recipe {
+    fn build(&self) -> Result<Provider, Error> {
+        let provider = Provider::new(self.options.clone())?;
+        match &self.bound_base_url {
+            Some(url) => provider.for_base_url(url),
+            None => Ok(provider),
+        }
+    }
+}
+
+struct Live {
+    generation: u64,
+    provider: Provider,
+}
+
+/// The last token handed out and the Python object built for it, so a warm
+/// call returns the same object instead of building a new one.
+struct LastToken {
+    token: Secret,
+    expires_at: Option<i64>,
+    object: Py<PyAny>,
+}
+
+#[pyclass(frozen, module = "anthropic_wif._native", name = "NativeProvider")]
+struct NativeProvider {
+    recipe: Recipe,
+    live: RwLock<Live>,
+    token_class: Py<PyAny>,
+    last: Mutex<Option<LastToken>>,
+}
+
+fn opt_string(value: Option<String>) -> Option<String> {
+    value.filter(|s| !s.is_empty())
+}
+
+impl NativeProvider {
+    fn from_recipe(py: Python<'_>, recipe: Recipe, token_class: Py<PyAny>) -> PyResult<Self> {
+        install_atfork();
+        let generation = FORK_GENERATION.load(Ordering::SeqCst);
+        let built = {
+            let recipe = recipe.clone();
+            py.detach(move || recipe.build())
+        };
+        let provider = built.map_err(|e| to_pyerr(py, &e))?;
+        Ok(NativeProvider {
+            recipe,
+            live: RwLock::new(Live { generation, provider }),
+            token_class,
+            last: Mutex::new(None),
+        })
+    }
+
+    /// The core provider for this process: rebuilt once in a forked child.
+    /// The parent's copy is leaked there, never dropped: its runtime threads
+    /// and any lock a parent thread held at the fork do not exist in the child.
+    fn provider(&self, py: Python<'_>) -> PyResult<Provider> {
+        let generation = FORK_GENERATION.load(Ordering::Relaxed);
+        {
+            let live = self.live.read().map_err(|_| PyRuntimeError::new_err("anthropic-wif: provider state poisoned"))?;
+            if live.generation == generation {
+                return Ok(live.provider.clone());
+            }
+        }
+        self.rebuild(py, generation)
+    }
+
+    fn rebuild(&self, py: Python<'_>, generation: u64) -> PyResult<Provider> {
+        let fresh = self.recipe.build().map_err(|e| to_pyerr(py, &e))?;
+        let mut live = self.live.write().map_err(|_| PyRuntimeError::new_err("anthropic-wif: provider state poisoned"))?;
+        if live.generation != generation {
+            let old = std::mem::replace(&mut live.provider, fresh);
+            std::mem::forget(old);
+            live.generation = generation;
+        }
+        Ok(live.provider.clone())
+    }
+
+    /// The in-memory token without I/O, if the engine considers it fresh.
+    fn warm(&self) -> Option<AccessToken> {
+        let generation = FORK_GENERATION.load(Ordering::Relaxed);
+        let live = self.live.read().ok()?;
+        if live.generation != generation {
+            return None;
+        }
+        live.provider.cached()
+    }
+
+    /// The Python `AccessToken` for `token`, reusing the last one when equal.
+    fn wrap(&self, py: Python<'_>, token: AccessToken) -> PyResult<Py<PyAny>> {
+        if let Ok(last) = self.last.lock() {
+            if let Some(l) = last.as_ref() {
+                if l.expires_at == token.expires_at && l.token == token.token {
+                    return Ok(l.object.clone_ref(py));
+                }
+            }
+        }
+        let object = self.token_class.bind(py).call1((token.token.expose(), token.expires_at))?.unbind();
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(LastToken { token: token.token, expires_at: token.expires_at, object: object.clone_ref(py) });
+        }
+        Ok(object)
+    }
+}
+
+#[pymethods]
+impl NativeProvider {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        token_class,
+        profile = None,
+        federation_rule_id = None,
+        organization_id = None,
+        service_account_id = None,
+        workspace_id = None,
+        base_url = None,
+        identity_token_json = None,
+        config_dir = None,
+        credentials_path = None,
+        disk_cache = true,
+        min_remaining = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        token_class: Py<PyAny>,
+        profile: Option<String>,
+        federation_rule_id: Option<String>,
+        organization_id: Option<String>,
+        service_account_id: Option<String>,
+        workspace_id: Option<String>,
+        base_url: Option<String>,
+        identity_token_json: Option<String>,
+        config_dir: Option<String>,
+        credentials_path: Option<String>,
+        disk_cache: bool,
+        min_remaining: Option<i64>,
+    ) -> PyResult<Self> {
+        let identity_token = match identity_token_json {
+            None => None,
+            Some(json) => Some(serde_json::from_str::<IdentitySpec>(&json).map_err(|e| {
+                let detail = anthropic_wif_core::error::scrub(&e.to_string(), &[], 300);
+                to_pyerr(
+                    py,
+                    &config_error(format!(
+                        "argument identity_token is not a valid identity-token source: {detail}; \
+                         pass a source object (anthropic_wif.sources.File(path), …) or a dict such as \
+                         {{\"source\": \"file\", \"path\": \"/var/run/secrets/anthropic.com/token\"}}"
+                    )),
+                )
+            })?),
+        };
+        if let Some(m) = min_remaining {
+            if m < 0 {
+                return Err(to_pyerr(
+                    py,
+                    &config_error(format!("argument min_remaining must be 0 or more seconds, got {m}; pass a non-negative number of seconds or None")),
+                ));
+            }
+        }
+        let overrides = Overrides {
+            profile: opt_string(profile),
+            federation_rule_id: opt_string(federation_rule_id),
+            organization_id: opt_string(organization_id),
+            service_account_id: opt_string(service_account_id),
+            workspace_id: opt_string(workspace_id),
+            base_url: opt_string(base_url),
+            identity_token,
+            config_dir: opt_string(config_dir).map(Into::into),
+            credentials_path: opt_string(credentials_path).map(Into::into),
+            names: FieldNames::SnakeCase,
+        };
+        let mut options = ProviderOptions::new(Face::Python);
+        options.overrides = overrides;
+        options.disk_cache = disk_cache;
+        options.min_remaining = min_remaining;
+        NativeProvider::from_recipe(py, Recipe { options, bound_base_url: None }, token_class)
+    }
+
+    /// A token with enough life left: the warm in-memory one when fresh,
+    /// else (GIL released) the disk cache or a new exchange.
+    #[pyo3(signature = (force_refresh = false))]
+    fn get(&self, py: Python<'_>, force_refresh: bool) -> PyResult<Py<PyAny>> {
+        if !force_refresh {
+            if let Some(token) = self.warm() {
+                return self.wrap(py, token);
+            }
+        }
+        let provider = self.provider(py)?;
+        let result = py.detach(move || provider.token_blocking(force_refresh));
+        match result {
+            Ok(token) => self.wrap(py, token),
+            Err(e) => Err(to_pyerr(py, &e)),
+        }
+    }
+
+    /// The warm token, or None: no I/O, never blocks.
+    fn cached(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.warm() {
+            Some(token) => Ok(Some(self.wrap(py, token)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Start obtaining a token on the shared runtime and complete `future`
+    /// (an asyncio future of `event_loop`) through
+    /// `event_loop.call_soon_threadsafe(resolve, future, ok, value)`.
+    fn get_async(
+        slf: Bound<'_, Self>,
+        force_refresh: bool,
+        event_loop: Py<PyAny>,
+        future: Py<PyAny>,
+        resolve: Py<PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let provider = slf.get().provider(py)?;
+        let this: Py<NativeProvider> = slf.unbind();
+        let runtime = anthropic_wif_core::runtime::runtime();
+        let work = runtime.spawn(async move { provider.token(force_refresh).await });
+        runtime.spawn(async move {
+            let result = match work.await {
+                Ok(r) => r,
+                Err(e) => Err(Error::internal(if e.is_panic() {
+                    "internal error: the token task panicked".to_string()
+                } else {
+                    "internal error: the token task was cancelled (runtime shutting down)".to_string()
+                })),
+            };
+            // Completing the Python future needs the GIL, briefly.
+            Python::attach(move |py| {
+                let (ok, value): (bool, PyResult<Py<PyAny>>) = match result {
+                    Ok(token) => (true, this.get().wrap(py, token)),
+                    Err(e) => (false, error_value(py, &e).map(Bound::unbind)),
+                };
+                let (ok, value) = match value {
+                    Ok(v) => (ok, v),
+                    Err(pyerr) => (false, pyerr.into_value(py).into_any()),
+                };
+                // A closed loop raises RuntimeError: nobody is waiting any more.
+                if let Err(e) = event_loop.call_method1(py, "call_soon_threadsafe", (resolve, future, ok, value)) {
+                    drop(e);
+                }
+            });
+        });
+        Ok(())
+    }
+
+    /// A provider bound to another deployment (the SDK's `for_base_url`).
+    /// A profile or explicit `base_url` that pins the deployment keeps it.
+    fn for_base_url(&self, py: Python<'_>, base_url: String) -> PyResult<NativeProvider> {
+        let provider = self.provider(py)?;
+        let bound = {
+            let url = base_url.clone();
+            py.detach(move || provider.for_base_url(&url))
+        };
+        let bound = bound.map_err(|e| to_pyerr(py, &e))?;
+        let recipe = Recipe { options: self.recipe.options.clone(), bound_base_url: Some(base_url) };
+        Ok(NativeProvider {
+            recipe,
+            live: RwLock::new(Live { generation: FORK_GENERATION.load(Ordering::SeqCst), provider: bound }),
+            token_class: self.token_class.clone_ref(py),
+            last: Mutex::new(None),
+        })
+    }
+
+    /// Drop the in-memory token (the next call re-checks disk).
+    fn invalidate(&self, py: Python<'_>) -> PyResult<()> {
+        let provider = self.provider(py)?;
+        provider.invalidate();
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
+        Ok(())
+    }
+}
+
+/// The engine version (the crate version).
+#[pyfunction]
+fn version() -> &'static str {
+    anthropic_wif_core::VERSION
+}
+
+/// How many forks this process descends from since the module was loaded
+/// (tests use it to see that the child noticed its fork).
+#[pyfunction]
+fn _fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::SeqCst)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    install_atfork();
+    m.add_class::<NativeProvider>()?;
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(_fork_generation, m)?)?;
+    Ok(())
+}
