@@ -1,0 +1,172 @@
+"""Public API shape, the SDK-less fallback, typing, and the on-disk cache
+shared with the CLI and the official SDK."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import anthropic
+import pytest
+from anthropic.lib.credentials import BaseURLBoundProvider
+
+import anthropic_wif
+from conftest import ORG, RULE, SVAC, Emulator, cli_binary, provider_kwargs, sync_provider, write_profile
+
+
+def test_public_names() -> None:
+    for name in anthropic_wif.__all__:
+        assert hasattr(anthropic_wif, name), name
+    assert isinstance(anthropic_wif.__version__, str) and anthropic_wif.__version__
+
+
+def test_is_a_base_url_bound_provider(emulator: Emulator) -> None:
+    p = sync_provider(emulator)
+    assert isinstance(p, BaseURLBoundProvider)
+    assert isinstance(p.for_base_url(emulator.base_url), anthropic_wif.Provider)
+    a = anthropic_wif.AsyncProvider(**provider_kwargs(emulator))
+    assert isinstance(a.for_base_url(emulator.base_url), anthropic_wif.AsyncProvider)
+
+
+def test_cached_is_none_before_first_call(emulator: Emulator) -> None:
+    p = sync_provider(emulator, disk_cache=False)
+    assert p.cached() is None
+    p()
+    assert p.cached() is not None
+    p.invalidate()
+    assert p.cached() is None
+    assert emulator.exchanges() == 1
+
+
+def test_providers_do_not_pickle(emulator: Emulator) -> None:
+    import pickle
+
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(sync_provider(emulator))
+
+
+def test_fallback_access_token_without_the_sdk(emulator: Emulator) -> None:
+    # A process where `anthropic` cannot be imported gets anthropic_wif.AccessToken.
+    kwargs = provider_kwargs(emulator)
+    kwargs["identity_token"] = kwargs["identity_token"].to_dict()
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["anthropic"] = None  # import anthropic -> ImportError
+        import anthropic_wif
+        t = anthropic_wif.Provider(**{kwargs!r})()
+        assert type(t) is anthropic_wif.AccessToken, type(t)
+        assert t.token.startswith("sk-ant-oat01-")
+        assert t.token not in repr(t) and t.token[-4:] in repr(t)
+        print("ok", t.expires_at)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok ")
+
+
+def file_profile(config_dir: Path, emu: Emulator, name: str) -> Path:
+    """A profile only the official SDK can read too: identity token from a file."""
+    jwt_file = config_dir / f"{name}.jwt"
+    jwt_file.write_text(emu.jwt())
+    return write_profile(
+        config_dir, name, emu, authentication={"identity_token": {"source": "file", "path": str(jwt_file)}}
+    )
+
+
+def test_sdk_uses_the_token_we_cached(emulator: Emulator, config_dir: Path) -> None:
+    file_profile(config_dir, emulator, "shared")
+    token = anthropic_wif.Provider(profile="shared")()
+    assert emulator.exchanges() == 1
+    cache = json.loads((config_dir / "credentials" / "shared.json").read_text())
+    assert cache["access_token"] == token.token and cache["expires_at"] == token.expires_at
+    # The official SDK on the same profile takes the cached token: no exchange.
+    with anthropic.Anthropic(profile="shared", max_retries=0) as client:
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert emulator.exchanges() == 1
+    assert emulator.stats()["messages"] == 1
+
+
+def test_we_use_the_token_the_sdk_cached(emulator: Emulator, config_dir: Path) -> None:
+    file_profile(config_dir, emulator, "sdkfirst")
+    with anthropic.Anthropic(profile="sdkfirst", max_retries=0) as client:
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert emulator.exchanges() == 1
+    cached = json.loads((config_dir / "credentials" / "sdkfirst.json").read_text())
+    token = anthropic_wif.Provider(profile="sdkfirst")()
+    assert token.token == cached["access_token"]
+    assert emulator.exchanges() == 1
+
+
+def test_cli_and_python_share_one_token(emulator: Emulator, config_dir: Path) -> None:
+    write_profile(config_dir, "both", emulator)
+    token = anthropic_wif.Provider(profile="both")()
+    out = subprocess.run(
+        [cli_binary(), "--profile", "both"], capture_output=True, text=True, timeout=120, env=dict(os.environ)
+    )
+    assert out.returncode == 0, out.stderr
+    printed = json.loads(out.stdout)
+    assert printed["access_token"] == token.token
+    assert emulator.exchanges() == 1
+
+
+def test_error_messages_are_the_clis(emulator: Emulator, tmp_path: Path) -> None:
+    missing = tmp_path / "missing-token"
+    args = dict(federation_rule_id=RULE, organization_id=ORG, service_account_id=SVAC, base_url=emulator.base_url)
+    with pytest.raises(anthropic_wif.IdentitySourceError) as info:
+        anthropic_wif.Provider(**args, identity_token=anthropic_wif.sources.File(missing))()
+    env = dict(os.environ)
+    env.update(
+        ANTHROPIC_FEDERATION_RULE_ID=RULE,
+        ANTHROPIC_ORGANIZATION_ID=ORG,
+        ANTHROPIC_SERVICE_ACCOUNT_ID=SVAC,
+        ANTHROPIC_BASE_URL=emulator.base_url,
+        ANTHROPIC_IDENTITY_TOKEN_FILE=str(missing),
+    )
+    out = subprocess.run([cli_binary()], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode != 0 and out.stdout == ""
+    # Same engine message (the CLI may prefix its name).
+    assert str(missing) in out.stderr
+    assert str(missing) in str(info.value)
+
+
+@pytest.mark.skipif(shutil.which("mypy") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "mypy")), reason="mypy not installed")
+def test_types_check_with_the_sdk(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        textwrap.dedent(
+            """
+            import anthropic
+            import anthropic_wif
+            from anthropic_wif import sources
+
+            p = anthropic_wif.Provider(profile="x", identity_token=sources.File("/t"), disk_cache=False)
+            sync_client = anthropic.Anthropic(credentials=p)
+            async_client = anthropic.AsyncAnthropic(credentials=anthropic_wif.AsyncProvider())
+            tok = p(force_refresh=True)
+            s: str = tok.token
+            e: "int | None" = tok.expires_at
+            q: anthropic_wif.Provider = p.for_base_url("https://api.anthropic.com")
+            try:
+                p()
+            except anthropic_wif.ExchangeDeniedError as err:
+                code: "int | None" = err.status_code
+                rid: "str | None" = err.request_id
+            """
+        )
+    )
+    mypy = os.path.join(os.path.dirname(sys.executable), "mypy")
+    out = subprocess.run(
+        [mypy if os.path.exists(mypy) else "mypy", "--strict", "--no-incremental", str(sample)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
