@@ -383,6 +383,12 @@ impl NativeProvider {
         })
     }
 
+    /// A message the user should see (e.g. a static credential from the
+    /// environment is used instead of federation), or None.
+    fn notice(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        Ok(self.provider(py)?.notice().map(str::to_owned))
+    }
+
     /// Drop the in-memory token (the next call re-checks disk).
     fn invalidate(&self, py: Python<'_>) -> PyResult<()> {
         let provider = self.provider(py)?;

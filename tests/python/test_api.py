@@ -34,7 +34,7 @@ def test_is_a_base_url_bound_provider(emulator: Emulator) -> None:
 
 
 def test_cached_is_none_before_first_call(emulator: Emulator) -> None:
-    p = sync_provider(emulator, disk_cache=False)
+    p = sync_provider(emulator, no_cache=True)
     assert p.cached() is None
     p()
     assert p.cached() is not None
@@ -108,7 +108,7 @@ def test_cli_and_python_share_one_token(emulator: Emulator, config_dir: Path) ->
     write_profile(config_dir, "both", emulator)
     token = anthropic_wif.Provider(profile="both")()
     out = subprocess.run(
-        [cli_binary(), "--profile", "both"], capture_output=True, text=True, timeout=120, env=dict(os.environ)
+        [cli_binary(), "token", "--profile", "both"], capture_output=True, text=True, timeout=120, env=dict(os.environ)
     )
     assert out.returncode == 0, out.stderr
     printed = json.loads(out.stdout)
@@ -129,7 +129,7 @@ def test_error_messages_are_the_clis(emulator: Emulator, tmp_path: Path) -> None
         ANTHROPIC_BASE_URL=emulator.base_url,
         ANTHROPIC_IDENTITY_TOKEN_FILE=str(missing),
     )
-    out = subprocess.run([cli_binary()], capture_output=True, text=True, timeout=60, env=env)
+    out = subprocess.run([cli_binary(), "token"], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode != 0 and out.stdout == ""
     # Same engine message (the CLI may prefix its name).
     assert str(missing) in out.stderr
@@ -146,7 +146,7 @@ def test_types_check_with_the_sdk(tmp_path: Path) -> None:
             import anthropic_wif
             from anthropic_wif import sources
 
-            p = anthropic_wif.Provider(profile="x", identity_token=sources.File("/t"), disk_cache=False)
+            p = anthropic_wif.Provider(profile="x", identity_token=sources.File("/t"), no_cache=True)
             sync_client = anthropic.Anthropic(credentials=p)
             async_client = anthropic.AsyncAnthropic(credentials=anthropic_wif.AsyncProvider())
             tok = p(force_refresh=True)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_32_threads_at_once_make_one_exchange(emulator: Emulator, tmp_path: Path) -> None:
     counter = tmp_path / "fetches"
     provider = sync_provider(emulator, identity_token=mint_source(emulator, counter))
-    emulator.faults({"delay_ms": 500})
+    emulator.faults({"kind": "delay", "ms": 500})
     barrier = threading.Barrier(32)
     tokens: List[Optional[str]] = [None] * 32
     errors: List[BaseException] = []
@@ -47,7 +47,7 @@ def test_32_threads_at_once_make_one_exchange(emulator: Emulator, tmp_path: Path
 
 def test_50_concurrent_awaits_make_one_exchange(emulator: Emulator) -> None:
     provider = async_provider(emulator)
-    emulator.faults({"delay_ms": 300})
+    emulator.faults({"kind": "delay", "ms": 300})
 
     async def main() -> List[str]:
         results = await asyncio.gather(*[provider() for _ in range(50)])
@@ -62,7 +62,7 @@ def test_threads_share_the_gil_free_exchange(emulator: Emulator) -> None:
     # While one thread waits on a slow exchange, another runs Python code:
     # the GIL is released for the I/O.
     provider = sync_provider(emulator)
-    emulator.faults({"delay_ms": 1000})
+    emulator.faults({"kind": "delay", "ms": 1000})
     done = threading.Event()
     count = 0
 
@@ -137,7 +137,7 @@ def test_fork_during_a_slow_exchange(emulator: Emulator) -> None:
     # A thread of the parent is mid-exchange when the process forks: the child
     # must not inherit a lock or a runtime it cannot use.
     provider = sync_provider(emulator)
-    emulator.faults({"delay_ms": 1000})
+    emulator.faults({"kind": "delay", "ms": 1000})
     t = threading.Thread(target=provider)
     t.start()
     import time

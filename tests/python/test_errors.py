@@ -76,8 +76,8 @@ def test_identity_token_as_a_string_is_refused_without_echoing_it() -> None:
 def test_wrong_argument_types_are_type_errors() -> None:
     with pytest.raises(TypeError, match="organization_id"):
         anthropic_wif.Provider(organization_id=12345)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="disk_cache"):
-        anthropic_wif.Provider(disk_cache="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="no_cache"):
+        anthropic_wif.Provider(no_cache="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         anthropic_wif.Provider("positional")  # type: ignore[misc]
 
@@ -133,7 +133,7 @@ def test_exchange_denied_echoed_assertion_is_scrubbed(emulator: Emulator, tmp_pa
     jwt = emulator.jwt()
     token_file = tmp_path / "jwt"
     token_file.write_text(jwt)
-    emulator.faults({"status": 400, "echo": True})
+    emulator.faults({"kind": "echo", "status": 400})
     provider = sync_provider(emulator, identity_token=sources.File(token_file))
     with pytest.raises(ExchangeDeniedError) as info:
         provider()
@@ -151,7 +151,7 @@ def test_endpoint_unavailable_connection_refused(tmp_path: Path) -> None:
         organization_id=ORG,
         base_url=f"http://127.0.0.1:{closed_port()}",
         identity_token=sources.File(token_file),
-        disk_cache=False,
+        no_cache=True,
     )
     with pytest.raises(EndpointUnavailableError) as info:
         provider()
@@ -162,7 +162,7 @@ def test_endpoint_unavailable_connection_refused(tmp_path: Path) -> None:
 
 
 def test_endpoint_unavailable_after_5xx_has_status_and_request_id(emulator: Emulator) -> None:
-    emulator.faults(*[{"status": 503, "retry_after": 0}] * 10)
+    emulator.faults({"kind": "status", "status": 503, "count": 10})
     with pytest.raises(EndpointUnavailableError) as info:
         sync_provider(emulator)()
     err = info.value

@@ -41,7 +41,7 @@ def test_async_provider_returns_sdk_token(emulator: Emulator) -> None:
 def test_async_client_50_concurrent_requests_one_exchange_loop_not_blocked(emulator: Emulator) -> None:
     provider = async_provider(emulator)
     # The exchange is slow: the endpoint sits on the request before answering.
-    emulator.faults({"delay_ms": SLOW_MS})
+    emulator.faults({"kind": "delay", "ms": SLOW_MS})
 
     async def main() -> List[float]:
         ticks: List[float] = []
@@ -98,7 +98,7 @@ def test_async_api_401_forces_refresh(emulator: Emulator) -> None:
 
 def test_cancelled_waiter_does_not_break_the_provider(emulator: Emulator) -> None:
     provider = async_provider(emulator)
-    emulator.faults({"delay_ms": 800})
+    emulator.faults({"kind": "delay", "ms": 800})
 
     async def main() -> None:
         task = asyncio.ensure_future(provider())

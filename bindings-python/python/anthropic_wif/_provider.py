@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from anthropic.lib.credentials import AccessToken
 
 __all__ = ["Provider", "AsyncProvider", "IdentityTokenArg"]
+
+_log = logging.getLogger("anthropic_wif")
 
 IdentityTokenArg = Union[IdentitySource, Mapping[str, Any], "os.PathLike[str]"]
 
@@ -74,7 +77,7 @@ def _native_kwargs(
     identity_token: Optional[IdentityTokenArg],
     config_dir: Union[str, "os.PathLike[str]", None],
     credentials_path: Union[str, "os.PathLike[str]", None],
-    disk_cache: bool,
+    no_cache: bool,
     min_remaining: Optional[int],
 ) -> Dict[str, Any]:
     values: Dict[str, Any] = {
@@ -93,12 +96,12 @@ def _native_kwargs(
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"argument {name} must be a str, an os.PathLike or None, got {type(path).__name__}")
         values[name] = os.fspath(path) if path is not None else None
-    if not isinstance(disk_cache, bool):
-        raise TypeError(f"argument disk_cache must be a bool, got {type(disk_cache).__name__}")
+    if not isinstance(no_cache, bool):
+        raise TypeError(f"argument no_cache must be a bool, got {type(no_cache).__name__}")
     if min_remaining is not None and (isinstance(min_remaining, bool) or not isinstance(min_remaining, int)):
         raise TypeError(f"argument min_remaining must be an int (seconds) or None, got {type(min_remaining).__name__}")
     values["identity_token_json"] = _identity_json(identity_token)
-    values["disk_cache"] = disk_cache
+    values["disk_cache"] = not no_cache
     values["min_remaining"] = min_remaining
     return values
 
@@ -116,7 +119,7 @@ def _describe(kwargs: Mapping[str, Any]) -> str:
         except (ValueError, AttributeError):
             shown.append("identity_token=<?>")
     if kwargs.get("disk_cache") is False:
-        shown.append("disk_cache=False")
+        shown.append("no_cache=True")
     return ", ".join(shown)
 
 
@@ -138,7 +141,7 @@ class _Base:
         identity_token: Optional[IdentityTokenArg] = None,
         config_dir: Union[str, "os.PathLike[str]", None] = None,
         credentials_path: Union[str, "os.PathLike[str]", None] = None,
-        disk_cache: bool = True,
+        no_cache: bool = False,
         min_remaining: Optional[int] = None,
     ) -> None:
         kwargs = _native_kwargs(
@@ -151,11 +154,14 @@ class _Base:
             identity_token=identity_token,
             config_dir=config_dir,
             credentials_path=credentials_path,
-            disk_cache=disk_cache,
+            no_cache=no_cache,
             min_remaining=min_remaining,
         )
         self._native = _native.NativeProvider(token_class=token_class(), **kwargs)
         self._description = _describe(kwargs)
+        notice = self._native.notice()
+        if notice is not None:
+            _log.warning("anthropic-wif: %s", notice)
 
     def _bound(self, base_url: str) -> Any:
         if not isinstance(base_url, str):
