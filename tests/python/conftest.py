@@ -26,6 +26,8 @@ MINT = str(HERE / "mint_jwt.py")
 RULE = "fdrl_01TestRuleAbCdEfGhIjKlMn"
 ORG = "2f1c5e0a-8d4b-4a6e-9c3f-7b1d2e3f4a5b"
 SVAC = "svac_01TestServiceAcctAbCdEf"
+# Any model name: the emulator answers them all.
+MODEL = "claude-wif-emulator"
 
 
 def cli_binary() -> str:

@@ -16,7 +16,7 @@ import pytest
 from anthropic.lib.credentials import BaseURLBoundProvider
 
 import anthropic_wif
-from conftest import ORG, RULE, SVAC, Emulator, cli_binary, provider_kwargs, sync_provider, write_profile
+from conftest import MODEL, ORG, RULE, SVAC, Emulator, cli_binary, provider_kwargs, sync_provider, write_profile
 
 
 def test_public_names() -> None:
@@ -63,6 +63,7 @@ def test_fallback_access_token_without_the_sdk(emulator: Emulator) -> None:
         assert type(t) is anthropic_wif.AccessToken, type(t)
         assert t.token.startswith("sk-ant-oat01-")
         assert t.token not in repr(t) and t.token[-4:] in repr(t)
+        assert anthropic_wif.WifError.__mro__[1] is Exception
         print("ok", t.expires_at)
         """
     )
@@ -88,7 +89,7 @@ def test_sdk_uses_the_token_we_cached(emulator: Emulator, config_dir: Path) -> N
     assert cache["access_token"] == token.token and cache["expires_at"] == token.expires_at
     # The official SDK on the same profile takes the cached token: no exchange.
     with anthropic.Anthropic(profile="shared", max_retries=0) as client:
-        client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}])
     assert emulator.exchanges() == 1
     assert emulator.stats()["messages"] == 1
 
@@ -96,7 +97,7 @@ def test_sdk_uses_the_token_we_cached(emulator: Emulator, config_dir: Path) -> N
 def test_we_use_the_token_the_sdk_cached(emulator: Emulator, config_dir: Path) -> None:
     file_profile(config_dir, emulator, "sdkfirst")
     with anthropic.Anthropic(profile="sdkfirst", max_retries=0) as client:
-        client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}])
     assert emulator.exchanges() == 1
     cached = json.loads((config_dir / "credentials" / "sdkfirst.json").read_text())
     token = anthropic_wif.Provider(profile="sdkfirst")()

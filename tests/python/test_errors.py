@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import re
 import socket
+import sys
 from pathlib import Path
 
 import anthropic
@@ -20,7 +21,7 @@ from anthropic_wif import (
     WifError,
     sources,
 )
-from conftest import ORG, RULE, SVAC, Emulator, provider_kwargs, sync_provider
+from conftest import MODEL, ORG, RULE, SVAC, Emulator, provider_kwargs, sync_provider
 
 JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 TOKEN_RE = re.compile(r"sk-ant-[a-z]{3}\d\d-[A-Za-z0-9_-]{5,}")
@@ -44,7 +45,9 @@ def closed_port() -> int:
 def test_hierarchy() -> None:
     for cls in (ConfigurationError, IdentitySourceError, ExchangeDeniedError, EndpointUnavailableError):
         assert issubclass(cls, WifError)
-    assert issubclass(WifError, Exception)
+    # With the SDK importable, our errors are SDK errors: the client lets them
+    # through unchanged instead of wrapping them in APIConnectionError.
+    assert issubclass(WifError, anthropic.AnthropicError)
 
 
 def test_configuration_error_names_the_argument(emulator: Emulator) -> None:
@@ -170,11 +173,19 @@ def test_endpoint_unavailable_after_5xx_has_status_and_request_id(emulator: Emul
     assert err.request_id and err.request_id.startswith("req_")
 
 
-def test_exception_reaches_the_sdk_caller_unchanged(emulator: Emulator, tmp_path: Path) -> None:
-    provider = sync_provider(emulator, identity_token=sources.File(tmp_path / "missing"))
-    with anthropic.Anthropic(credentials=provider, base_url=emulator.base_url, max_retries=0) as client:
-        with pytest.raises(IdentitySourceError):
-            client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+def test_exception_reaches_the_sdk_caller_unchanged_and_is_not_retried(emulator: Emulator, tmp_path: Path) -> None:
+    # An identity command that fails, counting its runs.
+    counter = tmp_path / "runs"
+    failing = sources.Command(
+        [sys.executable, "-c", f"open({str(counter)!r}, 'a').write('run\\n'); import sys; sys.exit('no token for you')"]
+    )
+    provider = sync_provider(emulator, identity_token=failing)
+    with anthropic.Anthropic(credentials=provider, base_url=emulator.base_url, max_retries=2) as client:
+        with pytest.raises(IdentitySourceError) as info:
+            client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert "no token for you" in str(info.value)
+    assert counter.read_text().count("run") == 1
+    assert emulator.exchanges() == 0
 
 
 def test_exceptions_pickle_with_their_attributes() -> None:

@@ -12,9 +12,8 @@ import anthropic
 from anthropic.lib.credentials import AccessToken as SdkAccessToken
 
 import anthropic_wif
-from conftest import Emulator, async_provider
+from conftest import MODEL, Emulator, async_provider
 
-MODEL = "claude-sonnet-4-5"
 SLOW_MS = 1500
 
 

@@ -9,9 +9,8 @@ import anthropic
 from anthropic.lib.credentials import AccessToken as SdkAccessToken
 
 import anthropic_wif
-from conftest import Emulator, mint_source, sync_provider, provider_kwargs, write_profile
+from conftest import MODEL, Emulator, mint_source, sync_provider, provider_kwargs, write_profile
 
-MODEL = "claude-sonnet-4-5"
 
 
 def ask(client: anthropic.Anthropic, text: str = "hello") -> anthropic.types.Message:

@@ -3,11 +3,25 @@
 Every failure of the engine arrives as one of these, with the same message the
 `anthropic-wif` CLI prints. Messages and attributes never contain an identity
 token or an access token.
+
+When the ``anthropic`` SDK is importable, :class:`WifError` derives from
+``anthropic.AnthropicError``. That matters: the SDK client lets its own error
+types through a credentials provider unchanged, but wraps any other exception
+in a generic ``APIConnectionError("Connection error.")`` and retries it, which
+would hide the message and repeat a doomed exchange.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+
+if TYPE_CHECKING:
+    from anthropic import AnthropicError as _ErrorBase
+else:
+    try:
+        from anthropic import AnthropicError as _ErrorBase
+    except ImportError:
+        _ErrorBase = Exception
 
 __all__ = [
     "WifError",
@@ -18,7 +32,7 @@ __all__ = [
 ]
 
 
-class WifError(Exception):
+class WifError(_ErrorBase):
     """Base class of every anthropic-wif error.
 
     Attributes:
