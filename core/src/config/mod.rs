@@ -482,7 +482,8 @@ fn from_profile(p: &profile::Profile, overrides: &Overrides, env: &Env, config_d
                 )));
             }
             let file_origin = Origin::ProfileFile(p.path.clone());
-            let workspace_id = pick(overrides.workspace_id.as_ref(), names.name("workspace_id"), p.workspace_id.as_ref(), &file_origin, env, ENV_WORKSPACE_ID);
+            let workspace_id = pick(overrides.workspace_id.as_ref(), names.name("workspace_id"), p.workspace_id.as_ref(), &file_origin, env, ENV_WORKSPACE_ID)
+                .filter(|w| !w.value.is_empty());
             if let Some(ws) = &workspace_id {
                 ids::workspace_id(&ws.value, &ws.origin)?;
             }
@@ -603,6 +604,10 @@ fn build_federation(overrides: &Overrides, prof: Option<&profile::Profile>, env:
         env,
         ENV_WORKSPACE_ID,
     );
+    // An explicitly empty optional id means "omit it" (as in the SDKs'
+    // constructors), and does not fall back to the profile or environment.
+    let svac = svac.filter(|s| !s.value.is_empty());
+    let ws = ws.filter(|w| !w.value.is_empty());
     let identity = if let Some(spec) = &overrides.identity_token {
         Some(Sourced::new(spec.clone(), Origin::Explicit(names.name("identity_token"))))
     } else if let Some(spec) = p_identity {

@@ -381,6 +381,13 @@ fn explicit_settings_come_first_and_are_completed_from_env() {
     let o = Overrides { federation_rule_id: Some(String::new()), ..Default::default() };
     let m = cfg_err(resolve(&o, &d.env(&env_fed())));
     assert!(m.contains("federation_rule_id from --federation-rule-id is empty"), "{m}");
+    // An explicitly empty optional id means "omit", even when the environment has one.
+    let o = Overrides { workspace_id: Some(String::new()), service_account_id: Some(String::new()), ..Default::default() };
+    let mut vars = env_fed();
+    vars.extend([(ENV_WORKSPACE_ID, "wrkspc_01env"), (ENV_SERVICE_ACCOUNT_ID, "svac_01env")]);
+    let (f, _, kind) = fed(resolve(&o, &d.env(&vars)).unwrap());
+    assert_eq!(kind, Step::Explicit);
+    assert_eq!((f.workspace_id, f.service_account_id), (None, None));
 }
 
 #[test]
