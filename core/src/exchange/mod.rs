@@ -289,9 +289,11 @@ async fn attempt(params: &ExchangeParams, assertion: &Secret, timeout: Duration)
     let request = client.post(&endpoint).headers(headers).body(body).timeout(timeout);
     let work = async {
         let resp = request.send().await.map_err(|e| transport_failure(&e, &endpoint, timeout, jwt))?;
-        judge(resp, params, &endpoint, jwt).await
+        judge(resp, params, &endpoint, jwt, timeout).await
     };
-    match tokio::time::timeout(timeout, work).await {
+    // reqwest's own time-out (above) covers connect, send and the whole body
+    // and says which part was slow; this one is only a backstop.
+    match tokio::time::timeout(timeout + Duration::from_millis(200), work).await {
         Ok(result) => result,
         Err(_) => Err(timed_out(&endpoint, timeout)),
     }
@@ -308,7 +310,16 @@ fn transport_failure(e: &reqwest::Error, endpoint: &str, timeout: Duration, jwt:
     if e.is_timeout() {
         return timed_out(endpoint, timeout);
     }
-    // reqwest's own text repeats the URL; keep the causes beneath it.
+    let cause = causes(e, jwt);
+    if e.is_builder() {
+        return Failure::fatal(Error::internal(format!("cannot build the request to {endpoint}: {cause}")));
+    }
+    let what = if e.is_connect() { "cannot connect to" } else { "lost the connection to" };
+    Failure::transient(Error::unavailable(format!("{what} the token endpoint {endpoint}: {cause}")))
+}
+
+/// The causes beneath a reqwest error (its own text repeats the URL), scrubbed.
+fn causes(e: &reqwest::Error, jwt: &str) -> String {
     let mut causes: Vec<String> = Vec::new();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
@@ -318,12 +329,11 @@ fn transport_failure(e: &reqwest::Error, endpoint: &str, timeout: Duration, jwt:
         }
         src = s.source();
     }
-    let cause = if causes.is_empty() { response::clean(&e.to_string(), &[jwt], 200) } else { causes.join(": ") };
-    if e.is_builder() || e.is_request() && !e.is_connect() && causes.is_empty() {
-        return Failure::fatal(Error::internal(format!("cannot build the request to {endpoint}: {cause}")));
+    if causes.is_empty() {
+        response::clean(&e.to_string(), &[jwt], 200)
+    } else {
+        causes.join(": ")
     }
-    let what = if e.is_connect() { "cannot connect to" } else { "lost the connection to" };
-    Failure::transient(Error::unavailable(format!("{what} the token endpoint {endpoint}: {cause}")))
 }
 
 /// The `request-id` header, if it looks like one (printable, bounded).
@@ -362,7 +372,13 @@ enum BodyError {
 }
 
 /// Map the answer to a token or a Failure.
-async fn judge(mut resp: reqwest::Response, params: &ExchangeParams, endpoint: &str, jwt: &str) -> Result<TokenResponse, Failure> {
+async fn judge(
+    mut resp: reqwest::Response,
+    params: &ExchangeParams,
+    endpoint: &str,
+    jwt: &str,
+    timeout: Duration,
+) -> Result<TokenResponse, Failure> {
     let status = resp.status();
     let code = status.as_u16();
     let rid = request_id(resp.headers(), jwt);
@@ -407,13 +423,15 @@ async fn judge(mut resp: reqwest::Response, params: &ExchangeParams, endpoint: &
             ))));
         }
         Err(BodyError::Read(e)) => {
-            let f = transport_failure(&e, endpoint, DEFAULT_TIMEOUT, jwt);
-            let retryable = f.retryable || status.is_server_error() || code == 429;
-            let error = decorate(Error::unavailable(format!(
-                "the token endpoint {endpoint} answered HTTP {code}{rid_text} but its body could not be read: {}",
-                f.error.message
-            )));
-            return Err(Failure { error, retryable, retry_after: None, refused_token: false });
+            // The server may have minted a token already; a retry sends a
+            // fresh identity token, so retrying is safe.
+            let why = if e.is_timeout() {
+                format!("did not finish sending its body within {} (time-out)", secs(timeout))
+            } else {
+                format!("the connection failed while its body was read: {}", causes(&e, jwt))
+            };
+            let error = decorate(Error::unavailable(format!("the token endpoint {endpoint} answered HTTP {code}{rid_text} but {why}")));
+            return Err(Failure { error, retryable: true, retry_after: None, refused_token: false });
         }
     };
 

@@ -60,8 +60,8 @@ fn parse_base_url(raw: &str) -> Result<Url> {
         .map_err(|e| Error::config(format!("the base URL \"{}\" is not a valid URL ({e}); {FIX}", shown(raw))))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Error::config(format!(
-            "the base URL \"{}\" carries credentials (user:password@); remove them: the token exchange \
-             authenticates with the identity token, never with credentials in the URL",
+            "the base URL \"{}\" carries credentials (user:password@); remove them (e.g. https://api.anthropic.com): \
+             the token exchange authenticates with the identity token, never with credentials in the URL",
             shown(raw)
         )));
     }
