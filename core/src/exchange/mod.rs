@@ -235,9 +235,7 @@ fn request_body(params: &ExchangeParams, assertion: &str) -> Result<Vec<u8>> {
             body.insert(name.into(), Value::from(v));
         }
     }
-    let bytes = serde_json::to_vec(&Value::Object(body))
-        .map_err(|e| Error::internal(format!("cannot encode the token request: {e}")));
-    bytes
+    serde_json::to_vec(&Value::Object(body)).map_err(|e| Error::internal(format!("cannot encode the token request: {e}")))
 }
 
 /// Check the inputs that need no network; an error here sends nothing.

@@ -223,7 +223,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// The hint for a denied exchange (401, or 400 `invalid_grant`).
 pub fn denied_hint(rule_id: &str, workspace_set: bool) -> String {
     let mut h = format!(
-        "The exchange was refused. Check that federation rule {} matches the identity token's claims \
+        "Check that federation rule {} matches the identity token's claims \
          (issuer, audience, subject).",
         clean(rule_id, &[], 80)
     );
