@@ -113,5 +113,13 @@ pub(crate) fn finish(raw: String, source: &str) -> Result<Secret> {
             "{source} gave several lines, not one identity token; it must yield only the token (send diagnostics to stderr)"
         )));
     }
+    if trimmed.chars().any(char::is_control) {
+        return Err(Error::identity(format!(
+            "{source} gave text with control characters, not an identity token; it must yield only the token"
+        )));
+    }
     Ok(Secret::new(trimmed.to_string()))
 }
+
+#[cfg(test)]
+mod tests;
