@@ -37,7 +37,20 @@ pub(crate) fn audience<'a>(configured: Option<&'a str>, source: &str) -> Result<
 
 /// Add `name=value` to the URL's query, URL-encoded, after any existing
 /// parameters (`?` or `&` as needed).
+/// A parameter of the same name already in the URL is replaced.
 pub(crate) fn with_query_param(mut url: Url, name: &str, value: &str) -> Url {
+    if url.query_pairs().any(|(k, _)| k == name) {
+        let keep: Vec<(String, String)> =
+            url.query_pairs().filter(|(k, _)| k != name).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let mut q = url.query_pairs_mut();
+        q.clear();
+        for (k, v) in &keep {
+            q.append_pair(k, v);
+        }
+        q.append_pair(name, value);
+        drop(q);
+        return url;
+    }
     url.query_pairs_mut().append_pair(name, value);
     url
 }
@@ -84,4 +97,35 @@ pub(crate) async fn github_actions(configured_audience: Option<&str>, env: &Env,
         ),
     };
     get_token(req, source).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_param_is_encoded_appended_or_replaced() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let aud = "https://api.anthropic.com";
+        assert_eq!(
+            with_query_param(u("https://h/p"), "audience", aud).as_str(),
+            "https://h/p?audience=https%3A%2F%2Fapi.anthropic.com"
+        );
+        assert_eq!(
+            with_query_param(u("https://h/p?api-version=2.0"), "audience", aud).as_str(),
+            "https://h/p?api-version=2.0&audience=https%3A%2F%2Fapi.anthropic.com"
+        );
+        assert_eq!(with_query_param(u("https://h/p?"), "audience", "a b&c").as_str(), "https://h/p?audience=a+b%26c");
+        assert_eq!(
+            with_query_param(u("https://h/p?audience=old&x=1"), "audience", "new").as_str(),
+            "https://h/p?x=1&audience=new"
+        );
+    }
+
+    #[test]
+    fn audience_default_and_empty() {
+        assert_eq!(audience(None, "s").unwrap(), DEFAULT_AUDIENCE);
+        assert_eq!(audience(Some("api://x"), "s").unwrap(), "api://x");
+        assert_eq!(audience(Some(" "), "s").unwrap_err().kind, crate::ErrorKind::Config);
+    }
 }

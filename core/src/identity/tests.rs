@@ -565,6 +565,12 @@ fn url_errors_show_the_template_never_the_values() {
     assert!(e.message.contains("http://${HOST}/denied?q=${Q}"), "{}", e.message);
     assert_clean(&e, &spec, &secrets);
 
+    // A literal credential header (no variable) is scrubbed too.
+    let spec = url_spec("http://${HOST}/denied", &[("Authorization", "Bearer literal-secret-789")], None);
+    let e = err(&spec, &env);
+    assert!(e.message.contains("HTTP 403"), "{}", e.message);
+    assert_clean(&e, &spec, &["literal-secret-789"]);
+
     let spec = url_spec("http://${HOST}/moved?q=${Q}", &headers, None);
     let e = err(&spec, &env);
     assert!(e.message.contains("redirect") && e.message.contains("302"), "{}", e.message);

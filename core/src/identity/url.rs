@@ -77,8 +77,12 @@ pub(crate) async fn fetch(
             ))
         })?;
         hvalue.set_sensitive(true);
-        // Header values are treated as secrets even when nothing was expanded.
-        secrets.push(Secret::new(value.text.clone()));
+        // A header value is scrubbed from messages whole when it came from a
+        // variable or the header carries credentials; constant values such as
+        // `Metadata-Flavor: Google` are left readable.
+        if !value.values.is_empty() || is_credential_header(hname.as_str()) {
+            secrets.push(Secret::new(value.text.clone()));
+        }
         secrets.extend(value.values);
         map.append(hname, hvalue);
     }
@@ -91,6 +95,14 @@ pub(crate) async fn fetch(
         fix: "check the url, its headers and the variables they use (run the same GET with curl to compare)".to_string(),
     };
     get_token(req, source).await
+}
+
+fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "authorization"
+        || n == "proxy-authorization"
+        || n == "cookie"
+        || ["token", "key", "secret", "auth", "password", "credential"].iter().any(|w| n.contains(w))
 }
 
 pub(crate) fn check_field(field: Option<&str>, source: &str) -> Result<Option<String>> {
