@@ -33,7 +33,10 @@ pub fn decode_unverified(token: &str) -> Result<DecodedJwt, String> {
     let parts: Vec<&str> = token.split('.').collect();
     match parts.len() {
         3 => {}
-        5 => return Err("the token is an encrypted JWT (JWE, five parts); a signed JWT (JWS, three parts) is needed".to_string()),
+        5 => {
+            return Err("the token is an encrypted JWT (JWE, five parts); a signed JWT (JWS, three parts) is needed"
+                .to_string())
+        }
         n => {
             return Err(format!(
                 "the token is not a JWT: expected three dot-separated parts (header.claims.signature), found {n}"
@@ -43,7 +46,9 @@ pub fn decode_unverified(token: &str) -> Result<DecodedJwt, String> {
     let header = decode_part(parts[0], "header")?;
     let claims = decode_part(parts[1], "claims")?;
     if parts[2].is_empty() {
-        return Err("the token has no signature (an unsecured JWT, alg none); identity providers sign their tokens".to_string());
+        return Err(
+            "the token has no signature (an unsecured JWT, alg none); identity providers sign their tokens".to_string()
+        );
     }
     if !parts[2].bytes().all(is_b64url) {
         return Err("the signature part is not base64url text".to_string());
@@ -161,7 +166,11 @@ mod tests {
 
     #[test]
     fn claim_helpers_handle_odd_types() {
-        let d = decode_unverified(&jwt(r#"{"alg":"ES256"}"#, r#"{"exp":1800000000.75,"iat":"x","jti":7,"aud":["a","b",3]}"#)).unwrap();
+        let d = decode_unverified(&jwt(
+            r#"{"alg":"ES256"}"#,
+            r#"{"exp":1800000000.75,"iat":"x","jti":7,"aud":["a","b",3]}"#,
+        ))
+        .unwrap();
         assert_eq!(d.exp(), Some(1_800_000_000));
         assert_eq!(d.iat(), None);
         assert_eq!(d.jti(), None);

@@ -45,7 +45,12 @@ pub(crate) async fn run(argv: &[String], timeout_s: Option<u64>, source: &str) -
     run_with_timeout(program, &argv[1..], Duration::from_secs(timeout_s), source).await
 }
 
-pub(crate) async fn run_with_timeout(program: &str, args: &[String], timeout: Duration, source: &str) -> Result<Secret> {
+pub(crate) async fn run_with_timeout(
+    program: &str,
+    args: &[String],
+    timeout: Duration,
+    source: &str,
+) -> Result<Secret> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     #[cfg(unix)]

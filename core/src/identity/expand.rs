@@ -110,7 +110,8 @@ mod tests {
     #[test]
     fn unset_and_empty_variables_are_errors_naming_them() {
         for name in ["MISSING", "EMPTY"] {
-            let err = expand(&format!("x${{{name}}}"), &env(), "identity token url X", "header Authorization").err().unwrap();
+            let err =
+                expand(&format!("x${{{name}}}"), &env(), "identity token url X", "header Authorization").err().unwrap();
             assert_eq!(err.kind, ErrorKind::Identity);
             assert!(err.message.contains(name), "{}", err.message);
             assert!(err.message.contains("identity token url X"), "{}", err.message);

@@ -69,7 +69,9 @@ pub(crate) async fn github_actions(configured_audience: Option<&str>, env: &Env,
         )));
     }
     let (Some(raw_url), Some(bearer)) = (env.get(GITHUB_REQUEST_URL_VAR), env.get(GITHUB_REQUEST_TOKEN_VAR)) else {
-        return Err(Error::identity(format!("{source}: the GitHub Actions OIDC variables vanished; {GITHUB_PERMISSION_FIX}")));
+        return Err(Error::identity(format!(
+            "{source}: the GitHub Actions OIDC variables vanished; {GITHUB_PERMISSION_FIX}"
+        )));
     };
     let bearer = Secret::new(bearer);
     let secrets = vec![Secret::new(bearer.expose().to_string())];

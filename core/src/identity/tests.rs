@@ -213,7 +213,14 @@ fn command_failure_reports_status_and_scrubbed_stderr_tail() {
     assert_clean(&e, &spec, &[JWT, "AbCdEf_123"]);
 
     // Long stderr: only the tail, about 500 characters.
-    let spec = cmd(&["sh", "-c", "i=0; while [ $i -lt 400 ]; do echo \"line $i of noise\" >&2; i=$((i+1)); done; echo THE-END >&2; exit 1"], None);
+    let spec = cmd(
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 400 ]; do echo \"line $i of noise\" >&2; i=$((i+1)); done; echo THE-END >&2; exit 1",
+        ],
+        None,
+    );
     let e = err(&spec, &Env::default());
     assert!(e.message.contains("THE-END"), "{}", e.message);
     assert!(!e.message.contains("line 1 of noise"), "{}", e.message);
@@ -367,9 +374,15 @@ struct Seen {
 }
 
 enum Reply {
-    Full { status: u16, headers: Vec<(&'static str, String)>, body: Vec<u8> },
+    Full {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
     /// A chunked body of `total` bytes (no Content-Length).
-    Chunked { total: usize },
+    Chunked {
+        total: usize,
+    },
     /// Accept and never answer.
     Hang,
 }
@@ -418,7 +431,10 @@ impl Server {
                             tokio::time::sleep(Duration::from_secs(120)).await;
                         }
                         Reply::Full { status, headers, body } => {
-                            let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+                            let mut out = format!(
+                                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                                body.len()
+                            );
                             for (k, v) in headers {
                                 out.push_str(&format!("{k}: {v}\r\n"));
                             }
@@ -428,7 +444,9 @@ impl Server {
                         }
                         Reply::Chunked { total } => {
                             let _ = sock
-                                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+                                .write_all(
+                                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+                                )
                                 .await;
                             let piece = vec![b'a'; 16 * 1024];
                             let mut sent = 0;
@@ -710,16 +728,13 @@ fn url_scheme_host_and_userinfo_rules() {
 fn fake_actions() -> Server {
     Server::start(|req| {
         if req.headers.get("authorization").map(String::as_str) != Some("Bearer runner-request-token-XYZ") {
-            return Reply::Full {
-                status: 401,
-                headers: vec![],
-                body: br#"{"message":"Bad credentials"}"#.to_vec(),
-            };
+            return Reply::Full { status: 401, headers: vec![], body: br#"{"message":"Bad credentials"}"#.to_vec() };
         }
         let Ok(url) = reqwest::Url::parse(&format!("http://x{}", req.target)) else {
             return Reply::Full { status: 400, headers: vec![], body: vec![] };
         };
-        let auds: Vec<String> = url.query_pairs().filter(|(k, _)| k == "audience").map(|(_, v)| v.into_owned()).collect();
+        let auds: Vec<String> =
+            url.query_pairs().filter(|(k, _)| k == "audience").map(|(_, v)| v.into_owned()).collect();
         if auds.len() != 1 {
             return Reply::Full { status: 400, headers: vec![], body: b"need exactly one audience".to_vec() };
         }
@@ -782,7 +797,8 @@ fn github_actions_errors() {
     assert_eq!(e.kind, ErrorKind::Config);
 
     // Plain http to a non-loopback host is refused even for the preset.
-    let env = Env::fixed([("ACTIONS_ID_TOKEN_REQUEST_URL", "http://example.com/x"), ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t")]);
+    let env =
+        Env::fixed([("ACTIONS_ID_TOKEN_REQUEST_URL", "http://example.com/x"), ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t")]);
     assert_eq!(err(&spec, &env).kind, ErrorKind::Config);
 }
 
@@ -804,4 +820,3 @@ fn spec_json_shapes_round_trip() {
         assert!(!spec.describe().is_empty());
     }
 }
-

@@ -92,7 +92,8 @@ pub(crate) async fn fetch(
         field,
         secrets,
         timeout: URL_TIMEOUT,
-        fix: "check the url, its headers and the variables they use (run the same GET with curl to compare)".to_string(),
+        fix: "check the url, its headers and the variables they use (run the same GET with curl to compare)"
+            .to_string(),
     };
     get_token(req, source).await
 }
