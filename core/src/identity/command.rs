@@ -11,8 +11,8 @@
 //! - A non-zero exit is an error carrying the exit status and the tail of
 //!   stderr, scrubbed of anything that looks like a token.
 
-use std::cell::Cell;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -76,7 +76,7 @@ pub(crate) async fn run_with_timeout(
         return Err(Error::internal(format!("{source}: the command's output pipes were not set up")));
     };
 
-    let exited: Cell<Option<ExitStatus>> = Cell::new(None);
+    let exited = AtomicBool::new(false);
     let work = async {
         let out = async {
             let r = read_capped(stdout, MAX_LOCAL_TOKEN_BYTES).await;
@@ -88,8 +88,8 @@ pub(crate) async fn run_with_timeout(
         };
         let wait = async {
             let s = child.wait().await;
-            if let Ok(s) = &s {
-                exited.set(Some(*s));
+            if s.is_ok() {
+                exited.store(true, Ordering::Relaxed);
             }
             s
         };
@@ -103,7 +103,7 @@ pub(crate) async fn run_with_timeout(
         Err(_) => {
             group.kill();
             let _ = child.kill().await; // SIGKILL (if still running) and reap
-            let detail = if exited.get().is_some() {
+            let detail = if exited.load(Ordering::Relaxed) {
                 " (the program exited, but its output pipe stayed open: a background process it started still holds it)"
             } else {
                 ""

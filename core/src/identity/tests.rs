@@ -820,3 +820,14 @@ fn spec_json_shapes_round_trip() {
         assert!(!spec.describe().is_empty());
     }
 }
+
+#[test]
+fn fetch_future_is_send() {
+    // The provider spawns fetches on the multi-thread runtime.
+    fn assert_send<T: Send>(_: &T) {}
+    let spec = cmd(&["true"], None);
+    let env = Env::default();
+    let fut = fetch(&spec, &env);
+    assert_send(&fut);
+    drop(fut);
+}
