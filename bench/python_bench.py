@@ -50,9 +50,9 @@ def find_cli() -> str:
 
 
 class Emulator:
-    def __init__(self) -> None:
+    def __init__(self, cli: str) -> None:
         self.proc = subprocess.Popen(
-            [find_cli(), "emulator", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
+            [cli, "emulator", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -119,6 +119,7 @@ def main() -> int:
         raise SystemExit("the benchmark needs the official SDK: pip install 'anthropic>=2.10'")
     import anthropic_wif
 
+    cli = find_cli()
     for name in list(os.environ):
         if name.startswith("ANTHROPIC_"):
             del os.environ[name]
@@ -128,7 +129,7 @@ def main() -> int:
     os.environ["ANTHROPIC_CONFIG_DIR"] = str(tmp / "config")
     jwt_file = tmp / "identity.jwt"
 
-    emu = Emulator()
+    emu = Emulator(cli)
     try:
 
         def rotate() -> None:
@@ -172,6 +173,7 @@ def main() -> int:
         ours()
         warm_ours = warm_ns_per_call(ours, args.warm_calls)
         sdk_cache = TokenCache(sdk)
+        rotate()
         sdk_cache.get_token()
         warm_sdk_cache = warm_ns_per_call(sdk_cache.get_token, args.warm_calls)
         ours_cache = TokenCache(ours)

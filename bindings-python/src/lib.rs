@@ -51,6 +51,27 @@ fn install_atfork() {
 }
 
 // ---------------------------------------------------------------------------
+// running the engine
+
+/// Obtain a token on the shared runtime's worker threads and wait for it.
+///
+/// Cheaper in CPU than `Runtime::block_on` on the caller's thread: the whole
+/// request (identity source, HTTP connection task, response) runs on one
+/// worker, so the only cross-thread hand-offs are the start and the result,
+/// instead of a wake-up for every step between the caller-driven future and
+/// the connection task on a worker.
+fn run_on_runtime(provider: Provider, force_refresh: bool) -> Result<AccessToken, Error> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    anthropic_wif_core::runtime::runtime().spawn(async move {
+        let _ = tx.send(provider.token(force_refresh).await);
+    });
+    match rx.recv() {
+        Ok(result) => result,
+        Err(_) => Err(Error::internal("internal error: the token task ended without an answer (it panicked or the runtime shut down)")),
+    }
+}
+
+// ---------------------------------------------------------------------------
 // errors
 
 struct ErrorClasses {
@@ -307,7 +328,7 @@ impl NativeProvider {
             }
         }
         let provider = self.provider(py)?;
-        let result = py.detach(move || provider.token_blocking(force_refresh));
+        let result = py.detach(move || run_on_runtime(provider, force_refresh));
         match result {
             Ok(token) => self.wrap(py, token),
             Err(e) => Err(to_pyerr(py, &e)),

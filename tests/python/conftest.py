@@ -30,8 +30,12 @@ SVAC = "svac_01TestServiceAcctAbCdEf"
 MODEL = "claude-wif-emulator"
 
 
+# Read once: the isolation fixture below clears ANTHROPIC_* variables.
+_CLI_BIN = os.environ.get("ANTHROPIC_WIF_BIN")
+
+
 def cli_binary() -> str:
-    explicit = os.environ.get("ANTHROPIC_WIF_BIN")
+    explicit = _CLI_BIN
     if explicit:
         return explicit
     target = os.environ.get("CARGO_TARGET_DIR") or str(REPO / "target")
