@@ -2,7 +2,7 @@
 //! and the control endpoints.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -41,7 +41,10 @@ impl hyper::body::Body for Body {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Chan(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
@@ -126,7 +129,11 @@ pub(crate) async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
     }
 }
 
-pub(crate) async fn serve(listener: TcpListener, state: Arc<State>, shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut conns = tokio::task::JoinSet::new();
     let stop = wait_shutdown(shutdown.clone());
     tokio::pin!(stop);
@@ -137,6 +144,7 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<State>, shutdown: wa
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
+                    state.lock().stats.connections += 1;
                     conns.spawn(connection(stream, state.clone(), shutdown.clone()));
                 }
                 // Out of file descriptors and the like: back off briefly, keep serving.
@@ -146,12 +154,19 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<State>, shutdown: wa
     }
     drop(listener);
     let drain = async { while conns.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(3), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(3), drain)
+        .await
+        .is_err()
+    {
         conns.abort_all();
     }
 }
 
-async fn connection(stream: tokio::net::TcpStream, state: Arc<State>, shutdown: watch::Receiver<bool>) {
+async fn connection(
+    stream: tokio::net::TcpStream,
+    state: Arc<State>,
+    shutdown: watch::Receiver<bool>,
+) {
     let sd = shutdown.clone();
     let svc = hyper::service::service_fn(move |req| {
         let state = state.clone();
@@ -183,7 +198,11 @@ impl std::fmt::Display for Aborted {
 
 impl std::error::Error for Aborted {}
 
-async fn handle(state: Arc<State>, req: Request<Incoming>, shutdown: watch::Receiver<bool>) -> Result<Resp, Aborted> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Resp, Aborted> {
     let rid = request_id();
     match route(&state, req, &rid, shutdown).await {
         Outcome::Respond(mut r) => {
@@ -197,14 +216,22 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, shutdown: watch::Rece
 }
 
 fn method_not_allowed(method: &Method, path: &str, allow: &str) -> Outcome {
-    let mut r = error_resp(405, &format!("method {method} is not allowed on {path}; use {allow}"));
+    let mut r = error_resp(
+        405,
+        &format!("method {method} is not allowed on {path}; use {allow}"),
+    );
     if let Ok(v) = HeaderValue::from_str(allow) {
         r.headers_mut().insert("allow", v);
     }
     Outcome::Respond(r)
 }
 
-async fn route(state: &Arc<State>, req: Request<Incoming>, rid: &str, shutdown: watch::Receiver<bool>) -> Outcome {
+async fn route(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    rid: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Outcome {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     match (path.as_str(), &method) {
@@ -217,7 +244,10 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, rid: &str, shutdown: 
         (MESSAGES_PATH, &Method::POST) => messages_endpoint(state, req, rid, shutdown).await,
         (MESSAGES_PATH, _) => method_not_allowed(&method, &path, "POST"),
         (p, _) if p.starts_with("/_emulator/") => control(state, req, &path, &method).await,
-        _ => Outcome::Respond(error_resp(404, &format!("no such endpoint: {method} {path}"))),
+        _ => Outcome::Respond(error_resp(
+            404,
+            &format!("no such endpoint: {method} {path}"),
+        )),
     }
 }
 
@@ -229,29 +259,60 @@ enum BodyError {
     Broken,
 }
 
-async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Result<Bytes, BodyError> {
+/// Read at most `limit` bytes. A larger body is drained (discarded, up to
+/// [`DRAIN_CAP`]) before the 413 goes out, so the client finishes sending and
+/// reads the answer instead of hitting a reset mid-upload.
+async fn read_body(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared.is_some_and(|n| n > DRAIN_CAP as u64) {
         return Err(BodyError::TooLarge);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Err(_) => Err(BodyError::Broken),
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen > DRAIN_CAP {
+                return Err(BodyError::TooLarge);
+            }
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            }
+        }
     }
+    if seen > limit {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(buf.freeze())
 }
 
+/// The most a too-large request body is read (and thrown away) for.
+const DRAIN_CAP: usize = 32 * 1024 * 1024;
+
 fn too_large(limit: usize) -> Outcome {
-    Outcome::Respond(error_resp(413, &format!("request body is larger than {limit} bytes")))
+    Outcome::Respond(error_resp(
+        413,
+        &format!("request body is larger than {limit} bytes"),
+    ))
 }
 
 fn record(state: &State, method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) {
     let headers = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     state.record(RecordedRequest {
         method: method.to_string(),
@@ -375,7 +436,10 @@ async fn apply_fault(
 
 fn set_headers(r: &mut Resp, headers: &std::collections::BTreeMap<String, String>) {
     for (k, v) in headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             r.headers_mut().insert(k, v);
         }
     }
@@ -406,16 +470,29 @@ struct Validated {
 /// SPEC §1 checks; the error is the precise 400 message.
 fn validate_token_request(headers: &HeaderMap, body: &[u8]) -> Result<Validated, String> {
     let flags = beta_flags(headers);
-    let missing: Vec<&str> =
-        [BETA_OAUTH, BETA_FEDERATION].into_iter().filter(|f| !flags.iter().any(|x| x == f)).collect();
+    let missing: Vec<&str> = [BETA_OAUTH, BETA_FEDERATION]
+        .into_iter()
+        .filter(|f| !flags.iter().any(|x| x == f))
+        .collect();
     if !missing.is_empty() {
-        return Err(format!("the anthropic-beta header must include {}", missing.join(",")));
+        return Err(format!(
+            "the anthropic-beta header must include {}",
+            missing.join(",")
+        ));
     }
-    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !ct.trim().to_ascii_lowercase().starts_with("application/json") {
+    let ct = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
         return Err("Content-Type must be application/json".into());
     }
-    let v: Value = serde_json::from_slice(body).map_err(|_| "request body is not valid JSON".to_string())?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|_| "request body is not valid JSON".to_string())?;
     let Value::Object(m) = v else {
         return Err("request body must be a JSON object".into());
     };
@@ -433,9 +510,12 @@ fn validate_token_request(headers: &HeaderMap, body: &[u8]) -> Result<Validated,
         Some(_) => return Err("assertion must be a string".into()),
     };
     if assertion.len() > MAX_ASSERTION {
-        return Err(format!("assertion is longer than the maximum of {MAX_ASSERTION} bytes"));
+        return Err(format!(
+            "assertion is longer than the maximum of {MAX_ASSERTION} bytes"
+        ));
     }
-    let decoded = jwt::decode(&assertion).map_err(|why| format!("assertion is not a well-formed JWT: {why}"))?;
+    let decoded = jwt::decode(&assertion)
+        .map_err(|why| format!("assertion is not a well-formed JWT: {why}"))?;
     let rule = match field("federation_rule_id") {
         None => return Err("federation_rule_id is required".into()),
         Some(Value::String(r)) if ids::is_tagged(r, "fdrl_") => r.clone(),
@@ -454,9 +534,17 @@ fn validate_token_request(headers: &HeaderMap, body: &[u8]) -> Result<Validated,
     match field("workspace_id") {
         None => {}
         Some(Value::String(w)) if w == "default" || ids::is_tagged(w, "wrkspc_") => {}
-        Some(_) => return Err("workspace_id must be a well-formed wrkspc_ tagged ID or \"default\"".into()),
+        Some(_) => {
+            return Err(
+                "workspace_id must be a well-formed wrkspc_ tagged ID or \"default\"".into(),
+            )
+        }
     }
-    Ok(Validated { assertion, rule, claims: decoded.claims })
+    Ok(Validated {
+        assertion,
+        rule,
+        claims: decoded.claims,
+    })
 }
 
 fn claim_secs(v: &Value) -> Option<f64> {
@@ -501,7 +589,12 @@ fn decide(state: &State, v: &Validated) -> Option<u64> {
     Some(lifetime.max(1))
 }
 
-async fn token_endpoint(state: &Arc<State>, req: Request<Incoming>, _rid: &str, shutdown: watch::Receiver<bool>) -> Outcome {
+async fn token_endpoint(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    _rid: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Outcome {
     let (parts, body) = req.into_parts();
     state.lock().stats.token_requests += 1;
     let limit = state.initial.max_body_bytes;
@@ -547,7 +640,11 @@ fn split_text(text: &str, n: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     let n = n.clamp(1, chars.len().max(1));
     (0..n)
-        .map(|i| chars[i * chars.len() / n..(i + 1) * chars.len() / n].iter().collect())
+        .map(|i| {
+            chars[i * chars.len() / n..(i + 1) * chars.len() / n]
+                .iter()
+                .collect()
+        })
         .collect()
 }
 
@@ -557,9 +654,14 @@ fn authorize_message(state: &State, headers: &HeaderMap) -> Result<(), String> {
                     do not send x-api-key with a federation token"
             .into());
     }
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let token = match auth.split_once(' ') {
-        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => t.trim(),
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
+            t.trim()
+        }
         _ => return Err("missing Authorization: Bearer <access token> header".into()),
     };
     state.check_token(token).map_err(str::to_owned)?;
@@ -569,7 +671,12 @@ fn authorize_message(state: &State, headers: &HeaderMap) -> Result<(), String> {
     Ok(())
 }
 
-async fn messages_endpoint(state: &Arc<State>, req: Request<Incoming>, _rid: &str, shutdown: watch::Receiver<bool>) -> Outcome {
+async fn messages_endpoint(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    _rid: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Outcome {
     let (parts, body) = req.into_parts();
     state.lock().stats.message_requests += 1;
     let limit = state.initial.max_body_bytes;
@@ -594,18 +701,32 @@ async fn messages_endpoint(state: &Arc<State>, req: Request<Incoming>, _rid: &st
     };
     let model = match req.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        Some(_) => return Outcome::Respond(error_resp(400, "model: Input should be a valid string")),
+        Some(_) => {
+            return Outcome::Respond(error_resp(400, "model: Input should be a valid string"))
+        }
         None => return Outcome::Respond(error_resp(400, "model: Field required")),
     };
     match req.get("max_tokens") {
         Some(v) if v.as_u64().is_some_and(|n| n >= 1) => {}
-        Some(_) => return Outcome::Respond(error_resp(400, "max_tokens: Input should be a positive integer")),
+        Some(_) => {
+            return Outcome::Respond(error_resp(
+                400,
+                "max_tokens: Input should be a positive integer",
+            ))
+        }
         None => return Outcome::Respond(error_resp(400, "max_tokens: Field required")),
     }
     match req.get("messages") {
         Some(Value::Array(a)) if !a.is_empty() => {}
-        Some(Value::Array(_)) => return Outcome::Respond(error_resp(400, "messages: at least one message is required")),
-        Some(_) => return Outcome::Respond(error_resp(400, "messages: Input should be a valid list")),
+        Some(Value::Array(_)) => {
+            return Outcome::Respond(error_resp(
+                400,
+                "messages: at least one message is required",
+            ))
+        }
+        Some(_) => {
+            return Outcome::Respond(error_resp(400, "messages: Input should be a valid list"))
+        }
         None => return Outcome::Respond(error_resp(400, "messages: Field required")),
     }
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
@@ -627,26 +748,43 @@ async fn messages_endpoint(state: &Arc<State>, req: Request<Incoming>, _rid: &st
     }
     let settings = state.settings();
     let mut events: Vec<(&str, Value)> = vec![
-        ("message_start", json!({"type": "message_start", "message": {
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {
             "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": input_tokens, "output_tokens": 1,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}})),
-        ("content_block_start", json!({"type": "content_block_start", "index": 0,
-            "content_block": {"type": "text", "text": ""}})),
+                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ),
         ("ping", json!({"type": "ping"})),
     ];
     for piece in split_text(REPLY, settings.stream_deltas) {
-        events.push(("content_block_delta", json!({"type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": piece}})));
+        events.push((
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": piece}}),
+        ));
     }
-    events.push(("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
-    events.push(("message_delta", json!({"type": "message_delta",
+    events.push((
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push((
+        "message_delta",
+        json!({"type": "message_delta",
         "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-        "usage": {"output_tokens": output_tokens}})));
+        "usage": {"output_tokens": output_tokens}}),
+    ));
     events.push(("message_stop", json!({"type": "message_stop"})));
-    let frames: Vec<Bytes> =
-        events.into_iter().map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n"))).collect();
+    let frames: Vec<Bytes> = events
+        .into_iter()
+        .map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+        .collect();
     let delay = Duration::from_millis(settings.stream_delay_ms);
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
@@ -660,8 +798,12 @@ async fn messages_endpoint(state: &Arc<State>, req: Request<Incoming>, _rid: &st
         }
     });
     let mut r = Response::new(Body::Chan(rx));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
-    r.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
     Outcome::Respond(r)
 }
 
@@ -682,10 +824,16 @@ async fn control_json(req: Request<Incoming>, limit: usize) -> Result<Value, Out
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }
-    serde_json::from_slice(&body).map_err(|e| bad_control(&format!("request body is not valid JSON: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| bad_control(&format!("request body is not valid JSON: {e}")))
 }
 
-async fn control(state: &Arc<State>, req: Request<Incoming>, path: &str, method: &Method) -> Outcome {
+async fn control(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    path: &str,
+    method: &Method,
+) -> Outcome {
     let limit = state.initial.max_body_bytes;
     let get = method == Method::GET;
     let post = method == Method::POST;
@@ -696,7 +844,11 @@ async fn control(state: &Arc<State>, req: Request<Incoming>, path: &str, method:
             Outcome::Respond(json_resp(200, &s))
         }
         "/_emulator/requests" if get => {
-            let list: Vec<Value> = state.requests().iter().map(RecordedRequest::to_json).collect();
+            let list: Vec<Value> = state
+                .requests()
+                .iter()
+                .map(RecordedRequest::to_json)
+                .collect();
             Outcome::Respond(json_resp(200, &Value::Array(list)))
         }
         "/_emulator/jwt" if post => {
@@ -705,7 +857,9 @@ async fn control(state: &Arc<State>, req: Request<Incoming>, path: &str, method:
                 Err(o) => return o,
             };
             match jwt_from_request(&state.initial.issuer, &v) {
-                Ok((token, claims)) => Outcome::Respond(json_resp(200, &json!({"jwt": token, "claims": claims}))),
+                Ok((token, claims)) => {
+                    Outcome::Respond(json_resp(200, &json!({"jwt": token, "claims": claims})))
+                }
                 Err(e) => bad_control(&e),
             }
         }
@@ -723,7 +877,9 @@ async fn control(state: &Arc<State>, req: Request<Incoming>, path: &str, method:
                 Err(e) => bad_control(&e),
             }
         }
-        "/_emulator/revoke" if post => Outcome::Respond(json_resp(200, &json!({"revoked": state.revoke()}))),
+        "/_emulator/revoke" if post => {
+            Outcome::Respond(json_resp(200, &json!({"revoked": state.revoke()})))
+        }
         "/_emulator/reset" if post => {
             state.reset();
             Outcome::Respond(json_resp(200, &json!({"reset": true})))
@@ -747,22 +903,38 @@ async fn control(state: &Arc<State>, req: Request<Incoming>, path: &str, method:
             ))
         }
         "/_emulator/health" | "/_emulator/stats" | "/_emulator/requests" | "/_emulator/config" => {
-            method_not_allowed(method, path, if path == "/_emulator/config" { "GET, POST" } else { "GET" })
+            method_not_allowed(
+                method,
+                path,
+                if path == "/_emulator/config" {
+                    "GET, POST"
+                } else {
+                    "GET"
+                },
+            )
         }
         "/_emulator/jwt" | "/_emulator/faults" | "/_emulator/revoke" | "/_emulator/reset" => {
             method_not_allowed(method, path, "POST")
         }
-        _ => Outcome::Respond(error_resp(404, &format!("no such control endpoint: {path}"))),
+        _ => Outcome::Respond(error_resp(
+            404,
+            &format!("no such control endpoint: {path}"),
+        )),
     }
 }
 
-pub(crate) fn jwt_from_request(issuer: &str, v: &Value) -> Result<(String, Map<String, Value>), String> {
+pub(crate) fn jwt_from_request(
+    issuer: &str,
+    v: &Value,
+) -> Result<(String, Map<String, Value>), String> {
     let Value::Object(m) = v else {
         return Err("body must be a JSON object like {\"sub\":…,\"aud\":…,\"ttl\":…}".into());
     };
     for k in m.keys() {
         if !["sub", "aud", "ttl", "iss", "claims"].contains(&k.as_str()) {
-            return Err(format!("unknown field {k:?}; known: sub, aud, ttl, iss, claims"));
+            return Err(format!(
+                "unknown field {k:?}; known: sub, aud, ttl, iss, claims"
+            ));
         }
     }
     let s = |k: &str, d: &str| -> Result<String, String> {
@@ -774,10 +946,16 @@ pub(crate) fn jwt_from_request(issuer: &str, v: &Value) -> Result<(String, Map<S
     };
     let ttl = match m.get("ttl") {
         None | Some(Value::Null) => jwt::DEFAULT_JWT_TTL,
-        Some(t) => t.as_i64().ok_or("ttl must be an integer number of seconds (negative: already expired)")?,
+        Some(t) => t
+            .as_i64()
+            .ok_or("ttl must be an integer number of seconds (negative: already expired)")?,
     };
-    let mut claims =
-        jwt::default_claims(&s("iss", issuer)?, &s("sub", jwt::DEFAULT_SUBJECT)?, &s("aud", jwt::DEFAULT_AUDIENCE)?, ttl);
+    let mut claims = jwt::default_claims(
+        &s("iss", issuer)?,
+        &s("sub", jwt::DEFAULT_SUBJECT)?,
+        &s("aud", jwt::DEFAULT_AUDIENCE)?,
+        ttl,
+    );
     match m.get("claims") {
         None | Some(Value::Null) => {}
         Some(Value::Object(extra)) => {
@@ -789,7 +967,9 @@ pub(crate) fn jwt_from_request(issuer: &str, v: &Value) -> Result<(String, Map<S
                 }
             }
         }
-        Some(_) => return Err("claims must be an object (a null value removes a default claim)".into()),
+        Some(_) => {
+            return Err("claims must be an object (a null value removes a default claim)".into())
+        }
     }
     Ok((jwt::encode_claims(&claims), claims))
 }

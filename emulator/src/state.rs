@@ -35,6 +35,8 @@ pub struct Stats {
     pub redirects_followed: u64,
     /// Minted tokens that are neither expired nor revoked.
     pub active_tokens: u64,
+    /// TCP connections accepted (keep-alive reuses one for many requests).
+    pub connections: u64,
 }
 
 /// A token request as the emulator received it.
@@ -55,7 +57,10 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub(crate) fn to_json(&self) -> Value {
@@ -160,7 +165,12 @@ impl State {
         g.tokens.retain(|_, exp| *exp > now);
         let mut s = g.stats.clone();
         s.active_tokens = g.tokens.len() as u64;
-        s.faults_pending = g.token_faults.iter().chain(g.message_faults.iter()).map(|f| f.count as u64).sum();
+        s.faults_pending = g
+            .token_faults
+            .iter()
+            .chain(g.message_faults.iter())
+            .map(|f| f.count as u64)
+            .sum();
         s
     }
 
@@ -211,7 +221,8 @@ impl State {
         if g.tokens.len() > 100_000 {
             g.tokens.retain(|_, exp| *exp > now);
         }
-        g.tokens.insert(token.clone(), now + Duration::from_secs(lifetime));
+        g.tokens
+            .insert(token.clone(), now + Duration::from_secs(lifetime));
         g.stats.exchanges += 1;
         token
     }
