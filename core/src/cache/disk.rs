@@ -341,9 +341,8 @@ fn read_secure(path: &Path, what: &str) -> std::result::Result<Map<String, Value
         }
         Err(e) => return Err(ReadFailure::Corrupt(format!("the {what} {p} could not be opened: {e}"))),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| ReadFailure::Corrupt(format!("the {what} {p} could not be inspected: {e}")))?;
+    let meta =
+        file.metadata().map_err(|e| ReadFailure::Corrupt(format!("the {what} {p} could not be inspected: {e}")))?;
     if !meta.is_file() {
         return Err(ReadFailure::Insecure(format!(
             "the {what} {p} is not a regular file (it is a {}); remove it.",
@@ -430,7 +429,11 @@ fn parse_token(
                 format!("the {what} {p} has an invalid \"expires_at\" (expected integer unix seconds); {fix}.")
             })?),
         };
-        let lifetime = match (expires_at, map.get("expires_in").and_then(unix_seconds), map.get("issued_at").and_then(unix_seconds)) {
+        let lifetime = match (
+            expires_at,
+            map.get("expires_in").and_then(unix_seconds),
+            map.get("issued_at").and_then(unix_seconds),
+        ) {
             (Some(e), Some(l), Some(i)) if l > 0 && i.checked_add(l) == Some(e) => Some(l),
             _ => None,
         };
@@ -444,7 +447,9 @@ fn parse_token(
 /// float (truncated, like Python's `int()`), or a string of digits.
 fn unix_seconds(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 1e15).map(|f| f as i64)),
+        Value::Number(n) => {
+            n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 1e15).map(|f| f as i64))
+        }
         Value::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
     }
@@ -648,5 +653,466 @@ fn check_owner_and_mode(meta: &fs::Metadata, path: &Path, what: &str) -> std::re
     {
         let _ = (meta, path, what);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const SECRET: &str = "sk-ant-oat01-TOPSECRETtokenVALUE_1234";
+
+    fn tok(expires_at: Option<i64>, lifetime: Option<i64>) -> CachedToken {
+        CachedToken { access_token: Secret::new(SECRET), expires_at, lifetime }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    fn put(path: &Path, text: &str, mode: u32) {
+        fs::write(path, text).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn is_root() -> bool {
+        // SAFETY: no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    }
+
+    fn reason(read: DiskRead) -> (&'static str, String) {
+        match read {
+            DiskRead::Missing => ("missing", String::new()),
+            DiskRead::Valid(_) => ("valid", String::new()),
+            DiskRead::Corrupt(r) => ("corrupt", r),
+            DiskRead::Insecure(r) => ("insecure", r),
+        }
+    }
+
+    #[test]
+    fn write_creates_0700_dirs_and_0600_file_and_reads_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a/b/cache.json");
+        let cache = DiskCache::new(&path);
+        assert!(matches!(cache.read(), DiskRead::Missing));
+        cache.write(&tok(Some(1_795_475_414), Some(600))).unwrap();
+        assert_eq!(mode(&tmp.path().join("a")), 0o700);
+        assert_eq!(mode(&tmp.path().join("a/b")), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        let json: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(json["version"], "1.0");
+        assert_eq!(json["type"], "oauth_token");
+        assert_eq!(json["access_token"], SECRET);
+        assert_eq!(json["expires_at"], 1_795_475_414);
+        assert_eq!(json["expires_in"], 600);
+        assert_eq!(json["issued_at"], 1_795_475_414 - 600);
+        match cache.read() {
+            DiskRead::Valid(t) => {
+                assert_eq!(t.access_token.expose(), SECRET);
+                assert_eq!(t.expires_at, Some(1_795_475_414));
+                assert_eq!(t.lifetime, Some(600));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(leftovers(&tmp.path().join("a/b")).is_empty());
+        // Rewriting replaces the token.
+        cache
+            .write(&CachedToken {
+                access_token: Secret::new("sk-ant-oat01-second"),
+                expires_at: Some(5),
+                lifetime: None,
+            })
+            .unwrap();
+        match cache.read() {
+            DiskRead::Valid(t) => {
+                assert_eq!(t.access_token.expose(), "sk-ant-oat01-second");
+                assert_eq!(t.lifetime, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let json: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(json.get("expires_in").is_none() && json.get("issued_at").is_none(), "{json}");
+    }
+
+    #[test]
+    fn existing_directory_mode_is_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("shared");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        DiskCache::new(dir.join("c.json")).write(&tok(Some(10), None)).unwrap();
+        assert_eq!(mode(&dir), 0o755);
+        assert_eq!(mode(&dir.join("c.json")), 0o600);
+    }
+
+    #[test]
+    fn sdk_written_file_is_read() {
+        // As the Python SDK writes it (indent 2, no extra keys), and variants the SDKs accept.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("p.json");
+        for (text, exp) in [
+            (format!("{{\n  \"version\": \"1.0\",\n  \"type\": \"oauth_token\",\n  \"access_token\": \"{SECRET}\",\n  \"expires_at\": 1795475414\n}}"), 1_795_475_414),
+            (format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": \"1795475414\"}}"), 1_795_475_414),
+            (format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": 1795475414.9}}"), 1_795_475_414),
+        ] {
+            put(&path, &text, 0o600);
+            match DiskCache::new(&path).read() {
+                DiskRead::Valid(t) => {
+                    assert_eq!(t.access_token.expose(), SECRET);
+                    assert_eq!(t.expires_at, Some(exp));
+                    assert_eq!(t.lifetime, None);
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn symlink_is_refused_and_replaced_by_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("elsewhere.json");
+        let valid = format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": 99}}");
+        put(&target, &valid, 0o600);
+        let path = tmp.path().join("cache.json");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let cache = DiskCache::new(&path);
+        let (kind, why) = reason(cache.read());
+        assert_eq!(kind, "insecure");
+        assert!(why.contains("symlink") && why.contains(&path.display().to_string()), "{why}");
+        cache
+            .write(&CachedToken { access_token: Secret::new("sk-ant-oat01-new"), expires_at: Some(7), lifetime: None })
+            .unwrap();
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_file(), "the link itself was replaced");
+        assert_eq!(fs::read_to_string(&target).unwrap(), valid, "the link target is untouched");
+        assert!(matches!(cache.read(), DiskRead::Valid(t) if t.access_token.expose() == "sk-ant-oat01-new"));
+    }
+
+    #[test]
+    fn group_or_world_access_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache.json");
+        for m in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660, 0o610] {
+            put(&path, &format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": 99}}"), m);
+            let (kind, why) = reason(DiskCache::new(&path).read());
+            assert_eq!(kind, "insecure", "mode {m:o}");
+            assert!(why.contains("chmod 600") && why.contains(&format!("{m:#o}")), "{why}");
+            assert!(!why.contains("TOPSECRET"));
+        }
+        // Rewriting fixes it: the new file is 0600.
+        DiskCache::new(&path).write(&tok(Some(99), None)).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn other_owner_is_refused() {
+        if !is_root() {
+            eprintln!("skipped: needs root to chown");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache.json");
+        put(&path, &format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": 99}}"), 0o600);
+        std::os::unix::fs::chown(&path, Some(4242), Some(4242)).unwrap();
+        let (kind, why) = reason(DiskCache::new(&path).read());
+        assert_eq!(kind, "insecure");
+        assert!(why.contains("uid 4242"), "{why}");
+    }
+
+    #[test]
+    fn special_files_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir_path = tmp.path().join("dir.json");
+        fs::create_dir(&dir_path).unwrap();
+        let (kind, why) = reason(DiskCache::new(&dir_path).read());
+        assert_eq!(kind, "insecure");
+        assert!(why.contains("not a regular file"), "{why}");
+
+        let fifo = tmp.path().join("fifo.json");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (kind, why) = reason(DiskCache::new(&fifo).read()); // must not hang
+        assert_eq!(kind, "insecure");
+        assert!(why.contains("not a regular file"), "{why}");
+    }
+
+    #[test]
+    fn garbage_is_corrupt_and_reasons_hold_no_secret() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache.json");
+        let cases = [
+            ("", "truncated"),
+            ("garbage TOPSECRET", "syntax"),
+            (&format!("{{\"access_token\": \"{SECRET}"), "truncated"),
+            (&format!("[\"{SECRET}\"]"), "array"),
+            (&format!("\"{SECRET}\""), "string"),
+            ("{}", "access_token"),
+            ("{\"access_token\": \"\", \"expires_at\": 5}", "access_token"),
+            ("{\"access_token\": 12, \"expires_at\": 5}", "access_token"),
+            (&format!("{{\"access_token\": \"{SECRET}\"}}"), "expires_at"),
+            (&format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": null}}"), "expires_at"),
+            (&format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": \"soon TOPSECRET\"}}"), "expires_at"),
+            (
+                &format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": 5, \"type\": \"private_key\"}}"),
+                "private_key",
+            ),
+            (&format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": 5, \"type\": \"{SECRET}\"}}"), "type"),
+        ];
+        for (text, needle) in cases {
+            put(&path, text, 0o600);
+            let (kind, why) = reason(DiskCache::new(&path).read());
+            assert_eq!(kind, "corrupt", "{text}");
+            assert!(why.contains(needle) && why.contains(&path.display().to_string()), "{text}: {why}");
+            assert!(!why.contains("TOPSECRET"), "{why}");
+        }
+        // A corrupt file is overwritten by the next write.
+        DiskCache::new(&path).write(&tok(Some(99), Some(60))).unwrap();
+        assert!(matches!(DiskCache::new(&path).read(), DiskRead::Valid(_)));
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_and_stale_lifetime_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache.json");
+        put(
+            &path,
+            r#"{"version":"1.0","type":"oauth_token","access_token":"sk-ant-oat01-old","expires_at":1000,
+               "refresh_token":"sk-ant-ort01-keepme","custom":{"a":[1,"x"]},"expires_in":5,"issued_at":1}"#,
+            0o600,
+        );
+        let cache = DiskCache::new(&path);
+        // Our lifetime pair does not add up (another SDK rewrote expires_at): ignored.
+        assert!(matches!(cache.read(), DiskRead::Valid(t) if t.lifetime.is_none() && t.expires_at == Some(1000)));
+        cache.write(&tok(Some(2000), Some(600))).unwrap();
+        let json: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(json["refresh_token"], "sk-ant-ort01-keepme");
+        assert_eq!(json["custom"], serde_json::json!({"a": [1, "x"]}));
+        assert_eq!(json["access_token"], SECRET);
+        assert_eq!(
+            (json["expires_at"].as_i64(), json["expires_in"].as_i64(), json["issued_at"].as_i64()),
+            (Some(2000), Some(600), Some(1400))
+        );
+        // An SDK rewrite keeps our keys but changes expires_at: the lifetime reads as unknown.
+        let mut obj = json.as_object().unwrap().clone();
+        obj.insert("expires_at".into(), Value::from(5000));
+        put(&path, &Value::Object(obj).to_string(), 0o600);
+        assert!(matches!(cache.read(), DiskRead::Valid(t) if t.lifetime.is_none() && t.expires_at == Some(5000)));
+    }
+
+    #[test]
+    fn failed_write_leaves_no_temp_file_and_old_file_intact() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Rename fails after the temp file was written: the target is a non-empty directory.
+        let path = tmp.path().join("cache.json");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("inside"), "x").unwrap();
+        let err = DiskCache::new(&path).write(&tok(Some(99), None)).unwrap_err();
+        assert_eq!(err.kind, crate::ErrorKind::Internal);
+        assert!(
+            err.message.contains(&path.display().to_string()) && err.message.contains("renaming"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("TOPSECRET"));
+        assert!(leftovers(tmp.path()).is_empty(), "{:?}", leftovers(tmp.path()));
+
+        // A read-only directory (meaningless for root, who may write anyway).
+        if !is_root() {
+            let ro = tmp.path().join("ro");
+            fs::create_dir(&ro).unwrap();
+            let file = ro.join("cache.json");
+            put(&file, "{\"access_token\":\"sk-ant-oat01-old\",\"expires_at\":1}", 0o600);
+            fs::set_permissions(&ro, fs::Permissions::from_mode(0o500)).unwrap();
+            let err = DiskCache::new(&file).write(&tok(Some(99), None)).unwrap_err();
+            assert!(err.message.contains(&file.display().to_string()), "{}", err.message);
+            assert!(leftovers(&ro).is_empty());
+            assert!(fs::read_to_string(&file).unwrap().contains("sk-ant-oat01-old"));
+            fs::set_permissions(&ro, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        // A file where the directory should be.
+        let blocked = tmp.path().join("plain");
+        fs::write(&blocked, "x").unwrap();
+        let err = DiskCache::new(blocked.join("cache.json")).write(&tok(Some(99), None)).unwrap_err();
+        assert!(err.message.contains("creating directory"), "{}", err.message);
+    }
+
+    #[test]
+    fn token_without_expiry_is_not_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache.json");
+        assert!(DiskCache::new(&path).write(&tok(None, None)).is_err());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn lock_is_a_separate_0600_file_and_times_out_with_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("d/cache.json");
+        let a = DiskCache::new(&path);
+        let b = DiskCache::new(&path);
+        let guard = a.lock(Duration::from_secs(5)).unwrap();
+        assert_eq!(guard.path(), tmp.path().join("d/cache.json.lock"));
+        assert_eq!(mode(guard.path()), 0o600);
+        assert_eq!(mode(&tmp.path().join("d")), 0o700);
+        assert!(!path.exists(), "locking does not touch the cache file");
+        let started = Instant::now();
+        let err = b.lock(Duration::from_millis(200)).unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!(err.kind, crate::ErrorKind::Internal);
+        assert!(err.message.contains("cache.json.lock") && err.message.contains("another process"), "{}", err.message);
+        drop(guard);
+        let _again = b.lock(Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
+    fn symlinked_lock_file_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("victim");
+        fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, tmp.path().join("cache.json.lock")).unwrap();
+        let err = DiskCache::new(tmp.path().join("cache.json")).lock(Duration::from_millis(100)).unwrap_err();
+        assert!(err.message.contains("symlink"), "{}", err.message);
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+    }
+
+    #[test]
+    fn sixteen_threads_with_separate_handles_serialize() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache.json");
+        let counter = tmp.path().join("counter");
+        fs::write(&counter, "0").unwrap();
+        let inside = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (path, counter, inside) = (path.clone(), counter.clone(), inside.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..5 {
+                        let cache = DiskCache::new(&path); // its own file handle each time
+                        let _guard = cache.lock(Duration::from_secs(60)).unwrap();
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+                        let n: u64 = fs::read_to_string(&counter).unwrap().parse().unwrap();
+                        std::thread::sleep(Duration::from_millis(1));
+                        fs::write(&counter, (n + 1).to_string()).unwrap();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(fs::read_to_string(&counter).unwrap(), "80");
+    }
+
+    const CHILD_ENV: &str = "ANTHROPIC_WIF_TEST_LOCK_CHILD";
+
+    /// Not a test: the child process of `lock_holder_killed_releases_the_lock`.
+    #[test]
+    #[ignore = "helper process, run by lock_holder_killed_releases_the_lock"]
+    fn lock_holder_child() {
+        let Some(path) = std::env::var_os(CHILD_ENV) else { return };
+        let _guard = DiskCache::new(PathBuf::from(path)).lock(Duration::from_secs(10)).unwrap();
+        // libtest may print "test … ... " before this on the same line.
+        println!("\nLOCKED");
+        io::stdout().flush().unwrap();
+        std::thread::sleep(Duration::from_secs(120)); // killed long before
+    }
+
+    #[test]
+    fn lock_holder_killed_releases_the_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache.json");
+        struct KillOnDrop(std::process::Child);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "cache::disk::tests::lock_holder_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = KillOnDrop(child);
+        let stdout = child.0.stdout.take().unwrap();
+        let mut locked = false;
+        for line in io::BufReader::new(stdout).lines() {
+            if line.unwrap().contains("LOCKED") {
+                locked = true;
+                break;
+            }
+        }
+        assert!(locked, "child did not take the lock");
+        let cache = DiskCache::new(&path);
+        assert!(cache.lock(Duration::from_millis(100)).is_err(), "the child holds the lock");
+        let started = Instant::now();
+        let waiter = std::thread::spawn(move || cache.lock(Duration::from_secs(30)).map(|_| ()));
+        std::thread::sleep(Duration::from_millis(100));
+        child.0.kill().unwrap(); // SIGKILL: no cleanup in the child
+        child.0.wait().unwrap();
+        waiter.join().unwrap().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn env_cache_path_uses_xdg_then_home_and_hashes_the_key() {
+        let xdg = Env::fixed([("XDG_CACHE_HOME", "/x/cache"), ("HOME", "/home/u")]);
+        let p = env_cache_path(&xdg, "https://api.anthropic.com|fdrl_1|org|file:/t").unwrap();
+        assert!(p.starts_with("/x/cache/anthropic-wif"), "{}", p.display());
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name.len(), 64 + 5);
+        assert!(name.ends_with(".json") && name[..64].chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(!p.display().to_string().contains("fdrl_1"));
+        let home = Env::fixed([("HOME", "/home/u"), ("XDG_CACHE_HOME", "relative/ignored")]);
+        let q = env_cache_path(&home, "https://api.anthropic.com|fdrl_1|org|file:/t").unwrap();
+        assert_eq!(q, PathBuf::from("/home/u/.cache/anthropic-wif").join(name));
+        let other = env_cache_path(&home, "https://api.anthropic.com|fdrl_2|org|file:/t").unwrap();
+        assert_ne!(q, other);
+        let err = env_cache_path(&Env::fixed::<[(&str, &str); 0], &str, &str>([]), "k").unwrap_err();
+        assert_eq!(err.kind, crate::ErrorKind::Config);
+        assert!(err.message.contains("HOME"), "{}", err.message);
+    }
+
+    #[test]
+    fn user_oauth_credentials_are_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("default.json");
+        put(
+            &path,
+            &format!(
+                r#"{{"version":"1.0","type":"oauth_token","access_token":"{SECRET}","refresh_token":"sk-ant-ort01-r","expires_at":1795475414}}"#
+            ),
+            0o600,
+        );
+        let t = read_user_oauth(&path).unwrap();
+        assert_eq!((t.access_token.expose(), t.expires_at), (SECRET, Some(1_795_475_414)));
+        put(&path, &format!(r#"{{"access_token":"{SECRET}","expires_at":null}}"#), 0o600);
+        assert_eq!(read_user_oauth(&path).unwrap().expires_at, None);
+        put(&path, &format!(r#"{{"access_token":"{SECRET}"}}"#), 0o600);
+        assert_eq!(read_user_oauth(&path).unwrap().expires_at, None);
+        put(&path, r#"{"refresh_token":"sk-ant-ort01-TOPSECRET"}"#, 0o600);
+        let err = read_user_oauth(&path).unwrap_err();
+        assert!(err.message.contains("access_token") && !err.message.contains("TOPSECRET"), "{}", err.message);
+        put(&path, &format!(r#"{{"access_token":"{SECRET}"}}"#), 0o644);
+        assert!(read_user_oauth(&path).unwrap_err().message.contains("chmod 600"));
+        let err = read_user_oauth(&tmp.path().join("nope.json")).unwrap_err();
+        assert_eq!(err.kind, crate::ErrorKind::Config);
+        assert!(err.message.contains("does not exist"), "{}", err.message);
     }
 }

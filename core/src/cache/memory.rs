@@ -132,12 +132,8 @@ struct Entry {
 
 impl Entry {
     fn new(token: CachedToken, now: i64, completion: u64, forced: bool) -> Self {
-        let lifetime = token
-            .lifetime
-            .filter(|l| *l > 0)
-            .or_else(|| token.expires_at.map(|e| e - now))
-            .unwrap_or(0)
-            .max(0);
+        let lifetime =
+            token.lifetime.filter(|l| *l > 0).or_else(|| token.expires_at.map(|e| e - now)).unwrap_or(0).max(0);
         Entry { token, lifetime, completion, forced }
     }
 }
@@ -218,7 +214,10 @@ enum Step {
     WaitOut(Arc<Flight>),
     /// Refresh; `fallback` is the old token (and its window lifetime) when
     /// this is an advisory refresh.
-    Lead { flight: Arc<Flight>, fallback: Option<(CachedToken, i64)> },
+    Lead {
+        flight: Arc<Flight>,
+        fallback: Option<(CachedToken, i64)>,
+    },
 }
 
 /// Releases the flight if the leader is dropped before finishing.

@@ -28,10 +28,7 @@ pub struct CachedToken {
 /// `(advisory, mandatory) = (min(120, lifetime/2), min(30, lifetime/4))`.
 pub fn refresh_windows(lifetime: i64) -> (i64, i64) {
     let lifetime = lifetime.max(0);
-    (
-        ADVISORY_REFRESH_SECONDS.min(lifetime / 2),
-        MANDATORY_REFRESH_SECONDS.min(lifetime / 4),
-    )
+    (ADVISORY_REFRESH_SECONDS.min(lifetime / 2), MANDATORY_REFRESH_SECONDS.min(lifetime / 4))
 }
 
 /// The SDKs' advisory refresh threshold (seconds before expiry).
