@@ -366,6 +366,11 @@ impl MemoryCache {
             }
         }
         if let Some(f) = &st.inflight {
+            // An unforced refresh that started before invalidate() may bring
+            // back the rejected token: let it end, then refresh (forced).
+            if !f.forced && f.epoch != st.epoch {
+                return Step::WaitOut(f.clone());
+            }
             return Step::Join(f.clone());
         }
         let forced = st.force_next;
@@ -541,7 +546,6 @@ mod tests {
     async fn advisory_failure_after_entering_mandatory_is_an_error() {
         let (clock, cache) = setup();
         cache.insert(tok("old", Some(T0 + 100), Some(600)));
-        let calls = Arc::new(AtomicUsize::new(0));
         // The refresh takes 80 s (fake): the old token is then in its mandatory window.
         let c2 = clock.clone();
         let err = cache
@@ -552,7 +556,6 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.message, "down");
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
@@ -839,9 +842,18 @@ mod tests {
         };
         gate.started.notified().await;
         cache.invalidate();
-        gate.release.add_permits(1);
+        // A caller arriving after the invalidation does not take that result:
+        // it waits for it to end, then makes a forced refresh.
+        let late = {
+            let cache = cache.clone();
+            let refresh = gate.refresh(clock.now() + 600);
+            tokio::spawn(async move { cache.get_or_refresh(false, 0, refresh).await })
+        };
+        until_waiting(&cache, 1).await;
+        gate.release.add_permits(2);
         assert_eq!(name(&leader.await.unwrap().unwrap()), "g1");
-        assert!(cache.peek().is_none());
+        assert_eq!(name(&late.await.unwrap().unwrap()), "g2f");
+        assert_eq!(name(&cache.peek().unwrap()), "g2f");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
