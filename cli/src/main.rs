@@ -67,18 +67,6 @@ fn run_token(t: TokenArgs) -> ExitCode {
 }
 
 fn run_emulator(args: Vec<String>) -> ExitCode {
-    let config = match anthropic_wif_emulator::EmulatorConfig::from_args(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("anthropic-wif emulator: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match anthropic_wif_emulator::run_cli(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("anthropic-wif emulator: {e}");
-            ExitCode::from(1)
-        }
-    }
+    let code = anthropic_wif_emulator::main_with_args(&args);
+    ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -50,7 +50,7 @@ fn wire_format_matches_the_spec() {
     let reqs = sb.emu.requests();
     assert_eq!(reqs.len(), 1);
     let r = &reqs[0];
-    assert_eq!(r.header("anthropic-beta").as_deref(), Some("oauth-2025-04-20,oidc-federation-2026-04-01"));
+    assert_eq!(r.header("anthropic-beta"), Some("oauth-2025-04-20,oidc-federation-2026-04-01"));
     assert!(r.header("user-agent").unwrap_or_default().starts_with("anthropic-wif/"));
     let body = r.body.as_object().unwrap();
     assert_eq!(body["grant_type"], "urn:ietf:params:oauth:grant-type:jwt-bearer");

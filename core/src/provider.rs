@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::disk::{self, DiskCache, DiskRead};
-use crate::cache::memory::{self, MemoryCache};
+use crate::cache::memory::MemoryCache;
+use crate::cache::refresh_windows;
 use crate::cache::CachedToken;
 use crate::config::{self, Env, FederationConfig, Origin, Overrides, Resolution, Resolved};
 use crate::diag;
@@ -20,6 +21,10 @@ use crate::error::{Error, Result};
 use crate::exchange::{self, ExchangeParams, RetryPolicy};
 use crate::identity;
 use crate::secret::Secret;
+
+/// The lifetime assumed for a cached token whose lifetime is unknown (one
+/// written by an official SDK): the Console's default rule lifetime.
+const ASSUMED_LIFETIME: i64 = 600;
 
 /// Which face is calling: sets the User-Agent and the default hand-out margin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,7 +216,7 @@ impl Provider {
     fn margin(&self, lifetime: Option<i64>) -> i64 {
         match (self.inner.options.min_remaining, self.inner.options.face) {
             (Some(m), _) => m.max(0),
-            (None, Face::Cli) => 300.min(lifetime.unwrap_or(memory::ASSUMED_LIFETIME) / 2),
+            (None, Face::Cli) => 300.min(lifetime.unwrap_or(ASSUMED_LIFETIME) / 2),
             (None, _) => 0,
         }
     }
@@ -244,7 +249,7 @@ impl Provider {
                 let t = self
                     .inner
                     .memory
-                    .get_or_refresh(force_refresh, margin, move || async move { this.obtain(force_refresh).await })
+                    .get_or_refresh(force_refresh, margin, move |force| async move { this.obtain(force).await })
                     .await?;
                 Ok(t.into())
             }
@@ -323,7 +328,8 @@ impl Provider {
                 let Some(exp) = t.expires_at else { return Some(t) };
                 let remaining = exp - crate::now_unix();
                 let lifetime = t.lifetime;
-                let need = memory::windows_for(lifetime.or(Some(memory::ASSUMED_LIFETIME))).advisory.max(self.margin(lifetime));
+                let (advisory, _) = refresh_windows(lifetime.unwrap_or(ASSUMED_LIFETIME));
+                let need = advisory.max(self.margin(lifetime));
                 if remaining > need {
                     diag::emit(diag::INFO, || format!("using the cached token from {} ({remaining} s left)", disk.path().display()));
                     Some(t)
@@ -356,13 +362,14 @@ impl Provider {
     }
 
     fn user_oauth_token(&self, path: &Path, profile: &str) -> Result<AccessToken> {
-        match disk::read_user_oauth(path)? {
-            Some(t) if t.expires_at.map(|e| e - crate::now_unix() > 30).unwrap_or(true) => Ok(t.into()),
-            _ => Err(Error::config(format!(
+        let t = disk::read_user_oauth(path)?;
+        match t.expires_at {
+            Some(e) if e - crate::now_unix() <= crate::cache::MANDATORY_REFRESH_SECONDS => Err(Error::config(format!(
                 "profile {profile} uses authentication type user_oauth, but {} holds no unexpired access token; \
                  log in again with your Anthropic tooling (anthropic-wif reads user_oauth tokens but does not refresh them)",
                 path.display()
             ))),
+            _ => Ok(t.into()),
         }
     }
 }
