@@ -22,13 +22,17 @@ import sys
 sys.exit(0 if sys.version_info >= (3, 9) else 1)
 PY
 
-echo "== python: CLI binary (the tests spawn 'anthropic-wif emulator')"
-cargo build -q -p anthropic-wif-cli
-export ANTHROPIC_WIF_BIN="${ANTHROPIC_WIF_BIN:-$CARGO_TARGET_DIR/debug/anthropic-wif}"
-
 echo "== python: venv $VENV"
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
+fi
+
+echo "== python: CLI binary (the tests spawn 'anthropic-wif emulator' and run 'anthropic-wif token')"
+if [ -z "${ANTHROPIC_WIF_BIN:-}" ]; then
+    cargo build -q -p anthropic-wif-cli
+    # A private copy: a shared target dir may be rebuilt by someone else mid-run.
+    cp "$CARGO_TARGET_DIR/debug/anthropic-wif" "$VENV/bin/anthropic-wif"
+    export ANTHROPIC_WIF_BIN="$VENV/bin/anthropic-wif"
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pytest>=7" "anthropic>=2.10" "mypy>=1.8"
