@@ -16,7 +16,11 @@ import anthropic_wif
 from anthropic_wif import _native
 from conftest import Emulator, async_provider, mint_source, provider_kwargs, sync_provider
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+    # Forking a multi-threaded process is exactly what these tests check.
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
 
 
 def test_32_threads_at_once_make_one_exchange(emulator: Emulator, tmp_path: Path) -> None:
