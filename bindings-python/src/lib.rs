@@ -53,21 +53,46 @@ fn install_atfork() {
 // ---------------------------------------------------------------------------
 // running the engine
 
-/// Obtain a token on the shared runtime's worker threads and wait for it.
+/// Start obtaining a token on the shared runtime's worker threads; the
+/// result arrives on the returned channel.
 ///
 /// Cheaper in CPU than `Runtime::block_on` on the caller's thread: the whole
-/// request (identity source, HTTP connection task, response) runs on one
-/// worker, so the only cross-thread hand-offs are the start and the result,
-/// instead of a wake-up for every step between the caller-driven future and
-/// the connection task on a worker.
-fn run_on_runtime(provider: Provider, force_refresh: bool) -> Result<AccessToken, Error> {
+/// request (identity source, HTTP connection task, response) runs on the
+/// runtime's workers, so the only hand-offs to the caller are the start and
+/// the result, instead of a wake-up for every step between a caller-driven
+/// future and the connection task.
+fn start_on_runtime(provider: Provider, force_refresh: bool) -> std::sync::mpsc::Receiver<Result<AccessToken, Error>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     anthropic_wif_core::runtime::runtime().spawn(async move {
         let _ = tx.send(provider.token(force_refresh).await);
     });
-    match rx.recv() {
-        Ok(result) => result,
-        Err(_) => Err(Error::internal("internal error: the token task ended without an answer (it panicked or the runtime shut down)")),
+    rx
+}
+
+/// Wait for [`start_on_runtime`]'s result without the GIL, waking every
+/// 200 ms to let Python deliver signals (Ctrl-C interrupts the wait; the
+/// exchange itself finishes in the background and its token is cached).
+fn wait_for_token(
+    py: Python<'_>,
+    rx: std::sync::mpsc::Receiver<Result<AccessToken, Error>>,
+) -> PyResult<Result<AccessToken, Error>> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut rx = rx;
+    loop {
+        let (back, received) = py.detach(move || {
+            let received = rx.recv_timeout(std::time::Duration::from_millis(200));
+            (rx, received)
+        });
+        rx = back;
+        match received {
+            Ok(result) => return Ok(result),
+            Err(RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Ok(Err(Error::internal(
+                    "internal error: the token task ended without an answer (it panicked or the runtime shut down)",
+                )))
+            }
+        }
     }
 }
 
@@ -197,7 +222,10 @@ impl NativeProvider {
     fn provider(&self, py: Python<'_>) -> PyResult<Provider> {
         let generation = FORK_GENERATION.load(Ordering::Relaxed);
         {
-            let live = self.live.read().map_err(|_| PyRuntimeError::new_err("anthropic-wif: provider state poisoned"))?;
+            let live = self
+                .live
+                .read()
+                .map_err(|_| PyRuntimeError::new_err("anthropic-wif: provider state poisoned"))?;
             if live.generation == generation {
                 return Ok(live.provider.clone());
             }
@@ -207,7 +235,10 @@ impl NativeProvider {
 
     fn rebuild(&self, py: Python<'_>, generation: u64) -> PyResult<Provider> {
         let fresh = self.recipe.build().map_err(|e| to_pyerr(py, &e))?;
-        let mut live = self.live.write().map_err(|_| PyRuntimeError::new_err("anthropic-wif: provider state poisoned"))?;
+        let mut live = self
+            .live
+            .write()
+            .map_err(|_| PyRuntimeError::new_err("anthropic-wif: provider state poisoned"))?;
         if live.generation != generation {
             let old = std::mem::replace(&mut live.provider, fresh);
             std::mem::forget(old);
@@ -235,9 +266,17 @@ impl NativeProvider {
                 }
             }
         }
-        let object = self.token_class.bind(py).call1((token.token.expose(), token.expires_at))?.unbind();
+        let object = self
+            .token_class
+            .bind(py)
+            .call1((token.token.expose(), token.expires_at))?
+            .unbind();
         if let Ok(mut last) = self.last.lock() {
-            *last = Some(LastToken { token: token.token, expires_at: token.expires_at, object: object.clone_ref(py) });
+            *last = Some(LastToken {
+                token: token.token,
+                expires_at: token.expires_at,
+                object: object.clone_ref(py),
+            });
         }
         Ok(object)
     }
@@ -315,7 +354,14 @@ impl NativeProvider {
         options.overrides = overrides;
         options.disk_cache = disk_cache;
         options.min_remaining = min_remaining;
-        NativeProvider::from_recipe(py, Recipe { options, bound_base_url: None }, token_class)
+        NativeProvider::from_recipe(
+            py,
+            Recipe {
+                options,
+                bound_base_url: None,
+            },
+            token_class,
+        )
     }
 
     /// A token with enough life left: the warm in-memory one when fresh,
@@ -328,8 +374,8 @@ impl NativeProvider {
             }
         }
         let provider = self.provider(py)?;
-        let result = py.detach(move || run_on_runtime(provider, force_refresh));
-        match result {
+        let rx = start_on_runtime(provider, force_refresh);
+        match wait_for_token(py, rx)? {
             Ok(token) => self.wrap(py, token),
             Err(e) => Err(to_pyerr(py, &e)),
         }
@@ -367,21 +413,27 @@ impl NativeProvider {
                     "internal error: the token task was cancelled (runtime shutting down)".to_string()
                 })),
             };
-            // Completing the Python future needs the GIL, briefly.
-            Python::attach(move |py| {
-                let (ok, value): (bool, PyResult<Py<PyAny>>) = match result {
-                    Ok(token) => (true, this.get().wrap(py, token)),
-                    Err(e) => (false, error_value(py, &e).map(Bound::unbind)),
-                };
-                let (ok, value) = match value {
-                    Ok(v) => (ok, v),
-                    Err(pyerr) => (false, pyerr.into_value(py).into_any()),
-                };
-                // A closed loop raises RuntimeError: nobody is waiting any more.
-                if let Err(e) = event_loop.call_method1(py, "call_soon_threadsafe", (resolve, future, ok, value)) {
-                    drop(e);
-                }
+            // Completing the Python future needs the GIL: take it on a
+            // blocking-pool thread, so a busy interpreter (the GIL is held up
+            // to a switch interval at a time) never stalls a runtime worker
+            // that other exchanges need.
+            let completion = tokio::task::spawn_blocking(move || {
+                Python::attach(move |py| {
+                    let (ok, value): (bool, PyResult<Py<PyAny>>) = match result {
+                        Ok(token) => (true, this.get().wrap(py, token)),
+                        Err(e) => (false, error_value(py, &e).map(Bound::unbind)),
+                    };
+                    let (ok, value) = match value {
+                        Ok(v) => (ok, v),
+                        Err(pyerr) => (false, pyerr.into_value(py).into_any()),
+                    };
+                    // A closed loop raises RuntimeError: nobody is waiting any more.
+                    if let Err(e) = event_loop.call_method1(py, "call_soon_threadsafe", (resolve, future, ok, value)) {
+                        drop(e);
+                    }
+                })
             });
+            drop(completion);
         });
         Ok(())
     }
@@ -395,10 +447,16 @@ impl NativeProvider {
             py.detach(move || provider.for_base_url(&url))
         };
         let bound = bound.map_err(|e| to_pyerr(py, &e))?;
-        let recipe = Recipe { options: self.recipe.options.clone(), bound_base_url: Some(base_url) };
+        let recipe = Recipe {
+            options: self.recipe.options.clone(),
+            bound_base_url: Some(base_url),
+        };
         Ok(NativeProvider {
             recipe,
-            live: RwLock::new(Live { generation: FORK_GENERATION.load(Ordering::SeqCst), provider: bound }),
+            live: RwLock::new(Live {
+                generation: FORK_GENERATION.load(Ordering::SeqCst),
+                provider: bound,
+            }),
             token_class: self.token_class.clone_ref(py),
             last: Mutex::new(None),
         })

@@ -194,3 +194,26 @@ def test_multiprocessing_herd_shares_one_exchange(emulator: Emulator, method: st
     assert len(set(results)) == 1
     # Every process found the token in the shared on-disk cache.
     assert emulator.exchanges() == 1
+
+
+def test_ctrl_c_interrupts_a_slow_exchange(emulator: Emulator) -> None:
+    import signal
+    import time
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread")
+    provider = sync_provider(emulator)
+    emulator.faults({"kind": "delay", "ms": 3000})
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            provider()
+    finally:
+        timer.cancel()
+    # Interrupted long before the endpoint answered (generous bound).
+    assert time.monotonic() - started < 2.5
+    # The exchange went on in the background; its token serves the next call.
+    assert provider().token.startswith("sk-ant-oat01-")
+    assert emulator.exchanges() == 1
