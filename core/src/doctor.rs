@@ -719,6 +719,9 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
         token: None,
         decode_error: None,
     };
+    if uses_k8s_default_path(spec) {
+        k8s_finding(report, &format!("the source reads {KUBERNETES_DEFAULT_TOKEN_PATH}"));
+    }
     let jwt = match identity::fetch(spec, &options.env).await {
         Ok(t) => Some(t),
         Err(e) => {
@@ -852,8 +855,6 @@ fn check_token(
             "request a smaller token from your identity provider (fewer or shorter custom claims)",
         );
     }
-    let spec_json = serde_json::to_value(spec).unwrap_or(Value::Null);
-    let default_k8s_path = json_strings(&spec_json).iter().any(|s| is_k8s_default_path(s));
 
     let decoded = match jwt::decode_unverified_lenient(token) {
         Ok(d) => d,
@@ -865,9 +866,6 @@ fn check_token(
                 format!("{} did not give a decodable JWT: {e}", spec.describe()),
                 "the source must yield the identity token (a signed JWT, header.claims.signature) and nothing else",
             );
-            if default_k8s_path {
-                k8s_finding(report, "its path is the pod's default service-account token");
-            }
             return;
         }
     };
@@ -897,8 +895,8 @@ fn check_token(
     let legacy = j.iss.as_deref() == Some("kubernetes/serviceaccount")
         || decoded.claims.keys().any(|k| k.starts_with("kubernetes.io/serviceaccount/"));
     let api_server_aud = j.aud.iter().any(|a| a.starts_with("https://kubernetes.default.svc"));
-    if default_k8s_path {
-        k8s_finding(report, &format!("it is read from {KUBERNETES_DEFAULT_TOKEN_PATH}"));
+    if uses_k8s_default_path(spec) {
+        // Already reported from the source's settings.
     } else if legacy {
         k8s_finding(
             report,
@@ -1030,6 +1028,13 @@ fn json_strings(v: &Value) -> Vec<String> {
     }
     walk(v, &mut out);
     out
+}
+
+/// Whether any setting of the source (a file path, a command argument…)
+/// names the default service-account token.
+fn uses_k8s_default_path(spec: &IdentitySpec) -> bool {
+    let v = serde_json::to_value(spec).unwrap_or(Value::Null);
+    json_strings(&v).iter().any(|s| is_k8s_default_path(s))
 }
 
 fn is_k8s_default_path(s: &str) -> bool {

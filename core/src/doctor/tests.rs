@@ -241,17 +241,24 @@ fn not_yet_valid_token_is_a_warning() {
 
 #[test]
 fn kubernetes_default_service_account_tokens_are_errors() {
-    // By path (whatever the token looks like).
-    let spec = IdentitySpec::File { path: KUBERNETES_DEFAULT_TOKEN_PATH.into() };
-    let jwt = make_jwt(good_header(), good_claims());
-    let (r, _) = check_spec(&jwt, &spec, DEFAULT_AUDIENCE);
+    // By path, before anything is read (even when the file does not exist here).
+    let fx = Fixture::new()
+        .set("ANTHROPIC_FEDERATION_RULE_ID", RULE)
+        .set("ANTHROPIC_ORGANIZATION_ID", ORG)
+        .set("ANTHROPIC_IDENTITY_TOKEN_FILE", KUBERNETES_DEFAULT_TOKEN_PATH);
+    let r = fx.run();
     let f = finding(&r, codes::KUBERNETES_DEFAULT_TOKEN);
     assert_eq!((f.severity, f.kind), (Severity::Error, Some("config")));
     assert!(f.fix.contains("projected"), "{}", f.fix);
     assert_eq!(r.exit_code, 2);
-    // By path even when the file holds garbage.
-    let (r, _) = check_spec("not a jwt", &spec, DEFAULT_AUDIENCE);
-    assert!(r.has(codes::KUBERNETES_DEFAULT_TOKEN) && r.has(codes::JWT_MALFORMED));
+    assert!(uses_k8s_default_path(&IdentitySpec::Command {
+        command: vec!["cat".into(), "/run/secrets/kubernetes.io/serviceaccount/token".into()],
+        timeout_s: None
+    }));
+    // The token checks do not report the path a second time.
+    let spec = IdentitySpec::File { path: KUBERNETES_DEFAULT_TOKEN_PATH.into() };
+    let (r, _) = check_spec(&make_jwt(good_header(), good_claims()), &spec, DEFAULT_AUDIENCE);
+    assert!(!r.has(codes::KUBERNETES_DEFAULT_TOKEN));
 
     // A legacy secret-based token: iss kubernetes/serviceaccount, claims, no exp.
     let legacy = json!({"iss": "kubernetes/serviceaccount", "sub": "system:serviceaccount:ns:default",
