@@ -196,7 +196,7 @@ fn warnings_keep_exit_zero_and_are_explained() {
 }
 
 #[test]
-fn expected_audience_flag_and_preset_audience() {
+fn expected_audience_flag() {
     let mut sb = Sandbox::new();
     sb.federation_env();
     let jwt = mint(&sb, json!({"ttl": 600, "aud": "my-rule-audience"}));
