@@ -48,18 +48,7 @@ impl Sandbox {
     /// Write a fresh single-use JWT to `identity-token` and return its path.
     pub fn fresh_jwt_file(&self) -> PathBuf {
         let p = self.path("identity-token");
-        std::fs::write(
-            &p,
-            format!(
-                "{}\n",
-                self.emu.mint_jwt(
-                    anthropic_wif_emulator::DEFAULT_SUBJECT,
-                    anthropic_wif_emulator::DEFAULT_AUDIENCE,
-                    3600
-                )
-            ),
-        )
-        .unwrap();
+        std::fs::write(&p, format!("{}\n", self.emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, 3600))).unwrap();
         p
     }
 
