@@ -14,9 +14,9 @@
 //! 9. AWS: credentials configured in the environment (access keys, `AWS_PROFILE`,
 //!    web identity, container credentials)
 //! 10. Metadata probes, concurrently, each with a 1.5 s time-out; preference
-//!     Google Cloud (`Metadata-Flavor: Google` answer), Azure IMDS
-//!     (`/metadata/instance`), AWS EC2 (IMDSv2 token). The probes honour
-//!     `GCE_METADATA_HOST`, `AZURE_IMDS_ENDPOINT`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
+//!     Google Cloud (`/computeMetadata/v1/` with `Metadata-Flavor: Google`),
+//!     Azure IMDS (`/metadata/instance`), AWS EC2 (IMDSv2 token). The probes
+//!     honour `GCE_METADATA_HOST`, `AZURE_IMDS_ENDPOINT`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
 //!
 //! Steps 1–9 are [`detect`] (no network; doctor reports it); [`detect_with_probes`]
 //! adds step 10. Nothing found is an error naming everything looked for.
@@ -126,7 +126,8 @@ pub async fn detect_with_probes(env: &Env, audience: Option<&str>) -> Result<Det
 fn nothing_found(env: &Env, gce: &str, azure: &str, imds: &str) -> Error {
     let mut hints = Vec::new();
     if env.is_set("GITHUB_ACTIONS") && !env.is_set(presets::GITHUB_REQUEST_URL_VAR) {
-        hints.push("this is a GitHub Actions job without an OIDC token: add `permissions: id-token: write`".to_string());
+        hints
+            .push("this is a GitHub Actions job without an OIDC token: add `permissions: id-token: write`".to_string());
     }
     if env.is_set("GITLAB_CI") {
         hints.push(format!(
@@ -139,7 +140,10 @@ fn nothing_found(env: &Env, gce: &str, azure: &str, imds: &str) -> Error {
         hints.push(format!("this is a CircleCI job without {}: run it in a context", presets::CIRCLECI_VAR));
     }
     if env.is_set("BITBUCKET_BUILD_NUMBER") {
-        hints.push(format!("this is a Bitbucket Pipelines step without {}: add `oidc: true` to the step", presets::BITBUCKET_VAR));
+        hints.push(format!(
+            "this is a Bitbucket Pipelines step without {}: add `oidc: true` to the step",
+            presets::BITBUCKET_VAR
+        ));
     }
     if env.is_set("TFC_RUN_ID") {
         hints.push(format!(
@@ -194,6 +198,5 @@ async fn probe_azure(base: &str) -> bool {
 }
 
 async fn probe_aws(base: &str) -> bool {
-    probe(Method::PUT, &format!("{base}/latest/api/token"), ("x-aws-ec2-metadata-token-ttl-seconds", "60"))
-        .await
+    probe(Method::PUT, &format!("{base}/latest/api/token"), ("x-aws-ec2-metadata-token-ttl-seconds", "60")).await
 }

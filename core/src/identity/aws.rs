@@ -118,17 +118,19 @@ fn region_from(spec: Option<&str>, env: &Env, files: &SharedFiles, source: &str)
         }
     }
     if let Some(r) = files.config_value("region") {
-        return valid_region(r.trim(), &format!("`region` of profile {} in {}", files.profile, files.config_path_display()), source)
-            .map(Some);
+        return valid_region(
+            r.trim(),
+            &format!("`region` of profile {} in {}", files.profile, files.config_path_display()),
+            source,
+        )
+        .map(Some);
     }
     Ok(None)
 }
 
 fn valid_region(r: &str, origin: &str, source: &str) -> Result<String> {
     if r.is_empty() || r.len() > 64 || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(Error::config(format!(
-            "{source}: {origin} is not an AWS region name (like us-east-1); fix it"
-        )));
+        return Err(Error::config(format!("{source}: {origin} is not an AWS region name (like us-east-1); fix it")));
     }
     Ok(r.to_string())
 }
@@ -173,7 +175,8 @@ async fn get_web_identity_token(
     let (amz_time, _) = sigv4::amz_date(crate::now_unix());
     let host = host_header(endpoint);
     let content_type = "application/x-www-form-urlencoded; charset=utf-8";
-    let mut signed: Vec<(&str, &str)> = vec![("content-type", content_type), ("host", &host), ("x-amz-date", &amz_time)];
+    let mut signed: Vec<(&str, &str)> =
+        vec![("content-type", content_type), ("host", &host), ("x-amz-date", &amz_time)];
     if let Some(t) = &creds.session_token {
         signed.push(("x-amz-security-token", t.expose()));
     }
@@ -292,7 +295,9 @@ fn xml_unescape(s: &str) -> String {
             "gt" => Some('>'),
             "quot" => Some('"'),
             "apos" => Some('\''),
-            e if e.starts_with("#x") || e.starts_with("#X") => u32::from_str_radix(&e[2..], 16).ok().and_then(char::from_u32),
+            e if e.starts_with("#x") || e.starts_with("#X") => {
+                u32::from_str_radix(&e[2..], 16).ok().and_then(char::from_u32)
+            }
             e if e.starts_with('#') => e[1..].parse::<u32>().ok().and_then(char::from_u32),
             _ => None,
         };
@@ -334,8 +339,10 @@ impl SharedFiles {
             .get("AWS_SHARED_CREDENTIALS_FILE")
             .map(PathBuf::from)
             .or_else(|| home.as_ref().map(|h| h.join(".aws").join("credentials")));
-        let config_path =
-            env.get("AWS_CONFIG_FILE").map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(".aws").join("config")));
+        let config_path = env
+            .get("AWS_CONFIG_FILE")
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".aws").join("config")));
         let read = |p: &Option<PathBuf>| -> Result<Option<String>> {
             let Some(p) = p else { return Ok(None) };
             match std::fs::read(p) {
@@ -351,9 +358,22 @@ impl SharedFiles {
         let credentials = read(&credentials_path)?.and_then(|t| ini_section(&t, &profile));
         let config_section = if profile == "default" { "default".to_string() } else { format!("profile {profile}") };
         let config = read(&config_path)?.and_then(|t| {
-            ini_section(&t, &config_section).or_else(|| if profile == "default" { ini_section(&t, "profile default") } else { None })
+            ini_section(&t, &config_section).or_else(|| {
+                if profile == "default" {
+                    ini_section(&t, "profile default")
+                } else {
+                    None
+                }
+            })
         });
-        Ok(SharedFiles { profile, profile_explicit: explicit.is_some(), credentials_path, config_path, credentials, config })
+        Ok(SharedFiles {
+            profile,
+            profile_explicit: explicit.is_some(),
+            credentials_path,
+            config_path,
+            credentials,
+            config,
+        })
     }
 
     fn config_value(&self, key: &str) -> Option<String> {
@@ -368,7 +388,8 @@ impl SharedFiles {
     fn static_credentials(&self, source: &str) -> Result<Option<Credentials>> {
         for (section, path) in [(&self.credentials, &self.credentials_path), (&self.config, &self.config_path)] {
             let Some(section) = section else { continue };
-            let get = |k: &str| section.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+            let get =
+                |k: &str| section.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
             let shown = path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
             match (get("aws_access_key_id"), get("aws_secret_access_key")) {
                 (Some(id), Some(secret)) => {
@@ -389,8 +410,15 @@ impl SharedFiles {
             }
         }
         // A profile that gets credentials some other way.
-        const OTHER: [&str; 7] =
-            ["role_arn", "source_profile", "credential_source", "credential_process", "sso_session", "sso_start_url", "login_session"];
+        const OTHER: [&str; 7] = [
+            "role_arn",
+            "source_profile",
+            "credential_source",
+            "credential_process",
+            "sso_session",
+            "sso_start_url",
+            "login_session",
+        ];
         for section in [&self.credentials, &self.config].into_iter().flatten() {
             if let Some((k, _)) = section.iter().find(|(k, _)| OTHER.contains(&k.as_str())) {
                 return Err(Error::config(format!(
@@ -518,7 +546,8 @@ async fn assume_role_with_web_identity(
     region: Option<&str>,
     source: &str,
 ) -> Result<Credentials> {
-    let what = format!("{source}: web identity credentials (AWS_WEB_IDENTITY_TOKEN_FILE {token_file}, AWS_ROLE_ARN {role})");
+    let what =
+        format!("{source}: web identity credentials (AWS_WEB_IDENTITY_TOKEN_FILE {token_file}, AWS_ROLE_ARN {role})");
     let token = super::file::read_with_fix(
         std::path::Path::new(token_file.trim()),
         &what,
@@ -583,7 +612,11 @@ async fn container_credentials(env: &Env, source: &str) -> Result<Option<Credent
         let base = env.get(ENV_CONTAINER_ENDPOINT).unwrap_or_else(|| DEFAULT_CONTAINER_ENDPOINT.to_string());
         let rel = rel.trim();
         let sep = if rel.starts_with('/') { "" } else { "/" };
-        (format!("{}{sep}{rel}", base.trim().trim_end_matches('/')), "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", PlainHttp::Standard)
+        (
+            format!("{}{sep}{rel}", base.trim().trim_end_matches('/')),
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            PlainHttp::Standard,
+        )
     } else if let Some(full) = env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
         (full.trim().to_string(), "AWS_CONTAINER_CREDENTIALS_FULL_URI", PlainHttp::AwsContainer)
     } else {
@@ -616,7 +649,14 @@ async fn container_credentials(env: &Env, source: &str) -> Result<Option<Credent
         Error::identity(format!("{what} {w}; check the task role (ECS) or the Pod Identity association (EKS)"))
     };
     let answer = send(
-        HttpRequest { method: Method::GET, url, headers, body: None, secrets: secrets.clone(), timeout: CREDENTIALS_TIMEOUT },
+        HttpRequest {
+            method: Method::GET,
+            url,
+            headers,
+            body: None,
+            secrets: secrets.clone(),
+            timeout: CREDENTIALS_TIMEOUT,
+        },
         &fail,
     )
     .await?;
@@ -651,7 +691,10 @@ async fn imds_credentials(env: &Env, source: &str) -> Result<Resolved> {
     let what = format!("{source}: EC2 instance metadata ({base})");
     let token = imds_session_token(&base, &what, CREDENTIALS_TIMEOUT).await.map_err(|e| {
         if e.message.contains("cannot connect") || e.message.contains("timed out") {
-            no_credentials(source, &format!("{base} is not reachable: not on EC2, or the hop limit is too low for containers"))
+            no_credentials(
+                source,
+                &format!("{base} is not reachable: not on EC2, or the hop limit is too low for containers"),
+            )
         } else {
             e
         }
@@ -661,9 +704,8 @@ async fn imds_credentials(env: &Env, source: &str) -> Result<Resolved> {
     let mut v = header_value(token.expose(), source)?;
     v.set_sensitive(true);
     headers.insert(HeaderName::from_static("x-aws-ec2-metadata-token"), v);
-    let fail = |w: String| {
-        Error::identity(format!("{what} {w}; attach an instance profile (IAM role) to the instance"))
-    };
+    let fail =
+        |w: String| Error::identity(format!("{what} {w}; attach an instance profile (IAM role) to the instance"));
     let get = |path: &str| -> Result<HttpRequest> {
         Ok(HttpRequest {
             method: Method::GET,
@@ -719,7 +761,10 @@ pub(crate) async fn imds_session_token(base: &str, what: &str, timeout: Duration
 pub(crate) fn imds_base(env: &Env) -> String {
     match env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
         Some(e) => e.trim().trim_end_matches('/').to_string(),
-        None if env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE").is_some_and(|m| m.trim().eq_ignore_ascii_case("ipv6")) => {
+        None if env
+            .get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE")
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("ipv6")) =>
+        {
             DEFAULT_IMDS_ENDPOINT_V6.to_string()
         }
         None => DEFAULT_IMDS_ENDPOINT.to_string(),
@@ -741,7 +786,10 @@ mod tests {
         assert_eq!(xml_text(x, "Expiration").as_deref(), Some("2026-01-01T00:00:00Z"));
         assert_eq!(xml_text(x, "Missing"), None);
         assert_eq!(xml_text(x, "GetWebIdentityTokenResult"), None, "nested elements are not text");
-        assert_eq!(xml_text("<Message a=\"1\">x &amp; y &lt;z&gt; &#65;&#x42; &bogus; &</Message>", "Message").as_deref(), Some("x & y <z> AB &bogus; &"));
+        assert_eq!(
+            xml_text("<Message a=\"1\">x &amp; y &lt;z&gt; &#65;&#x42; &bogus; &</Message>", "Message").as_deref(),
+            Some("x & y <z> AB &bogus; &")
+        );
         assert_eq!(xml_text("<Code>unterminated", "Code"), None);
         assert_eq!(xml_text("", "Code"), None);
     }

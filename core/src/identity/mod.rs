@@ -173,6 +173,7 @@ impl IdentitySpec {
                     match n.as_str() {
                         "gitlab" => "in the job's `id_tokens: <VAR>: aud:`",
                         "terraform" => "with the workspace variable TFC_WORKLOAD_IDENTITY_AUDIENCE",
+                        "kubernetes" => "in the projected volume's serviceAccountToken.audience",
                         _ => "fixed by the platform",
                     }
                 ))),
@@ -225,14 +226,21 @@ impl IdentitySpec {
                 format!("Bitbucket Pipelines OIDC token variable {}", var.as_deref().unwrap_or(presets::BITBUCKET_VAR))
             }
             IdentitySpec::Terraform { var } => {
-                format!("HCP Terraform workload identity token variable {}", var.as_deref().unwrap_or(presets::TERRAFORM_VAR))
+                format!(
+                    "HCP Terraform workload identity token variable {}",
+                    var.as_deref().unwrap_or(presets::TERRAFORM_VAR)
+                )
             }
             IdentitySpec::GcpMetadata { .. } => "Google Cloud metadata server identity token".to_string(),
-            IdentitySpec::AzureImds { client_id: Some(c), .. } => format!("Azure managed identity token (client_id {c})"),
+            IdentitySpec::AzureImds { client_id: Some(c), .. } => {
+                format!("Azure managed identity token (client_id {c})")
+            }
             IdentitySpec::AzureImds { .. } => "Azure managed identity token".to_string(),
             IdentitySpec::Kubernetes { path } => format!(
                 "Kubernetes projected service-account token file {}",
-                path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| presets::KUBERNETES_DEFAULT_PATH.to_string())
+                path.as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| presets::KUBERNETES_DEFAULT_PATH.to_string())
             ),
             IdentitySpec::AwsSts { .. } => "AWS STS GetWebIdentityToken".to_string(),
             IdentitySpec::Spiffe { path: Some(p), .. } => format!("SPIFFE JWT-SVID file {}", p.display()),

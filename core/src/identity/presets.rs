@@ -152,10 +152,10 @@ impl CiVar {
                 "declare the token in the job: `id_tokens: {var}: aud: {DEFAULT_AUDIENCE}` (the audience must match your federation rule)"
             ),
             CiVar::Circleci => format!(
-                "CircleCI sets {var} only in jobs that run in a context or a project with OIDC tokens available (cloud, not server);                  its audience is your CircleCI organization id, so the federation rule must expect that audience                  (or use the command source with `circleci run oidc get --claims '{{\"aud\":\"{DEFAULT_AUDIENCE}\"}}'`)"
+                "CircleCI cloud sets {var} in jobs (if it is missing, run the job with a context; CircleCI server has no OIDC tokens); its audience is your CircleCI organization id, so the federation rule must expect that audience (or use the command source with `circleci run oidc get --claims '{{\"aud\":\"{DEFAULT_AUDIENCE}\"}}'`)"
             ),
             CiVar::Bitbucket => format!(
-                "add `oidc: true` to the step in bitbucket-pipelines.yml so Bitbucket sets {var}; its audience is                  ari:cloud:bitbucket::workspace/<workspace-uuid>, so the federation rule must expect that audience"
+                "add `oidc: true` to the step in bitbucket-pipelines.yml so Bitbucket sets {var}; its audience is ari:cloud:bitbucket::workspace/<workspace-uuid>, so the federation rule must expect that audience"
             ),
             CiVar::Terraform => format!(
                 "enable workload identity: set the workspace variable TFC_WORKLOAD_IDENTITY_AUDIENCE={DEFAULT_AUDIENCE} \
@@ -187,7 +187,8 @@ pub(crate) fn gce_base(env: &Env) -> String {
     }
 }
 
-const GCP_FIX: &str = "run on Google Cloud (Compute Engine, GKE with Workload Identity, Cloud Run, Cloud Functions) with a \
+const GCP_FIX: &str =
+    "run on Google Cloud (Compute Engine, GKE with Workload Identity, Cloud Run, Cloud Functions) with a \
 service account attached to the workload; the federation rule's issuer is https://accounts.google.com";
 
 /// Google Cloud: `GET …/service-accounts/default/identity?audience=<aud>&format=full`
@@ -250,7 +251,9 @@ pub(crate) async fn azure_imds(
         let url = check_url_allowing(endpoint.trim(), &what, &[], PlainHttp::AzureAppService)?;
         let url = with_query_param(with_query_param(url, "api-version", "2019-08-01"), "resource", aud);
         let mut v = HeaderValue::from_str(header.trim()).map_err(|_| {
-            Error::identity(format!("{source}: IDENTITY_HEADER is not a valid header value; it must be the platform's value, unchanged"))
+            Error::identity(format!(
+                "{source}: IDENTITY_HEADER is not a valid header value; it must be the platform's value, unchanged"
+            ))
         })?;
         v.set_sensitive(true);
         headers.insert(HeaderName::from_static("x-identity-header"), v);

@@ -124,7 +124,10 @@ impl Fake {
                         seen.lock().unwrap().push(r.clone());
                         let out = handler(&r);
                         Ok::<_, Infallible>(
-                            hyper::Response::builder().status(out.status).body(Full::new(Bytes::from(out.body))).unwrap(),
+                            hyper::Response::builder()
+                                .status(out.status)
+                                .body(Full::new(Bytes::from(out.body)))
+                                .unwrap(),
                         )
                     }
                 });
@@ -166,7 +169,11 @@ fn ci_variable_presets_read_their_variable() {
 #[test]
 fn ci_variable_errors_name_the_variable_and_the_platform_setting() {
     let cases: [(IdentitySpec, &str, &[&str]); 4] = [
-        (IdentitySpec::Gitlab { var: None }, "ANTHROPIC_ID_TOKEN", &["id_tokens: ANTHROPIC_ID_TOKEN: aud: https://api.anthropic.com"]),
+        (
+            IdentitySpec::Gitlab { var: None },
+            "ANTHROPIC_ID_TOKEN",
+            &["id_tokens: ANTHROPIC_ID_TOKEN: aud: https://api.anthropic.com"],
+        ),
         (IdentitySpec::Circleci { var: None }, "CIRCLE_OIDC_TOKEN_V2", &["context", "organization id"]),
         (IdentitySpec::Bitbucket { var: None }, "BITBUCKET_STEP_OIDC_TOKEN", &["oidc: true"]),
         (IdentitySpec::Terraform { var: None }, "TFC_WORKLOAD_IDENTITY_TOKEN", &["TFC_WORKLOAD_IDENTITY_AUDIENCE"]),
@@ -239,11 +246,15 @@ fn gcp_metadata_requests_a_full_identity_token() {
 
 fn fake_azure() -> Fake {
     Fake::start(|r| {
-        let json = |tok: String| reply(200, format!(r#"{{"access_token":"{tok}","expires_on":"1","token_type":"Bearer"}}"#));
+        let json =
+            |tok: String| reply(200, format!(r#"{{"access_token":"{tok}","expires_on":"1","token_type":"Bearer"}}"#));
         match r.path.as_str() {
             "/metadata/identity/oauth2/token" => {
                 if r.h("metadata") != Some("true") || r.q("api-version") != Some("2018-02-01") {
-                    return reply(400, r#"{"error":"invalid_request","error_description":"Required metadata header not specified"}"#);
+                    return reply(
+                        400,
+                        r#"{"error":"invalid_request","error_description":"Required metadata header not specified"}"#,
+                    );
                 }
                 match (r.q("resource"), r.q("client_id")) {
                     (Some("unassigned"), _) => {
@@ -304,7 +315,8 @@ fn azure_imds_and_app_service() {
     assert_clean(&e, &["wrong-header-SECRET"]);
 
     // App Service on Linux uses a link-local address: allowed there, not for IMDS.
-    assert!(url::check_url_allowing("http://169.254.129.2:8081/msi/token", "s", &[], url::PlainHttp::AzureAppService).is_ok());
+    assert!(url::check_url_allowing("http://169.254.129.2:8081/msi/token", "s", &[], url::PlainHttp::AzureAppService)
+        .is_ok());
     assert!(url::check_url("http://169.254.129.2:8081/msi/token", "s", &[]).is_err());
     assert!(url::check_url_allowing("http://10.0.0.1/msi/token", "s", &[], url::PlainHttp::AzureAppService).is_err());
 
@@ -330,7 +342,14 @@ fn kubernetes_projected_token() {
     let spec = IdentitySpec::Kubernetes { path: Some(missing) };
     let e = err(&spec, &env_of(&[]));
     assert_eq!(e.kind, ErrorKind::Identity);
-    for needle in ["does not exist", "projected", "serviceAccountToken", "audience: https://api.anthropic.com", "expirationSeconds", "mountPath"] {
+    for needle in [
+        "does not exist",
+        "projected",
+        "serviceAccountToken",
+        "audience: https://api.anthropic.com",
+        "expirationSeconds",
+        "mountPath",
+    ] {
         assert!(e.message.contains(needle), "missing {needle:?}: {}", e.message);
     }
     // Without a configured path the message names the default.
@@ -388,7 +407,8 @@ fn verify_sigv4(r: &Req, secret: &str) -> std::result::Result<(), String> {
         session_token: None,
         origin: String::new(),
     };
-    let req = sigv4::Request { method: &r.method, path: &r.path, query: &[], headers: &headers, payload: r.body.as_bytes() };
+    let req =
+        sigv4::Request { method: &r.method, path: &r.path, query: &[], headers: &headers, payload: r.body.as_bytes() };
     let expect = sigv4::authorization(&req, &creds, scope[2], "sts", amz);
     if expect != auth {
         return Err(format!("signature mismatch (got {sig})"));
@@ -457,7 +477,9 @@ fn fake_aws() -> Fake {
                 if r.h("authorization").is_some() {
                     return sts_error(400, "InvalidParameterValue", "AssumeRoleWithWebIdentity must be unsigned");
                 }
-                if get("WebIdentityToken") != Some("irsa-projected-jwt") || get("RoleArn") != Some("arn:aws:iam::1:role/r") {
+                if get("WebIdentityToken") != Some("irsa-projected-jwt")
+                    || get("RoleArn") != Some("arn:aws:iam::1:role/r")
+                {
                     return sts_error(403, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity");
                 }
                 reply(
@@ -527,7 +549,12 @@ fn aws_sts_signed_with_environment_credentials() {
     let fake = fake_aws();
     let env = aws_env(
         &fake,
-        &[("AWS_ACCESS_KEY_ID", AKID), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY), ("AWS_SESSION_TOKEN", SESSION), ("AWS_REGION", "eu-west-1")],
+        &[
+            ("AWS_ACCESS_KEY_ID", AKID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_SESSION_TOKEN", SESSION),
+            ("AWS_REGION", "eu-west-1"),
+        ],
     );
     let got = run(&aws_spec(), &env).unwrap();
     assert_eq!(got.expose(), format!("{JWT}.25.RS256.300.eu-west-1.{AKID}"));
@@ -549,15 +576,31 @@ fn aws_sts_signed_with_environment_credentials() {
     assert_eq!(run(&spec, &env).unwrap().expose(), format!("{JWT}.5.ES384.3600.us-west-2.{AKID}"));
 
     // A wrong secret: the fake's signature check fails; the message explains, leaks nothing.
-    let env = aws_env(&fake, &[("AWS_ACCESS_KEY_ID", AKID), ("AWS_SECRET_ACCESS_KEY", "wrong-secret-XYZ"), ("AWS_REGION", "eu-west-1")]);
+    let env = aws_env(
+        &fake,
+        &[("AWS_ACCESS_KEY_ID", AKID), ("AWS_SECRET_ACCESS_KEY", "wrong-secret-XYZ"), ("AWS_REGION", "eu-west-1")],
+    );
     let e = err(&aws_spec(), &env);
     assert_eq!(e.kind, ErrorKind::Identity);
     assert!(e.message.contains("SignatureDoesNotMatch") && e.message.contains("invalid or expired"), "{}", e.message);
     assert_clean(&e, &["wrong-secret-XYZ"]);
 
     // Outbound federation disabled: the hint names the IAM call.
-    let spec = IdentitySpec::AwsSts { audience: Some("disabled".into()), region: None, duration_seconds: None, signing_algorithm: None };
-    let env = aws_env(&fake, &[("AWS_ACCESS_KEY_ID", AKID), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY), ("AWS_SESSION_TOKEN", SESSION), ("AWS_DEFAULT_REGION", "eu-west-1")]);
+    let spec = IdentitySpec::AwsSts {
+        audience: Some("disabled".into()),
+        region: None,
+        duration_seconds: None,
+        signing_algorithm: None,
+    };
+    let env = aws_env(
+        &fake,
+        &[
+            ("AWS_ACCESS_KEY_ID", AKID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_SESSION_TOKEN", SESSION),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+        ],
+    );
     let e = err(&spec, &env);
     assert!(e.message.contains("enable-outbound-web-identity-federation"), "{}", e.message);
     assert!(e.message.contains("environment variables AWS_ACCESS_KEY_ID"), "{}", e.message);
@@ -574,10 +617,30 @@ fn aws_sts_config_errors() {
     assert!(e.message.contains("AWS_REGION") && e.message.contains("region"), "{}", e.message);
     // Bad values.
     for spec in [
-        IdentitySpec::AwsSts { audience: None, region: Some("us-east-1".into()), duration_seconds: Some(59), signing_algorithm: None },
-        IdentitySpec::AwsSts { audience: None, region: Some("us-east-1".into()), duration_seconds: Some(3601), signing_algorithm: None },
-        IdentitySpec::AwsSts { audience: None, region: Some("us-east-1".into()), duration_seconds: None, signing_algorithm: Some("HS256".into()) },
-        IdentitySpec::AwsSts { audience: None, region: Some("us east/1".into()), duration_seconds: None, signing_algorithm: None },
+        IdentitySpec::AwsSts {
+            audience: None,
+            region: Some("us-east-1".into()),
+            duration_seconds: Some(59),
+            signing_algorithm: None,
+        },
+        IdentitySpec::AwsSts {
+            audience: None,
+            region: Some("us-east-1".into()),
+            duration_seconds: Some(3601),
+            signing_algorithm: None,
+        },
+        IdentitySpec::AwsSts {
+            audience: None,
+            region: Some("us-east-1".into()),
+            duration_seconds: None,
+            signing_algorithm: Some("HS256".into()),
+        },
+        IdentitySpec::AwsSts {
+            audience: None,
+            region: Some("us east/1".into()),
+            duration_seconds: None,
+            signing_algorithm: None,
+        },
     ] {
         assert_eq!(err(&spec, &aws_env(&fake, &base)).kind, ErrorKind::Config);
     }
@@ -587,7 +650,11 @@ fn aws_sts_config_errors() {
     // The real STS endpoint is https and regional (checked, not contacted).
     let e = block_on(aws::fetch(
         aws::StsParams { audience: None, region: Some("us-east-1"), duration_seconds: None, signing_algorithm: None },
-        &Env::fixed([("AWS_ACCESS_KEY_ID", AKID), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY), ("AWS_ENDPOINT_URL_STS", "http://sts.example.com/")]),
+        &Env::fixed([
+            ("AWS_ACCESS_KEY_ID", AKID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_ENDPOINT_URL_STS", "http://sts.example.com/"),
+        ]),
         "src",
     ))
     .unwrap_err();
@@ -607,10 +674,8 @@ fn aws_shared_files() {
     )
     .unwrap();
     std::fs::write(&config, "[default]\nregion = ca-central-1\n[profile assumed]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = default\n").unwrap();
-    let files = [
-        ("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()),
-        ("AWS_CONFIG_FILE", config.to_str().unwrap()),
-    ];
+    let files =
+        [("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()), ("AWS_CONFIG_FILE", config.to_str().unwrap())];
     // Default profile: keys from credentials, region from config.
     let got = run(&aws_spec(), &aws_env(&fake, &files)).unwrap();
     assert_eq!(got.expose(), format!("{JWT}.25.RS256.300.ca-central-1.{AKID}"));
@@ -660,13 +725,20 @@ fn aws_web_identity_container_and_imds_credentials() {
     // A role that does not trust the token.
     let env = aws_env(
         &fake,
-        &[("AWS_WEB_IDENTITY_TOKEN_FILE", tok.to_str().unwrap()), ("AWS_ROLE_ARN", "arn:aws:iam::1:role/other"), ("AWS_REGION", "us-east-2")],
+        &[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", tok.to_str().unwrap()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/other"),
+            ("AWS_REGION", "us-east-2"),
+        ],
     );
     let e = err(&aws_spec(), &env);
     assert!(e.message.contains("AccessDenied") && e.message.contains("trust policy"), "{}", e.message);
 
     // ECS: the relative URI on the container endpoint.
-    let env = aws_env(&fake, &[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/task"), ("AWS_REGION", "sa-east-1")]);
+    let env = aws_env(
+        &fake,
+        &[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/task"), ("AWS_REGION", "sa-east-1")],
+    );
     assert_eq!(run(&aws_spec(), &env).unwrap().expose(), format!("{JWT}.25.RS256.300.sa-east-1.ASIACONTAINER"));
     // EKS Pod Identity: full URI plus the authorization token file.
     let auth = dir.path().join("eks-pod-identity-token");
@@ -692,10 +764,15 @@ fn aws_web_identity_container_and_imds_credentials() {
     assert!(e.message.contains("HTTP 401") && e.message.contains("Pod Identity"), "{}", e.message);
     assert_clean(&e, &["wrong-auth-SECRET"]);
     // The full URI may not be plain http to an arbitrary host.
-    let env = aws_env(&fake, &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://10.1.2.3/creds"), ("AWS_REGION", "sa-east-1")]);
+    let env =
+        aws_env(&fake, &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://10.1.2.3/creds"), ("AWS_REGION", "sa-east-1")]);
     assert_eq!(err(&aws_spec(), &env).kind, ErrorKind::Config);
-    assert!(url::check_url_allowing("http://169.254.170.23/v1/credentials", "s", &[], url::PlainHttp::AwsContainer).is_ok());
-    assert!(url::check_url_allowing("http://[fd00:ec2::23]/v1/credentials", "s", &[], url::PlainHttp::AwsContainer).is_ok());
+    assert!(
+        url::check_url_allowing("http://169.254.170.23/v1/credentials", "s", &[], url::PlainHttp::AwsContainer).is_ok()
+    );
+    assert!(
+        url::check_url_allowing("http://[fd00:ec2::23]/v1/credentials", "s", &[], url::PlainHttp::AwsContainer).is_ok()
+    );
     assert!(url::check_url("http://169.254.170.2/v2/credentials/x", "s", &[]).is_ok());
 
     // EC2 IMDSv2: token, role, credentials, and the region from placement.
@@ -709,7 +786,13 @@ fn aws_web_identity_container_and_imds_credentials() {
     let env = aws_env(&fake, &[("AWS_REGION", "us-east-1")]);
     let e = err(&aws_spec(), &env);
     assert_eq!(e.kind, ErrorKind::Identity);
-    for needle in ["AWS_ACCESS_KEY_ID", "~/.aws/credentials", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "instance metadata"] {
+    for needle in [
+        "AWS_ACCESS_KEY_ID",
+        "~/.aws/credentials",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "instance metadata",
+    ] {
         assert!(e.message.contains(needle), "missing {needle}: {}", e.message);
     }
     let env = aws_env(&fake, &[("AWS_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")]);
@@ -795,7 +878,10 @@ fn fake_workload_api(path: &Path, mode: SpiffeMode) -> Arc<Mutex<Vec<Vec<String>
                         .unwrap())
                 }
             });
-            tokio::spawn(hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(sock), svc));
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(sock), svc),
+            );
         }
     });
     seen
@@ -891,9 +977,11 @@ fn spiffe_errors() {
     std::fs::write(&f, JWT).unwrap();
     let spec = IdentitySpec::Spiffe { audience: None, socket: None, spiffe_id: None, path: Some(f.clone()) };
     assert_eq!(run(&spec, &env_of(&[])).unwrap().expose(), JWT);
-    let spec = IdentitySpec::Spiffe { audience: None, socket: None, spiffe_id: None, path: Some(dir.path().join("nope")) };
+    let spec =
+        IdentitySpec::Spiffe { audience: None, socket: None, spiffe_id: None, path: Some(dir.path().join("nope")) };
     assert!(err(&spec, &env_of(&[])).message.contains("jwt_svid_file_name"));
-    let spec = IdentitySpec::Spiffe { audience: None, socket: Some("unix:///x".into()), spiffe_id: None, path: Some(f) };
+    let spec =
+        IdentitySpec::Spiffe { audience: None, socket: Some("unix:///x".into()), spiffe_id: None, path: Some(f) };
     assert_eq!(err(&spec, &env_of(&[])).kind, ErrorKind::Config);
 }
 
@@ -924,14 +1012,23 @@ fn auto_detection_order() {
     // Everything at once, removed one by one from the top: each step shows
     // the next platform in the documented order.
     let mut layers: Vec<(Vec<(&str, &str)>, Option<IdentitySpec>)> = vec![
-        (vec![("ACTIONS_ID_TOKEN_REQUEST_URL", "https://x"), ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t")], Some(IdentitySpec::GithubActions { audience: None })),
+        (
+            vec![("ACTIONS_ID_TOKEN_REQUEST_URL", "https://x"), ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t")],
+            Some(IdentitySpec::GithubActions { audience: None }),
+        ),
         (vec![("GITLAB_CI", "true"), ("ANTHROPIC_ID_TOKEN", JWT)], Some(IdentitySpec::Gitlab { var: None })),
         (vec![("CIRCLE_OIDC_TOKEN_V2", JWT)], Some(IdentitySpec::Circleci { var: None })),
         (vec![("BITBUCKET_STEP_OIDC_TOKEN", JWT)], Some(IdentitySpec::Bitbucket { var: None })),
         (vec![("TFC_WORKLOAD_IDENTITY_TOKEN", JWT)], Some(IdentitySpec::Terraform { var: None })),
         (vec![("SPIFFE_ENDPOINT_SOCKET", "unix:///run/spire.sock")], Some(spiffe_spec(None))),
-        (vec![("ANTHROPIC_WIF_KUBERNETES_TOKEN_PATH", &k8s)], Some(IdentitySpec::Kubernetes { path: Some(k8s.clone().into()) })),
-        (vec![("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token"), ("IDENTITY_HEADER", "h")], Some(IdentitySpec::AzureImds { audience: None, client_id: None })),
+        (
+            vec![("ANTHROPIC_WIF_KUBERNETES_TOKEN_PATH", &k8s)],
+            Some(IdentitySpec::Kubernetes { path: Some(k8s.clone().into()) }),
+        ),
+        (
+            vec![("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token"), ("IDENTITY_HEADER", "h")],
+            Some(IdentitySpec::AzureImds { audience: None, client_id: None }),
+        ),
         (vec![("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/x")], Some(aws_spec())),
     ];
     while !layers.is_empty() {
@@ -949,7 +1046,10 @@ fn auto_detection_order() {
     // The audience is passed to presets that take one.
     let env = Env::fixed(vec![("SPIFFE_ENDPOINT_SOCKET".to_string(), "unix:///s".to_string())]);
     let d = detect(&env, Some("aud-1")).unwrap();
-    assert_eq!(d.spec, IdentitySpec::Spiffe { audience: Some("aud-1".into()), socket: None, spiffe_id: None, path: None });
+    assert_eq!(
+        d.spec,
+        IdentitySpec::Spiffe { audience: Some("aud-1".into()), socket: None, spiffe_id: None, path: None }
+    );
     assert!(d.reason.contains("SPIFFE_ENDPOINT_SOCKET"), "{}", d.reason);
 }
 
@@ -984,7 +1084,10 @@ fn auto_probes_metadata_servers_last() {
     assert_eq!(d.spec, IdentitySpec::GcpMetadata { audience: Some("a-b".into()) });
     assert_eq!(run(&IdentitySpec::Auto { audience: Some("a-b".into()) }, &env).unwrap().expose(), format!("{JWT}.a-b"));
     // The probe sent the metadata header.
-    assert!(gcp.hits().iter().any(|h| h.path == "/computeMetadata/v1/instance/id" && h.h("metadata-flavor") == Some("Google")));
+    assert!(gcp
+        .hits()
+        .iter()
+        .any(|h| h.path == "/computeMetadata/v1/instance/id" && h.h("metadata-flavor") == Some("Google")));
 }
 
 #[test]

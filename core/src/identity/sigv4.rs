@@ -158,7 +158,10 @@ pub(crate) fn authorization(
     let sts = format!("AWS4-HMAC-SHA256\n{amz_time}\n{scope}\n{}", sha256_hex(creq.as_bytes()));
     let key = signing_key(creds.secret_access_key.expose(), date, region, service);
     let signature = hex(&hmac_sha256(&key, sts.as_bytes()));
-    format!("AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}", creds.access_key_id)
+    format!(
+        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
+        creds.access_key_id
+    )
 }
 
 fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {

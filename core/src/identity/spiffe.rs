@@ -33,7 +33,8 @@ const API_FIX: &str = "run the SPIRE agent (or another Workload API server) on t
 (spire-server entry create -parentID … -spiffeID … -selector …); the federation rule's issuer is the SPIRE server's \
 OIDC discovery provider";
 
-const HELPER_FIX: &str = "configure spiffe-helper to write the JWT-SVID there: jwt_svids = [{jwt_audience = \"https://api.anthropic.com\", \
+const HELPER_FIX: &str =
+    "configure spiffe-helper to write the JWT-SVID there: jwt_svids = [{jwt_audience = \"https://api.anthropic.com\", \
 jwt_svid_file_name = \"<this path>\"}], and run it alongside the workload";
 
 /// What the spec asks for.
@@ -63,13 +64,11 @@ pub(crate) async fn fetch(p: Params<'_>, env: &Env, source: &str) -> Result<Secr
         Some(s) => (s.to_string(), "the identity source's socket".to_string()),
         None => match env.get(SOCKET_VAR) {
             Some(s) => (s, format!("{SOCKET_VAR}")),
-            None => {
-                return Err(Error::identity(format!(
-                    "{source}: {SOCKET_VAR} is not set and no socket is configured, so the Workload API cannot be found; \
+            None => return Err(Error::identity(format!(
+                "{source}: {SOCKET_VAR} is not set and no socket is configured, so the Workload API cannot be found; \
                      set {SOCKET_VAR}=unix:///run/spire/sockets/agent.sock (the agent's socket path), or use \
                      {{\"source\": \"spiffe\", \"path\": …}} with spiffe-helper; {API_FIX}"
-                )))
-            }
+            ))),
         },
     };
     let path = socket_path(addr.trim(), &origin, source)?;
@@ -102,7 +101,9 @@ async fn call(path: &Path, aud: &str, spiffe_id: Option<&str>, source: &str) -> 
     let fail = |what: String| Error::identity(format!("{at} {what}; {API_FIX}"));
     let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| {
         let why = match e.kind() {
-            std::io::ErrorKind::NotFound => "does not exist (is the agent running, and the socket mounted into this container?)".to_string(),
+            std::io::ErrorKind::NotFound => {
+                "does not exist (is the agent running, and the socket mounted into this container?)".to_string()
+            }
             std::io::ErrorKind::PermissionDenied => "cannot be opened (permission denied)".to_string(),
             std::io::ErrorKind::ConnectionRefused => "refuses connections (is the agent running?)".to_string(),
             _ => format!("cannot be reached ({e})"),

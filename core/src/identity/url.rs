@@ -274,7 +274,10 @@ pub(crate) async fn send(req: HttpRequest, fail: &(dyn Fn(String) -> Error + Syn
     }
     if !status.is_success() {
         let body = read_body(resp, 16 * 1024, timeout, &secrets, true).await.unwrap_or_default();
-        return Ok(HttpAnswer { status: status.as_u16(), body: Secret::new(String::from_utf8_lossy(&body).into_owned()) });
+        return Ok(HttpAnswer {
+            status: status.as_u16(),
+            body: Secret::new(String::from_utf8_lossy(&body).into_owned()),
+        });
     }
     let body = read_body(resp, MAX_BODY_BYTES, timeout, &secrets, false).await.map_err(fail)?;
     let text = String::from_utf8(body).map_err(|_| fail("answered with a body that is not UTF-8 text".to_string()))?;
