@@ -663,7 +663,7 @@ async fn container_credentials(env: &Env, source: &str) -> Result<Option<Credent
     if !answer.is_success() {
         return Err(fail(refusal(&answer, &secrets)));
     }
-    json_credentials(&answer.body, "container credentials").map(Some).map_err(|w| fail(w))
+    json_credentials(&answer.body, "container credentials").map(Some).map_err(fail)
 }
 
 /// `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}` (container and IMDS).
@@ -731,7 +731,7 @@ async fn imds_credentials(env: &Env, source: &str) -> Result<Resolved> {
     if !answer.is_success() {
         return Err(fail(refusal(&answer, &secrets)));
     }
-    let creds = json_credentials(&answer.body, &format!("EC2 instance role {role}")).map_err(|w| fail(w))?;
+    let creds = json_credentials(&answer.body, &format!("EC2 instance role {role}")).map_err(fail)?;
     let region = match send(get("/latest/meta-data/placement/region")?, &fail).await {
         Ok(a) if a.is_success() => Some(a.body.expose().trim().to_string()).filter(|r| valid_region(r, "", "").is_ok()),
         _ => None,

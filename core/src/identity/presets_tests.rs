@@ -3,6 +3,9 @@
 //! container agent and STS (which recomputes and checks the SigV4 signature),
 //! and a real HTTP/2 gRPC server on a unix socket for the SPIFFE Workload API.
 
+// Without the Workload API client, its helpers and fakes are unused.
+#![cfg_attr(not(feature = "spiffe-workload-api"), allow(unused_imports, dead_code))]
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::Path;
@@ -923,6 +926,7 @@ fn spiffe_spec(id: Option<&str>) -> IdentitySpec {
     IdentitySpec::Spiffe { audience: None, socket: None, spiffe_id: id.map(str::to_string), path: None }
 }
 
+#[cfg(feature = "spiffe-workload-api")]
 #[test]
 fn spiffe_workload_api_over_grpc() {
     let dir = tempfile::tempdir().unwrap();
@@ -949,8 +953,9 @@ fn spiffe_workload_api_over_grpc() {
     assert!(e.message.contains("no JWT-SVID for spiffe://example.org/other"), "{}", e.message);
 }
 
+#[cfg(feature = "spiffe-workload-api")]
 #[test]
-fn spiffe_errors() {
+fn spiffe_workload_api_errors() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("denied.sock");
     fake_workload_api(&sock, SpiffeMode::PermissionDenied);
@@ -964,6 +969,11 @@ fn spiffe_errors() {
     let env = env_of(&[("SPIFFE_ENDPOINT_SOCKET", &format!("unix://{}/absent.sock", dir.path().display()))]);
     let e = err(&spiffe_spec(None), &env);
     assert!(e.message.contains("does not exist") && e.message.contains("SPIRE agent"), "{}", e.message);
+}
+
+#[test]
+fn spiffe_config_errors_and_helper_file() {
+    let dir = tempfile::tempdir().unwrap();
     // Not configured at all.
     let e = err(&spiffe_spec(None), &env_of(&[]));
     assert!(e.message.contains("SPIFFE_ENDPOINT_SOCKET is not set"), "{}", e.message);
@@ -1011,7 +1021,8 @@ fn auto_detection_order() {
     let k8s = k8s.to_str().unwrap().to_string();
     // Everything at once, removed one by one from the top: each step shows
     // the next platform in the documented order.
-    let mut layers: Vec<(Vec<(&str, &str)>, Option<IdentitySpec>)> = vec![
+    type Layer<'a> = (Vec<(&'a str, &'a str)>, Option<IdentitySpec>);
+    let mut layers: Vec<Layer> = vec![
         (
             vec![("ACTIONS_ID_TOKEN_REQUEST_URL", "https://x"), ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t")],
             Some(IdentitySpec::GithubActions { audience: None }),

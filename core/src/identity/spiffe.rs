@@ -10,13 +10,21 @@
 //! - `JWTSVIDResponse { repeated JWTSVID svids = 1; }`,
 //!   `JWTSVID { string spiffe_id = 1; string svid = 2; string hint = 3; }`
 //!
-//! Not supported: `tcp://` Workload API addresses.
+//! Not supported: `tcp://` Workload API addresses. The Workload API mode needs
+//! the cargo feature `spiffe-workload-api` (default; it brings in hyper's
+//! HTTP/2 client); without it only spiffe-helper files work.
+
+// Without the Workload API client, its helpers and fakes are unused.
+#![cfg_attr(not(feature = "spiffe-workload-api"), allow(unused_imports, dead_code))]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[cfg(feature = "spiffe-workload-api")]
 use bytes::Bytes;
+#[cfg(feature = "spiffe-workload-api")]
 use http_body_util::{BodyExt, Full, Limited};
+#[cfg(feature = "spiffe-workload-api")]
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::{file, finish, presets};
@@ -63,12 +71,14 @@ pub(crate) async fn fetch(p: Params<'_>, env: &Env, source: &str) -> Result<Secr
     let (addr, origin) = match p.socket {
         Some(s) => (s.to_string(), "the identity source's socket".to_string()),
         None => match env.get(SOCKET_VAR) {
-            Some(s) => (s, format!("{SOCKET_VAR}")),
-            None => return Err(Error::identity(format!(
+            Some(s) => (s, SOCKET_VAR.to_string()),
+            None => {
+                return Err(Error::identity(format!(
                 "{source}: {SOCKET_VAR} is not set and no socket is configured, so the Workload API cannot be found; \
                      set {SOCKET_VAR}=unix:///run/spire/sockets/agent.sock (the agent's socket path), or use \
                      {{\"source\": \"spiffe\", \"path\": …}} with spiffe-helper; {API_FIX}"
-            ))),
+            )))
+            }
         },
     };
     let path = socket_path(addr.trim(), &origin, source)?;
@@ -96,6 +106,15 @@ pub(crate) fn socket_path(addr: &str, origin: &str, source: &str) -> Result<Path
     }
 }
 
+#[cfg(not(feature = "spiffe-workload-api"))]
+async fn call(_path: &Path, _aud: &str, _spiffe_id: Option<&str>, source: &str) -> Result<Secret> {
+    Err(Error::config(format!(
+        "{source}: this build of anthropic-wif has no SPIFFE Workload API client (cargo feature spiffe-workload-api); \
+         run spiffe-helper and use {{\"source\": \"spiffe\", \"path\": …}} instead"
+    )))
+}
+
+#[cfg(feature = "spiffe-workload-api")]
 async fn call(path: &Path, aud: &str, spiffe_id: Option<&str>, source: &str) -> Result<Secret> {
     let at = format!("{source}: the Workload API at unix://{}", path.display());
     let fail = |what: String| Error::identity(format!("{at} {what}; {API_FIX}"));
@@ -169,6 +188,7 @@ async fn call(path: &Path, aud: &str, spiffe_id: Option<&str>, source: &str) -> 
 }
 
 /// `grpc-status` other than 0, described with `grpc-message` and a hint.
+#[cfg(feature = "spiffe-workload-api")]
 fn grpc_error(headers: &hyper::HeaderMap) -> Option<String> {
     let status = headers.get("grpc-status")?.to_str().ok()?.trim().parse::<u32>().ok()?;
     if status == 0 {
@@ -188,6 +208,7 @@ fn grpc_error(headers: &hyper::HeaderMap) -> Option<String> {
     Some(format!("answered gRPC status {status}: {msg}{hint}"))
 }
 
+#[cfg_attr(not(feature = "spiffe-workload-api"), allow(dead_code))]
 fn percent_decode(s: &str) -> String {
     let hexval = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let b = s.as_bytes();
@@ -208,6 +229,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// The one length-prefixed message of a unary gRPC answer.
+#[cfg_attr(not(feature = "spiffe-workload-api"), allow(dead_code))]
 fn grpc_message(data: &[u8]) -> std::result::Result<&[u8], String> {
     if data.len() < 5 {
         return Err("answered without a gRPC message (and without an error status)".into());
@@ -239,6 +261,7 @@ fn put_string(out: &mut Vec<u8>, field: u32, s: &str) {
 }
 
 /// `JWTSVIDRequest { audience: [aud], spiffe_id }`.
+#[cfg_attr(not(feature = "spiffe-workload-api"), allow(dead_code))]
 pub(crate) fn encode_request(aud: &str, spiffe_id: Option<&str>) -> Vec<u8> {
     let mut out = Vec::new();
     put_string(&mut out, 1, aud);
@@ -292,6 +315,7 @@ pub(crate) struct JwtSvid {
 }
 
 /// `JWTSVIDResponse` → its SVIDs.
+#[cfg_attr(not(feature = "spiffe-workload-api"), allow(dead_code))]
 pub(crate) fn decode_response(buf: &[u8]) -> std::result::Result<Vec<JwtSvid>, String> {
     let mut svids = Vec::new();
     for (field, bytes) in fields(buf)? {
