@@ -1,0 +1,215 @@
+// anthropic-wif for Node.js: a credentials provider for @anthropic-ai/sdk.
+//
+//   const { Provider } = require('anthropic-wif');
+//   const client = new Anthropic({ credentials: new Provider().credentials() });
+//
+// This file is the thin JS face of the Rust engine: it loads the native addon,
+// turns its error records into WifError subclasses, and keeps the warm path
+// (a fresh token already in memory) synchronous up to the returned promise.
+'use strict';
+
+const path = require('node:path');
+const fs = require('node:fs');
+const { binaryName } = require('./scripts/node-install.js');
+
+function loadAddon() {
+  const file = path.join(__dirname, binaryName());
+  if (!fs.existsSync(file)) {
+    const built = fs.readdirSync(__dirname).filter((f) => /^anthropic-wif\..+\.node$/.test(f));
+    throw new Error(
+      `anthropic-wif: the native addon ${binaryName()} is missing from ${__dirname}` +
+        (built.length ? ` (found only ${built.join(', ')})` : '') +
+        '. Build it with Rust >= 1.88 installed: `npm rebuild anthropic-wif`, or in a checkout `npm install` ' +
+        '(both run `node scripts/node-install.js`, which runs cargo).',
+    );
+  }
+  try {
+    return require(file);
+  } catch (e) {
+    throw new Error(
+      `anthropic-wif: cannot load the native addon ${file}: ${e && e.message}. ` +
+        'Rebuild it for this machine: `npm rebuild anthropic-wif` (needs Rust >= 1.88).',
+    );
+  }
+}
+
+const native = loadAddon();
+
+const ERROR_MARKER = 'anthropic-wif-error:';
+const KINDS = Object.freeze(['config', 'identity', 'denied', 'unavailable', 'internal']);
+
+/**
+ * An anthropic-wif failure. `kind` says what to fix: `config` (settings),
+ * `identity` (the identity-token source), `denied` (the token endpoint refused
+ * the exchange), `unavailable` (it could not be reached or answered badly),
+ * `internal` (a local failure). Messages never contain a secret.
+ */
+class WifError extends Error {
+  constructor(message, details) {
+    super(message);
+    const d = details || {};
+    Object.defineProperty(this, 'name', { value: new.target.name, enumerable: false, configurable: true, writable: true });
+    this.kind = d.kind || new.target.kind || 'internal';
+    this.code = `ANTHROPIC_WIF_${this.kind.toUpperCase()}`;
+    this.status = d.status == null ? null : d.status;
+    this.requestId = d.requestId == null ? null : d.requestId;
+    this.errorCode = d.errorCode == null ? null : d.errorCode;
+  }
+}
+
+/** Bad or missing configuration: an option, environment variable, profile file or id. */
+class ConfigError extends WifError {}
+ConfigError.kind = 'config';
+/** The identity-token source failed (file missing, command failed, empty token, …). */
+class IdentityError extends WifError {}
+IdentityError.kind = 'identity';
+/** The token endpoint refused the exchange (4xx): `status`, `requestId` tell which. */
+class DeniedError extends WifError {}
+DeniedError.kind = 'denied';
+/** The token endpoint could not be reached, timed out, or kept failing (5xx/429). */
+class UnavailableError extends WifError {}
+UnavailableError.kind = 'unavailable';
+/** A local failure that is none of the above (cache I/O, lock time-out, …). */
+class InternalError extends WifError {}
+InternalError.kind = 'internal';
+
+const CLASSES = {
+  config: ConfigError,
+  identity: IdentityError,
+  denied: DeniedError,
+  unavailable: UnavailableError,
+  internal: InternalError,
+};
+
+function fromRecord(rec) {
+  const Cls = CLASSES[rec.kind] || InternalError;
+  return new Cls(rec.message, rec);
+}
+
+/** Maps a thrown native error (marker + JSON) to a WifError; anything else passes through. */
+function fromThrown(e) {
+  const msg = e && typeof e.message === 'string' ? e.message : '';
+  if (msg.startsWith(ERROR_MARKER)) {
+    try {
+      return fromRecord(JSON.parse(msg.slice(ERROR_MARKER.length)));
+    } catch {
+      return new InternalError('anthropic-wif: unreadable error from the native addon');
+    }
+  }
+  return e;
+}
+
+function unwrap(outcome) {
+  if (outcome.error) throw fromRecord(outcome.error);
+  return outcome.token;
+}
+
+function callNative(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    throw fromThrown(e);
+  }
+}
+
+const kNative = Symbol('anthropic-wif.native');
+const kCredentials = Symbol('anthropic-wif.credentials');
+
+/**
+ * A source of Claude API access tokens through workload identity federation.
+ *
+ * With no options it resolves its configuration exactly like the
+ * `anthropic-wif` CLI with no flags (environment variables, then profiles
+ * under `~/.config/anthropic/`). Each Provider has its own in-memory cache with
+ * single-flight refresh; the on-disk cache is shared with the CLI, Python and
+ * the official SDKs.
+ */
+class Provider {
+  constructor(options) {
+    if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
+      throw new ConfigError(`new Provider(options): options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`, {
+        kind: 'config',
+      });
+    }
+    let json;
+    try {
+      json = JSON.stringify(options || {});
+    } catch (e) {
+      throw new ConfigError(`new Provider(options): options must be plain data (${e.message})`, { kind: 'config' });
+    }
+    const handle = options && options[kNative];
+    Object.defineProperty(this, kNative, {
+      value: handle || callNative(() => new native.NativeProvider(json)),
+      enumerable: false,
+    });
+    const self = this;
+    // One stable function per provider, as `new Anthropic({ credentials })` expects.
+    Object.defineProperty(this, kCredentials, {
+      value: function credentials(opts) {
+        return self.getToken(opts);
+      },
+      enumerable: false,
+    });
+  }
+
+  /**
+   * A token with enough life left: from memory (no I/O), the disk cache, or a
+   * new exchange run off the event loop. `forceRefresh` skips both caches.
+   * Resolves `{ token, expiresAt }` (`expiresAt` in unix seconds, or `null`
+   * for a static bearer token that does not expire).
+   */
+  getToken(opts) {
+    const force = !!(opts && opts.forceRefresh);
+    const nat = this[kNative];
+    if (!force) {
+      const warm = nat.cachedToken();
+      if (warm) return Promise.resolve(warm);
+    }
+    return nat.token(force).then(unwrap);
+  }
+
+  /** The function `new Anthropic({ credentials })` expects (the same one on every call). */
+  credentials() {
+    return this[kCredentials];
+  }
+
+  /**
+   * A provider exchanging against another deployment, unless the profile or
+   * an explicit option pins the base URL. Shares nothing in memory with this one.
+   */
+  forBaseURL(baseURL) {
+    if (typeof baseURL !== 'string') {
+      throw new ConfigError(`provider.forBaseURL(baseURL): baseURL must be a string, got ${typeof baseURL}`, { kind: 'config' });
+    }
+    const nat = this[kNative];
+    const other = callNative(() => nat.forBaseUrl(baseURL));
+    return new Provider({ [kNative]: other });
+  }
+
+  /** Forget the in-memory token; the next getToken re-checks the disk cache. */
+  invalidate() {
+    this[kNative].invalidate();
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')]() {
+    return 'Provider {}';
+  }
+
+  toJSON() {
+    return {};
+  }
+}
+
+const VERSION = native.engineVersion();
+
+module.exports = {
+  Provider,
+  WifError,
+  ConfigError,
+  IdentityError,
+  DeniedError,
+  UnavailableError,
+  InternalError,
+  ERROR_KINDS: KINDS,
+  VERSION,
+};
