@@ -4,11 +4,10 @@ import * as cjs from './index.js';
 export {
   Provider,
   WifError,
-  ConfigError,
-  IdentityError,
-  DeniedError,
-  UnavailableError,
-  InternalError,
+  ConfigurationError,
+  IdentitySourceError,
+  ExchangeDeniedError,
+  EndpointUnavailableError,
   ERROR_KINDS,
   VERSION,
 } from './index.js';

@@ -21,7 +21,7 @@ export type IdentityTokenSource =
 /**
  * Options of `new Provider(options)`: the CLI's flags in camelCase. Unset
  * options are resolved exactly like the CLI with no flags (environment
- * variables, then the profile chain). Unknown options are a `ConfigError`.
+ * variables, then the profile chain). Unknown options are a `ConfigurationError`.
  */
 export interface ProviderOptions {
   /** A profile name under `<configDir>/configs/<profile>.json`. */
@@ -42,9 +42,12 @@ export interface ProviderOptions {
   configDir?: string;
   /** The on-disk token cache file (default: the profile's, shared with the SDKs). */
   credentialsPath?: string;
-  /** Read and write the on-disk cache (and take its lock). Default `true`. */
-  diskCache?: boolean;
-  /** A token handed out has at least this many seconds of life left. */
+  /** Do not read or write the on-disk token cache (nor take its lock). Default `false`. */
+  noCache?: boolean;
+  /**
+   * Hand out only tokens with at least this many seconds of life left
+   * (default: the refresh policy alone, as the SDK keeps its own cache).
+   */
   minRemaining?: number;
   /**
    * The environment to resolve from, instead of the live process environment
@@ -69,7 +72,10 @@ export type CredentialsFunction = (opts?: GetTokenOptions) => Promise<AccessToke
 
 export type ErrorKind = 'config' | 'identity' | 'denied' | 'unavailable' | 'internal';
 
-/** Every anthropic-wif failure. Messages never contain a token or a JWT. */
+/**
+ * Every anthropic-wif failure; `kind: 'internal'` (a local failure: cache I/O,
+ * lock time-out, …) arrives as a plain WifError. Messages never contain a token or a JWT.
+ */
 export declare class WifError extends Error {
   constructor(message: string, details?: { kind?: ErrorKind; status?: number | null; requestId?: string | null; errorCode?: string | null });
   /** What to fix. */
@@ -84,29 +90,24 @@ export declare class WifError extends Error {
   readonly errorCode: string | null;
 }
 /** Bad or missing configuration: an option, environment variable, profile file or id. */
-export declare class ConfigError extends WifError {
+export declare class ConfigurationError extends WifError {
   readonly kind: 'config';
   static readonly kind: 'config';
 }
 /** The identity-token source failed (file missing, command failed, empty token, …). */
-export declare class IdentityError extends WifError {
+export declare class IdentitySourceError extends WifError {
   readonly kind: 'identity';
   static readonly kind: 'identity';
 }
 /** The token endpoint refused the exchange (a 4xx answer). */
-export declare class DeniedError extends WifError {
+export declare class ExchangeDeniedError extends WifError {
   readonly kind: 'denied';
   static readonly kind: 'denied';
 }
 /** The token endpoint could not be reached, timed out, or kept failing. */
-export declare class UnavailableError extends WifError {
+export declare class EndpointUnavailableError extends WifError {
   readonly kind: 'unavailable';
   static readonly kind: 'unavailable';
-}
-/** A local failure that is none of the above (cache I/O, lock time-out, …). */
-export declare class InternalError extends WifError {
-  readonly kind: 'internal';
-  static readonly kind: 'internal';
 }
 
 /**
@@ -117,7 +118,7 @@ export declare class InternalError extends WifError {
  * ```
  */
 export declare class Provider {
-  /** @throws {ConfigError} on bad options or configuration. */
+  /** @throws {ConfigurationError} on bad options or configuration. */
   constructor(options?: ProviderOptions);
   /** A token with enough life left: memory (no I/O), disk cache, or a new exchange off the event loop. */
   getToken(opts?: GetTokenOptions): Promise<AccessToken>;

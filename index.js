@@ -58,31 +58,29 @@ class WifError extends Error {
 }
 
 /** Bad or missing configuration: an option, environment variable, profile file or id. */
-class ConfigError extends WifError {}
-ConfigError.kind = 'config';
+class ConfigurationError extends WifError {}
+ConfigurationError.kind = 'config';
 /** The identity-token source failed (file missing, command failed, empty token, …). */
-class IdentityError extends WifError {}
-IdentityError.kind = 'identity';
+class IdentitySourceError extends WifError {}
+IdentitySourceError.kind = 'identity';
 /** The token endpoint refused the exchange (4xx): `status`, `requestId` tell which. */
-class DeniedError extends WifError {}
-DeniedError.kind = 'denied';
+class ExchangeDeniedError extends WifError {}
+ExchangeDeniedError.kind = 'denied';
 /** The token endpoint could not be reached, timed out, or kept failing (5xx/429). */
-class UnavailableError extends WifError {}
-UnavailableError.kind = 'unavailable';
-/** A local failure that is none of the above (cache I/O, lock time-out, …). */
-class InternalError extends WifError {}
-InternalError.kind = 'internal';
+class EndpointUnavailableError extends WifError {}
+EndpointUnavailableError.kind = 'unavailable';
 
 const CLASSES = {
-  config: ConfigError,
-  identity: IdentityError,
-  denied: DeniedError,
-  unavailable: UnavailableError,
-  internal: InternalError,
+  config: ConfigurationError,
+  identity: IdentitySourceError,
+  denied: ExchangeDeniedError,
+  unavailable: EndpointUnavailableError,
+  // `internal` (a local failure: cache I/O, lock time-out, …) is a plain WifError.
+  internal: WifError,
 };
 
 function fromRecord(rec) {
-  const Cls = CLASSES[rec.kind] || InternalError;
+  const Cls = CLASSES[rec.kind] || WifError;
   return new Cls(rec.message, rec);
 }
 
@@ -93,7 +91,7 @@ function fromThrown(e) {
     try {
       return fromRecord(JSON.parse(msg.slice(ERROR_MARKER.length)));
     } catch {
-      return new InternalError('anthropic-wif: unreadable error from the native addon');
+      return new WifError('anthropic-wif: unreadable error from the native addon', { kind: 'internal' });
     }
   }
   return e;
@@ -127,7 +125,7 @@ const kCredentials = Symbol('anthropic-wif.credentials');
 class Provider {
   constructor(options) {
     if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
-      throw new ConfigError(`new Provider(options): options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`, {
+      throw new ConfigurationError(`new Provider(options): options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`, {
         kind: 'config',
       });
     }
@@ -135,7 +133,7 @@ class Provider {
     try {
       json = JSON.stringify(options || {});
     } catch (e) {
-      throw new ConfigError(`new Provider(options): options must be plain data (${e.message})`, { kind: 'config' });
+      throw new ConfigurationError(`new Provider(options): options must be plain data (${e.message})`, { kind: 'config' });
     }
     const handle = options && options[kNative];
     Object.defineProperty(this, kNative, {
@@ -179,7 +177,7 @@ class Provider {
    */
   forBaseURL(baseURL) {
     if (typeof baseURL !== 'string') {
-      throw new ConfigError(`provider.forBaseURL(baseURL): baseURL must be a string, got ${typeof baseURL}`, { kind: 'config' });
+      throw new ConfigurationError(`provider.forBaseURL(baseURL): baseURL must be a string, got ${typeof baseURL}`, { kind: 'config' });
     }
     const nat = this[kNative];
     const other = callNative(() => nat.forBaseUrl(baseURL));
@@ -205,11 +203,10 @@ const VERSION = native.engineVersion();
 module.exports = {
   Provider,
   WifError,
-  ConfigError,
-  IdentityError,
-  DeniedError,
-  UnavailableError,
-  InternalError,
+  ConfigurationError,
+  IdentitySourceError,
+  ExchangeDeniedError,
+  EndpointUnavailableError,
   ERROR_KINDS: KINDS,
   VERSION,
 };

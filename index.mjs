@@ -4,11 +4,10 @@ import cjs from './index.js';
 export const {
   Provider,
   WifError,
-  ConfigError,
-  IdentityError,
-  DeniedError,
-  UnavailableError,
-  InternalError,
+  ConfigurationError,
+  IdentitySourceError,
+  ExchangeDeniedError,
+  EndpointUnavailableError,
   ERROR_KINDS,
   VERSION,
 } = cjs;

@@ -91,7 +91,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "identityToken",
     "configDir",
     "credentialsPath",
-    "diskCache",
+    "noCache",
     "minRemaining",
     "env",
 ];
@@ -175,11 +175,11 @@ fn parse_options(json: &str) -> Result<ProviderOptions, Error> {
     let mut options = ProviderOptions::new(Face::Node);
     options.overrides = overrides;
 
-    match map.get("diskCache") {
+    match map.get("noCache") {
         None | Some(Value::Null) => {}
-        Some(Value::Bool(b)) => options.disk_cache = *b,
+        Some(Value::Bool(b)) => options.disk_cache = !*b,
         Some(other) => {
-            return Err(Error::config(format!("option diskCache must be true or false, got {}", type_name(other))))
+            return Err(Error::config(format!("option noCache must be true or false, got {}", type_name(other))))
         }
     }
     match map.get("minRemaining") {
@@ -305,7 +305,7 @@ mod tests {
     fn options_are_parsed_and_checked() {
         let o = parse_options(
             r#"{"federationRuleId":"fdrl_x","organizationId":"u","baseURL":"http://127.0.0.1:1",
-                "identityToken":{"source":"file","path":"/t"},"diskCache":false,"minRemaining":60,
+                "identityToken":{"source":"file","path":"/t"},"noCache":true,"minRemaining":60,
                 "env":{"A":"b"}}"#,
         )
         .unwrap();
