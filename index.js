@@ -36,7 +36,7 @@ function loadAddon() {
 const native = loadAddon();
 
 const ERROR_MARKER = 'anthropic-wif-error:';
-const KINDS = Object.freeze(['config', 'identity', 'denied', 'unavailable', 'internal']);
+const KINDS = Object.freeze(native.errorKinds());
 
 /**
  * An anthropic-wif failure. `kind` says what to fix: `config` (settings),
@@ -78,6 +78,10 @@ const CLASSES = {
   // `internal` (a local failure: cache I/O, lock time-out, …) is a plain WifError.
   internal: WifError,
 };
+
+for (const kind of KINDS) {
+  if (!CLASSES[kind]) throw new Error(`anthropic-wif: the native addon reports an unknown error kind ${kind}; reinstall the package`);
+}
 
 function fromRecord(rec) {
   const Cls = CLASSES[rec.kind] || WifError;
