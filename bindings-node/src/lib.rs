@@ -297,6 +297,12 @@ pub fn engine_version() -> String {
     anthropic_wif_core::VERSION.to_string()
 }
 
+/// `debug` or `release`: how this addon was compiled (benchmarks report it).
+#[napi]
+pub fn build_profile() -> String {
+    if cfg!(debug_assertions) { "debug" } else { "release" }.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
