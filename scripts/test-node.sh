@@ -83,6 +83,9 @@ tar -xzf "$TARBALL" -C "$WORK/src"
 rm -f "$WORK"/src/package/anthropic-wif.*.node
 (
   cd "$WORK/src/package"
+  # npm stores 1985 mtimes; with a shared CARGO_TARGET_DIR cargo would call the
+  # checkout's artifacts fresh. Touch the sources so this really compiles them.
+  find . -name '*.rs' -exec touch {} +
   node scripts/node-install.js
   node -e 'const { Provider } = require("."); if (typeof Provider !== "function") process.exit(1); console.log("built from the packed sources: ok")'
 )
