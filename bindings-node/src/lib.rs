@@ -258,10 +258,21 @@ impl NativeProvider {
         type Resolver = Box<dyn FnOnce(NapiEnv) -> napi::Result<NativeOutcome> + Send>;
         let (deferred, promise) = env.create_deferred::<NativeOutcome, Resolver>()?;
         let provider = self.inner.clone();
-        anthropic_wif_core::runtime::runtime().spawn(async move {
-            let outcome = match provider.token(force_refresh).await {
-                Ok(t) => NativeOutcome { token: Some(to_js_token(&t)), error: None },
-                Err(e) => NativeOutcome { token: None, error: Some(NativeError::from(&e)) },
+        let rt = anthropic_wif_core::runtime::runtime();
+        // The work runs in its own task so that even a panic in it settles the
+        // promise (as an internal error) instead of leaving it pending forever.
+        let work = rt.spawn(async move { provider.token(force_refresh).await });
+        rt.spawn(async move {
+            let outcome = match work.await {
+                Ok(Ok(t)) => NativeOutcome { token: Some(to_js_token(&t)), error: None },
+                Ok(Err(e)) => NativeOutcome { token: None, error: Some(NativeError::from(&e)) },
+                Err(join) => {
+                    let e = Error::internal(format!(
+                        "the token task failed unexpectedly ({}); please report this",
+                        if join.is_panic() { "panic" } else { "cancelled" }
+                    ));
+                    NativeOutcome { token: None, error: Some(NativeError::from(&e)) }
+                }
             };
             deferred.resolve(Box::new(move |_env| Ok(outcome)));
         });
