@@ -163,11 +163,16 @@ class Provider {
   getToken(opts) {
     const force = !!(opts && opts.forceRefresh);
     const nat = this[kNative];
-    if (!force) {
-      const warm = nat.cachedToken();
-      if (warm) return Promise.resolve(warm);
+    try {
+      if (!force) {
+        // Warm path: a fresh token in memory, read synchronously without I/O.
+        const warm = nat.cachedToken();
+        if (warm) return Promise.resolve(warm);
+      }
+      return nat.token(force).then(unwrap);
+    } catch (e) {
+      return Promise.reject(fromThrown(e));
     }
-    return nat.token(force).then(unwrap);
   }
 
   /** The function `new Anthropic({ credentials })` expects (the same one on every call). */
@@ -176,8 +181,9 @@ class Provider {
   }
 
   /**
-   * A provider exchanging against another deployment, unless the profile or
-   * an explicit option pins the base URL. Shares nothing in memory with this one.
+   * A provider exchanging against another deployment (the SDK's
+   * `for_base_url`). When a profile or an explicit option pins the base URL,
+   * or it is the same URL, the result shares this provider's caches.
    */
   forBaseURL(baseURL) {
     if (typeof baseURL !== 'string') {
