@@ -1,4 +1,72 @@
-fn main() {
-    eprintln!("anthropic-wif: not built yet");
-    std::process::exit(1);
+//! `anthropic-wif`: the credential-process face of the engine. Argument
+//! parsing and output formats only; everything else lives in the core crate.
+
+mod args;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anthropic_wif_core::{diag, Error, Provider};
+use clap::Parser;
+
+use args::{Cli, Command, Format, TokenArgs};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help/--version go to stdout with status 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::Token(t) => run_token(t),
+        Command::Emulator(e) => run_emulator(e.args),
+    }
+}
+
+fn fail(err: &Error) -> ExitCode {
+    eprintln!("anthropic-wif: error [{}]: {err}", err.kind.as_str());
+    ExitCode::from(err.kind.exit_code() as u8)
+}
+
+fn run_token(t: TokenArgs) -> ExitCode {
+    diag::set_verbosity(t.common.verbose);
+    let options = match t.common.provider_options() {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    let provider = match Provider::new(options) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    if let Some(n) = provider.notice() {
+        eprintln!("anthropic-wif: note: {n}");
+    }
+    let token = match provider.token_blocking(t.force_refresh) {
+        Ok(tok) => tok,
+        Err(e) => return fail(&e),
+    };
+    let secret = token.token.expose();
+    let out = match t.format {
+        Format::Json => {
+            let obj = serde_json::json!({ "access_token": secret, "expires_at": token.expires_at });
+            format!("{obj}\n")
+        }
+        Format::Token => format!("{secret}\n"),
+        Format::Env => format!("ANTHROPIC_AUTH_TOKEN={secret}\n"),
+        Format::Header => format!("Authorization: Bearer {secret}\n"),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).is_err() {
+        eprintln!("anthropic-wif: error [internal]: cannot write to stdout");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_emulator(args: Vec<String>) -> ExitCode {
+    let code = anthropic_wif_emulator::main_with_args(&args);
+    ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod diag;
 pub mod error;
 pub mod exchange;
 pub mod identity;

@@ -1,9 +1,30 @@
 //! Identity + exchange + caches: the one entry point every face uses.
+//!
+//! `token()` looks in memory (warm path, no I/O), then on disk (the file the
+//! official SDKs share), then takes the cross-process lock, looks on disk
+//! again (another process may have just exchanged), and only then fetches a
+//! fresh identity token and exchanges it, writing the result back. N threads
+//! or N processes asking at once therefore make one exchange: a correctness
+//! matter, because the server accepts each identity JWT only once.
 
-use crate::config::{Env, Overrides};
-use crate::error::Result;
-use crate::exchange::RetryPolicy;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::disk::{self, DiskCache, DiskRead};
+use crate::cache::memory::MemoryCache;
+use crate::cache::refresh_windows;
+use crate::cache::CachedToken;
+use crate::config::{self, Env, FederationConfig, Origin, Overrides, Resolution, Resolved};
+use crate::diag;
+use crate::error::{Error, Result};
+use crate::exchange::{self, ExchangeParams, RetryPolicy};
+use crate::identity;
 use crate::secret::Secret;
+
+/// The lifetime assumed for a cached token whose lifetime is unknown (one
+/// written by an official SDK): the Console's default rule lifetime.
+const ASSUMED_LIFETIME: i64 = 600;
 
 /// Which face is calling: sets the User-Agent and the default hand-out margin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,11 +54,13 @@ pub struct ProviderOptions {
     /// Read and write the on-disk cache (and take its lock). Default true.
     pub disk_cache: bool,
     /// A token handed out has at least this many seconds left. `None`: the
-    /// face default (CLI: min(300, lifetime/2); bindings: the refresh policy only).
+    /// face default — the CLI hands out tokens with at least min(300 s, half
+    /// their lifetime) left (SPEC §8); the bindings rely on the refresh policy
+    /// alone, because the SDKs wrap providers in their own cache.
     pub min_remaining: Option<i64>,
     pub retry: RetryPolicy,
     /// Bound on waiting for another process's exchange (the file lock).
-    pub lock_timeout: std::time::Duration,
+    pub lock_timeout: Duration,
 }
 
 impl ProviderOptions {
@@ -49,12 +72,12 @@ impl ProviderOptions {
             disk_cache: true,
             min_remaining: None,
             retry: RetryPolicy::default(),
-            lock_timeout: std::time::Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(60),
         }
     }
 }
 
-/// An access token handed to a caller.
+/// An access token handed to a caller. `Debug` never shows the token.
 #[derive(Clone, Debug)]
 pub struct AccessToken {
     pub token: Secret,
@@ -62,41 +85,310 @@ pub struct AccessToken {
     pub expires_at: Option<i64>,
 }
 
+impl From<CachedToken> for AccessToken {
+    fn from(t: CachedToken) -> Self {
+        AccessToken { token: t.access_token, expires_at: t.expires_at }
+    }
+}
+
 /// The provider. Cheap to clone; clones share caches.
 #[derive(Clone)]
 pub struct Provider {
-    _private: (),
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: ProviderOptions,
+    resolved: Resolved,
+    source: Source,
+    memory: MemoryCache,
+    notice: Option<String>,
+}
+
+enum Source {
+    Federation { config: FederationConfig, params: ExchangeParams, disk: Option<DiskCache> },
+    Static { token: Secret },
+    UserOauth { credentials_path: PathBuf, profile: String },
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider").field("step", &self.inner.resolved.step).field("face", &self.inner.options.face).finish()
+    }
 }
 
 impl Provider {
+    /// Resolve and validate the configuration (no network I/O).
     pub fn new(options: ProviderOptions) -> Result<Self> {
-        let _ = options;
-        Err(crate::Error::internal("Provider is not built yet"))
+        let resolved = config::resolve(&options.overrides, &options.env)?;
+        let mut notice = None;
+        let source = match &resolved.resolution {
+            Resolution::Federation(cfg) => {
+                exchange::check_base_url(&cfg.base_url.value).map_err(|e| e.context(format!("base_url from {}", cfg.base_url.origin)))?;
+                let params = ExchangeParams {
+                    base_url: cfg.base_url.value.clone(),
+                    federation_rule_id: cfg.federation_rule_id.value.clone(),
+                    organization_id: cfg.organization_id.value.clone(),
+                    service_account_id: cfg.service_account_id.as_ref().map(|v| v.value.clone()),
+                    workspace_id: cfg.workspace_id.as_ref().map(|v| v.value.clone()),
+                    user_agent: format!("anthropic-wif/{} ({})", crate::VERSION, options.face.as_str()),
+                };
+                let disk = if options.disk_cache {
+                    let path = match &cfg.credentials_path {
+                        Some(p) => p.clone(),
+                        None => disk::env_cache_path(&options.env, &cache_key_material(cfg))?,
+                    };
+                    Some(DiskCache::new(path))
+                } else {
+                    None
+                };
+                Source::Federation { config: cfg.clone(), params, disk }
+            }
+            Resolution::ApiKey { origin, .. } => {
+                return Err(Error::config(format!(
+                    "{origin} is set, so the official SDKs use that static API key and no workload identity \
+                     federation; anthropic-wif only hands out federated access tokens. Unset ANTHROPIC_API_KEY, \
+                     or pass the federation settings explicitly (flags or constructor arguments) to use federation"
+                )));
+            }
+            Resolution::StaticBearer { token, origin, .. } => {
+                notice = Some(format!(
+                    "using the static bearer token from {origin}; workload identity federation is not used \
+                     (unset ANTHROPIC_AUTH_TOKEN or pass explicit settings to federate)"
+                ));
+                Source::Static { token: token.clone() }
+            }
+            Resolution::UserOauth { profile, credentials_path, .. } => {
+                Source::UserOauth { credentials_path: credentials_path.clone(), profile: profile.clone() }
+            }
+        };
+        diag::emit(diag::INFO, || format!("configuration: {}", resolved.step));
+        Ok(Provider { inner: Arc::new(Inner { options, resolved, source, memory: MemoryCache::new(), notice }) })
     }
 
-    /// A token with enough life left, from memory, disk, or a new exchange.
-    pub async fn token(&self, force_refresh: bool) -> Result<AccessToken> {
-        let _ = force_refresh;
-        Err(crate::Error::internal("Provider is not built yet"))
+    /// What the configuration chain decided (for `-v` and doctor).
+    pub fn resolved(&self) -> &Resolved {
+        &self.inner.resolved
     }
 
-    /// [`Provider::token`] from synchronous code, on the shared runtime.
-    pub fn token_blocking(&self, force_refresh: bool) -> Result<AccessToken> {
-        crate::runtime::block_on(self.token(force_refresh))
+    /// A message faces should show the user (e.g. a static credential is
+    /// used instead of federation), or `None`.
+    pub fn notice(&self) -> Option<&str> {
+        self.inner.notice.as_deref()
+    }
+
+    /// The federation configuration, when federating.
+    pub fn federation(&self) -> Option<&FederationConfig> {
+        match &self.inner.source {
+            Source::Federation { config, .. } => Some(config),
+            _ => None,
+        }
+    }
+
+    /// The on-disk cache file in use, if any.
+    pub fn cache_path(&self) -> Option<&Path> {
+        match &self.inner.source {
+            Source::Federation { disk: Some(d), .. } => Some(d.path()),
+            Source::UserOauth { credentials_path, .. } => Some(credentials_path),
+            _ => None,
+        }
+    }
+
+    /// The base URL tokens are exchanged at (and API calls should go to).
+    pub fn base_url(&self) -> Option<&str> {
+        match &self.inner.resolved.resolution {
+            Resolution::Federation(cfg) => Some(&cfg.base_url.value),
+            Resolution::UserOauth { base_url, .. } => Some(&base_url.value),
+            _ => None,
+        }
+    }
+
+    /// Whether the base URL was pinned by a profile or an explicit setting.
+    pub fn base_url_pinned(&self) -> bool {
+        match &self.inner.resolved.resolution {
+            Resolution::Federation(cfg) => matches!(cfg.base_url.origin, Origin::Explicit(_) | Origin::ProfileFile(_)),
+            Resolution::UserOauth { base_url, .. } => matches!(base_url.origin, Origin::Explicit(_) | Origin::ProfileFile(_)),
+            _ => false,
+        }
+    }
+
+    /// The hand-out margin in seconds for a token of this lifetime.
+    fn margin(&self, lifetime: Option<i64>) -> i64 {
+        match (self.inner.options.min_remaining, self.inner.options.face) {
+            (Some(m), _) => m.max(0),
+            (None, Face::Cli) => 300.min(lifetime.unwrap_or(ASSUMED_LIFETIME) / 2),
+            (None, _) => 0,
+        }
     }
 
     /// The in-memory token if it is fresh: no I/O, no runtime (warm path).
     pub fn cached(&self) -> Option<AccessToken> {
-        None
+        match &self.inner.source {
+            Source::Static { token } => Some(AccessToken { token: token.clone(), expires_at: None }),
+            _ => {
+                let margin = self.inner.options.min_remaining.unwrap_or(0);
+                self.inner.memory.get_fresh(crate::now_unix(), margin).map(AccessToken::from)
+            }
+        }
     }
 
-    /// A provider for another deployment (SDK `for_base_url`); a profile or
-    /// explicit setting that pins the base URL keeps it.
+    /// A token with enough life left, from memory, disk, or a new exchange.
+    /// `force_refresh` (after a 401 from the API) skips both caches.
+    pub async fn token(&self, force_refresh: bool) -> Result<AccessToken> {
+        if !force_refresh {
+            if let Some(t) = self.cached() {
+                return Ok(t);
+            }
+        }
+        match &self.inner.source {
+            Source::Static { token } => Ok(AccessToken { token: token.clone(), expires_at: None }),
+            Source::UserOauth { credentials_path, profile } => self.user_oauth_token(credentials_path, profile),
+            Source::Federation { .. } => {
+                let margin = self.inner.options.min_remaining.unwrap_or(0);
+                let this = self.clone();
+                let t = self
+                    .inner
+                    .memory
+                    .get_or_refresh(force_refresh, margin, move |force| async move { this.obtain(force).await })
+                    .await?;
+                Ok(t.into())
+            }
+        }
+    }
+
+    /// [`Provider::token`] from synchronous code, on the shared runtime.
+    /// Warm calls return without entering the runtime.
+    pub fn token_blocking(&self, force_refresh: bool) -> Result<AccessToken> {
+        if !force_refresh {
+            if let Some(t) = self.cached() {
+                return Ok(t);
+            }
+        }
+        crate::runtime::block_on(self.token(force_refresh))
+    }
+
+    /// Drop the in-memory token (the next call re-checks disk).
+    pub fn invalidate(&self) {
+        self.inner.memory.invalidate();
+    }
+
+    /// A provider for another deployment (SDK `for_base_url`). A base URL
+    /// pinned by a profile or an explicit setting is kept (returns a clone).
     pub fn for_base_url(&self, base_url: &str) -> Result<Provider> {
-        let _ = base_url;
-        Err(crate::Error::internal("Provider is not built yet"))
+        let current = self.base_url();
+        if self.base_url_pinned() || current.map(|c| same_url(c, base_url)).unwrap_or(true) {
+            return Ok(self.clone());
+        }
+        let mut options = self.inner.options.clone();
+        options.overrides.base_url = Some(base_url.to_string());
+        Provider::new(options)
     }
 
-    /// Drop the cached token (memory; the next call re-checks disk).
-    pub fn invalidate(&self) {}
+    /// Disk, under the lock, or a fresh exchange.
+    async fn obtain(&self, force: bool) -> Result<CachedToken> {
+        let Source::Federation { config, params, disk } = &self.inner.source else {
+            return Err(Error::internal("obtain() on a non-federation provider"));
+        };
+        let Some(disk) = disk else {
+            return self.exchange(config, params).await;
+        };
+        if !force {
+            if let Some(t) = self.usable_from_disk(disk) {
+                return Ok(t);
+            }
+        }
+        let lock = {
+            let d = disk.clone();
+            let timeout = self.inner.options.lock_timeout;
+            tokio::task::spawn_blocking(move || d.lock(timeout))
+                .await
+                .map_err(|e| Error::internal(format!("lock task failed: {e}")))??
+        };
+        if !force {
+            if let Some(t) = self.usable_from_disk(disk) {
+                diag::emit(diag::INFO, || format!("another process refreshed {}; using its token", disk.path().display()));
+                drop(lock);
+                return Ok(t);
+            }
+        }
+        let token = self.exchange(config, params).await;
+        if let Ok(t) = &token {
+            match disk.write(t) {
+                Ok(()) => diag::emit(diag::INFO, || format!("cached the token in {}", disk.path().display())),
+                Err(e) => diag::emit(diag::INFO, || format!("could not cache the token: {e}")),
+            }
+        }
+        drop(lock);
+        token
+    }
+
+    fn usable_from_disk(&self, disk: &DiskCache) -> Option<CachedToken> {
+        match disk.read() {
+            DiskRead::Valid(t) => {
+                let Some(exp) = t.expires_at else { return Some(t) };
+                let remaining = exp - crate::now_unix();
+                let lifetime = t.lifetime;
+                let (advisory, _) = refresh_windows(lifetime.unwrap_or(ASSUMED_LIFETIME));
+                let need = advisory.max(self.margin(lifetime));
+                if remaining > need {
+                    diag::emit(diag::INFO, || format!("using the cached token from {} ({remaining} s left)", disk.path().display()));
+                    Some(t)
+                } else {
+                    diag::emit(diag::INFO, || format!("cached token in {} has {remaining} s left; refreshing", disk.path().display()));
+                    None
+                }
+            }
+            DiskRead::Missing => None,
+            DiskRead::Corrupt(reason) | DiskRead::Insecure(reason) => {
+                diag::emit(diag::INFO, || format!("ignoring the cache file: {reason}"));
+                None
+            }
+        }
+    }
+
+    async fn exchange(&self, config: &FederationConfig, params: &ExchangeParams) -> Result<CachedToken> {
+        let spec = &config.identity.value;
+        let env = &self.inner.options.env;
+        diag::emit(diag::INFO, || format!("exchanging an identity token from {} at {}", spec.describe(), params.base_url));
+        let resp = exchange::exchange_with_retry(params, &self.inner.options.retry, || identity::fetch(spec, env)).await?;
+        diag::emit(diag::INFO, || {
+            format!(
+                "exchange succeeded: lifetime {} s{}",
+                resp.expires_in,
+                resp.request_id.as_deref().map(|r| format!(", request-id {r}")).unwrap_or_default()
+            )
+        });
+        Ok(CachedToken { access_token: resp.access_token, expires_at: Some(resp.expires_at), lifetime: Some(resp.expires_in) })
+    }
+
+    fn user_oauth_token(&self, path: &Path, profile: &str) -> Result<AccessToken> {
+        let t = disk::read_user_oauth(path)?;
+        match t.expires_at {
+            Some(e) if e - crate::now_unix() <= crate::cache::MANDATORY_REFRESH_SECONDS => Err(Error::config(format!(
+                "profile {profile} uses authentication type user_oauth, but {} holds no unexpired access token; \
+                 log in again with your Anthropic tooling (anthropic-wif reads user_oauth tokens but does not refresh them)",
+                path.display()
+            ))),
+            _ => Ok(t.into()),
+        }
+    }
+}
+
+/// Everything that determines the token, never the JWT: the key of the
+/// on-disk cache for environment and explicit configurations.
+fn cache_key_material(cfg: &FederationConfig) -> String {
+    let spec = serde_json::to_string(&cfg.identity.value).unwrap_or_else(|_| cfg.identity.value.describe());
+    format!(
+        "v1\n{}\n{}\n{}\n{}\n{}\n{}",
+        cfg.base_url.value.trim_end_matches('/'),
+        cfg.federation_rule_id.value,
+        cfg.organization_id.value,
+        cfg.service_account_id.as_ref().map(|v| v.value.as_str()).unwrap_or(""),
+        cfg.workspace_id.as_ref().map(|v| v.value.as_str()).unwrap_or(""),
+        spec
+    )
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
 }

@@ -10,9 +10,9 @@ pub mod profile;
 pub use env::Env;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{scrub, Error, Result};
 use crate::identity::IdentitySpec;
 use crate::secret::Secret;
 
@@ -133,19 +133,54 @@ pub struct FederationConfig {
     pub scope: Option<String>,
 }
 
-/// What the chain decided.
+/// What the chain decided. (Built once per provider, so the size difference
+/// between variants does not matter.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Resolution {
     /// Workload identity federation.
     Federation(FederationConfig),
     /// `ANTHROPIC_API_KEY` is set: the SDKs use the static key and no
     /// federation. We do not carry the key; faces report this clearly.
-    ApiKey { origin: Origin },
+    ///
+    /// `shadowed` names the federation settings that are present but ignored
+    /// because the static credential comes first (e.g. `ANTHROPIC_PROFILE=ci,
+    /// ANTHROPIC_FEDERATION_RULE_ID, profile default (/…/configs/default.json)`),
+    /// so faces can say so instead of hiding it.
+    ApiKey { origin: Origin, shadowed: Option<String> },
     /// `ANTHROPIC_AUTH_TOKEN` is set: a static bearer token.
-    StaticBearer { token: Secret, origin: Origin },
+    StaticBearer { token: Secret, origin: Origin, shadowed: Option<String> },
     /// A `user_oauth` profile: an interactive login's access token, read
     /// from its credentials file when present (refreshing it is out of scope).
-    UserOauth { profile: String, profile_path: PathBuf, credentials_path: PathBuf, base_url: Sourced<String> },
+    UserOauth {
+        profile: String,
+        profile_path: PathBuf,
+        credentials_path: PathBuf,
+        base_url: Sourced<String>,
+        /// Sent as the `anthropic-workspace-id` header by the SDKs for these profiles.
+        workspace_id: Option<Sourced<String>>,
+        /// With a `client_id` the SDKs refresh the token (refresh_token grant).
+        client_id: Option<String>,
+    },
+}
+
+/// Which step of the chain decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// An explicitly named profile (`--profile`), explicit fields on top.
+    ExplicitProfile,
+    /// Explicit federation settings, completed from environment variables.
+    Explicit,
+    /// Step 1: `ANTHROPIC_API_KEY`.
+    ApiKey,
+    /// Step 2: `ANTHROPIC_AUTH_TOKEN`.
+    AuthToken,
+    /// Step 3: `ANTHROPIC_PROFILE`.
+    EnvProfile,
+    /// Step 4: the federation environment variables.
+    EnvFederation,
+    /// Step 5: the active profile (`active_config` or `default`).
+    ActiveProfile,
 }
 
 /// The chain's decision and which step made it.
@@ -156,19 +191,581 @@ pub struct Resolved {
     /// `ANTHROPIC_PROFILE=ci (/home/u/.config/anthropic/configs/ci.json)`,
     /// `environment variables`, `active profile default (…)`.
     pub step: String,
+    /// The same, as a value.
+    pub step_kind: Step,
     /// The config dir in effect.
     pub config_dir: PathBuf,
 }
 
+
+// Environment variable names (SPEC §3).
+pub const ENV_API_KEY: &str = "ANTHROPIC_API_KEY";
+pub const ENV_AUTH_TOKEN: &str = "ANTHROPIC_AUTH_TOKEN";
+pub const ENV_PROFILE: &str = "ANTHROPIC_PROFILE";
+pub const ENV_CONFIG_DIR: &str = "ANTHROPIC_CONFIG_DIR";
+pub const ENV_FEDERATION_RULE_ID: &str = "ANTHROPIC_FEDERATION_RULE_ID";
+pub const ENV_ORGANIZATION_ID: &str = "ANTHROPIC_ORGANIZATION_ID";
+pub const ENV_SERVICE_ACCOUNT_ID: &str = "ANTHROPIC_SERVICE_ACCOUNT_ID";
+pub const ENV_WORKSPACE_ID: &str = "ANTHROPIC_WORKSPACE_ID";
+pub const ENV_IDENTITY_TOKEN_FILE: &str = "ANTHROPIC_IDENTITY_TOKEN_FILE";
+pub const ENV_IDENTITY_TOKEN: &str = "ANTHROPIC_IDENTITY_TOKEN";
+pub const ENV_BASE_URL: &str = "ANTHROPIC_BASE_URL";
+pub const ENV_SCOPE: &str = "ANTHROPIC_SCOPE";
+
+/// Name of the pointer file that selects the active profile.
+pub const ACTIVE_CONFIG_FILE: &str = "active_config";
+/// The profile used when nothing names one.
+pub const DEFAULT_PROFILE: &str = "default";
+
 /// Resolve the configuration: explicit settings first, then the chain.
 pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
-    let _ = (overrides, env);
-    Err(crate::Error::internal("config::resolve is not built yet"))
+    let config_dir = config_dir(overrides, env)?;
+    let names = overrides.names;
+
+    // Explicit settings come before everything.
+    if let Some(name) = &overrides.profile {
+        let flag = names.name("profile");
+        profile::validate_name(name, &Origin::Explicit(flag.clone()))?;
+        let path = profile::config_path(&config_dir, name);
+        if !exists(&path) {
+            return Err(Error::config(format!(
+                "{flag} names the profile {name:?}, but {} does not exist: create it, pick a profile that exists, or point {ENV_CONFIG_DIR} (or the config dir setting) at the directory that holds configs/{name}.json",
+                path.display()
+            )));
+        }
+        let p = profile::load(&config_dir, name, env)?;
+        let step = format!("profile {name} ({}) from {flag}", path.display());
+        let resolution = from_profile(&p, overrides, env, &config_dir, &step)?;
+        return Ok(Resolved { resolution, step, step_kind: Step::ExplicitProfile, config_dir });
+    }
+    if has_explicit_federation(overrides) {
+        let mut step = String::from("explicit settings");
+        let fed = build_federation(overrides, None, env, &config_dir, &step)?;
+        let from_env: Vec<String> = fed_origins(&fed)
+            .into_iter()
+            .filter_map(|o| match o {
+                Origin::EnvVar(v) => Some(v.clone()),
+                _ => None,
+            })
+            .collect();
+        if !from_env.is_empty() {
+            step = format!("explicit settings completed from environment variables ({})", from_env.join(", "));
+        }
+        return Ok(Resolved { resolution: Resolution::Federation(fed), step, step_kind: Step::Explicit, config_dir });
+    }
+
+    // Step 1: a static API key.
+    if env.is_set(ENV_API_KEY) {
+        let shadowed = shadowed_settings(env, &config_dir);
+        return Ok(Resolved {
+            resolution: Resolution::ApiKey { origin: Origin::EnvVar(ENV_API_KEY.into()), shadowed },
+            step: ENV_API_KEY.to_string(),
+            step_kind: Step::ApiKey,
+            config_dir,
+        });
+    }
+    // Step 2: a static bearer token.
+    if let Some(token) = env.get(ENV_AUTH_TOKEN) {
+        let shadowed = shadowed_settings(env, &config_dir);
+        return Ok(Resolved {
+            resolution: Resolution::StaticBearer {
+                token: Secret::new(token),
+                origin: Origin::EnvVar(ENV_AUTH_TOKEN.into()),
+                shadowed,
+            },
+            step: ENV_AUTH_TOKEN.to_string(),
+            step_kind: Step::AuthToken,
+            config_dir,
+        });
+    }
+    // Step 3: the profile ANTHROPIC_PROFILE names; any failure is an error.
+    if let Some(name) = env.get(ENV_PROFILE) {
+        profile::validate_name(&name, &Origin::EnvVar(ENV_PROFILE.into()))?;
+        let path = profile::config_path(&config_dir, &name);
+        if !exists(&path) {
+            return Err(Error::config(format!(
+                "{ENV_PROFILE} names the profile {name:?}, but {} does not exist: set {ENV_PROFILE} to a profile that exists, unset it, or set {ENV_CONFIG_DIR} to the directory that holds configs/{name}.json",
+                path.display()
+            )));
+        }
+        let p = profile::load(&config_dir, &name, env)?;
+        let step = format!("{ENV_PROFILE}={name} ({})", path.display());
+        let resolution = from_profile(&p, overrides, env, &config_dir, &step)?;
+        return Ok(Resolved { resolution, step, step_kind: Step::EnvProfile, config_dir });
+    }
+    // Step 4: federation from environment variables.
+    let identity_var = if env.is_set(ENV_IDENTITY_TOKEN_FILE) {
+        Some(ENV_IDENTITY_TOKEN_FILE)
+    } else if env.is_set(ENV_IDENTITY_TOKEN) {
+        Some(ENV_IDENTITY_TOKEN)
+    } else {
+        None
+    };
+    if let (true, true, Some(identity_var)) = (env.is_set(ENV_FEDERATION_RULE_ID), env.is_set(ENV_ORGANIZATION_ID), identity_var) {
+        let step = format!("environment variables ({ENV_FEDERATION_RULE_ID}, {ENV_ORGANIZATION_ID}, {identity_var})");
+        let fed = build_federation(overrides, None, env, &config_dir, &step)?;
+        return Ok(Resolved { resolution: Resolution::Federation(fed), step, step_kind: Step::EnvFederation, config_dir });
+    }
+    // Step 5: the active profile.
+    let dir_chosen = overrides.config_dir.as_ref().is_some_and(|d| !d.as_os_str().is_empty()) || env.is_set(ENV_CONFIG_DIR);
+    let pointer_path = config_dir.join(ACTIVE_CONFIG_FILE);
+    let pointer = read_active_pointer(&pointer_path)?;
+    let (name, pointer_written) = match &pointer {
+        Some(n) => (n.clone(), true),
+        None => (DEFAULT_PROFILE.to_string(), false),
+    };
+    let user_configured = dir_chosen || pointer_written;
+    let mut ignored: Option<String> = None;
+    if pointer_written {
+        profile::validate_name(&name, &Origin::Explicit(format!("the active profile file {}", pointer_path.display())))?;
+    }
+    let path = profile::config_path(&config_dir, &name);
+    if exists(&path) {
+        let step = match pointer_written {
+            true => format!("active profile {name} ({}, named by {})", path.display(), pointer_path.display()),
+            false => format!("active profile {name} ({})", path.display()),
+        };
+        let attempt = profile::load(&config_dir, &name, env).and_then(|p| from_profile(&p, overrides, env, &config_dir, &step));
+        match attempt {
+            Ok(resolution) => return Ok(Resolved { resolution, step, step_kind: Step::ActiveProfile, config_dir }),
+            Err(e) if user_configured => return Err(e),
+            Err(e) => ignored = Some(e.message),
+        }
+    }
+    Err(nothing_configured(overrides, env, &config_dir, &path, pointer_written.then_some(pointer_path.as_path()), dir_chosen, ignored))
 }
 
 /// The config dir: explicit, `$ANTHROPIC_CONFIG_DIR`, `%APPDATA%\Anthropic`
 /// (Windows), `$XDG_CONFIG_HOME/anthropic`, `~/.config/anthropic`.
 pub fn config_dir(overrides: &Overrides, env: &Env) -> Result<PathBuf> {
-    let _ = (overrides, env);
-    Err(crate::Error::internal("config::config_dir is not built yet"))
+    if let Some(dir) = &overrides.config_dir {
+        if !dir.as_os_str().is_empty() {
+            return Ok(dir.clone());
+        }
+    }
+    if let Some(dir) = env.get(ENV_CONFIG_DIR) {
+        return Ok(PathBuf::from(dir));
+    }
+    if cfg!(windows) {
+        if let Some(appdata) = env.get("APPDATA") {
+            return Ok(PathBuf::from(appdata).join("Anthropic"));
+        }
+        if let Some(profile) = env.get("USERPROFILE") {
+            return Ok(PathBuf::from(profile).join("AppData").join("Roaming").join("Anthropic"));
+        }
+        return Err(Error::config(format!(
+            "cannot find the config directory: neither APPDATA nor USERPROFILE is set; set {ENV_CONFIG_DIR} to the directory that holds configs/ and credentials/"
+        )));
+    }
+    // XDG says a relative value is invalid and must be ignored.
+    if let Some(xdg) = env.get("XDG_CONFIG_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return Ok(xdg.join("anthropic"));
+    }
+    if let Some(home) = env.home() {
+        return Ok(home.join(".config").join("anthropic"));
+    }
+    Err(Error::config(format!(
+        "cannot find the config directory: HOME is not set; set {ENV_CONFIG_DIR} (or HOME) so that profiles can be found"
+    )))
 }
+
+fn exists(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => true,
+        // Unreadable for another reason: let the loader report it.
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
+/// The trimmed content of `<config_dir>/active_config`; `None` when it is
+/// missing or empty.
+fn read_active_pointer(path: &Path) -> Result<Option<String>> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::config(format!(
+                "the active profile file {} could not be read: {e}; fix its permissions or remove it",
+                path.display()
+            )))
+        }
+    };
+    let mut buf = Vec::new();
+    file.take(4097).read_to_end(&mut buf).map_err(|e| {
+        Error::config(format!("the active profile file {} could not be read: {e}; it should hold just a profile name", path.display()))
+    })?;
+    if buf.len() > 4096 {
+        return Err(Error::config(format!(
+            "the active profile file {} is larger than 4 KiB; it should hold just a profile name such as `default`",
+            path.display()
+        )));
+    }
+    let text = String::from_utf8(buf).map_err(|_| {
+        Error::config(format!("the active profile file {} is not UTF-8 text; it should hold just a profile name", path.display()))
+    })?;
+    let name = text.trim();
+    Ok((!name.is_empty()).then(|| name.to_string()))
+}
+
+fn has_explicit_federation(o: &Overrides) -> bool {
+    o.federation_rule_id.is_some()
+        || o.organization_id.is_some()
+        || o.service_account_id.is_some()
+        || o.workspace_id.is_some()
+        || o.identity_token.is_some()
+}
+
+fn fed_origins(f: &FederationConfig) -> Vec<&Origin> {
+    let mut v = vec![&f.federation_rule_id.origin, &f.organization_id.origin];
+    v.extend(f.service_account_id.iter().map(|s| &s.origin));
+    v.extend(f.workspace_id.iter().map(|s| &s.origin));
+    v.push(&f.identity.origin);
+    v.push(&f.base_url.origin);
+    let mut seen: Vec<&Origin> = Vec::new();
+    for o in v {
+        if !seen.contains(&o) {
+            seen.push(o);
+        }
+    }
+    seen
+}
+
+/// The federation settings a static credential shadows, if any.
+fn shadowed_settings(env: &Env, config_dir: &Path) -> Option<String> {
+    let mut items: Vec<String> = Vec::new();
+    if let Some(p) = env.get(ENV_PROFILE) {
+        items.push(format!("{ENV_PROFILE}={}", if ids::looks_secret(&p) { "…" } else { p.as_str() }));
+    }
+    for var in [ENV_FEDERATION_RULE_ID, ENV_ORGANIZATION_ID, ENV_IDENTITY_TOKEN_FILE, ENV_IDENTITY_TOKEN] {
+        if env.is_set(var) {
+            items.push(var.to_string());
+        }
+    }
+    if env.get(ENV_PROFILE).is_none() {
+        let pointer = read_active_pointer(&config_dir.join(ACTIVE_CONFIG_FILE)).ok().flatten();
+        let name = pointer.unwrap_or_else(|| DEFAULT_PROFILE.to_string());
+        if profile::validate_name(&name, &Origin::Default).is_ok() {
+            let path = profile::config_path(config_dir, &name);
+            if path.is_file() {
+                items.push(format!("profile {name} ({})", path.display()));
+            }
+        }
+    }
+    (!items.is_empty()).then(|| items.join(", "))
+}
+
+/// A resolution from a loaded profile, explicit fields on top, env vars below.
+fn from_profile(p: &profile::Profile, overrides: &Overrides, env: &Env, config_dir: &Path, step: &str) -> Result<Resolution> {
+    match &p.auth {
+        profile::ProfileAuth::OidcFederation { .. } => Ok(Resolution::Federation(build_federation(overrides, Some(p), env, config_dir, step)?)),
+        profile::ProfileAuth::UserOauth { client_id, credentials_path, .. } => {
+            let names = overrides.names;
+            let conflicting: Vec<String> = [
+                ("federation_rule_id", overrides.federation_rule_id.is_some()),
+                ("service_account_id", overrides.service_account_id.is_some()),
+                ("identity_token", overrides.identity_token.is_some()),
+            ]
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(f, _)| names.name(f))
+            .collect();
+            if !conflicting.is_empty() {
+                return Err(Error::config(format!(
+                    "{} given, but profile {:?} ({}) is a {} profile (an interactive login), which does not use workload identity federation: drop {} or use an {} profile",
+                    conflicting.join(", "),
+                    p.name,
+                    p.path.display(),
+                    profile::AUTH_USER_OAUTH,
+                    if conflicting.len() == 1 { "it" } else { "them" },
+                    profile::AUTH_OIDC_FEDERATION
+                )));
+            }
+            let file_origin = Origin::ProfileFile(p.path.clone());
+            let workspace_id = pick(overrides.workspace_id.as_ref(), names.name("workspace_id"), p.workspace_id.as_ref(), &file_origin, env, ENV_WORKSPACE_ID)
+                .filter(|w| !w.value.is_empty());
+            if let Some(ws) = &workspace_id {
+                ids::workspace_id(&ws.value, &ws.origin)?;
+            }
+            let base_url = pick_base_url(overrides, p.base_url.as_ref(), &file_origin, env)?;
+            let credentials_path = overrides
+                .credentials_path
+                .clone()
+                .or_else(|| credentials_path.clone())
+                .unwrap_or_else(|| profile::credentials_path(config_dir, &p.name));
+            let _ = step;
+            Ok(Resolution::UserOauth {
+                profile: p.name.clone(),
+                profile_path: p.path.clone(),
+                credentials_path,
+                base_url,
+                workspace_id,
+                client_id: client_id.clone(),
+            })
+        }
+    }
+}
+
+/// explicit > profile > env var; explicit values are kept even when empty
+/// (so an empty flag is reported, not silently replaced).
+fn pick(
+    explicit: Option<&String>,
+    explicit_name: String,
+    from_profile: Option<&String>,
+    profile_origin: &Origin,
+    env: &Env,
+    var: &str,
+) -> Option<Sourced<String>> {
+    if let Some(v) = explicit {
+        return Some(Sourced::new(v.clone(), Origin::Explicit(explicit_name)));
+    }
+    if let Some(v) = from_profile {
+        return Some(Sourced::new(v.clone(), profile_origin.clone()));
+    }
+    env.get(var).map(|v| Sourced::new(v, Origin::EnvVar(var.to_string())))
+}
+
+fn pick_base_url(overrides: &Overrides, from_profile: Option<&String>, profile_origin: &Origin, env: &Env) -> Result<Sourced<String>> {
+    let picked = pick(overrides.base_url.as_ref(), overrides.names.name("base_url"), from_profile, profile_origin, env, ENV_BASE_URL)
+        .unwrap_or_else(|| Sourced::new(DEFAULT_BASE_URL.to_string(), Origin::Default));
+    let value = picked.value.trim_end_matches('/').to_string();
+    check_base_url(&value, &picked.origin)?;
+    Ok(Sourced::new(value, picked.origin))
+}
+
+/// The base URL must be `https://host…`, or plain http on a loopback host
+/// (SPEC §1). Checked here too so the message can name where it came from.
+pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
+    let shown = scrub(url, &[], 200);
+    let field = match origin {
+        Origin::ProfileFile(_) => format!("base_url from {origin} (base_url)"),
+        _ => format!("base_url from {origin}"),
+    };
+    if url.is_empty() {
+        return Err(Error::config(format!("{field} is empty: set it to https://api.anthropic.com or your deployment's https URL, or leave it unset")));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::config(format!("{field} contains whitespace ({shown:?}): remove it")));
+    }
+    let lower = url.to_ascii_lowercase();
+    let rest = if let Some(r) = lower.strip_prefix("https://") {
+        r
+    } else if let Some(r) = lower.strip_prefix("http://") {
+        let loopback = ["localhost", "127.0.0.1", "[::1]"].iter().any(|h| {
+            r.strip_prefix(h).is_some_and(|after| after.is_empty() || after.starts_with(':') || after.starts_with('/'))
+        });
+        if !loopback {
+            return Err(Error::config(format!(
+                "{field} uses plain http ({shown:?}): the token exchange carries your identity token, so it needs https:// (plain http is allowed only for localhost, 127.0.0.1 and [::1])"
+            )));
+        }
+        r
+    } else {
+        return Err(Error::config(format!(
+            "{field} is not an http(s) URL ({shown:?}): use a URL such as https://api.anthropic.com"
+        )));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err(Error::config(format!("{field} has no host ({shown:?}): use a URL such as https://api.anthropic.com")));
+    }
+    if host.contains('@') {
+        return Err(Error::config(format!("{field} contains credentials before the host: remove the user:password@ part")));
+    }
+    Ok(())
+}
+
+/// Assemble and validate a federation configuration from the layers:
+/// explicit settings > profile (when given) > environment variables.
+fn build_federation(overrides: &Overrides, prof: Option<&profile::Profile>, env: &Env, config_dir: &Path, step: &str) -> Result<FederationConfig> {
+    let names = overrides.names;
+    let file_origin = prof.map(|p| Origin::ProfileFile(p.path.clone())).unwrap_or(Origin::Default);
+    let (p_rule, p_svac, p_identity, p_creds, p_scope) = match prof.map(|p| &p.auth) {
+        Some(profile::ProfileAuth::OidcFederation { federation_rule_id, service_account_id, identity_token, credentials_path, scope }) => {
+            (federation_rule_id.as_ref(), service_account_id.as_ref(), identity_token.as_ref(), credentials_path.as_ref(), scope.as_ref())
+        }
+        _ => (None, None, None, None, None),
+    };
+    let rule = pick(overrides.federation_rule_id.as_ref(), names.name("federation_rule_id"), p_rule, &file_origin, env, ENV_FEDERATION_RULE_ID);
+    let org = pick(
+        overrides.organization_id.as_ref(),
+        names.name("organization_id"),
+        prof.and_then(|p| p.organization_id.as_ref()),
+        &file_origin,
+        env,
+        ENV_ORGANIZATION_ID,
+    );
+    let svac = pick(overrides.service_account_id.as_ref(), names.name("service_account_id"), p_svac, &file_origin, env, ENV_SERVICE_ACCOUNT_ID);
+    let ws = pick(
+        overrides.workspace_id.as_ref(),
+        names.name("workspace_id"),
+        prof.and_then(|p| p.workspace_id.as_ref()),
+        &file_origin,
+        env,
+        ENV_WORKSPACE_ID,
+    );
+    // An explicitly empty optional id means "omit it" (as in the SDKs'
+    // constructors), and does not fall back to the profile or environment.
+    let svac = svac.filter(|s| !s.value.is_empty());
+    let ws = ws.filter(|w| !w.value.is_empty());
+    let identity = if let Some(spec) = &overrides.identity_token {
+        Some(Sourced::new(spec.clone(), Origin::Explicit(names.name("identity_token"))))
+    } else if let Some(spec) = p_identity {
+        Some(Sourced::new(spec.clone(), file_origin.clone()))
+    } else if let Some(path) = env.get(ENV_IDENTITY_TOKEN_FILE) {
+        Some(Sourced::new(IdentitySpec::File { path: PathBuf::from(path) }, Origin::EnvVar(ENV_IDENTITY_TOKEN_FILE.into())))
+    } else if env.is_set(ENV_IDENTITY_TOKEN) {
+        Some(Sourced::new(IdentitySpec::Env { var: ENV_IDENTITY_TOKEN.into() }, Origin::EnvVar(ENV_IDENTITY_TOKEN.into())))
+    } else {
+        None
+    };
+
+    // Every missing required field, with every way to set it.
+    let in_profile = |key: &str| match prof {
+        Some(p) => format!("{key} in {}", p.path.display()),
+        None => format!("{key} in a profile file (with {} or {ENV_PROFILE})", names.name("profile")),
+    };
+    let mut missing: Vec<String> = Vec::new();
+    if rule.is_none() {
+        missing.push(format!(
+            "federation_rule_id (set {}, {ENV_FEDERATION_RULE_ID}, or {})",
+            names.name("federation_rule_id"),
+            in_profile("authentication.federation_rule_id")
+        ));
+    }
+    if org.is_none() {
+        missing.push(format!("organization_id (set {}, {ENV_ORGANIZATION_ID}, or {})", names.name("organization_id"), in_profile("organization_id")));
+    }
+    if identity.is_none() {
+        missing.push(format!(
+            "the identity token source (set {}, {ENV_IDENTITY_TOKEN_FILE} or {ENV_IDENTITY_TOKEN}, or {})",
+            names.name("identity_token"),
+            in_profile("authentication.identity_token")
+        ));
+    }
+    let (Some(rule), Some(org), Some(identity)) = (rule, org, identity) else {
+        let note = if prof.is_none() && step.starts_with("explicit") {
+            format!("; explicit settings are completed from ANTHROPIC_* environment variables only, pass {} to start from a profile", names.name("profile"))
+        } else {
+            String::new()
+        };
+        return Err(Error::config(format!(
+            "workload identity federation configuration from {step} is incomplete: missing {}{note}",
+            missing.join("; missing ")
+        )));
+    };
+
+    ids::federation_rule_id(&rule.value, &rule.origin)?;
+    ids::organization_id(&org.value, &org.origin)?;
+    if let Some(s) = &svac {
+        ids::service_account_id(&s.value, &s.origin)?;
+    }
+    if let Some(w) = &ws {
+        ids::workspace_id(&w.value, &w.origin)?;
+    }
+    check_identity(&identity)?;
+    let base_url = pick_base_url(overrides, prof.and_then(|p| p.base_url.as_ref()), &file_origin, env)?;
+
+    let credentials_path = match (&overrides.credentials_path, p_creds, prof) {
+        (Some(explicit), _, _) => Some(explicit.clone()),
+        (None, Some(from_file), _) => Some(from_file.clone()),
+        (None, None, Some(p)) => Some(profile::credentials_path(config_dir, &p.name)),
+        (None, None, None) => None,
+    };
+    let scope = p_scope.cloned().or_else(|| env.get(ENV_SCOPE));
+
+    Ok(FederationConfig {
+        federation_rule_id: rule,
+        organization_id: org,
+        service_account_id: svac,
+        workspace_id: ws,
+        base_url,
+        identity,
+        profile: prof.map(|p| p.name.clone()),
+        profile_path: prof.map(|p| p.path.clone()),
+        credentials_path,
+        scope,
+    })
+}
+
+/// What can be checked about an identity source without fetching it.
+fn check_identity(identity: &Sourced<IdentitySpec>) -> Result<()> {
+    let origin = &identity.origin;
+    match &identity.value {
+        IdentitySpec::File { path } if path.as_os_str().is_empty() => Err(Error::config(format!(
+            "identity token file from {origin} is an empty path: give the path of the identity token (JWT) file"
+        ))),
+        IdentitySpec::Env { var } if var.is_empty() || var.contains('=') || var.contains('\0') => Err(Error::config(format!(
+            "identity token environment variable name from {origin} is not a variable name ({var:?}): give the name of the variable that holds the JWT, not its value"
+        ))),
+        IdentitySpec::Env { var } if ids::looks_secret(var) => Err(Error::config(format!(
+            "identity token environment variable name from {origin} looks like a token, not a variable name (value not shown): give the name of the variable that holds the JWT"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Nothing matched: say what was looked for and how to fix it.
+fn nothing_configured(
+    overrides: &Overrides,
+    env: &Env,
+    config_dir: &Path,
+    profile_path: &Path,
+    pointer: Option<&Path>,
+    dir_chosen: bool,
+    ignored: Option<String>,
+) -> Error {
+    let names = overrides.names;
+    let set: Vec<&str> = [ENV_FEDERATION_RULE_ID, ENV_ORGANIZATION_ID, ENV_IDENTITY_TOKEN_FILE, ENV_IDENTITY_TOKEN]
+        .into_iter()
+        .filter(|v| env.is_set(v))
+        .collect();
+    let mut msg = String::from("no Claude API credentials are configured. ");
+    if !set.is_empty() {
+        let mut missing = Vec::new();
+        if !env.is_set(ENV_FEDERATION_RULE_ID) {
+            missing.push(format!("{ENV_FEDERATION_RULE_ID} (or {})", names.name("federation_rule_id")));
+        }
+        if !env.is_set(ENV_ORGANIZATION_ID) {
+            missing.push(format!("{ENV_ORGANIZATION_ID} (or {})", names.name("organization_id")));
+        }
+        if !env.is_set(ENV_IDENTITY_TOKEN_FILE) && !env.is_set(ENV_IDENTITY_TOKEN) {
+            missing.push(format!("{ENV_IDENTITY_TOKEN_FILE} or {ENV_IDENTITY_TOKEN} (or {})", names.name("identity_token")));
+        }
+        msg.push_str(&format!(
+            "Workload identity federation from environment variables is incomplete: {} set, but missing {}. ",
+            set.join(", "),
+            missing.join(", ")
+        ));
+    }
+    msg.push_str(&format!(
+        "Looked for {ENV_API_KEY}, {ENV_AUTH_TOKEN}, {ENV_PROFILE}, the federation variables {ENV_FEDERATION_RULE_ID} + {ENV_ORGANIZATION_ID} + {ENV_IDENTITY_TOKEN_FILE} or {ENV_IDENTITY_TOKEN}, and the active profile {}",
+        profile_path.display()
+    ));
+    if let Some(p) = pointer {
+        msg.push_str(&format!(" (named by {})", p.display()));
+    }
+    match &ignored {
+        Some(reason) => msg.push_str(&format!(", which exists but was skipped: {reason}")),
+        None => msg.push_str(", which does not exist"),
+    }
+    let dir_from = if overrides.config_dir.as_ref().is_some_and(|d| !d.as_os_str().is_empty()) {
+        format!("from {}", names.name("config_dir"))
+    } else if dir_chosen {
+        format!("from {ENV_CONFIG_DIR}")
+    } else {
+        format!("default; set {ENV_CONFIG_DIR} to change it")
+    };
+    msg.push_str(&format!(
+        ". Config dir: {} ({dir_from}). To fix: set {ENV_FEDERATION_RULE_ID}, {ENV_ORGANIZATION_ID} and {ENV_IDENTITY_TOKEN_FILE} (or pass {}, {} and {}), or create the profile file {}, or set {ENV_PROFILE} to an existing profile.",
+        config_dir.display(),
+        names.name("federation_rule_id"),
+        names.name("organization_id"),
+        names.name("identity_token"),
+        profile_path.display()
+    ));
+    Error::config(msg)
+}
+
+#[cfg(test)]
+mod tests;

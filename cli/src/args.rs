@@ -1,0 +1,217 @@
+//! Command-line arguments and their mapping onto the engine's settings.
+
+use std::path::PathBuf;
+
+use anthropic_wif_core::config::{FieldNames, Overrides};
+use anthropic_wif_core::identity::IdentitySpec;
+use anthropic_wif_core::{Error, Face, ProviderOptions};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success; 1 internal error; 2 usage or configuration error; 3 identity-token source failed;
+4 exchange denied by the token endpoint (4xx); 5 token endpoint unreachable (network, time-out, 5xx/429 after retries).
+With no flags, the configuration is read like the official SDKs read it: ANTHROPIC_* environment variables and
+profiles under ~/.config/anthropic (see README).";
+
+#[derive(Parser, Debug)]
+#[command(name = "anthropic-wif", version, about = "Workload identity federation for the Claude API: trade an OIDC identity token for a short-lived access token.", after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print an access token as JSON: {"access_token": …, "expires_at": …} (a credential process).
+    Token(TokenArgs),
+    /// Run a local stand-in for the token endpoint and a minimal Messages API (tests and demos).
+    #[command(disable_help_flag = true)]
+    Emulator(EmulatorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EmulatorArgs {
+    /// Emulator options (--listen, --token-lifetime, --rule, --stream-delay-ms; --help for details).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// {"access_token": …, "expires_at": …}
+    Json,
+    /// The bare token.
+    Token,
+    /// ANTHROPIC_AUTH_TOKEN=…
+    Env,
+    /// Authorization: Bearer …
+    Header,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// Skip the caches and exchange anew (e.g. after a 401 from the API).
+    #[arg(long)]
+    pub force_refresh: bool,
+}
+
+/// Configuration flags shared by every command that obtains a token.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Profile name (<config_dir>/configs/<name>.json); flags below override its fields.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Federation rule id (fdrl_…).
+    #[arg(long)]
+    pub federation_rule_id: Option<String>,
+    /// Organization id (a UUID).
+    #[arg(long)]
+    pub organization_id: Option<String>,
+    /// Service account id (svac_…); sent only when set.
+    #[arg(long)]
+    pub service_account_id: Option<String>,
+    /// Workspace id (wrkspc_… or `default`); required when the rule spans several workspaces.
+    #[arg(long)]
+    pub workspace_id: Option<String>,
+    /// API base URL (https://, or http:// on localhost for testing).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Config dir (default $ANTHROPIC_CONFIG_DIR, $XDG_CONFIG_HOME/anthropic, ~/.config/anthropic).
+    #[arg(long)]
+    pub config_dir: Option<PathBuf>,
+    /// On-disk token cache file to use instead of the default.
+    #[arg(long)]
+    pub credentials_path: Option<PathBuf>,
+
+    /// Identity token source as JSON, in the profile's `identity_token` shape,
+    /// e.g. '{"source":"command","command":["gcloud","auth","print-identity-token"]}'.
+    #[arg(long, value_name = "JSON", help_heading = "Identity token source (one of)")]
+    pub identity_token: Option<String>,
+    /// Read the identity token from this file (re-read at every exchange).
+    #[arg(long, value_name = "PATH", help_heading = "Identity token source (one of)")]
+    pub identity_token_file: Option<PathBuf>,
+    /// Read the identity token from this environment variable.
+    #[arg(long, value_name = "VAR", help_heading = "Identity token source (one of)")]
+    pub identity_token_env: Option<String>,
+    /// Run this program (no shell) and read the token from its stdout: a JSON array of argv, or words separated by spaces.
+    #[arg(long, value_name = "ARGV", help_heading = "Identity token source (one of)")]
+    pub identity_token_command: Option<String>,
+    /// GET this URL (${VAR} expanded from the environment) and read the token from the body.
+    #[arg(long, value_name = "URL", help_heading = "Identity token source (one of)")]
+    pub identity_token_url: Option<String>,
+    /// Header for --identity-token-url, `Name: value` (${VAR} expanded); repeatable.
+    #[arg(long = "identity-token-header", value_name = "HEADER", help_heading = "Identity token source (one of)")]
+    pub identity_token_headers: Vec<String>,
+    /// Top-level JSON string field holding the token in the --identity-token-url response.
+    #[arg(long, value_name = "FIELD", help_heading = "Identity token source (one of)")]
+    pub identity_token_field: Option<String>,
+    /// A platform preset: github-actions.
+    #[arg(long, value_name = "PRESET", help_heading = "Identity token source (one of)")]
+    pub identity_source: Option<String>,
+    /// Audience to request from a preset (default https://api.anthropic.com).
+    #[arg(long, help_heading = "Identity token source (one of)")]
+    pub audience: Option<String>,
+
+    /// Do not read or write the on-disk token cache.
+    #[arg(long, help_heading = "Caching")]
+    pub no_cache: bool,
+    /// Hand out only tokens with at least this many seconds left (default: min(300, half the lifetime)).
+    #[arg(long, value_name = "SECONDS", help_heading = "Caching")]
+    pub min_remaining: Option<u64>,
+    /// Diagnostics on stderr (-vv for more); never prints secrets.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl CommonArgs {
+    pub fn provider_options(&self) -> Result<ProviderOptions, Error> {
+        let mut o = ProviderOptions::new(Face::Cli);
+        o.overrides = Overrides {
+            profile: self.profile.clone(),
+            federation_rule_id: self.federation_rule_id.clone(),
+            organization_id: self.organization_id.clone(),
+            service_account_id: self.service_account_id.clone(),
+            workspace_id: self.workspace_id.clone(),
+            base_url: self.base_url.clone(),
+            identity_token: self.identity_spec()?,
+            config_dir: self.config_dir.clone(),
+            credentials_path: self.credentials_path.clone(),
+            names: FieldNames::Flags,
+        };
+        o.disk_cache = !self.no_cache;
+        o.min_remaining = self.min_remaining.map(|s| s.min(i64::MAX as u64) as i64);
+        Ok(o)
+    }
+
+    fn identity_spec(&self) -> Result<Option<IdentitySpec>, Error> {
+        let mut given: Vec<(&str, IdentitySpec)> = Vec::new();
+        if let Some(json) = &self.identity_token {
+            let spec = serde_json::from_str::<IdentitySpec>(json).map_err(|e| {
+                Error::config(format!(
+                    "--identity-token is not a valid identity token source ({e}); expected JSON such as \
+                     {{\"source\":\"file\",\"path\":\"/var/run/secrets/token\"}}"
+                ))
+            })?;
+            given.push(("--identity-token", spec));
+        }
+        if let Some(path) = &self.identity_token_file {
+            given.push(("--identity-token-file", IdentitySpec::File { path: path.clone() }));
+        }
+        if let Some(var) = &self.identity_token_env {
+            given.push(("--identity-token-env", IdentitySpec::Env { var: var.clone() }));
+        }
+        if let Some(cmd) = &self.identity_token_command {
+            given.push(("--identity-token-command", IdentitySpec::Command { command: parse_argv(cmd)?, timeout_s: None }));
+        }
+        if let Some(url) = &self.identity_token_url {
+            let mut headers = std::collections::BTreeMap::new();
+            for h in &self.identity_token_headers {
+                let (name, value) = h.split_once(':').ok_or_else(|| {
+                    Error::config(format!("--identity-token-header {h:?} is not `Name: value`"))
+                })?;
+                headers.insert(name.trim().to_string(), value.trim().to_string());
+            }
+            given.push((
+                "--identity-token-url",
+                IdentitySpec::Url { url: url.clone(), headers, field: self.identity_token_field.clone() },
+            ));
+        } else if !self.identity_token_headers.is_empty() || self.identity_token_field.is_some() {
+            return Err(Error::config("--identity-token-header and --identity-token-field need --identity-token-url"));
+        }
+        if let Some(preset) = &self.identity_source {
+            let json = serde_json::json!({ "source": preset.replace('-', "_"), "audience": self.audience });
+            let spec = serde_json::from_value::<IdentitySpec>(json).map_err(|_| {
+                Error::config(format!("--identity-source {preset:?} is not a known preset; supported: github-actions"))
+            })?;
+            given.push(("--identity-source", spec));
+        } else if self.audience.is_some() {
+            return Err(Error::config("--audience applies to a preset: add --identity-source"));
+        }
+        if given.len() > 1 {
+            let names: Vec<&str> = given.iter().map(|(n, _)| *n).collect();
+            return Err(Error::config(format!("choose one identity token source; got {}", names.join(", "))));
+        }
+        Ok(given.pop().map(|(_, s)| s))
+    }
+}
+
+/// A JSON array of strings, or words separated by white space.
+fn parse_argv(s: &str) -> Result<Vec<String>, Error> {
+    let t = s.trim();
+    let argv: Vec<String> = if t.starts_with('[') {
+        serde_json::from_str(t).map_err(|e| {
+            Error::config(format!("--identity-token-command: not a JSON array of strings ({e})"))
+        })?
+    } else {
+        t.split_whitespace().map(str::to_string).collect()
+    };
+    if argv.is_empty() || argv[0].is_empty() {
+        return Err(Error::config("--identity-token-command is empty: give the program to run and its arguments"));
+    }
+    Ok(argv)
+}

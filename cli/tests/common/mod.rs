@@ -1,0 +1,121 @@
+//! Shared helpers for the CLI's end-to-end tests: a real emulator on
+//! loopback and real `anthropic-wif` processes with a clean environment.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub use anthropic_wif_emulator::{Emulator, EmulatorConfig};
+
+pub const RULE: &str = "fdrl_01TestRule000000000000000";
+pub const ORG: &str = "00000000-0000-4000-8000-000000000001";
+pub const SVAC: &str = "svac_01TestServiceAccount0000000";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_anthropic-wif")
+}
+
+/// A sandbox: a temp HOME with config and cache dirs, an emulator, and the
+/// environment a workload would have.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub emu: Emulator,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Self::with_config(EmulatorConfig::default())
+    }
+
+    pub fn with_config(config: EmulatorConfig) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emu = Emulator::start(config).expect("emulator starts");
+        let mut env = BTreeMap::new();
+        env.insert("PATH".to_string(), std::env::var("PATH").unwrap_or_default());
+        env.insert("HOME".to_string(), dir.path().join("home").display().to_string());
+        env.insert("XDG_CACHE_HOME".to_string(), dir.path().join("cache").display().to_string());
+        env.insert("ANTHROPIC_CONFIG_DIR".to_string(), dir.path().join("config").display().to_string());
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        Sandbox { dir, emu, env }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Write a fresh single-use JWT to `identity-token` and return its path.
+    pub fn fresh_jwt_file(&self) -> PathBuf {
+        let p = self.path("identity-token");
+        std::fs::write(&p, format!("{}\n", self.emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, 3600))).unwrap();
+        p
+    }
+
+    /// Configure federation through the SDKs' environment variables.
+    pub fn federation_env(&mut self) -> PathBuf {
+        let jwt = self.fresh_jwt_file();
+        self.env.insert("ANTHROPIC_BASE_URL".into(), self.emu.base_url());
+        self.env.insert("ANTHROPIC_FEDERATION_RULE_ID".into(), RULE.into());
+        self.env.insert("ANTHROPIC_ORGANIZATION_ID".into(), ORG.into());
+        self.env.insert("ANTHROPIC_SERVICE_ACCOUNT_ID".into(), SVAC.into());
+        self.env.insert("ANTHROPIC_IDENTITY_TOKEN_FILE".into(), jwt.display().to_string());
+        jwt
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args).env_clear().envs(&self.env).stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run anthropic-wif")
+    }
+
+    pub fn exchanges(&self) -> u64 {
+        self.emu.stats().exchanges
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Parse the credential-process JSON and check its shape.
+pub fn parse_token_json(o: &Output) -> (String, i64) {
+    let out = stdout(o);
+    assert!(o.status.success(), "exit {:?}\nstdout: {out}\nstderr: {}", o.status, stderr(o));
+    assert!(out.ends_with('\n') && out.matches('\n').count() == 1, "exactly one line: {out:?}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("stdout is JSON");
+    let obj = v.as_object().expect("an object");
+    assert_eq!(obj.len(), 2, "only access_token and expires_at: {out}");
+    let token = obj["access_token"].as_str().expect("access_token string").to_string();
+    let exp = obj["expires_at"].as_i64().expect("expires_at integer");
+    assert!(token.starts_with("sk-ant-oat01-"), "token shape");
+    (token, exp)
+}
+
+/// Assert that no secret appears in the process's output streams.
+pub fn assert_no_secrets(o: &Output, secrets: &[&str]) {
+    let all = format!("{}{}", stdout(o), stderr(o));
+    for s in secrets {
+        assert!(!s.is_empty());
+        assert!(!all.contains(s), "a secret leaked into the output: {all}");
+    }
+    assert!(!all.contains("eyJ"), "something JWT-like leaked: {all}");
+}
+
+pub fn read_secret_file(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap().trim().to_string()
+}
+
+#[cfg(unix)]
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}

@@ -1,0 +1,27 @@
+# Shared helpers for the project's scripts (sourced, not run).
+# target_dir: cargo's target directory (honours CARGO_TARGET_DIR).
+target_dir() {
+  if [ -n "${CARGO_TARGET_DIR:-}" ]; then echo "$CARGO_TARGET_DIR"; else echo "$(pwd)/target"; fi
+}
+# start_emulator BIN OUTFILE [ARGS…]: start `anthropic-wif emulator` in the background on a free loopback
+# port, wait for its ready line, and set EMU_PID and EMU_BASE_URL.
+start_emulator() {
+  local bin="$1" out="$2"; shift 2
+  "$bin" emulator --listen 127.0.0.1:0 "$@" >"$out" 2>"$out.err" &
+  EMU_PID=$!
+  for _ in $(seq 1 200); do
+    if grep -q base_url "$out" 2>/dev/null; then break; fi
+    if ! kill -0 "$EMU_PID" 2>/dev/null; then cat "$out.err" >&2; echo "emulator failed to start" >&2; return 1; fi
+    sleep 0.05
+  done
+  EMU_BASE_URL=$(sed -n 's/.*"base_url":"\([^"]*\)".*/\1/p' "$out" | head -n1)
+  [ -n "$EMU_BASE_URL" ] || { echo "emulator printed no base_url" >&2; return 1; }
+}
+# mint_jwt BASE_URL: a fresh single-use test JWT from the emulator.
+mint_jwt() {
+  python3 - "$1" <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/_emulator/jwt", data=b"{}", headers={"Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(req))["jwt"])
+PY
+}
