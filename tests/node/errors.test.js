@@ -10,7 +10,8 @@ const Anthropic = require('@anthropic-ai/sdk').default;
 
 const wif = require('anthropic-wif');
 const { Provider, WifError, ConfigurationError, IdentitySourceError, ExchangeDeniedError, EndpointUnavailableError } = wif;
-const { startEmulator, sandbox, federationOptions, assertNoSecrets, RULE } = require('./_helpers.js');
+const { spawnSync } = require('node:child_process');
+const { startEmulator, sandbox, federationOptions, assertNoSecrets, cliBinary, RULE } = require('./_helpers.js');
 
 let emu;
 let strict; // an emulator that knows only one rule
@@ -70,31 +71,57 @@ test('config: bad options throw ConfigurationError synchronously, naming the opt
   assert.throws(() => new Provider([]), ConfigurationError);
 });
 
-test('config: a malformed federation rule id is a ConfigurationError naming option federationRuleId', async () => {
-  const opts = federationOptions(emu, sb, { federationRuleId: 'rule-without-tag' });
-  let err;
-  try {
-    await new Provider(opts).getToken();
-  } catch (e) {
-    err = e;
+test('config: malformed ids and an insecure base URL throw from the constructor, naming the option', async () => {
+  await emu.reset();
+  const cases = [
+    [{ federationRuleId: 'rule-without-tag' }, /option federationRuleId.*fdrl_/],
+    [{ organizationId: 'not-a-uuid' }, /option organizationId.*UUID/],
+    [{ serviceAccountId: 'svc-1' }, /option serviceAccountId/],
+    [{ workspaceId: 'ws-1' }, /option workspaceId/],
+    [{ baseURL: 'http://api.example.com' }, /option baseURL.*https:\/\//],
+  ];
+  for (const [bad, re] of cases) {
+    assert.throws(() => new Provider(federationOptions(emu, sb, bad)), (e) => {
+      checkError(e, ConfigurationError, 'config');
+      assert.match(e.message, re);
+      return true;
+    });
   }
-  checkError(err, ConfigurationError, 'config');
-  assert.match(err.message, /federationRuleId/);
-  assert.match(err.message, /fdrl_/);
+  assert.equal((await emu.stats()).token_requests, 0, 'nothing was sent');
 });
 
-test('config: an insecure base URL is refused before anything is sent', async () => {
-  await emu.reset();
-  const opts = federationOptions(emu, sb, { baseURL: 'http://api.example.com' });
+test('config: with no options and nothing configured, the constructor says what to set', () => {
+  const empty = sandbox();
+  after(() => empty.cleanup());
+  assert.throws(
+    () => new Provider({ env: empty.env }),
+    (e) => {
+      checkError(e, ConfigurationError, 'config');
+      assert.match(e.message, /ANTHROPIC_FEDERATION_RULE_ID|federation/i);
+      return true;
+    },
+  );
+});
+
+test('messages are the CLI\'s: the same configuration fails with the same text in both', () => {
+  const env = {
+    ...sb.env,
+    ANTHROPIC_FEDERATION_RULE_ID: RULE,
+    ANTHROPIC_ORGANIZATION_ID: 'not-a-uuid',
+    ANTHROPIC_IDENTITY_TOKEN_FILE: sb.path('whatever'),
+  };
+  const cli = spawnSync(cliBinary(), ['token'], { env, encoding: 'utf8' });
+  assert.equal(cli.status, 2, 'the CLI exits 2 on a configuration error');
+  assert.equal(cli.stdout, '');
   let err;
   try {
-    await new Provider(opts).getToken();
+    new Provider({ env });
   } catch (e) {
     err = e;
   }
   checkError(err, ConfigurationError, 'config');
-  assert.match(err.message, /https/);
-  assert.equal((await emu.stats()).token_requests, 0);
+  assert.match(err.message, /ANTHROPIC_ORGANIZATION_ID/);
+  assert.ok(cli.stderr.includes(err.message), `CLI: ${cli.stderr}\nNode: ${err.message}`);
 });
 
 test('identity: a missing identity token file is an IdentitySourceError naming the file', async () => {
@@ -144,9 +171,9 @@ test('denied: through the SDK, messages.create rejects with the same ExchangeDen
   const p = new Provider(federationOptions(strict, sb, { federationRuleId: 'fdrl_01OtherRule00000000000000', noCache: true }));
   const client = new Anthropic({ baseURL: strict.baseURL, credentials: p.credentials(), maxRetries: 0 });
   const err = await rejection(client.messages.create({ model: 'm', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }));
-  const found = err instanceof ExchangeDeniedError ? err : err && err.cause;
-  checkError(found, ExchangeDeniedError, 'denied');
-  assert.equal(found.status, 401);
+  // The SDK passes the provider's error through unchanged.
+  checkError(err, ExchangeDeniedError, 'denied');
+  assert.equal(err.status, 401);
 });
 
 test('unavailable: a closed port is an EndpointUnavailableError (after the retries)', async () => {

@@ -7,7 +7,8 @@ const fs = require('node:fs');
 const Anthropic = require('@anthropic-ai/sdk').default;
 
 const { Provider } = require('anthropic-wif');
-const { startEmulator, sandbox, federationOptions, jwtCommand } = require('./_helpers.js');
+const { execFileSync } = require('node:child_process');
+const { startEmulator, sandbox, federationOptions, jwtCommand, cliBinary, ROOT, RULE, ORG, SVAC } = require('./_helpers.js');
 
 let emu;
 let sb;
@@ -57,7 +58,7 @@ test('50 concurrent messages.create calls through 50 clients sharing one provide
   assert.match(String(headers['user-agent']), /^anthropic-wif\/\S+ \(node\)/);
 });
 
-test('one client, 50 concurrent calls: one exchange, and the token goes out as a bearer with the oauth beta', async () => {
+test('one client, 50 concurrent calls: one exchange (the emulator answers only a minted bearer with the oauth beta)', async () => {
   await emu.reset();
   const provider = new Provider(federationOptions(emu, sb, { credentialsPath: sb.path('c2', 'token.json') }));
   const client = new Anthropic({ baseURL: emu.baseURL, credentials: provider.credentials(), maxRetries: 0 });
@@ -169,8 +170,32 @@ test('the SDK reads the token our provider cached on disk for a profile (shared 
   assert.match(ours.token, /^sk-ant-oat01-/);
 });
 
+test('new Provider() with no options resolves like the CLI with no flags, and shares its cache', async () => {
+  await emu.reset();
+  const jwtFile = sb.path('env-identity-token');
+  fs.writeFileSync(jwtFile, await emu.mintJwt());
+  const env = {
+    ...sb.env,
+    XDG_CACHE_HOME: sb.path('cache-env'),
+    ANTHROPIC_BASE_URL: emu.baseURL,
+    ANTHROPIC_FEDERATION_RULE_ID: RULE,
+    ANTHROPIC_ORGANIZATION_ID: ORG,
+    ANTHROPIC_SERVICE_ACCOUNT_ID: SVAC,
+    ANTHROPIC_IDENTITY_TOKEN_FILE: jwtFile,
+  };
+  // The CLI exchanges (the JWT in the file is then spent) ...
+  const cli = JSON.parse(execFileSync(cliBinary(), ['token'], { env, encoding: 'utf8' }));
+  assert.match(cli.access_token, /^sk-ant-oat01-/);
+  // ... and a Node process with the same environment and no options finds its token.
+  const script = `require(${JSON.stringify(ROOT)}).Provider && new (require(${JSON.stringify(ROOT)}).Provider)().getToken()
+    .then((t) => process.stdout.write(JSON.stringify(t)), (e) => { process.stderr.write(e.name + ': ' + e.message); process.exit(1); })`;
+  const node = JSON.parse(execFileSync(process.execPath, ['-e', script], { env, encoding: 'utf8' }));
+  assert.equal(node.token, cli.access_token);
+  assert.equal(node.expiresAt, cli.expires_at);
+  assert.equal((await emu.stats()).exchanges, 1);
+});
+
 test('jwtCommand is a real program (sanity check of the test fixture)', async () => {
-  const { execFileSync } = require('node:child_process');
   const spec = jwtCommand(emu.baseURL);
   const out = execFileSync(spec.command[0], spec.command.slice(1), { encoding: 'utf8' });
   assert.match(out, /^eyJ[\w-]+\.[\w-]+\.[\w-]*$/);
