@@ -211,7 +211,7 @@ test('internal: an unusable cache location is a WifError of kind internal', asyn
   assert.equal(Object.getPrototypeOf(err), WifError.prototype, 'internal errors are plain WifErrors');
 });
 
-test('no token or JWT in util.inspect of a provider, its credentials function, or a token-bearing error', async () => {
+test('no token or JWT in util.inspect or JSON of a provider and its credentials function', async () => {
   await emu.reset();
   const p = new Provider(federationOptions(emu, sb, { credentialsPath: sb.path('inspect', 'token.json') }));
   const { token } = await p.getToken();
