@@ -127,6 +127,10 @@ const kCredentials = Symbol('anthropic-wif.credentials');
  * the official SDKs.
  */
 class Provider {
+  #generation = 0;
+  #token = '';
+  #expiresAt = null;
+
   constructor(options) {
     if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
       throw new ConfigurationError(`new Provider(options): options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`, {
@@ -165,9 +169,18 @@ class Provider {
     const nat = this[kNative];
     try {
       if (!force) {
-        // Warm path: a fresh token in memory, read synchronously without I/O.
-        const warm = nat.cachedToken();
-        if (warm) return Promise.resolve(warm);
+        // Warm path: a fresh token in memory, checked synchronously without I/O.
+        // The addon answers with just a generation number when the token is
+        // the one already held here, so no strings cross the boundary.
+        const warm = nat.warm(this.#generation);
+        if (warm !== null) {
+          if (warm !== this.#generation) {
+            this.#generation = warm.generation;
+            this.#token = warm.token;
+            this.#expiresAt = warm.expiresAt;
+          }
+          return Promise.resolve({ token: this.#token, expiresAt: this.#expiresAt });
+        }
       }
       return nat.token(force).then(unwrap);
     } catch (e) {

@@ -5,7 +5,8 @@
 //! - `Provider::token` → a JS promise settled from the core's one tokio
 //!   runtime (`anthropic_wif_core::runtime::runtime()`), so the event loop
 //!   never waits on I/O and napi's own runtime is never started;
-//! - `Provider::cached` → a synchronous, I/O-free warm path;
+//! - `Provider::cached` → a synchronous, I/O-free warm path (`warm`), which
+//!   sends only a generation number when JS already holds the token;
 //! - `anthropic_wif_core::Error` → a plain record (`kind`, `message`,
 //!   `status`, `requestId`, `errorCode`) that `index.js` turns into a
 //!   `WifError` subclass. napi's errors cannot carry those fields, so async
@@ -234,6 +235,30 @@ fn parse_options(json: &str) -> Result<ProviderOptions, Error> {
 #[napi]
 pub struct NativeProvider {
     inner: Provider,
+    /// The token last handed to JS by [`NativeProvider::warm`] and its
+    /// generation, so a warm call that finds the same token returns only the
+    /// generation number and JS reuses the strings it already has.
+    seen: std::sync::Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    token: Option<anthropic_wif_core::Secret>,
+    generation: u32,
+}
+
+/// A token together with the generation [`NativeProvider::warm`] gave it.
+#[napi(object, use_nullable = true)]
+pub struct WarmToken {
+    pub token: String,
+    pub expires_at: Option<i64>,
+    pub generation: u32,
+}
+
+impl NativeProvider {
+    fn wrap(inner: Provider) -> Self {
+        NativeProvider { inner, seen: std::sync::Mutex::new(Seen::default()) }
+    }
 }
 
 #[napi]
@@ -243,13 +268,29 @@ impl NativeProvider {
     pub fn new(options_json: String) -> napi::Result<Self> {
         let options = parse_options(&options_json).map_err(|e| throw(&e))?;
         let inner = Provider::new(options).map_err(|e| throw(&e))?;
-        Ok(NativeProvider { inner })
+        Ok(NativeProvider::wrap(inner))
     }
 
-    /// The in-memory token if it is fresh; no I/O, no runtime, never blocks.
-    #[napi]
-    pub fn cached_token(&self) -> Option<NativeToken> {
-        self.inner.cached().as_ref().map(to_js_token)
+    /// The warm path, synchronous and I/O-free. `null` when memory holds no
+    /// fresh token; the number `known` when the fresh token is the one JS
+    /// already holds under that generation; else the token with a new generation.
+    #[napi(ts_return_type = "null | number | WarmToken")]
+    pub fn warm(&self, known: u32) -> Option<napi::Either<u32, WarmToken>> {
+        let t = self.inner.cached()?;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.generation != 0 && seen.token.as_ref() == Some(&t.token) {
+            if seen.generation == known {
+                return Some(napi::Either::A(known));
+            }
+        } else {
+            seen.generation = seen.generation.wrapping_add(1).max(1);
+            seen.token = Some(t.token.clone());
+        }
+        Some(napi::Either::B(WarmToken {
+            token: t.token.expose().to_string(),
+            expires_at: t.expires_at,
+            generation: seen.generation,
+        }))
     }
 
     /// A promise of `{ token }` or `{ error }`, computed on the core runtime.
@@ -283,7 +324,7 @@ impl NativeProvider {
     #[napi]
     pub fn for_base_url(&self, base_url: String) -> napi::Result<NativeProvider> {
         let inner = self.inner.for_base_url(&base_url).map_err(|e| throw(&e))?;
-        Ok(NativeProvider { inner })
+        Ok(NativeProvider::wrap(inner))
     }
 
     /// Drop the in-memory token; the next call re-checks disk.

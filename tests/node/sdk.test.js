@@ -82,6 +82,9 @@ test('getToken({ forceRefresh: true }) makes a new exchange; plain getToken reus
   const b = await provider.getToken();
   assert.equal(b.token, a.token);
   assert.equal((await emu.stats()).exchanges, 1);
+  assert.notEqual(b, a, 'each call gets its own object');
+  b.token = 'mutated by the caller';
+  assert.equal((await provider.getToken()).token, a.token, "a caller's mutation does not reach the cache");
 
   const c = await provider.getToken({ forceRefresh: true });
   assert.notEqual(c.token, a.token);
