@@ -49,20 +49,28 @@ class Emulator:
         self.proc.wait(timeout=10)
 
 
+def spawn_rss() -> Path:
+    """The small C launcher that measures a child's own wall time and peak RSS (built on first use)."""
+    exe = target_dir() / "bench" / "spawn_rss"
+    src = Path(__file__).resolve().parent / "spawn_rss.c"
+    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-o", str(exe), str(src)], check=True)
+    return exe
+
+
 def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Run a child to completion; return (wall seconds, peak RSS in KiB). Fails loudly."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, rusage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    out = proc.stdout.read()  # type: ignore[union-attr]
-    err = proc.stderr.read()  # type: ignore[union-attr]
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    """Run a child to completion; return (wall seconds, peak RSS in KiB) as the
+    launcher measured them around fork/exec/wait. Fails loudly."""
+    proc = subprocess.run([str(spawn_rss()), *argv], env=env, stdin=subprocess.DEVNULL, capture_output=True)
+    err = proc.stderr.decode(errors="replace")
     if proc.returncode != 0:
-        raise SystemExit(f"benchmark child failed ({proc.returncode}): {argv[:3]}\n{err.decode(errors='replace')}")
-    if not out.strip():
+        raise SystemExit(f"benchmark child failed ({proc.returncode}): {argv[:3]}\n{err}")
+    if not proc.stdout.strip():
         raise SystemExit(f"benchmark child printed nothing: {argv[:3]}")
-    return wall, rusage.ru_maxrss
+    last = err.strip().splitlines()[-1]
+    fields = dict(kv.split("=") for kv in last.split()[1:])
+    return int(fields["wall_ns"]) / 1e9, int(fields["maxrss_kib"])
 
 
 def median(xs: list[float]) -> float:

@@ -37,7 +37,7 @@ python3 - "$EMU_BASE_URL" "$TOKEN" <<'PY'
 import json, sys, urllib.request
 base, token = sys.argv[1], sys.argv[2]
 req = urllib.request.Request(base + "/v1/messages", method="POST",
-    data=json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64,
+    data=json.dumps({"model": "claude-sonnet-5-5", "max_tokens": 64,
                      "messages": [{"role": "user", "content": "Hello"}]}).encode(),
     headers={"Content-Type": "application/json", "Authorization": "Bearer " + token,
              "anthropic-beta": "oauth-2025-04-20", "anthropic-version": "2023-06-01"})
