@@ -2,6 +2,7 @@
 //! parsing and output formats only; everything else lives in the core crate.
 
 mod args;
+mod doctor;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Token(t) => run_token(t),
+        Command::Doctor(d) => doctor::run(d),
         Command::Emulator(e) => run_emulator(e.args),
     }
 }

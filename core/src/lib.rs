@@ -12,10 +12,12 @@
 //! - [`exchange`]: the jwt-bearer POST, response parsing, error mapping.
 //! - [`cache`]: in-memory refresh policy, on-disk cache and its file lock.
 //! - [`provider`]: identity + exchange + caches, the one entry point.
+//! - [`doctor`]: a secret-free health report of a configuration.
 
 pub mod cache;
 pub mod config;
 pub mod diag;
+pub mod doctor;
 pub mod error;
 pub mod exchange;
 pub mod identity;
