@@ -92,6 +92,8 @@ impl FieldNames {
         match self {
             FieldNames::Flags => format!("--{}", snake.replace('_', "-")),
             FieldNames::SnakeCase => format!("argument {snake}"),
+            // The SDK's (and our Node option's) spelling of the base URL.
+            FieldNames::CamelCase if snake == "base_url" => "option baseURL".to_string(),
             FieldNames::CamelCase => {
                 let mut out = String::from("option ");
                 let mut up = false;
