@@ -144,7 +144,8 @@ pub struct CommonArgs {
     /// Top-level JSON string field holding the token in the --identity-token-url response.
     #[arg(long, value_name = "FIELD", help_heading = "Identity token source (one of)")]
     pub identity_token_field: Option<String>,
-    /// A platform preset: github-actions.
+    /// A platform preset: auto, github-actions, gitlab, circleci, bitbucket, terraform,
+    /// gcp-metadata, azure-imds, kubernetes, aws-sts, spiffe (see docs/platforms.md).
     #[arg(long, value_name = "PRESET", help_heading = "Identity token source (one of)")]
     pub identity_source: Option<String>,
     /// Audience to request from a preset (default https://api.anthropic.com).
@@ -218,11 +219,7 @@ impl CommonArgs {
             return Err(Error::config("--identity-token-header and --identity-token-field need --identity-token-url"));
         }
         if let Some(preset) = &self.identity_source {
-            let json = serde_json::json!({ "source": preset.replace('-', "_"), "audience": self.audience });
-            let spec = serde_json::from_value::<IdentitySpec>(json).map_err(|_| {
-                Error::config(format!("--identity-source {preset:?} is not a known preset; supported: github-actions"))
-            })?;
-            given.push(("--identity-source", spec));
+            given.push(("--identity-source", IdentitySpec::preset(preset, self.audience.clone())?));
         } else if self.audience.is_some() {
             return Err(Error::config("--audience applies to a preset: add --identity-source"));
         }
