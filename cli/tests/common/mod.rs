@@ -181,5 +181,5 @@ pub fn env_cache_file(sb: &Sandbox) -> Option<PathBuf> {
         .ok()?
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.extension().map(|e| e == "json").unwrap_or(false) && !p.to_string_lossy().contains(".tmp"))
+        .find(|p| p.extension().map(|e| e == "json").unwrap_or(false) && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
 }

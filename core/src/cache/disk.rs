@@ -247,6 +247,32 @@ impl LockGuard {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Until when (unix seconds) refreshes of a still-usable token are backed
+    /// off after a failure, as recorded by any process in the lock file.
+    /// The lock file is ours alone (the SDKs never see it) and is read and
+    /// written only by the lock holder, so the record needs no lock of its own.
+    pub fn refresh_backoff_until(&self) -> Option<i64> {
+        use std::io::Seek;
+        let mut f = &self.file;
+        f.seek(io::SeekFrom::Start(0)).ok()?;
+        let mut text = String::new();
+        f.take(4096).read_to_string(&mut text).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        v.get("refresh_backoff_until")?.as_i64()
+    }
+
+    /// Record (or with `None`, clear) the refresh back-off. Best effort: a
+    /// failure only means the next process tries the endpoint again.
+    pub fn set_refresh_backoff_until(&self, until: Option<i64>) {
+        use std::io::Seek;
+        let mut f = &self.file;
+        let _ = f.set_len(0);
+        if let Some(until) = until {
+            let _ = f.seek(io::SeekFrom::Start(0));
+            let _ = f.write_all(format!("{{\"refresh_backoff_until\": {until}}}\n").as_bytes());
+        }
+    }
 }
 
 impl Drop for LockGuard {
