@@ -325,7 +325,18 @@ impl Provider {
             let timeout = self.inner.options.lock_timeout;
             tokio::task::spawn_blocking(move || d.lock(timeout))
                 .await
-                .map_err(|e| Error::internal(format!("lock task failed: {e}")))??
+                .map_err(|e| Error::internal(format!("lock task failed: {e}")))?
+        };
+        // A lock that cannot be had at all (read-only or full directory, a
+        // symlink in its place) must not cost the caller its token: go on
+        // without it. Waiting too long for another holder stays an error.
+        let lock = match lock {
+            Ok(l) => Some(l),
+            Err(e) if e.error_code.as_deref() == Some(disk::LOCK_TIMEOUT_CODE) => return Err(e),
+            Err(e) => {
+                diag::emit(diag::INFO, || format!("could not take the cache lock, continuing without it: {e}"));
+                None
+            }
         };
         let mut fallback = None;
         if !force {
@@ -343,8 +354,8 @@ impl Provider {
             let token = self.exchange(config, params, &self.inner.options.retry).await;
             if let Ok(t) = &token {
                 self.write_disk(disk, t);
-                if lock.refresh_backoff_until().is_some() {
-                    lock.set_refresh_backoff_until(None);
+                if let Some(l) = lock.as_ref().filter(|l| l.refresh_backoff_until().is_some()) {
+                    l.set_refresh_backoff_until(None);
                 }
             }
             drop(lock);
@@ -353,7 +364,7 @@ impl Provider {
 
         // A refresh with a still-valid token in hand.
         let now = crate::now_unix();
-        if let Some(until) = lock.refresh_backoff_until().filter(|u| *u > now) {
+        if let Some(until) = lock.as_ref().and_then(|l| l.refresh_backoff_until()).filter(|u| *u > now) {
             drop(lock);
             diag::emit(diag::INFO, || {
                 format!(
@@ -378,13 +389,15 @@ impl Provider {
         match self.exchange(config, params, &quick).await {
             Ok(t) => {
                 self.write_disk(disk, &t);
-                if lock.refresh_backoff_until().is_some() {
-                    lock.set_refresh_backoff_until(None);
+                if let Some(l) = lock.as_ref().filter(|l| l.refresh_backoff_until().is_some()) {
+                    l.set_refresh_backoff_until(None);
                 }
                 Ok(t)
             }
             Err(e) => {
-                lock.set_refresh_backoff_until(Some(crate::now_unix() + REFRESH_FAILURE_BACKOFF_SECONDS));
+                if let Some(l) = &lock {
+                    l.set_refresh_backoff_until(Some(crate::now_unix() + REFRESH_FAILURE_BACKOFF_SECONDS));
+                }
                 drop(lock);
                 diag::emit(diag::INFO, || {
                     format!(

@@ -46,6 +46,9 @@ use crate::secret::Secret;
 pub const CACHE_FILE_VERSION: &str = "1.0";
 /// `"type"` of the cache file.
 pub const CACHE_FILE_TYPE: &str = "oauth_token";
+/// `Error::error_code` of a lock time-out (as opposed to a lock file that
+/// cannot be created or locked at all, e.g. in a read-only directory).
+pub const LOCK_TIMEOUT_CODE: &str = "lock_timeout";
 /// Files larger than this are not cache files.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Keys we own; everything else in an existing file is carried over.
@@ -226,7 +229,8 @@ impl DiskCache {
                     timeout.as_secs_f64(),
                     path.display(),
                     path.display()
-                )));
+                ))
+                .with_error_code(Some(LOCK_TIMEOUT_CODE.into())));
             }
             // Short sleeps with jitter, so waiters do not poll in lockstep.
             let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64 / 2));
