@@ -8,7 +8,7 @@
 //! Nothing secret reaches a message: server strings keep only the RFC 6749
 //! §5.2 / Anthropic error fields, scrubbed of the assertion and any token.
 
-mod response;
+pub(crate) mod response;
 mod url;
 
 #[cfg(test)]

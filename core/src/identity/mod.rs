@@ -24,7 +24,7 @@ use crate::secret::Secret;
 
 pub mod command;
 pub mod env;
-mod expand;
+pub(crate) mod expand;
 pub mod file;
 pub mod presets;
 pub mod url;
