@@ -27,7 +27,7 @@ case "$mode" in
     fi
     for t in profile token_response jwt expand; do
       echo "== cargo fuzz run $t (${secs} s)"
-      (cd fuzz && RUSTC_BOOTSTRAP=1 mkdir -p "corpus/$t" && cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$secs" -max_len=65536)
+      (cd fuzz && mkdir -p "corpus/$t" && RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$secs" -max_len=65536)
     done
     PROPTEST_CASES=100000 cargo test -p anthropic-wif-core --lib proptests
     ;;
