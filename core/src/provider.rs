@@ -316,7 +316,7 @@ impl Provider {
             return self.exchange(config, params, &self.inner.options.retry).await;
         };
         if !force {
-            if let FromDisk::Fresh(t) = self.from_disk(disk) {
+            if let FromDisk::Fresh(t) = self.judge_disk(disk) {
                 return Ok(t);
             }
         }
@@ -340,7 +340,7 @@ impl Provider {
         };
         let mut fallback = None;
         if !force {
-            match self.from_disk(disk) {
+            match self.judge_disk(disk) {
                 FromDisk::Fresh(t) => {
                     diag::emit(diag::INFO, || format!("another process refreshed {}; using its token", disk.path().display()));
                     drop(lock);
@@ -433,7 +433,7 @@ impl Provider {
         }
     }
 
-    fn from_disk(&self, disk: &DiskCache) -> FromDisk {
+    fn judge_disk(&self, disk: &DiskCache) -> FromDisk {
         match disk.read() {
             DiskRead::Valid(t) => {
                 let Some(exp) = t.expires_at else { return FromDisk::Fresh(t) };
