@@ -20,11 +20,16 @@ pub mod diag;
 pub mod doctor;
 pub mod error;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod identity;
 pub mod jwt;
 pub mod provider;
 pub mod runtime;
 pub mod secret;
+
+#[cfg(test)]
+mod proptests;
 
 pub use error::{Error, ErrorKind, Result};
 pub use provider::{AccessToken, Face, Provider, ProviderOptions};

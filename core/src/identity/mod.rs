@@ -29,7 +29,7 @@ pub mod auto;
 pub mod aws;
 pub mod command;
 pub mod env;
-mod expand;
+pub(crate) mod expand;
 pub mod file;
 pub mod presets;
 mod sigv4;
