@@ -1,6 +1,27 @@
 #!/usr/bin/env bash
-# Build everything and run every test suite (Rust, Python, Node).
+# Build everything and run every test suite: Rust (core, CLI, emulator), Python (the module with the
+# official `anthropic` SDK as client), cross-language end-to-end tests, Node (the module with the
+# official `@anthropic-ai/sdk` as client). Works on a fresh machine with Rust, Python >= 3.9 and Node >= 18.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== rust: cargo test (workspace)"
+source scripts/lib.sh
+export CARGO_TARGET_DIR="$(target_dir)"
+START=$(date +%s)
+step() { echo; echo "==== $* ($(( $(date +%s) - START )) s)"; }
+
+step "rust: build"
+cargo build --workspace --exclude anthropic-wif-python --exclude anthropic-wif-node --all-targets
+step "rust: cargo test"
 cargo test --workspace --exclude anthropic-wif-python --exclude anthropic-wif-node
+
+step "python: the module and its tests"
+bash scripts/test-python.sh
+
+step "end to end: CLI and official SDKs together (tests/e2e)"
+ensure_test_venv
+run_pytest tests/e2e
+
+step "node: the module and its tests"
+bash scripts/test-node.sh
+
+step "all suites passed in $(( $(date +%s) - START )) s"

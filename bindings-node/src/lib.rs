@@ -1,1 +1,388 @@
-//! napi glue (issue 4).
+//! Node-API glue for anthropic-wif (issue 4): the Node face of the engine.
+//!
+//! Thin on purpose. Everything here is conversion:
+//! - the options object (as JSON, from `index.js`) → `ProviderOptions`;
+//! - `Provider::token` → a JS promise settled from the core's one tokio
+//!   runtime (`anthropic_wif_core::runtime::runtime()`), so the event loop
+//!   never waits on I/O and napi's own runtime is never started;
+//! - `Provider::cached` → a synchronous, I/O-free warm path (`warm`), which
+//!   sends only a generation number when JS already holds the token;
+//! - `anthropic_wif_core::Error` → a plain record (`kind`, `message`,
+//!   `status`, `requestId`, `errorCode`) that `index.js` turns into a
+//!   `WifError` subclass. napi's errors cannot carry those fields, so async
+//!   failures resolve with `{ error }` and sync ones throw a JSON message with
+//!   a fixed marker prefix.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anthropic_wif_core::config::{Env, FieldNames, Overrides};
+use anthropic_wif_core::identity::IdentitySpec;
+use anthropic_wif_core::{AccessToken, Error, ErrorKind, Face, Provider, ProviderOptions};
+use napi::bindgen_prelude::Object;
+use napi::{Env as NapiEnv, Status};
+use napi_derive::napi;
+use serde_json::{Map, Value};
+
+/// Prefix of a thrown native error whose message is the JSON of a [`NativeError`].
+/// `index.js` recognises it and rethrows the matching `WifError` subclass.
+const ERROR_MARKER: &str = "anthropic-wif-error:";
+
+/// A token as JS sees it. `expiresAt` is unix seconds, `null` for a token
+/// that does not expire (a static bearer).
+#[napi(object, use_nullable = true)]
+pub struct NativeToken {
+    pub token: String,
+    pub expires_at: Option<i64>,
+}
+
+/// An engine error as a plain record.
+#[napi(object)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NativeError {
+    /// `config` | `identity` | `denied` | `unavailable` | `internal`.
+    pub kind: String,
+    pub message: String,
+    pub status: Option<u32>,
+    pub request_id: Option<String>,
+    pub error_code: Option<String>,
+}
+
+/// What the async `token()` settles with: a token, or an error record.
+#[napi(object)]
+pub struct NativeOutcome {
+    pub token: Option<NativeToken>,
+    pub error: Option<NativeError>,
+}
+
+impl From<&Error> for NativeError {
+    fn from(e: &Error) -> Self {
+        NativeError {
+            kind: e.kind.as_str().to_string(),
+            // `Display` adds the request id when the message lacks it.
+            message: e.to_string(),
+            status: e.status.map(u32::from),
+            request_id: e.request_id.clone(),
+            error_code: e.error_code.clone(),
+        }
+    }
+}
+
+fn to_js_token(t: &AccessToken) -> NativeToken {
+    NativeToken { token: t.token.expose().to_string(), expires_at: t.expires_at }
+}
+
+/// A sync failure: thrown as a JS `Error` whose message is the marker + JSON.
+fn throw(e: &Error) -> napi::Error {
+    let record = NativeError::from(e);
+    let json = serde_json::to_string(&record)
+        .unwrap_or_else(|_| format!("{{\"kind\":\"internal\",\"message\":{:?}}}", record.message));
+    napi::Error::new(Status::GenericFailure, format!("{ERROR_MARKER}{json}"))
+}
+
+/// The options `new Provider(options)` accepts, with their JS names.
+const KNOWN_OPTIONS: &[&str] = &[
+    "profile",
+    "federationRuleId",
+    "organizationId",
+    "serviceAccountId",
+    "workspaceId",
+    "baseURL",
+    "identityToken",
+    "configDir",
+    "credentialsPath",
+    "noCache",
+    "minRemaining",
+    "env",
+];
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn opt_string(map: &Map<String, Value>, name: &str) -> Result<Option<String>, Error> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(Error::config(format!(
+            "option {name} must be a string, got {}: pass e.g. new Provider({{ {name}: '…' }})",
+            type_name(other)
+        ))),
+    }
+}
+
+/// Turn the JSON of the JS options object into engine options.
+fn parse_options(json: &str) -> Result<ProviderOptions, Error> {
+    let value: Value = serde_json::from_str(json)
+        .map_err(|e| Error::config(format!("new Provider(options): options are not serialisable as JSON ({e})")))?;
+    let map = match value {
+        Value::Null => Map::new(),
+        Value::Object(m) => m,
+        other => {
+            return Err(Error::config(format!(
+                "new Provider(options): options must be an object, got {}",
+                type_name(&other)
+            )))
+        }
+    };
+    for key in map.keys() {
+        if !KNOWN_OPTIONS.contains(&key.as_str()) {
+            let hint = if key == "baseUrl" { " (did you mean baseURL?)".to_string() } else { String::new() };
+            return Err(Error::config(format!(
+                "new Provider(options): unknown option {key}{hint}; known options: {}",
+                KNOWN_OPTIONS.join(", ")
+            )));
+        }
+    }
+
+    let identity_token = match map.get("identityToken") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(serde_json::from_value::<IdentitySpec>(v.clone()).map_err(|e| {
+            Error::config(format!(
+                "option identityToken is not a valid identity-token source ({e}); use the profile's identity_token shape, \
+                 e.g. {{ source: 'file', path: '/var/run/secrets/anthropic.com/token' }}"
+            ))
+        })?),
+        Some(other) => {
+            return Err(Error::config(format!(
+                "option identityToken must be an object like {{ source: 'file', path: '…' }}, got {}",
+                type_name(other)
+            )))
+        }
+    };
+
+    let overrides = Overrides {
+        profile: opt_string(&map, "profile")?,
+        federation_rule_id: opt_string(&map, "federationRuleId")?,
+        organization_id: opt_string(&map, "organizationId")?,
+        service_account_id: opt_string(&map, "serviceAccountId")?,
+        workspace_id: opt_string(&map, "workspaceId")?,
+        base_url: opt_string(&map, "baseURL")?,
+        identity_token,
+        config_dir: opt_string(&map, "configDir")?.map(PathBuf::from),
+        credentials_path: opt_string(&map, "credentialsPath")?.map(PathBuf::from),
+        names: FieldNames::CamelCase,
+    };
+
+    let mut options = ProviderOptions::new(Face::Node);
+    options.overrides = overrides;
+
+    match map.get("noCache") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => options.disk_cache = !*b,
+        Some(other) => {
+            return Err(Error::config(format!("option noCache must be true or false, got {}", type_name(other))))
+        }
+    }
+    match map.get("minRemaining") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(secs) if (0..=86_400).contains(&secs) => options.min_remaining = Some(secs),
+            _ => {
+                return Err(Error::config(format!(
+                    "option minRemaining must be a whole number of seconds between 0 and 86400, got {n}"
+                )))
+            }
+        },
+        Some(other) => {
+            return Err(Error::config(format!(
+                "option minRemaining must be a number of seconds, got {}",
+                type_name(other)
+            )))
+        }
+    }
+    match map.get("env") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(vars)) => {
+            let mut fixed = HashMap::with_capacity(vars.len());
+            for (k, v) in vars {
+                match v {
+                    Value::String(s) => {
+                        fixed.insert(k.clone(), s.clone());
+                    }
+                    Value::Null => {}
+                    other => {
+                        return Err(Error::config(format!(
+                            "option env: variable {k} must be a string, got {}",
+                            type_name(other)
+                        )))
+                    }
+                }
+            }
+            options.env = Env::fixed(fixed);
+        }
+        Some(other) => {
+            return Err(Error::config(format!(
+                "option env must be an object of strings (e.g. {{ ...process.env }}), got {}",
+                type_name(other)
+            )))
+        }
+    }
+    Ok(options)
+}
+
+/// The engine's provider, one per `new Provider()`: its own in-memory cache
+/// with single-flight; the disk cache is shared with the CLI, Python and the SDKs.
+#[napi]
+pub struct NativeProvider {
+    inner: Provider,
+    /// The token last handed to JS by [`NativeProvider::warm`] and its
+    /// generation, so a warm call that finds the same token returns only the
+    /// generation number and JS reuses the strings it already has.
+    seen: std::sync::Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    token: Option<anthropic_wif_core::Secret>,
+    generation: u32,
+}
+
+/// A token together with the generation [`NativeProvider::warm`] gave it.
+#[napi(object, use_nullable = true)]
+pub struct WarmToken {
+    pub token: String,
+    pub expires_at: Option<i64>,
+    pub generation: u32,
+}
+
+impl NativeProvider {
+    fn wrap(inner: Provider) -> Self {
+        NativeProvider { inner, seen: std::sync::Mutex::new(Seen::default()) }
+    }
+}
+
+#[napi]
+impl NativeProvider {
+    /// `optionsJson`: `JSON.stringify(options ?? {})`. Throws a marked error.
+    #[napi(constructor)]
+    pub fn new(options_json: String) -> napi::Result<Self> {
+        let options = parse_options(&options_json).map_err(|e| throw(&e))?;
+        let inner = Provider::new(options).map_err(|e| throw(&e))?;
+        Ok(NativeProvider::wrap(inner))
+    }
+
+    /// The warm path, synchronous and I/O-free. `null` when memory holds no
+    /// fresh token; the number `known` when the fresh token is the one JS
+    /// already holds under that generation; else the token with a new generation.
+    #[napi(ts_return_type = "null | number | WarmToken")]
+    pub fn warm(&self, known: u32) -> Option<napi::Either<u32, WarmToken>> {
+        let t = self.inner.cached()?;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.generation != 0 && seen.token.as_ref() == Some(&t.token) {
+            if seen.generation == known {
+                return Some(napi::Either::A(known));
+            }
+        } else {
+            seen.generation = seen.generation.wrapping_add(1).max(1);
+            seen.token = Some(t.token.clone());
+        }
+        Some(napi::Either::B(WarmToken {
+            token: t.token.expose().to_string(),
+            expires_at: t.expires_at,
+            generation: seen.generation,
+        }))
+    }
+
+    /// A promise of `{ token }` or `{ error }`, computed on the core runtime.
+    #[napi(ts_return_type = "Promise<NativeOutcome>")]
+    pub fn token<'env>(&self, env: &'env napi::Env, force_refresh: bool) -> napi::Result<Object<'env>> {
+        type Resolver = Box<dyn FnOnce(NapiEnv) -> napi::Result<NativeOutcome> + Send>;
+        let (deferred, promise) = env.create_deferred::<NativeOutcome, Resolver>()?;
+        let provider = self.inner.clone();
+        let rt = anthropic_wif_core::runtime::runtime();
+        // The work runs in its own task so that even a panic in it settles the
+        // promise (as an internal error) instead of leaving it pending forever.
+        let work = rt.spawn(async move { provider.token(force_refresh).await });
+        rt.spawn(async move {
+            let outcome = match work.await {
+                Ok(Ok(t)) => NativeOutcome { token: Some(to_js_token(&t)), error: None },
+                Ok(Err(e)) => NativeOutcome { token: None, error: Some(NativeError::from(&e)) },
+                Err(join) => {
+                    let e = Error::internal(format!(
+                        "the token task failed unexpectedly ({}); please report this",
+                        if join.is_panic() { "panic" } else { "cancelled" }
+                    ));
+                    NativeOutcome { token: None, error: Some(NativeError::from(&e)) }
+                }
+            };
+            deferred.resolve(Box::new(move |_env| Ok(outcome)));
+        });
+        Ok(promise)
+    }
+
+    /// A provider for another deployment (the SDK's `for_base_url`).
+    #[napi]
+    pub fn for_base_url(&self, base_url: String) -> napi::Result<NativeProvider> {
+        let inner = self.inner.for_base_url(&base_url).map_err(|e| throw(&e))?;
+        Ok(NativeProvider::wrap(inner))
+    }
+
+    /// Drop the in-memory token; the next call re-checks disk.
+    #[napi]
+    pub fn invalidate(&self) {
+        self.inner.invalidate();
+    }
+}
+
+/// Error kinds, in the order the engine documents them (for tests and docs).
+#[napi]
+pub fn error_kinds() -> Vec<String> {
+    [ErrorKind::Config, ErrorKind::Identity, ErrorKind::Denied, ErrorKind::Unavailable, ErrorKind::Internal]
+        .iter()
+        .map(|k| k.as_str().to_string())
+        .collect()
+}
+
+/// The engine version (the crate version).
+#[napi]
+pub fn engine_version() -> String {
+    anthropic_wif_core::VERSION.to_string()
+}
+
+/// `debug` or `release`: how this addon was compiled (benchmarks report it).
+#[napi]
+pub fn build_profile() -> String {
+    if cfg!(debug_assertions) { "debug" } else { "release" }.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_parsed_and_checked() {
+        let o = parse_options(
+            r#"{"federationRuleId":"fdrl_x","organizationId":"u","baseURL":"http://127.0.0.1:1",
+                "identityToken":{"source":"file","path":"/t"},"noCache":true,"minRemaining":60,
+                "env":{"A":"b"}}"#,
+        )
+        .unwrap();
+        assert_eq!(o.overrides.federation_rule_id.as_deref(), Some("fdrl_x"));
+        assert_eq!(o.overrides.base_url.as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(o.overrides.identity_token, Some(IdentitySpec::File { path: "/t".into() }));
+        assert!(!o.disk_cache);
+        assert_eq!(o.min_remaining, Some(60));
+        assert_eq!(o.env.get("A").as_deref(), Some("b"));
+        assert_eq!(o.overrides.names, FieldNames::CamelCase);
+
+        let e = parse_options(r#"{"baseUrl":"x"}"#).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert!(e.message.contains("baseURL"), "{}", e.message);
+        let e = parse_options(r#"{"organizationId":5}"#).unwrap_err();
+        assert!(e.message.contains("organizationId must be a string"), "{}", e.message);
+        let e = parse_options(r#"{"identityToken":{"source":"nope"}}"#).unwrap_err();
+        assert!(e.message.contains("identityToken"), "{}", e.message);
+        assert!(parse_options("null").is_ok());
+        assert!(parse_options("{}").is_ok());
+    }
+}

@@ -24,9 +24,43 @@ pub struct Cli {
 pub enum Command {
     /// Print an access token as JSON: {"access_token": …, "expires_at": …} (a credential process).
     Token(TokenArgs),
+    /// Check the configuration and the identity token; explain what would make exchanges fail.
+    #[command(after_help = DOCTOR_AFTER_HELP)]
+    Doctor(DoctorArgs),
     /// Run a local stand-in for the token endpoint and a minimal Messages API (tests and demos).
     #[command(disable_help_flag = true)]
     Emulator(EmulatorArgs),
+}
+
+const DOCTOR_AFTER_HELP: &str = "\
+Doctor resolves the configuration (showing where every setting came from), validates every id, fetches the
+identity token and decodes it WITHOUT verifying it (alg, kid, iss, sub, aud, iat, exp, lifetime, size; never the
+token itself), checks the on-disk cache, and lists findings with a fix each. Fetching an identity token consumes
+nothing, and without --exchange doctor writes nothing.
+
+--exchange also sends that identity token to the token endpoint once. The server accepts each identity token only
+once, so this CONSUMES it; the access token obtained is written to the on-disk cache (unless --no-cache), so the
+next `anthropic-wif token` uses it instead of re-sending the consumed token. The exchange is skipped when the
+checks already found an error.
+
+Exit codes: 0 healthy (warnings allowed); otherwise the code of the first error found, as for `token`:
+1 internal; 2 configuration (including a static API key shadowing federation, a Kubernetes default
+service-account token); 3 identity token (source failed, malformed, expired, too large, unverifiable alg);
+4 exchange denied; 5 token endpoint unreachable. --json prints the same report as one JSON object.";
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Also make one real exchange (consumes the identity token; caches the access token).
+    #[arg(long)]
+    pub exchange: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The audience your federation rule expects (default: the preset's --audience, else https://api.anthropic.com).
+    #[arg(long, value_name = "AUD")]
+    pub expected_audience: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -110,7 +144,8 @@ pub struct CommonArgs {
     /// Top-level JSON string field holding the token in the --identity-token-url response.
     #[arg(long, value_name = "FIELD", help_heading = "Identity token source (one of)")]
     pub identity_token_field: Option<String>,
-    /// A platform preset: github-actions.
+    /// A platform preset: auto, github-actions, gitlab, circleci, bitbucket, terraform,
+    /// gcp-metadata, azure-imds, kubernetes, aws-sts, spiffe (see docs/platforms.md).
     #[arg(long, value_name = "PRESET", help_heading = "Identity token source (one of)")]
     pub identity_source: Option<String>,
     /// Audience to request from a preset (default https://api.anthropic.com).
@@ -184,11 +219,7 @@ impl CommonArgs {
             return Err(Error::config("--identity-token-header and --identity-token-field need --identity-token-url"));
         }
         if let Some(preset) = &self.identity_source {
-            let json = serde_json::json!({ "source": preset.replace('-', "_"), "audience": self.audience });
-            let spec = serde_json::from_value::<IdentitySpec>(json).map_err(|_| {
-                Error::config(format!("--identity-source {preset:?} is not a known preset; supported: github-actions"))
-            })?;
-            given.push(("--identity-source", spec));
+            given.push(("--identity-source", IdentitySpec::preset(preset, self.audience.clone())?));
         } else if self.audience.is_some() {
             return Err(Error::config("--audience applies to a preset: add --identity-source"));
         }

@@ -2,12 +2,14 @@
 //! parsing and output formats only; everything else lives in the core crate.
 
 mod args;
+mod doctor;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anthropic_wif_core::{diag, Error, Provider};
 use clap::Parser;
+use zeroize::Zeroizing;
 
 use args::{Cli, Command, Format, TokenArgs};
 
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Token(t) => run_token(t),
+        Command::Doctor(d) => doctor::run(d),
         Command::Emulator(e) => run_emulator(e.args),
     }
 }
@@ -49,15 +52,17 @@ fn run_token(t: TokenArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let secret = token.token.expose();
-    let out = match t.format {
+    // Every copy of the token made here is wiped when dropped.
+    let out: Zeroizing<String> = Zeroizing::new(match t.format {
         Format::Json => {
-            let obj = serde_json::json!({ "access_token": secret, "expires_at": token.expires_at });
-            format!("{obj}\n")
+            let quoted = Zeroizing::new(serde_json::to_string(secret).unwrap_or_default());
+            let exp = token.expires_at.map(|e| e.to_string()).unwrap_or_else(|| "null".into());
+            format!("{{\"access_token\":{},\"expires_at\":{exp}}}\n", quoted.as_str())
         }
         Format::Token => format!("{secret}\n"),
         Format::Env => format!("ANTHROPIC_AUTH_TOKEN={secret}\n"),
         Format::Header => format!("Authorization: Bearer {secret}\n"),
-    };
+    });
     let mut stdout = std::io::stdout().lock();
     if stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).is_err() {
         eprintln!("anthropic-wif: error [internal]: cannot write to stdout");

@@ -12,17 +12,24 @@
 //! - [`exchange`]: the jwt-bearer POST, response parsing, error mapping.
 //! - [`cache`]: in-memory refresh policy, on-disk cache and its file lock.
 //! - [`provider`]: identity + exchange + caches, the one entry point.
+//! - [`doctor`]: a secret-free health report of a configuration.
 
 pub mod cache;
 pub mod config;
 pub mod diag;
+pub mod doctor;
 pub mod error;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod identity;
 pub mod jwt;
 pub mod provider;
 pub mod runtime;
 pub mod secret;
+
+#[cfg(test)]
+mod proptests;
 
 pub use error::{Error, ErrorKind, Result};
 pub use provider::{AccessToken, Face, Provider, ProviderOptions};

@@ -26,6 +26,22 @@ use crate::secret::Secret;
 /// written by an official SDK): the Console's default rule lifetime.
 const ASSUMED_LIFETIME: i64 = 600;
 
+/// After a failed refresh of a still-usable cached token, no process sharing
+/// the cache calls the token endpoint again for this long.
+pub const REFRESH_FAILURE_BACKOFF_SECONDS: i64 = 30;
+
+/// Budget of the one attempt made to refresh a token that is still usable.
+const QUICK_REFRESH_BUDGET: Duration = Duration::from_secs(10);
+
+/// What the disk cache offers.
+enum FromDisk {
+    /// Fresh enough to hand out without refreshing.
+    Fresh(CachedToken),
+    /// Due for refresh, but still usable if the refresh fails (seconds left).
+    Fallback(CachedToken, i64),
+    Nothing,
+}
+
 /// Which face is calling: sets the User-Agent and the default hand-out margin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Face {
@@ -285,15 +301,22 @@ impl Provider {
     }
 
     /// Disk, under the lock, or a fresh exchange.
+    ///
+    /// A cached token that is due for refresh but still outside the
+    /// mandatory window is kept as a fallback: the refresh gets one quick
+    /// attempt, and when it fails the fallback is served and every process
+    /// sharing the cache backs off for [`REFRESH_FAILURE_BACKOFF_SECONDS`]
+    /// (recorded in the lock file), so an endpoint that is down is not
+    /// hammered by callers that still hold a valid token.
     async fn obtain(&self, force: bool) -> Result<CachedToken> {
         let Source::Federation { config, params, disk } = &self.inner.source else {
             return Err(Error::internal("obtain() on a non-federation provider"));
         };
         let Some(disk) = disk else {
-            return self.exchange(config, params).await;
+            return self.exchange(config, params, &self.inner.options.retry).await;
         };
         if !force {
-            if let Some(t) = self.usable_from_disk(disk) {
+            if let FromDisk::Fresh(t) = self.judge_disk(disk) {
                 return Ok(t);
             }
         }
@@ -302,55 +325,149 @@ impl Provider {
             let timeout = self.inner.options.lock_timeout;
             tokio::task::spawn_blocking(move || d.lock(timeout))
                 .await
-                .map_err(|e| Error::internal(format!("lock task failed: {e}")))??
+                .map_err(|e| Error::internal(format!("lock task failed: {e}")))?
         };
-        if !force {
-            if let Some(t) = self.usable_from_disk(disk) {
-                diag::emit(diag::INFO, || format!("another process refreshed {}; using its token", disk.path().display()));
-                drop(lock);
-                return Ok(t);
-            }
-        }
-        let token = self.exchange(config, params).await;
-        if let Ok(t) = &token {
-            match disk.write(t) {
-                Ok(()) => diag::emit(diag::INFO, || format!("cached the token in {}", disk.path().display())),
-                Err(e) => diag::emit(diag::INFO, || format!("could not cache the token: {e}")),
-            }
-        }
-        drop(lock);
-        token
-    }
-
-    fn usable_from_disk(&self, disk: &DiskCache) -> Option<CachedToken> {
-        match disk.read() {
-            DiskRead::Valid(t) => {
-                let Some(exp) = t.expires_at else { return Some(t) };
-                let remaining = exp - crate::now_unix();
-                let lifetime = t.lifetime;
-                let (advisory, _) = refresh_windows(lifetime.unwrap_or(ASSUMED_LIFETIME));
-                let need = advisory.max(self.margin(lifetime));
-                if remaining > need {
-                    diag::emit(diag::INFO, || format!("using the cached token from {} ({remaining} s left)", disk.path().display()));
-                    Some(t)
-                } else {
-                    diag::emit(diag::INFO, || format!("cached token in {} has {remaining} s left; refreshing", disk.path().display()));
-                    None
-                }
-            }
-            DiskRead::Missing => None,
-            DiskRead::Corrupt(reason) | DiskRead::Insecure(reason) => {
-                diag::emit(diag::INFO, || format!("ignoring the cache file: {reason}"));
+        // A lock that cannot be had at all (read-only or full directory, a
+        // symlink in its place) must not cost the caller its token: go on
+        // without it. Waiting too long for another holder stays an error.
+        let lock = match lock {
+            Ok(l) => Some(l),
+            Err(e) if e.error_code.as_deref() == Some(disk::LOCK_TIMEOUT_CODE) => return Err(e),
+            Err(e) => {
+                diag::emit(diag::INFO, || format!("could not take the cache lock, continuing without it: {e}"));
                 None
             }
+        };
+        let mut fallback = None;
+        if !force {
+            match self.judge_disk(disk) {
+                FromDisk::Fresh(t) => {
+                    diag::emit(diag::INFO, || format!("another process refreshed {}; using its token", disk.path().display()));
+                    drop(lock);
+                    return Ok(t);
+                }
+                FromDisk::Fallback(t, left) => fallback = Some((t, left)),
+                FromDisk::Nothing => {}
+            }
+        }
+        let Some((old, left)) = fallback else {
+            let token = self.exchange(config, params, &self.inner.options.retry).await;
+            if let Ok(t) = &token {
+                self.write_disk(disk, t);
+                if let Some(l) = lock.as_ref().filter(|l| l.refresh_backoff_until().is_some()) {
+                    l.set_refresh_backoff_until(None);
+                }
+            }
+            drop(lock);
+            return token;
+        };
+
+        // A refresh with a still-valid token in hand.
+        let now = crate::now_unix();
+        if let Some(until) = lock.as_ref().and_then(|l| l.refresh_backoff_until()).filter(|u| *u > now) {
+            drop(lock);
+            diag::emit(diag::INFO, || {
+                format!(
+                    "a token refresh failed recently; backing off for {} s more, serving the cached token ({left} s left)",
+                    until - now
+                )
+            });
+            let error = Error::unavailable(format!(
+                "a token refresh failed less than {REFRESH_FAILURE_BACKOFF_SECONDS} s ago (recorded in {}); \
+                 not calling the token endpoint again before then",
+                disk.lock_path().display()
+            ));
+            return self.serve_fallback(old, error);
+        }
+        let base = &self.inner.options.retry;
+        let quick = RetryPolicy {
+            max_attempts: 1,
+            max_total: base.max_total.min(QUICK_REFRESH_BUDGET),
+            timeout: base.timeout.min(QUICK_REFRESH_BUDGET),
+            ..base.clone()
+        };
+        match self.exchange(config, params, &quick).await {
+            Ok(t) => {
+                self.write_disk(disk, &t);
+                if let Some(l) = lock.as_ref().filter(|l| l.refresh_backoff_until().is_some()) {
+                    l.set_refresh_backoff_until(None);
+                }
+                Ok(t)
+            }
+            Err(e) => {
+                if let Some(l) = &lock {
+                    l.set_refresh_backoff_until(Some(crate::now_unix() + REFRESH_FAILURE_BACKOFF_SECONDS));
+                }
+                drop(lock);
+                diag::emit(diag::INFO, || {
+                    format!(
+                        "token refresh failed ({e}); serving the cached token ({left} s left) and backing off \
+                         for {REFRESH_FAILURE_BACKOFF_SECONDS} s"
+                    )
+                });
+                self.serve_fallback(old, e)
+            }
         }
     }
 
-    async fn exchange(&self, config: &FederationConfig, params: &ExchangeParams) -> Result<CachedToken> {
+    /// After a failed or backed-off refresh: when the in-memory cache holds a
+    /// still-valid token it serves it itself (and backs off in memory), so
+    /// report the error; otherwise (a fresh process) serve the disk token.
+    fn serve_fallback(&self, old: CachedToken, error: Error) -> Result<CachedToken> {
+        let now = crate::now_unix();
+        let memory_has_one = self.inner.memory.peek().is_some_and(|t| match t.expires_at {
+            None => true,
+            Some(e) => e - now > refresh_windows(t.lifetime.unwrap_or(ASSUMED_LIFETIME)).1,
+        });
+        if memory_has_one {
+            Err(error)
+        } else {
+            Ok(old)
+        }
+    }
+
+    fn write_disk(&self, disk: &DiskCache, t: &CachedToken) {
+        match disk.write(t) {
+            Ok(()) => diag::emit(diag::INFO, || format!("cached the token in {}", disk.path().display())),
+            Err(e) => diag::emit(diag::INFO, || format!("could not cache the token: {e}")),
+        }
+    }
+
+    fn judge_disk(&self, disk: &DiskCache) -> FromDisk {
+        match disk.read() {
+            DiskRead::Valid(t) => {
+                let Some(exp) = t.expires_at else { return FromDisk::Fresh(t) };
+                let remaining = exp - crate::now_unix();
+                let lifetime = t.lifetime;
+                let (advisory, mandatory) = refresh_windows(lifetime.unwrap_or(ASSUMED_LIFETIME));
+                let need = advisory.max(self.margin(lifetime));
+                // Under faults a token is still served down to the mandatory
+                // window, or an explicit min_remaining, whichever is larger.
+                let floor = mandatory.max(self.inner.options.min_remaining.unwrap_or(0));
+                if remaining > need {
+                    diag::emit(diag::INFO, || format!("using the cached token from {} ({remaining} s left)", disk.path().display()));
+                    FromDisk::Fresh(t)
+                } else if remaining > floor {
+                    diag::emit(diag::INFO, || format!("cached token in {} has {remaining} s left; refreshing", disk.path().display()));
+                    FromDisk::Fallback(t, remaining)
+                } else {
+                    diag::emit(diag::INFO, || format!("cached token in {} has {remaining} s left; refreshing", disk.path().display()));
+                    FromDisk::Nothing
+                }
+            }
+            DiskRead::Missing => FromDisk::Nothing,
+            DiskRead::Corrupt(reason) | DiskRead::Insecure(reason) => {
+                diag::emit(diag::INFO, || format!("ignoring the cache file: {reason}"));
+                FromDisk::Nothing
+            }
+        }
+    }
+
+    async fn exchange(&self, config: &FederationConfig, params: &ExchangeParams, policy: &RetryPolicy) -> Result<CachedToken> {
         let spec = &config.identity.value;
         let env = &self.inner.options.env;
         diag::emit(diag::INFO, || format!("exchanging an identity token from {} at {}", spec.describe(), params.base_url));
-        let resp = exchange::exchange_with_retry(params, &self.inner.options.retry, || identity::fetch(spec, env)).await?;
+        let resp = exchange::exchange_with_retry(params, policy, || identity::fetch(spec, env)).await?;
         diag::emit(diag::INFO, || {
             format!(
                 "exchange succeeded: lifetime {} s{}",

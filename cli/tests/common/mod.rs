@@ -119,3 +119,67 @@ pub fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
+
+/// Run and time a command.
+pub fn run_timed(cmd: &mut Command) -> (Output, std::time::Duration) {
+    let start = std::time::Instant::now();
+    let o = cmd.output().expect("run anthropic-wif");
+    (o, start.elapsed())
+}
+
+/// The leak check every test uses: none of `secrets` (non-empty strings) and
+/// nothing token- or JWT-shaped in `text`.
+pub fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        assert!(!text.contains(s), "{what}: a secret leaked: {text}");
+    }
+    assert!(!text.contains("sk-ant-oat01-"), "{what}: an access token leaked: {text}");
+    assert!(!text.contains("sk-ant-api03-"), "{what}: an API key leaked: {text}");
+    assert!(!text.contains("eyJ"), "{what}: something JWT-like leaked: {text}");
+}
+
+/// A failed run: nothing on stdout, the documented exit code, one clear
+/// `error [kind]` line on stderr, and no secret anywhere.
+pub fn assert_failed(o: &Output, kind: &str, code: i32, secrets: &[&str]) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "exit code for {kind}; stderr: {err}");
+    assert!(o.stdout.is_empty(), "nothing on stdout on failure: {:?}", stdout(o));
+    assert!(err.contains(&format!("error [{kind}]")), "stderr names the kind {kind}: {err}");
+    assert_clean("stderr", &err, secrets);
+    err
+}
+
+/// Every file under `dir` (recursively) with its contents.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(unix)]
+pub fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The one cache file under `$XDG_CACHE_HOME/anthropic-wif` (env/flag configurations).
+pub fn env_cache_file(sb: &Sandbox) -> Option<PathBuf> {
+    let dir = sb.path("cache/anthropic-wif");
+    std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().map(|e| e == "json").unwrap_or(false) && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+}

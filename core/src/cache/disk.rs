@@ -46,6 +46,9 @@ use crate::secret::Secret;
 pub const CACHE_FILE_VERSION: &str = "1.0";
 /// `"type"` of the cache file.
 pub const CACHE_FILE_TYPE: &str = "oauth_token";
+/// `Error::error_code` of a lock time-out (as opposed to a lock file that
+/// cannot be created or locked at all, e.g. in a read-only directory).
+pub const LOCK_TIMEOUT_CODE: &str = "lock_timeout";
 /// Files larger than this are not cache files.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Keys we own; everything else in an existing file is carried over.
@@ -226,7 +229,8 @@ impl DiskCache {
                     timeout.as_secs_f64(),
                     path.display(),
                     path.display()
-                )));
+                ))
+                .with_error_code(Some(LOCK_TIMEOUT_CODE.into())));
             }
             // Short sleeps with jitter, so waiters do not poll in lockstep.
             let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64 / 2));
@@ -246,6 +250,32 @@ pub struct LockGuard {
 impl LockGuard {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Until when (unix seconds) refreshes of a still-usable token are backed
+    /// off after a failure, as recorded by any process in the lock file.
+    /// The lock file is ours alone (the SDKs never see it) and is read and
+    /// written only by the lock holder, so the record needs no lock of its own.
+    pub fn refresh_backoff_until(&self) -> Option<i64> {
+        use std::io::Seek;
+        let mut f = &self.file;
+        f.seek(io::SeekFrom::Start(0)).ok()?;
+        let mut text = String::new();
+        f.take(4096).read_to_string(&mut text).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        v.get("refresh_backoff_until")?.as_i64()
+    }
+
+    /// Record (or with `None`, clear) the refresh back-off. Best effort: a
+    /// failure only means the next process tries the endpoint again.
+    pub fn set_refresh_backoff_until(&self, until: Option<i64>) {
+        use std::io::Seek;
+        let mut f = &self.file;
+        let _ = f.set_len(0);
+        if let Some(until) = until {
+            let _ = f.seek(io::SeekFrom::Start(0));
+            let _ = f.write_all(format!("{{\"refresh_backoff_until\": {until}}}\n").as_bytes());
+        }
     }
 }
 

@@ -92,6 +92,8 @@ impl FieldNames {
         match self {
             FieldNames::Flags => format!("--{}", snake.replace('_', "-")),
             FieldNames::SnakeCase => format!("argument {snake}"),
+            // The SDK's (and our Node option's) spelling of the base URL.
+            FieldNames::CamelCase if snake == "base_url" => "option baseURL".to_string(),
             FieldNames::CamelCase => {
                 let mut out = String::from("option ");
                 let mut up = false;
@@ -536,7 +538,7 @@ fn pick_base_url(overrides: &Overrides, from_profile: Option<&String>, profile_o
 /// The base URL must be `https://host…`, or plain http on a loopback host
 /// (SPEC §1). Checked here too so the message can name where it came from.
 pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
-    let shown = scrub(url, &[], 200);
+    let shown = shown_url(url);
     let field = match origin {
         Origin::ProfileFile(_) => format!("base_url from {origin} (base_url)"),
         _ => format!("base_url from {origin}"),
@@ -548,6 +550,12 @@ pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
         return Err(Error::config(format!("{field} contains whitespace ({shown:?}): remove it")));
     }
     let lower = url.to_ascii_lowercase();
+    let authority = lower.split_once("://").map(|(_, r)| r).unwrap_or(&lower).split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(Error::config(format!(
+            "{field} contains credentials before the host ({shown:?}): remove the user:password@ part (the exchange authenticates with the identity token)"
+        )));
+    }
     let rest = if let Some(r) = lower.strip_prefix("https://") {
         r
     } else if let Some(r) = lower.strip_prefix("http://") {
@@ -573,6 +581,31 @@ pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
         return Err(Error::config(format!("{field} contains credentials before the host: remove the user:password@ part")));
     }
     Ok(())
+}
+
+/// A user-supplied URL as it may appear in a message: `user:password@`,
+/// query and fragment (where credentials hide) replaced by `…`, scrubbed, cut.
+fn shown_url(url: &str) -> String {
+    let mut s = url.to_string();
+    if let Some(i) = s.find(['?', '#']) {
+        s.truncate(i);
+        s.push('…');
+    }
+    match s.find("://") {
+        Some(scheme_end) => {
+            let start = scheme_end + 3;
+            let end = s[start..].find('/').map(|i| start + i).unwrap_or(s.len());
+            if let Some(at) = s[start..end].rfind('@') {
+                s.replace_range(start..start + at + 1, "…@");
+            }
+        }
+        None => {
+            if let Some(at) = s.rfind('@') {
+                s.replace_range(..at + 1, "…@");
+            }
+        }
+    }
+    scrub(&s, &[], 200)
 }
 
 /// Assemble and validate a federation configuration from the layers:

@@ -437,3 +437,19 @@ fn writable_profile_is_refused_through_the_chain() {
     let m = cfg_err(resolve(&Overrides::default(), &d.env(&[])));
     assert!(m.contains("writable by group or others") && m.contains("chmod go-w"), "{m}");
 }
+
+#[test]
+fn base_url_messages_never_show_credentials() {
+    for url in [
+        "http://user:hunter2pass@127.0.0.1:8080",
+        "http://user:hunter2pass@example.com",
+        "ftp://hunter2pass@example.com",
+        "https://user:hunter2pass@",
+        "hunter2pass@example.com",
+        "http://example.com/?key=hunter2pass",
+        "gopher://example.com/#hunter2pass",
+    ] {
+        let err = check_base_url(url, &Origin::EnvVar("ANTHROPIC_BASE_URL".into())).expect_err(url);
+        assert!(!err.message.contains("hunter2pass"), "{url}: {}", err.message);
+    }
+}

@@ -8,7 +8,7 @@
 //! Nothing secret reaches a message: server strings keep only the RFC 6749
 //! §5.2 / Anthropic error fields, scrubbed of the assertion and any token.
 
-mod response;
+pub(crate) mod response;
 mod url;
 
 #[cfg(test)]
@@ -434,19 +434,25 @@ async fn judge(
     };
 
     if status.is_success() {
+        let parsed_body = serde_json::from_slice::<Value>(&body);
+        // The raw body holds the token: wipe it now that it is parsed.
+        let body_len = body.len();
+        let mut body = body;
+        zeroize::Zeroize::zeroize(&mut body);
         let not_token_endpoint = |why: String| {
             Failure::fatal(decorate(Error::unavailable(format!(
                 "the endpoint {endpoint} did not answer like a token endpoint: HTTP {code}, content-type {ct_text}, \
-                 {} bytes{rid_text}: {why}. Check that the base URL points at the Claude API",
-                body.len()
+                 {body_len} bytes{rid_text}: {why}. Check that the base URL points at the Claude API"
             ))))
         };
-        let obj = match serde_json::from_slice::<Value>(&body) {
+        let mut obj = match parsed_body {
             Ok(Value::Object(obj)) => obj,
             Ok(other) => return Err(not_token_endpoint(format!("the body is {}, not a JSON object", response::json_type(&other)))),
             Err(_) => return Err(not_token_endpoint("the body is not JSON".into())),
         };
-        let parsed = match response::parse_success(&obj, jwt) {
+        let parsed = response::parse_success(&mut obj, jwt);
+        drop(obj);
+        let parsed = match parsed {
             Ok(p) => p,
             Err(why) => {
                 return Err(Failure::fatal(decorate(Error::unavailable(format!(
@@ -456,7 +462,7 @@ async fn judge(
         };
         let now = crate::now_unix();
         return Ok(TokenResponse {
-            access_token: Secret::new(parsed.access_token),
+            access_token: parsed.access_token,
             expires_in: parsed.expires_in,
             expires_at: now.saturating_add(parsed.expires_in),
             scope: parsed.scope,
@@ -465,6 +471,8 @@ async fn judge(
     }
 
     let details = response::error_details(&body, content_type.as_deref(), &[jwt]);
+    let mut body = body;
+    zeroize::Zeroize::zeroize(&mut body);
     let detail = details.render();
     let detail = detail.trim_end_matches('.');
     let error_code = details.code.clone();

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use crate::error::scrub;
+use crate::secret::Secret;
 
 /// Longest `expires_in` we believe. The server mints at most 86 400 s; a
 /// year or more means the answer is not what we think it is.
@@ -18,21 +19,23 @@ const MAX_RETRY_AFTER_SECS: u64 = 24 * 3600;
 
 /// The fields of a successful answer, before `expires_at` is computed.
 pub struct Parsed {
-    pub access_token: String,
+    pub access_token: Secret,
     pub expires_in: i64,
     pub scope: Option<String>,
 }
 
 /// Judge a 2xx JSON object. Errors are secret-free descriptions of what is
 /// wrong (they never quote the token, and quote other values scrubbed).
-pub fn parse_success(obj: &serde_json::Map<String, Value>, assertion: &str) -> Result<Parsed, String> {
-    let access_token = match obj.get("access_token") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+/// The access token is moved out of `obj` (never copied), so once the
+/// caller zeroises the raw body no plain copy of it is left behind.
+pub fn parse_success(obj: &mut serde_json::Map<String, Value>, assertion: &str) -> Result<Parsed, String> {
+    let access_token = match obj.remove("access_token") {
+        Some(Value::String(s)) if !s.is_empty() => Secret::new(s),
         Some(Value::String(_)) => return Err("its access_token is empty".into()),
         None | Some(Value::Null) => return Err("it has no access_token".into()),
-        Some(other) => return Err(format!("its access_token is {}, not a string", json_type(other))),
+        Some(other) => return Err(format!("its access_token is {}, not a string", json_type(&other))),
     };
-    if !access_token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+    if !access_token.expose().bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err("its access_token contains spaces or characters that cannot go into an HTTP header".into());
     }
     match obj.get("token_type") {
@@ -42,14 +45,14 @@ pub fn parse_success(obj: &serde_json::Map<String, Value>, assertion: &str) -> R
         Some(Value::String(t)) => {
             return Err(format!(
                 "its token_type is \"{}\", but only Bearer tokens are supported",
-                clean(t, &[assertion, &access_token], 40)
+                clean(t, &[assertion, access_token.expose()], 40)
             ))
         }
         Some(other) => return Err(format!("its token_type is {}, not the string \"Bearer\"", json_type(other))),
     }
     let expires_in = parse_expires_in(obj.get("expires_in"))?;
     let scope = match obj.get("scope") {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(clean(s, &[assertion, &access_token], 1000)),
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(clean(s, &[assertion, access_token.expose()], 1000)),
         _ => None,
     };
     Ok(Parsed { access_token, expires_in, scope })

@@ -16,8 +16,13 @@ on Kubernetes, mount a projected service-account token with audience https://api
 (volumes: projected: sources: serviceAccountToken: {audience: https://api.anthropic.com, path: …})";
 
 pub(crate) async fn read(path: &Path, source: &str) -> Result<Secret> {
+    read_with_fix(path, source, FILE_FIX).await
+}
+
+/// Like [`read`], with a source-specific fix in every error (presets).
+pub(crate) async fn read_with_fix(path: &Path, source: &str, fix: &str) -> Result<Secret> {
     if path.as_os_str().is_empty() {
-        return Err(Error::config(format!("{source}: the path is empty; {FILE_FIX}")));
+        return Err(Error::config(format!("{source}: the path is empty; {fix}")));
     }
     let io_err = |e: std::io::Error| -> Error {
         let what = match e.kind() {
@@ -27,32 +32,32 @@ pub(crate) async fn read(path: &Path, source: &str) -> Result<Secret> {
             }
             _ => format!("cannot be read ({e})"),
         };
-        Error::identity(format!("{source} {what}; {FILE_FIX}"))
+        Error::identity(format!("{source} {what}; {fix}"))
     };
     // Open first, then inspect the open file: no window between the check and the read.
     let file = tokio::fs::File::open(path).await.map_err(io_err)?;
     let meta = file.metadata().await.map_err(io_err)?;
     if !meta.is_file() {
         let kind = if meta.is_dir() { "a directory" } else { "not a regular file" };
-        return Err(Error::identity(format!("{source} is {kind}; {FILE_FIX}")));
+        return Err(Error::identity(format!("{source} is {kind}; {fix}")));
     }
     if meta.len() > MAX_LOCAL_TOKEN_BYTES as u64 {
-        return Err(too_big(source, meta.len()));
+        return Err(too_big(source, meta.len(), fix));
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
     // The file may grow between metadata and read: bound the read itself too.
     file.take(MAX_LOCAL_TOKEN_BYTES as u64 + 1).read_to_end(&mut buf).await.map_err(io_err)?;
     if buf.len() > MAX_LOCAL_TOKEN_BYTES {
-        return Err(too_big(source, buf.len() as u64));
+        return Err(too_big(source, buf.len() as u64, fix));
     }
     let text = String::from_utf8(buf).map_err(|_| {
-        Error::identity(format!("{source} is not UTF-8 text; it must hold the identity JWT itself; {FILE_FIX}"))
+        Error::identity(format!("{source} is not UTF-8 text; it must hold the identity JWT itself; {fix}"))
     })?;
     finish(text, source)
 }
 
-fn too_big(source: &str, len: u64) -> Error {
+fn too_big(source: &str, len: u64, fix: &str) -> Error {
     Error::identity(format!(
-        "{source} is {len} bytes, more than the {MAX_LOCAL_TOKEN_BYTES}-byte limit for an identity token; is it the right file? {FILE_FIX}"
+        "{source} is {len} bytes, more than the {MAX_LOCAL_TOKEN_BYTES}-byte limit for an identity token; is it the right file? {fix}"
     ))
 }

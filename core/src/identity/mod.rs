@@ -5,7 +5,10 @@
 
 //!
 //! Layout: [`file`], [`env`], [`command`], [`url`] (with [`expand`] for
-//! `${VAR}`), and [`presets`] for platform shortcuts built on those.
+//! `${VAR}`), and the platform presets: [`presets`] (GitHub Actions, the CI
+//! variables, Google Cloud, Azure, Kubernetes), [`aws`] (STS
+//! `GetWebIdentityToken`, SigV4 in [`sigv4`]), [`spiffe`] (Workload API), and
+//! [`auto`] (detection). See docs/platforms.md for the platform side.
 //!
 //! Error kinds: a source that fails at run time is `ErrorKind::Identity`;
 //! a malformed spec (empty argv, bad header name, `timeout_s` 0, disallowed
@@ -22,12 +25,18 @@ use crate::config::Env;
 use crate::error::{scrub, Error, Result};
 use crate::secret::Secret;
 
+pub mod auto;
+pub mod aws;
 pub mod command;
 pub mod env;
-mod expand;
+pub(crate) mod expand;
 pub mod file;
 pub mod presets;
+mod sigv4;
+pub mod spiffe;
 pub mod url;
+
+pub use auto::{detect, detect_with_probes, Detection};
 
 /// Largest identity token accepted from a file, a variable or a command's
 /// stdout. (The exchange itself refuses assertions over 16 KiB; this bound
@@ -64,9 +73,135 @@ pub enum IdentitySpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
     },
+    /// GitLab CI `id_tokens:` variable (default `ANTHROPIC_ID_TOKEN`).
+    Gitlab {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        var: Option<String>,
+    },
+    /// CircleCI `CIRCLE_OIDC_TOKEN_V2`.
+    Circleci {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        var: Option<String>,
+    },
+    /// Bitbucket Pipelines `BITBUCKET_STEP_OIDC_TOKEN` (`oidc: true`).
+    Bitbucket {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        var: Option<String>,
+    },
+    /// HCP Terraform `TFC_WORKLOAD_IDENTITY_TOKEN`.
+    Terraform {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        var: Option<String>,
+    },
+    /// Google Cloud metadata server identity token.
+    GcpMetadata {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+    },
+    /// Azure managed identity (IMDS, or App Service's `IDENTITY_ENDPOINT`).
+    AzureImds {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+        /// A user-assigned identity's client id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    /// A projected service-account token (default
+    /// `/var/run/secrets/anthropic.com/token`).
+    Kubernetes {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<PathBuf>,
+    },
+    /// AWS STS `GetWebIdentityToken`, signed with the ambient AWS credentials.
+    AwsSts {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// 60…3600, default 300.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_seconds: Option<u32>,
+        /// `RS256` (default) or `ES384`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signing_algorithm: Option<String>,
+    },
+    /// SPIFFE JWT-SVID: the Workload API (`socket`, default
+    /// `$SPIFFE_ENDPOINT_SOCKET`), or a spiffe-helper file (`path`).
+    Spiffe {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        socket: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spiffe_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<PathBuf>,
+    },
+    /// Detect the platform from the environment (see [`auto`]).
+    Auto {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+    },
 }
 
+/// The preset names accepted by [`IdentitySpec::preset`] (the CLI's
+/// `--identity-source`), dashed as on the command line.
+pub const PRESET_NAMES: &[&str] = &[
+    "auto",
+    "github-actions",
+    "gitlab",
+    "circleci",
+    "bitbucket",
+    "terraform",
+    "gcp-metadata",
+    "azure-imds",
+    "kubernetes",
+    "aws-sts",
+    "spiffe",
+];
+
 impl IdentitySpec {
+    /// A preset by name (`gcp-metadata` or `gcp_metadata`) with an optional
+    /// audience, for `--identity-source NAME --audience AUD` and the bindings.
+    /// The CI-variable presets take no audience (the platform sets it).
+    pub fn preset(name: &str, audience: Option<String>) -> Result<IdentitySpec> {
+        let n = name.trim().to_ascii_lowercase().replace('_', "-");
+        let no_audience = |spec: IdentitySpec| -> Result<IdentitySpec> {
+            match &audience {
+                Some(_) => Err(Error::config(format!(
+                    "identity source {n}: an audience cannot be requested here, the platform sets it ({}); leave --audience out and make the federation rule expect the platform's audience",
+                    match n.as_str() {
+                        "gitlab" => "in the job's `id_tokens: <VAR>: aud:`",
+                        "terraform" => "with the workspace variable TFC_WORKLOAD_IDENTITY_AUDIENCE",
+                        "kubernetes" => "in the projected volume's serviceAccountToken.audience",
+                        _ => "fixed by the platform",
+                    }
+                ))),
+                None => Ok(spec),
+            }
+        };
+        match n.as_str() {
+            "auto" => Ok(IdentitySpec::Auto { audience }),
+            "github-actions" | "github" => Ok(IdentitySpec::GithubActions { audience }),
+            "gitlab" => no_audience(IdentitySpec::Gitlab { var: None }),
+            "circleci" => no_audience(IdentitySpec::Circleci { var: None }),
+            "bitbucket" => no_audience(IdentitySpec::Bitbucket { var: None }),
+            "terraform" => no_audience(IdentitySpec::Terraform { var: None }),
+            "gcp-metadata" | "gcp" => Ok(IdentitySpec::GcpMetadata { audience }),
+            "azure-imds" | "azure" => Ok(IdentitySpec::AzureImds { audience, client_id: None }),
+            "kubernetes" => no_audience(IdentitySpec::Kubernetes { path: None }),
+            "aws-sts" | "aws" => {
+                Ok(IdentitySpec::AwsSts { audience, region: None, duration_seconds: None, signing_algorithm: None })
+            }
+            "spiffe" => Ok(IdentitySpec::Spiffe { audience, socket: None, spiffe_id: None, path: None }),
+            _ => Err(Error::config(format!(
+                "unknown identity source {:?}; choose one of: {}",
+                name.chars().take(40).collect::<String>(),
+                PRESET_NAMES.join(", ")
+            ))),
+        }
+    }
+
     /// A secret-free description for messages, e.g. `file /var/run/…/token`,
     /// `environment variable ANTHROPIC_IDENTITY_TOKEN`, `command "gcloud …"`,
     /// `url https://…/${VAR}` (the template, never expanded values).
@@ -81,22 +216,95 @@ impl IdentitySpec {
             IdentitySpec::GithubActions { .. } => {
                 format!("GitHub Actions OIDC token (${})", presets::GITHUB_REQUEST_URL_VAR)
             }
+            IdentitySpec::Gitlab { var } => {
+                format!("GitLab CI id_tokens variable {}", var.as_deref().unwrap_or(presets::GITLAB_DEFAULT_VAR))
+            }
+            IdentitySpec::Circleci { var } => {
+                format!("CircleCI OIDC token variable {}", var.as_deref().unwrap_or(presets::CIRCLECI_VAR))
+            }
+            IdentitySpec::Bitbucket { var } => {
+                format!("Bitbucket Pipelines OIDC token variable {}", var.as_deref().unwrap_or(presets::BITBUCKET_VAR))
+            }
+            IdentitySpec::Terraform { var } => {
+                format!(
+                    "HCP Terraform workload identity token variable {}",
+                    var.as_deref().unwrap_or(presets::TERRAFORM_VAR)
+                )
+            }
+            IdentitySpec::GcpMetadata { .. } => "Google Cloud metadata server identity token".to_string(),
+            IdentitySpec::AzureImds { client_id: Some(c), .. } => {
+                format!("Azure managed identity token (client_id {c})")
+            }
+            IdentitySpec::AzureImds { .. } => "Azure managed identity token".to_string(),
+            IdentitySpec::Kubernetes { path } => format!(
+                "Kubernetes projected service-account token file {}",
+                path.as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| presets::KUBERNETES_DEFAULT_PATH.to_string())
+            ),
+            IdentitySpec::AwsSts { .. } => "AWS STS GetWebIdentityToken".to_string(),
+            IdentitySpec::Spiffe { path: Some(p), .. } => format!("SPIFFE JWT-SVID file {}", p.display()),
+            IdentitySpec::Spiffe { .. } => "SPIFFE JWT-SVID from the Workload API".to_string(),
+            IdentitySpec::Auto { .. } => "automatically detected identity source".to_string(),
         }
     }
 }
 
 /// Obtain a fresh identity token from the source.
 pub async fn fetch(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
-    let source = spec.describe();
     let result = match spec {
+        IdentitySpec::Auto { audience } => match auto::detect_with_probes(env, audience.as_deref()).await {
+            Ok(found) => {
+                crate::diag::emit(crate::diag::INFO, || {
+                    format!("identity source auto: using {} ({})", found.spec.describe(), found.reason)
+                });
+                fetch_concrete(&found.spec, env).await.map_err(|e| e.context(spec.describe()))
+            }
+            Err(e) => Err(e),
+        },
+        _ => fetch_concrete(spec, env).await,
+    };
+    // Last line of defence: no token-shaped text in any message.
+    result.map_err(|e| Error { message: scrub(&e.message, &[], 4000), ..e })
+}
+
+async fn fetch_concrete(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
+    let source = spec.describe();
+    match spec {
         IdentitySpec::File { path } => file::read(path, &source).await,
         IdentitySpec::Env { var } => env::read(var, env, &source),
         IdentitySpec::Command { command, timeout_s } => command::run(command, *timeout_s, &source).await,
         IdentitySpec::Url { url, headers, field } => url::fetch(url, headers, field.as_deref(), env, &source).await,
         IdentitySpec::GithubActions { audience } => presets::github_actions(audience.as_deref(), env, &source).await,
-    };
-    // Last line of defence: no token-shaped text in any message.
-    result.map_err(|e| Error { message: scrub(&e.message, &[], 4000), ..e })
+        IdentitySpec::Gitlab { var } => presets::ci_var(presets::CiVar::Gitlab, var.as_deref(), env, &source),
+        IdentitySpec::Circleci { var } => presets::ci_var(presets::CiVar::Circleci, var.as_deref(), env, &source),
+        IdentitySpec::Bitbucket { var } => presets::ci_var(presets::CiVar::Bitbucket, var.as_deref(), env, &source),
+        IdentitySpec::Terraform { var } => presets::ci_var(presets::CiVar::Terraform, var.as_deref(), env, &source),
+        IdentitySpec::GcpMetadata { audience } => presets::gcp_metadata(audience.as_deref(), env, &source).await,
+        IdentitySpec::AzureImds { audience, client_id } => {
+            presets::azure_imds(audience.as_deref(), client_id.as_deref(), env, &source).await
+        }
+        IdentitySpec::Kubernetes { path } => presets::kubernetes(path.as_deref(), env, &source).await,
+        IdentitySpec::AwsSts { audience, region, duration_seconds, signing_algorithm } => {
+            let p = aws::StsParams {
+                audience: audience.as_deref(),
+                region: region.as_deref(),
+                duration_seconds: *duration_seconds,
+                signing_algorithm: signing_algorithm.as_deref(),
+            };
+            aws::fetch(p, env, &source).await
+        }
+        IdentitySpec::Spiffe { audience, socket, spiffe_id, path } => {
+            let p = spiffe::Params {
+                audience: audience.as_deref(),
+                socket: socket.as_deref(),
+                spiffe_id: spiffe_id.as_deref(),
+                path: path.as_deref(),
+            };
+            spiffe::fetch(p, env, &source).await
+        }
+        IdentitySpec::Auto { .. } => Err(Error::internal("identity source auto: detection chose auto again")),
+    }
 }
 
 /// Common ending of every source: trim, refuse empty and multi-line results.
@@ -121,5 +329,7 @@ pub(crate) fn finish(raw: String, source: &str) -> Result<Secret> {
     Ok(Secret::new(trimmed.to_string()))
 }
 
+#[cfg(test)]
+mod presets_tests;
 #[cfg(test)]
 mod tests;

@@ -33,7 +33,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const URL_TIMEOUT: Duration = crate::runtime::HTTP_TIMEOUT;
 /// Hosts reachable over plain `http` besides loopback: the link-local /
 /// internal metadata endpoints of AWS, Azure and Google Cloud.
-pub const PLAIN_HTTP_HOSTS: &str = "169.254.169.254, metadata.google.internal, [fd00:ec2::254]";
+pub const PLAIN_HTTP_HOSTS: &str = "169.254.169.254, 169.254.170.2, metadata.google.internal, [fd00:ec2::254]";
 /// How much of an error body reaches a message.
 const ERROR_BODY_CHARS: usize = 200;
 
@@ -116,15 +116,35 @@ pub(crate) fn check_field(field: Option<&str>, source: &str) -> Result<Option<St
     }
 }
 
+/// Which hosts a request may reach over plain `http`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PlainHttp {
+    /// Loopback and the metadata hosts in [`PLAIN_HTTP_HOSTS`].
+    Standard,
+    /// Also the EKS Pod Identity agent (169.254.170.23, fd00:ec2::23), as the
+    /// AWS SDKs allow for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
+    AwsContainer,
+    /// Also any IPv4 link-local address (169.254.0.0/16): Azure App Service on
+    /// Linux sets `IDENTITY_ENDPOINT=http://169.254.129.x:8081/msi/token`.
+    AzureAppService,
+}
+
 /// Is plain `http` allowed to this URL's host?
-fn plain_http_allowed(url: &Url) -> bool {
+fn plain_http_allowed(url: &Url, extra: PlainHttp) -> bool {
     let Some(host) = url.host_str() else { return false };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     match bare.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => ip.is_loopback() || ip == Ipv4Addr::new(169, 254, 169, 254),
+        Ok(IpAddr::V4(ip)) => {
+            ip.is_loopback()
+                || ip == Ipv4Addr::new(169, 254, 169, 254)
+                || ip == Ipv4Addr::new(169, 254, 170, 2)
+                || (extra == PlainHttp::AwsContainer && ip == Ipv4Addr::new(169, 254, 170, 23))
+                || (extra == PlainHttp::AzureAppService && ip.is_link_local())
+        }
         Ok(IpAddr::V6(ip)) => {
             ip.is_loopback()
                 || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || (extra == PlainHttp::AwsContainer && ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23))
                 || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
         Err(_) => {
@@ -137,6 +157,11 @@ fn plain_http_allowed(url: &Url) -> bool {
 /// Parse an expanded URL and enforce the scheme/host/userinfo rules. Messages
 /// never show the expanded URL (the caller's `source` shows the template).
 pub(crate) fn check_url(expanded: &str, source: &str, secrets: &[Secret]) -> Result<Url> {
+    check_url_allowing(expanded, source, secrets, PlainHttp::Standard)
+}
+
+/// [`check_url`] with a preset-specific plain-http allowance.
+pub(crate) fn check_url_allowing(expanded: &str, source: &str, secrets: &[Secret], extra: PlainHttp) -> Result<Url> {
     let url = Url::parse(expanded).map_err(|e| {
         let why = scrub_with(&e.to_string(), secrets, 200);
         Error::config(format!(
@@ -153,7 +178,7 @@ pub(crate) fn check_url(expanded: &str, source: &str, secrets: &[Secret]) -> Res
     }
     match url.scheme() {
         "https" => Ok(url),
-        "http" if plain_http_allowed(&url) => Ok(url),
+        "http" if plain_http_allowed(&url, extra) => Ok(url),
         "http" => Err(Error::config(format!(
             "{source}: plain http is allowed only to loopback (localhost, 127.0.0.1, [::1]) and the cloud metadata hosts ({PLAIN_HTTP_HOSTS}); use https:// for this host"
         ))),
@@ -163,7 +188,7 @@ pub(crate) fn check_url(expanded: &str, source: &str, secrets: &[Secret]) -> Res
     }
 }
 
-fn scrub_with(text: &str, secrets: &[Secret], max: usize) -> String {
+pub(crate) fn scrub_with(text: &str, secrets: &[Secret], max: usize) -> String {
     let s: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
     scrub(text, &s, max)
 }
@@ -204,21 +229,43 @@ fn transport_error(e: &reqwest::Error, timeout: Duration, secrets: &[Secret]) ->
     scrub_with(&text, secrets, 400)
 }
 
-/// Perform the GET and extract the token.
-pub(crate) async fn get_token(req: TokenGet, source: &str) -> Result<Secret> {
+/// One HTTP request of a source (a preset's GET, PUT or POST).
+pub(crate) struct HttpRequest {
+    pub method: reqwest::Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    /// The request body (it may carry a secret, e.g. a web identity token).
+    pub body: Option<Secret>,
+    /// Values to scrub from every message.
+    pub secrets: Vec<Secret>,
+    pub timeout: Duration,
+}
+
+/// An answer: 2xx bodies complete (up to [`MAX_BODY_BYTES`]), other bodies
+/// cut to 16 KiB (they are only for error excerpts).
+pub(crate) struct HttpAnswer {
+    pub status: u16,
+    pub body: Secret,
+}
+
+impl HttpAnswer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Send one request. Transport failures, redirects (never followed) and
+/// over-long or non-UTF-8 success bodies become `fail(what)`; any other
+/// status is returned for the caller to interpret.
+pub(crate) async fn send(req: HttpRequest, fail: &(dyn Fn(String) -> Error + Sync)) -> Result<HttpAnswer> {
     let client = crate::runtime::http_client()?;
-    let TokenGet { url, headers, field, secrets, timeout, fix } = req;
-    let fail = |what: String| Error::identity(format!("{source}: {what}; {fix}"));
-
-    let resp = client
-        .get(url)
-        .headers(headers)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| fail(transport_error(&e, timeout, &secrets)))?;
+    let HttpRequest { method, url, headers, body, secrets, timeout } = req;
+    let mut builder = client.request(method, url).headers(headers).timeout(timeout);
+    if let Some(body) = body {
+        builder = builder.body(body.expose().to_string());
+    }
+    let resp = builder.send().await.map_err(|e| fail(transport_error(&e, timeout, &secrets)))?;
     let status = resp.status();
-
     if status.is_redirection() {
         return Err(fail(format!(
             "answered with a redirect (HTTP {}); redirects are never followed, point the url at the final location",
@@ -226,20 +273,50 @@ pub(crate) async fn get_token(req: TokenGet, source: &str) -> Result<Secret> {
         )));
     }
     if !status.is_success() {
-        // Show a short, scrubbed excerpt: endpoints explain refusals there
-        // (e.g. GitHub's "Can't issue ID_TOKEN for audience"), but the body
-        // is untrusted and may echo our request.
         let body = read_body(resp, 16 * 1024, timeout, &secrets, true).await.unwrap_or_default();
-        let text = String::from_utf8_lossy(&body);
-        let excerpt = scrub_with(text.trim(), &secrets, ERROR_BODY_CHARS);
-        let excerpt = if excerpt.is_empty() { String::new() } else { format!(": {excerpt}") };
-        return Err(fail(format!("answered HTTP {}{excerpt}", status.as_u16())));
+        return Ok(HttpAnswer {
+            status: status.as_u16(),
+            body: Secret::new(String::from_utf8_lossy(&body).into_owned()),
+        });
     }
-
     let body = read_body(resp, MAX_BODY_BYTES, timeout, &secrets, false).await.map_err(fail)?;
     let text = String::from_utf8(body).map_err(|_| fail("answered with a body that is not UTF-8 text".to_string()))?;
-    let text = Secret::new(text);
+    Ok(HttpAnswer { status: status.as_u16(), body: Secret::new(text) })
+}
 
+/// `answered HTTP <status>: <short scrubbed excerpt>` for a refusal: endpoints
+/// explain refusals there (e.g. GitHub's "Can't issue ID_TOKEN for audience"),
+/// but the body is untrusted and may echo our request.
+pub(crate) fn refusal(answer: &HttpAnswer, secrets: &[Secret]) -> String {
+    let excerpt = scrub_with(answer.body.expose().trim(), secrets, ERROR_BODY_CHARS);
+    let excerpt = if excerpt.is_empty() { String::new() } else { format!(": {excerpt}") };
+    format!("answered HTTP {}{excerpt}", answer.status)
+}
+
+/// Perform the GET and extract the token.
+pub(crate) async fn get_token(req: TokenGet, source: &str) -> Result<Secret> {
+    let TokenGet { url, headers, field, secrets, timeout, fix } = req;
+    let fail = |what: String| Error::identity(format!("{source}: {what}; {fix}"));
+    let answer = send(
+        HttpRequest { method: reqwest::Method::GET, url, headers, body: None, secrets: secrets.clone(), timeout },
+        &fail,
+    )
+    .await?;
+    if !answer.is_success() {
+        return Err(fail(refusal(&answer, &secrets)));
+    }
+    extract(&answer.body, field.as_deref(), source, &fail, &secrets)
+}
+
+/// The token from a success body: the JSON string member `field`, or the
+/// trimmed body itself.
+pub(crate) fn extract(
+    text: &Secret,
+    field: Option<&str>,
+    source: &str,
+    fail: &dyn Fn(String) -> Error,
+    secrets: &[Secret],
+) -> Result<Secret> {
     match field {
         Some(field) => {
             let value: serde_json::Value = serde_json::from_str(text.expose()).map_err(|_| {
@@ -252,12 +329,12 @@ pub(crate) async fn get_token(req: TokenGet, source: &str) -> Result<Secret> {
                     "answered with JSON that is not an object, so field {field:?} cannot be read"
                 )));
             };
-            match obj.get(&field) {
+            match obj.get(field) {
                 Some(serde_json::Value::String(s)) => finish(s.clone(), source),
                 Some(_) => Err(fail(format!("the JSON member {field:?} of the answer is not a string"))),
                 None => Err(fail(format!(
                     "the JSON answer has no member {field:?} (members: {})",
-                    member_names(obj, &secrets)
+                    member_names(obj, secrets)
                 ))),
             }
         }
@@ -267,7 +344,7 @@ pub(crate) async fn get_token(req: TokenGet, source: &str) -> Result<Secret> {
                 if let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(trimmed) {
                     return Err(fail(format!(
                         "answered with a JSON object, not a bare token; set field to the member that holds the token (members: {})",
-                        member_names(&obj, &secrets)
+                        member_names(&obj, secrets)
                     )));
                 }
             }

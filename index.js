@@ -1,0 +1,235 @@
+// anthropic-wif for Node.js: a credentials provider for @anthropic-ai/sdk.
+//
+//   const { Provider } = require('anthropic-wif');
+//   const client = new Anthropic({ credentials: new Provider().credentials() });
+//
+// This file is the thin JS face of the Rust engine: it loads the native addon,
+// turns its error records into WifError subclasses, and keeps the warm path
+// (a fresh token already in memory) synchronous up to the returned promise.
+'use strict';
+
+const path = require('node:path');
+const fs = require('node:fs');
+const { binaryName } = require('./scripts/node-install.js');
+
+function loadAddon() {
+  const file = path.join(__dirname, binaryName());
+  if (!fs.existsSync(file)) {
+    const built = fs.readdirSync(__dirname).filter((f) => /^anthropic-wif\..+\.node$/.test(f));
+    throw new Error(
+      `anthropic-wif: the native addon ${binaryName()} is missing from ${__dirname}` +
+        (built.length ? ` (found only ${built.join(', ')})` : '') +
+        '. Build it with Rust >= 1.88 installed: `npm rebuild anthropic-wif`, or in a checkout `npm install` ' +
+        '(both run `node scripts/node-install.js`, which runs cargo).',
+    );
+  }
+  try {
+    return require(file);
+  } catch (e) {
+    throw new Error(
+      `anthropic-wif: cannot load the native addon ${file}: ${e && e.message}. ` +
+        'Rebuild it for this machine: `npm rebuild anthropic-wif` (needs Rust >= 1.88).',
+    );
+  }
+}
+
+const native = loadAddon();
+
+const ERROR_MARKER = 'anthropic-wif-error:';
+const KINDS = Object.freeze(native.errorKinds());
+
+/**
+ * An anthropic-wif failure. `kind` says what to fix: `config` (settings),
+ * `identity` (the identity-token source), `denied` (the token endpoint refused
+ * the exchange), `unavailable` (it could not be reached or answered badly),
+ * `internal` (a local failure). Messages never contain a secret.
+ */
+class WifError extends Error {
+  constructor(message, details) {
+    super(message);
+    const d = details || {};
+    Object.defineProperty(this, 'name', { value: new.target.name, enumerable: false, configurable: true, writable: true });
+    this.kind = d.kind || new.target.kind || 'internal';
+    this.code = `ANTHROPIC_WIF_${this.kind.toUpperCase()}`;
+    this.status = d.status == null ? null : d.status;
+    this.requestId = d.requestId == null ? null : d.requestId;
+    this.errorCode = d.errorCode == null ? null : d.errorCode;
+  }
+}
+
+/** Bad or missing configuration: an option, environment variable, profile file or id. */
+class ConfigurationError extends WifError {}
+ConfigurationError.kind = 'config';
+/** The identity-token source failed (file missing, command failed, empty token, …). */
+class IdentitySourceError extends WifError {}
+IdentitySourceError.kind = 'identity';
+/** The token endpoint refused the exchange (4xx): `status`, `requestId` tell which. */
+class ExchangeDeniedError extends WifError {}
+ExchangeDeniedError.kind = 'denied';
+/** The token endpoint could not be reached, timed out, or kept failing (5xx/429). */
+class EndpointUnavailableError extends WifError {}
+EndpointUnavailableError.kind = 'unavailable';
+
+const CLASSES = {
+  config: ConfigurationError,
+  identity: IdentitySourceError,
+  denied: ExchangeDeniedError,
+  unavailable: EndpointUnavailableError,
+  // `internal` (a local failure: cache I/O, lock time-out, …) is a plain WifError.
+  internal: WifError,
+};
+
+for (const kind of KINDS) {
+  if (!CLASSES[kind]) throw new Error(`anthropic-wif: the native addon reports an unknown error kind ${kind}; reinstall the package`);
+}
+
+function fromRecord(rec) {
+  const Cls = CLASSES[rec.kind] || WifError;
+  return new Cls(rec.message, rec);
+}
+
+/** Maps a thrown native error (marker + JSON) to a WifError; anything else passes through. */
+function fromThrown(e) {
+  const msg = e && typeof e.message === 'string' ? e.message : '';
+  if (msg.startsWith(ERROR_MARKER)) {
+    try {
+      return fromRecord(JSON.parse(msg.slice(ERROR_MARKER.length)));
+    } catch {
+      return new WifError('anthropic-wif: unreadable error from the native addon', { kind: 'internal' });
+    }
+  }
+  return e;
+}
+
+function unwrap(outcome) {
+  if (outcome.error) throw fromRecord(outcome.error);
+  return outcome.token;
+}
+
+function callNative(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    throw fromThrown(e);
+  }
+}
+
+const kNative = Symbol('anthropic-wif.native');
+const kCredentials = Symbol('anthropic-wif.credentials');
+
+/**
+ * A source of Claude API access tokens through workload identity federation.
+ *
+ * With no options it resolves its configuration exactly like the
+ * `anthropic-wif` CLI with no flags (environment variables, then profiles
+ * under `~/.config/anthropic/`). Each Provider has its own in-memory cache with
+ * single-flight refresh; the on-disk cache is shared with the CLI, Python and
+ * the official SDKs.
+ */
+class Provider {
+  #generation = 0;
+  #token = '';
+  #expiresAt = null;
+
+  constructor(options) {
+    if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
+      throw new ConfigurationError(`new Provider(options): options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`, {
+        kind: 'config',
+      });
+    }
+    let json;
+    try {
+      json = JSON.stringify(options || {});
+    } catch (e) {
+      throw new ConfigurationError(`new Provider(options): options must be plain data (${e.message})`, { kind: 'config' });
+    }
+    const handle = options && options[kNative];
+    Object.defineProperty(this, kNative, {
+      value: handle || callNative(() => new native.NativeProvider(json)),
+      enumerable: false,
+    });
+    const self = this;
+    // One stable function per provider, as `new Anthropic({ credentials })` expects.
+    Object.defineProperty(this, kCredentials, {
+      value: function credentials(opts) {
+        return self.getToken(opts);
+      },
+      enumerable: false,
+    });
+  }
+
+  /**
+   * A token with enough life left: from memory (no I/O), the disk cache, or a
+   * new exchange run off the event loop. `forceRefresh` skips both caches.
+   * Resolves `{ token, expiresAt }` (`expiresAt` in unix seconds, or `null`
+   * for a static bearer token that does not expire).
+   */
+  getToken(opts) {
+    const force = !!(opts && opts.forceRefresh);
+    const nat = this[kNative];
+    try {
+      if (!force) {
+        // Warm path: a fresh token in memory, checked synchronously without I/O.
+        // The addon answers with just a generation number when the token is
+        // the one already held here, so no strings cross the boundary.
+        const warm = nat.warm(this.#generation);
+        if (warm !== null) {
+          if (warm !== this.#generation) {
+            this.#generation = warm.generation;
+            this.#token = warm.token;
+            this.#expiresAt = warm.expiresAt;
+          }
+          return Promise.resolve({ token: this.#token, expiresAt: this.#expiresAt });
+        }
+      }
+      return nat.token(force).then(unwrap);
+    } catch (e) {
+      return Promise.reject(fromThrown(e));
+    }
+  }
+
+  /** The function `new Anthropic({ credentials })` expects (the same one on every call). */
+  credentials() {
+    return this[kCredentials];
+  }
+
+  /**
+   * A provider exchanging against another deployment (the SDK's
+   * `for_base_url`). When a profile or an explicit option pins the base URL,
+   * or it is the same URL, the result shares this provider's caches.
+   */
+  forBaseURL(baseURL) {
+    if (typeof baseURL !== 'string') {
+      throw new ConfigurationError(`provider.forBaseURL(baseURL): baseURL must be a string, got ${typeof baseURL}`, { kind: 'config' });
+    }
+    const nat = this[kNative];
+    const other = callNative(() => nat.forBaseUrl(baseURL));
+    return new Provider({ [kNative]: other });
+  }
+
+  /** Forget the in-memory token; the next getToken re-checks the disk cache. */
+  invalidate() {
+    this[kNative].invalidate();
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')]() {
+    return 'Provider {}';
+  }
+
+  toJSON() {
+    return {};
+  }
+}
+
+const VERSION = native.engineVersion();
+
+module.exports = {
+  Provider,
+  WifError,
+  ConfigurationError,
+  IdentitySourceError,
+  ExchangeDeniedError,
+  EndpointUnavailableError,
+  ERROR_KINDS: KINDS,
+  VERSION,
+};

@@ -1,0 +1,155 @@
+// Shared helpers for the Node tests: a real emulator process on loopback
+// (`anthropic-wif emulator`), a sandbox directory, and provider options that
+// point at both. Not a test file (node --test only picks *.test.* files).
+'use strict';
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const readline = require('node:readline');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const RULE = 'fdrl_01TestRule000000000000000';
+const ORG = '00000000-0000-4000-8000-000000000001';
+const SVAC = 'svac_01TestServiceAccount0000000';
+
+/** The `anthropic-wif` CLI binary that serves the emulator. */
+function cliBinary() {
+  if (process.env.ANTHROPIC_WIF_BIN) return process.env.ANTHROPIC_WIF_BIN;
+  const target = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
+  const exe = process.platform === 'win32' ? '.exe' : '';
+  return path.join(target, 'debug', `anthropic-wif${exe}`);
+}
+
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGTERM');
+});
+
+/**
+ * Starts `anthropic-wif emulator --listen 127.0.0.1:0 …args` and waits for its
+ * `{"base_url": …}` line. Returns a handle with the control endpoints.
+ */
+async function startEmulator(args = []) {
+  const bin = cliBinary();
+  if (!fs.existsSync(bin)) {
+    throw new Error(`the emulator binary ${bin} is missing: run \`cargo build -p anthropic-wif-cli\` (scripts/test-node.sh does)`);
+  }
+  const child = spawn(bin, ['emulator', '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  running.add(child);
+  child.on('exit', () => running.delete(child));
+  const rl = readline.createInterface({ input: child.stdout });
+  const first = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the emulator did not print its base_url within 30 s')), 30_000);
+    rl.once('line', (line) => {
+      clearTimeout(timer);
+      resolve(line);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the emulator exited (${code}) before it was ready`));
+    });
+  });
+  rl.on('line', () => {}); // drain any later output
+  const baseURL = JSON.parse(first).base_url;
+  if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(baseURL)) throw new Error(`unexpected base_url ${first}`);
+
+  async function control(method, p, body) {
+    const res = await fetch(baseURL + p, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  }
+
+  return {
+    baseURL,
+    child,
+    stats: () => control('GET', '/_emulator/stats'),
+    requests: () => control('GET', '/_emulator/requests'),
+    mintJwt: async (claims = {}) => (await control('POST', '/_emulator/jwt', claims)).jwt,
+    faults: (faults) => control('POST', '/_emulator/faults', { faults }),
+    revoke: () => control('POST', '/_emulator/revoke'),
+    reset: () => control('POST', '/_emulator/reset'),
+    config: (c) => control('POST', '/_emulator/config', c),
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** A temp directory with a HOME, config and cache dirs, and a clean environment for them. */
+function sandbox() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'anthropic-wif-node-'));
+  for (const d of ['home', 'config', 'cache']) fs.mkdirSync(path.join(dir, d), { mode: 0o700 });
+  const env = {
+    PATH: process.env.PATH || '',
+    HOME: path.join(dir, 'home'),
+    XDG_CACHE_HOME: path.join(dir, 'cache'),
+    ANTHROPIC_CONFIG_DIR: path.join(dir, 'config'),
+  };
+  return {
+    dir,
+    env,
+    path: (...rel) => path.join(dir, ...rel),
+    cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/**
+ * An identity-token source that asks the emulator for a fresh single-use JWT
+ * at every exchange (a real program, run by the engine without a shell).
+ */
+function jwtCommand(baseURL) {
+  const script =
+    "fetch(process.argv[1] + '/_emulator/jwt', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })" +
+    '.then((r) => r.json()).then((j) => process.stdout.write(j.jwt))' +
+    '.catch((e) => { process.stderr.write(String(e)); process.exit(1); });';
+  return { source: 'command', command: [process.execPath, '-e', script, baseURL] };
+}
+
+/** Provider options for federation against the emulator, isolated in the sandbox. */
+function federationOptions(emu, sb, extra = {}) {
+  return {
+    baseURL: emu.baseURL,
+    federationRuleId: RULE,
+    organizationId: ORG,
+    serviceAccountId: SVAC,
+    identityToken: jwtCommand(emu.baseURL),
+    credentialsPath: sb.path('credentials', 'token.json'),
+    env: sb.env,
+    ...extra,
+  };
+}
+
+/** Throws when `text` holds anything that looks like an access token or a JWT, or one of `secrets`. */
+function assertNoSecrets(text, secrets = [], what = 'text') {
+  for (const s of secrets) {
+    if (s && text.includes(s)) throw new Error(`a secret leaked into ${what}: ${text}`);
+  }
+  if (/sk-ant-[A-Za-z0-9]/.test(text)) throw new Error(`an access token leaked into ${what}: ${text}`);
+  if (/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\./.test(text)) throw new Error(`a JWT leaked into ${what}: ${text}`);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+module.exports = {
+  ROOT,
+  RULE,
+  ORG,
+  SVAC,
+  cliBinary,
+  startEmulator,
+  sandbox,
+  jwtCommand,
+  federationOptions,
+  assertNoSecrets,
+  sleep,
+};
