@@ -171,3 +171,33 @@ def test_types_check_with_the_sdk(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_source_class_is_accepted_by_the_engine() -> None:
+    from anthropic_wif import sources
+
+    examples = [
+        sources.File("/var/run/secrets/anthropic.com/token"),
+        sources.Env("MY_JWT"),
+        sources.Command(["print-token", "--aud", "x"], timeout_s=10),
+        sources.Url("http://127.0.0.1:1/token", headers={"Authorization": "Bearer ${T}"}, field="value"),
+        sources.GithubActions(audience="https://api.anthropic.com"),
+        sources.Gitlab(),
+        sources.Circleci(),
+        sources.Bitbucket(),
+        sources.Terraform(var="TFC_WORKLOAD_IDENTITY_TOKEN"),
+        sources.GcpMetadata(audience="https://api.anthropic.com"),
+        sources.AzureImds(client_id="00000000-0000-0000-0000-000000000000"),
+        sources.Kubernetes(),
+        sources.AwsSts(region="us-east-1", duration_seconds=300),
+        sources.Spiffe(socket="unix:///tmp/agent.sock"),
+        sources.Auto(),
+    ]
+    tags = set()
+    for spec in examples:
+        # Construction resolves and validates the whole configuration (no network).
+        p = anthropic_wif.Provider(federation_rule_id=RULE, organization_id=ORG, identity_token=spec, no_cache=True)
+        tags.add(spec.to_dict()["source"])
+        assert spec.to_dict()["source"] in repr(p)
+        assert "Bearer" not in repr(spec)  # header values are not shown
+    assert len(tags) == len(examples)

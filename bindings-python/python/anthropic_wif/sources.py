@@ -17,7 +17,24 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
-__all__ = ["IdentitySource", "File", "Env", "Command", "Url", "GithubActions"]
+__all__ = [
+    "IdentitySource",
+    "File",
+    "Env",
+    "Command",
+    "Url",
+    "GithubActions",
+    "Gitlab",
+    "Circleci",
+    "Bitbucket",
+    "Terraform",
+    "GcpMetadata",
+    "AzureImds",
+    "Kubernetes",
+    "AwsSts",
+    "Spiffe",
+    "Auto",
+]
 
 StrPath = Union[str, "os.PathLike[str]"]
 
@@ -133,3 +150,138 @@ class GithubActions(IdentitySource):
 
     def __repr__(self) -> str:
         return f"GithubActions(audience={self.audience!r})"
+
+
+class _Preset(IdentitySource):
+    """A platform preset: a ``source`` tag and optional fields (unset ones are
+    left out, so the engine's defaults apply)."""
+
+    __slots__ = ("_fields",)
+    _tag = ""
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in fields.items() if v is not None}
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"source": self._tag, **self._fields}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._fields.items())
+        return f"{type(self).__name__}({args})"
+
+
+class Gitlab(_Preset):
+    """GitLab CI ``id_tokens:`` variable (default ``ANTHROPIC_ID_TOKEN``)."""
+
+    __slots__ = ()
+    _tag = "gitlab"
+
+    def __init__(self, var: Optional[str] = None) -> None:
+        super().__init__(var=var)
+
+
+class Circleci(_Preset):
+    """CircleCI ``CIRCLE_OIDC_TOKEN_V2``."""
+
+    __slots__ = ()
+    _tag = "circleci"
+
+    def __init__(self, var: Optional[str] = None) -> None:
+        super().__init__(var=var)
+
+
+class Bitbucket(_Preset):
+    """Bitbucket Pipelines ``BITBUCKET_STEP_OIDC_TOKEN`` (the step needs ``oidc: true``)."""
+
+    __slots__ = ()
+    _tag = "bitbucket"
+
+    def __init__(self, var: Optional[str] = None) -> None:
+        super().__init__(var=var)
+
+
+class Terraform(_Preset):
+    """HCP Terraform ``TFC_WORKLOAD_IDENTITY_TOKEN``."""
+
+    __slots__ = ()
+    _tag = "terraform"
+
+    def __init__(self, var: Optional[str] = None) -> None:
+        super().__init__(var=var)
+
+
+class GcpMetadata(_Preset):
+    """Google Cloud metadata server identity token."""
+
+    __slots__ = ()
+    _tag = "gcp_metadata"
+
+    def __init__(self, audience: Optional[str] = None) -> None:
+        super().__init__(audience=audience)
+
+
+class AzureImds(_Preset):
+    """Azure managed identity (IMDS, or App Service's ``IDENTITY_ENDPOINT``);
+    ``client_id`` picks a user-assigned identity."""
+
+    __slots__ = ()
+    _tag = "azure_imds"
+
+    def __init__(self, audience: Optional[str] = None, client_id: Optional[str] = None) -> None:
+        super().__init__(audience=audience, client_id=client_id)
+
+
+class Kubernetes(_Preset):
+    """A projected service-account token file (default
+    ``/var/run/secrets/anthropic.com/token``)."""
+
+    __slots__ = ()
+    _tag = "kubernetes"
+
+    def __init__(self, path: Optional[StrPath] = None) -> None:
+        super().__init__(path=path)
+
+
+class AwsSts(_Preset):
+    """AWS STS ``GetWebIdentityToken``, signed with the ambient AWS credentials."""
+
+    __slots__ = ()
+    _tag = "aws_sts"
+
+    def __init__(
+        self,
+        audience: Optional[str] = None,
+        region: Optional[str] = None,
+        duration_seconds: Optional[int] = None,
+        signing_algorithm: Optional[str] = None,
+    ) -> None:
+        super().__init__(
+            audience=audience, region=region, duration_seconds=duration_seconds, signing_algorithm=signing_algorithm
+        )
+
+
+class Spiffe(_Preset):
+    """A SPIFFE JWT-SVID from the Workload API (``socket``, default
+    ``$SPIFFE_ENDPOINT_SOCKET``) or a spiffe-helper file (``path``)."""
+
+    __slots__ = ()
+    _tag = "spiffe"
+
+    def __init__(
+        self,
+        audience: Optional[str] = None,
+        socket: Optional[str] = None,
+        spiffe_id: Optional[str] = None,
+        path: Optional[StrPath] = None,
+    ) -> None:
+        super().__init__(audience=audience, socket=socket, spiffe_id=spiffe_id, path=path)
+
+
+class Auto(_Preset):
+    """Detect the platform from the environment."""
+
+    __slots__ = ()
+    _tag = "auto"
+
+    def __init__(self, audience: Optional[str] = None) -> None:
+        super().__init__(audience=audience)
