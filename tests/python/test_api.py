@@ -163,12 +163,15 @@ def test_types_check_with_the_sdk(tmp_path: Path) -> None:
         )
     )
     mypy = os.path.join(os.path.dirname(sys.executable), "mypy")
+    mypy = mypy if os.path.exists(mypy) else "mypy"
+    # The installed package itself (its .py files and the native module's stub)…
     out = subprocess.run(
-        [mypy if os.path.exists(mypy) else "mypy", "--strict", "--no-incremental", str(sample)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
+        [mypy, "--strict", "--no-incremental", "-p", "anthropic_wif"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    # …and a user's code passing our providers to the SDK's typed parameters.
+    out = subprocess.run(
+        [mypy, "--strict", "--no-incremental", str(sample)], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert out.returncode == 0, out.stdout + out.stderr
 

@@ -175,7 +175,7 @@ class _Base:
 
     def cached(self) -> Optional[AccessToken]:
         """The in-memory token if it is fresh, else ``None``. No I/O, never blocks."""
-        return self._native.cached()  # type: ignore[no-any-return]
+        return self._native.cached()
 
     def invalidate(self) -> None:
         """Forget the in-memory token; the next call re-reads the disk cache
@@ -258,7 +258,7 @@ class AsyncProvider(_Base):
             # Not asyncio (trio through anyio): run the blocking call on a worker thread.
             import anyio.to_thread
 
-            return await anyio.to_thread.run_sync(native.get, force_refresh)  # type: ignore[no-any-return]
+            return await anyio.to_thread.run_sync(native.get, force_refresh)
         future: asyncio.Future[Any] = loop.create_future()
         native.get_async(force_refresh, loop, future, _resolve)
         return await future  # type: ignore[no-any-return]
