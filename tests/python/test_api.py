@@ -122,19 +122,17 @@ def test_error_messages_are_the_clis(emulator: Emulator, tmp_path: Path) -> None
     args = dict(federation_rule_id=RULE, organization_id=ORG, service_account_id=SVAC, base_url=emulator.base_url)
     with pytest.raises(anthropic_wif.IdentitySourceError) as info:
         anthropic_wif.Provider(**args, identity_token=anthropic_wif.sources.File(missing))()
-    env = dict(os.environ)
-    env.update(
-        ANTHROPIC_FEDERATION_RULE_ID=RULE,
-        ANTHROPIC_ORGANIZATION_ID=ORG,
-        ANTHROPIC_SERVICE_ACCOUNT_ID=SVAC,
-        ANTHROPIC_BASE_URL=emulator.base_url,
-        ANTHROPIC_IDENTITY_TOKEN_FILE=str(missing),
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
+    out = subprocess.run(
+        [cli_binary(), "token", *flags, f"--identity-token-file={missing}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
     )
-    out = subprocess.run([cli_binary(), "token"], capture_output=True, text=True, timeout=60, env=env)
-    assert out.returncode != 0 and out.stdout == ""
-    # Same engine message (the CLI may prefix its name).
-    assert str(missing) in out.stderr
-    assert str(missing) in str(info.value)
+    assert out.returncode == 3 and out.stdout == ""
+    # The same engine message, word for word; the CLI adds its name and the kind.
+    assert out.stderr.strip() == f"anthropic-wif: error [identity]: {info.value}"
 
 
 @pytest.mark.skipif(shutil.which("mypy") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "mypy")), reason="mypy not installed")
