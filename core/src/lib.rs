@@ -23,6 +23,7 @@ pub mod exchange;
 #[doc(hidden)]
 pub mod fuzz_api;
 pub mod identity;
+pub mod json;
 pub mod jwt;
 pub mod provider;
 pub mod runtime;
