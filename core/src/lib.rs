@@ -12,7 +12,9 @@
 //! - [`exchange`]: the jwt-bearer POST, response parsing, error mapping.
 //! - [`cache`]: in-memory refresh policy, on-disk cache and its file lock.
 //! - [`provider`]: identity + exchange + caches, the one entry point.
+//! - [`api`]: header rules for API calls made with an access token (SPEC §2).
 
+pub mod api;
 pub mod cache;
 pub mod config;
 pub mod diag;
