@@ -24,6 +24,10 @@ pub struct Cli {
 pub enum Command {
     /// Print an access token as JSON: {"access_token": …, "expires_at": …} (a credential process).
     Token(TokenArgs),
+    /// Run CMD with a fresh access token in ANTHROPIC_AUTH_TOKEN (and no API key or federation variables).
+    Exec(crate::exec::ExecArgs),
+    /// Serve a local reverse proxy to the Claude API that injects fresh access tokens.
+    Proxy(crate::proxy::ProxyArgs),
     /// Run a local stand-in for the token endpoint and a minimal Messages API (tests and demos).
     #[command(disable_help_flag = true)]
     Emulator(EmulatorArgs),

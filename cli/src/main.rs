@@ -2,6 +2,8 @@
 //! parsing and output formats only; everything else lives in the core crate.
 
 mod args;
+mod exec;
+mod proxy;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -23,6 +25,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Token(t) => run_token(t),
         Command::Emulator(e) => run_emulator(e.args),
+        Command::Exec(a) => exec::run(a),
+        Command::Proxy(a) => proxy::run(a),
     }
 }
 
