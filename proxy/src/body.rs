@@ -94,11 +94,18 @@ impl Body for ReqBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ReqBody::Stream { inner, record } => {
-                let polled = Pin::new(inner).poll_frame(cx);
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
                 if let Some(r) = record {
                     match &polled {
                         Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
-                            Some(data) => lock(r).push(data),
+                            Some(data) => {
+                                let mut rec = lock(r);
+                                rec.push(data);
+                                // hyper stops polling once a sized body says it has ended.
+                                if inner.is_end_stream() {
+                                    rec.complete = true;
+                                }
+                            }
                             None => lock(r).give_up(), // trailers: do not replay without them
                         },
                         Poll::Ready(None) => lock(r).complete = true,

@@ -28,6 +28,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// re-exchanged again: the refusal is not about the token's age.
 const REJECT_AGAIN_WINDOW: Duration = Duration::from_secs(10);
 
+/// `(floor, refresh_at)` for a token that expires at `exp` and had `lifetime`
+/// seconds when first seen: it is forwarded while it has more than `floor`
+/// left, and replaced from `refresh_at` on.
+pub(crate) fn schedule(allowance: i64, lifetime: i64, exp: i64) -> (i64, i64) {
+    let floor = allowance.max(0).min(lifetime.max(0) / 2);
+    let lead = (lifetime / 8).clamp(1, 60);
+    (floor, exp - floor - lead)
+}
+
 #[derive(Clone)]
 pub(crate) struct Current {
     pub(crate) id: u64,
@@ -163,9 +172,8 @@ impl Tokens {
         let (floor, refresh_at) = match t.expires_at {
             None => (0, None),
             Some(exp) => {
-                let floor = self.allowance.min(lifetime / 2);
-                let lead = (lifetime / 8).clamp(1, 60);
-                (floor, Some(exp - floor - lead))
+                let (floor, refresh_at) = schedule(self.allowance, lifetime, exp);
+                (floor, Some(refresh_at))
             }
         };
         Ok(Current { id, header, expires_at: t.expires_at, lifetime, floor, refresh_at, forced_at })
@@ -302,5 +310,33 @@ impl Tokens {
             },
             None => Health::NotReady { reason: "no access token yet; the first exchange is in progress".into(), error: None },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::schedule;
+
+    #[test]
+    fn a_long_token_keeps_the_whole_allowance() {
+        // 600 s token, 300 s allowance: forwarded until 300 s left, replaced at 360 s left.
+        assert_eq!(schedule(300, 600, 10_600), (300, 10_240));
+        // 1 h token: replaced a minute before the allowance is reached.
+        assert_eq!(schedule(300, 3600, 13_600), (300, 13_240));
+    }
+
+    #[test]
+    fn a_short_token_serves_half_its_life() {
+        // 60 s token under a 300 s allowance: forwarded while more than 30 s left, replaced at 37 s left.
+        assert_eq!(schedule(300, 60, 1_060), (30, 1_023));
+        // 8 s token: floor 4 s, replaced a second before.
+        assert_eq!(schedule(300, 8, 108), (4, 103));
+    }
+
+    #[test]
+    fn degenerate_inputs_do_not_underflow() {
+        assert_eq!(schedule(0, 600, 1_000), (0, 940));
+        assert_eq!(schedule(300, 0, 1_000), (0, 999));
+        assert_eq!(schedule(-5, -5, 1_000), (0, 999));
     }
 }
