@@ -166,7 +166,7 @@ impl Drop for AccessLog {
     fn drop(&mut self) {
         if self.enabled {
             let end = self.finished.unwrap_or("client-closed");
-            crate::log_line(&self.line(end));
+            crate::log_line(self.line(end));
         }
     }
 }

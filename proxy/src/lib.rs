@@ -200,9 +200,69 @@ impl ProxyHandle {
     }
 }
 
-pub(crate) fn log_line(line: &str) {
-    // One write per line, so concurrent lines do not interleave.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+/// Log lines go to a writer thread: a request never waits for stderr, and
+/// lines written in a burst leave in one write.
+enum LogMsg {
+    Line(String),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+fn logger() -> Option<&'static std::sync::mpsc::Sender<LogMsg>> {
+    static LOGGER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<LogMsg>>> = std::sync::OnceLock::new();
+    LOGGER
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<LogMsg>();
+            std::thread::Builder::new()
+                .name("anthropic-wif-proxy-log".into())
+                .spawn(move || {
+                    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+                    while let Ok(mut msg) = rx.recv() {
+                        loop {
+                            match msg {
+                                LogMsg::Line(l) => {
+                                    let _ = out.write_all(l.as_bytes());
+                                }
+                                LogMsg::Flush(done) => {
+                                    let _ = out.flush();
+                                    let _ = done.send(());
+                                }
+                            }
+                            match rx.try_recv() {
+                                Ok(m) => msg = m,
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = out.flush();
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+pub(crate) fn log_line(line: impl Into<String>) {
+    let line = line.into();
+    match logger() {
+        Some(tx) => {
+            let _ = tx.send(LogMsg::Line(line));
+        }
+        // No thread for the writer: write directly, one write per line.
+        None => {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Wait (briefly) until every line logged so far is written.
+fn flush_log() {
+    if let Some(tx) = logger() {
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+        let sent = tx.send(LogMsg::Flush(done_tx)).is_ok();
+        if sent {
+            let _ = done_rx.recv_timeout(Duration::from_secs(2));
+        }
+    }
 }
 
 impl Proxy {
@@ -295,6 +355,7 @@ impl Proxy {
             }
         }
         refresher.abort();
+        flush_log();
         Ok(())
     }
 }
