@@ -92,7 +92,10 @@ pub fn run(a: ExecArgs) -> ExitCode {
     diag::emit(diag::INFO, || {
         format!(
             "running {program:?} with ANTHROPIC_AUTH_TOKEN set{}",
-            token.expires_at.map(|e| format!(" (expires in {} s)", e - anthropic_wif_core::now_unix())).unwrap_or_default()
+            token
+                .expires_at
+                .map(|e| format!(" (expires in {} s)", e - anthropic_wif_core::now_unix()))
+                .unwrap_or_default()
         )
     });
     drop(token);

@@ -101,7 +101,8 @@ pub fn run(a: ProxyArgs) -> ExitCode {
 #[cfg(unix)]
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Error> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::internal(format!("cannot watch SIGTERM: {e}")))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| Error::internal(format!("cannot watch SIGTERM: {e}")))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::internal(format!("cannot watch SIGINT: {e}")))?;
     Ok(async move {
         tokio::select! {

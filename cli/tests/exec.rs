@@ -95,12 +95,8 @@ fn signals_reach_the_command() {
     let mut sb = Sandbox::new();
     sb.federation_env();
     let script = "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done";
-    let mut child = sb
-        .command(&["exec", "--", "sh", "-c", script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        sb.command(&["exec", "--", "sh", "-c", script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

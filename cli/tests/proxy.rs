@@ -72,7 +72,18 @@ fn curl_with_no_credential_gets_answers_and_streams() {
     let px = ProxyProc::start(&sb, &[]);
     let url = format!("{}/v1/messages", px.base);
     let o = Command::new("curl")
-        .args(["-sS", "--noproxy", "*", "-H", "content-type: application/json", "-H", "x-api-key: placeholder", "-d", BODY, &url])
+        .args([
+            "-sS",
+            "--noproxy",
+            "*",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "x-api-key: placeholder",
+            "-d",
+            BODY,
+            &url,
+        ])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", stdout(&o)));

@@ -106,8 +106,11 @@ fn main() {
     let emu = Emulator::start(EmulatorConfig::default()).expect("emulator");
     let dir = tempfile::tempdir().expect("tempdir");
     let jwt = dir.path().join("identity-token");
-    std::fs::write(&jwt, emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, 3600))
-        .expect("jwt");
+    std::fs::write(
+        &jwt,
+        emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, 3600),
+    )
+    .expect("jwt");
     let mut o = ProviderOptions::new(Face::Proxy);
     o.env = Env::fixed([("HOME", dir.path().display().to_string())]);
     o.disk_cache = false;
@@ -120,7 +123,10 @@ fn main() {
     };
     let provider = Provider::new(o).expect("provider");
     let token = block_on(provider.token(false)).expect("token");
-    let direct = Target { url: format!("{}/v1/messages", emu.base_url()), auth: Some(format!("Bearer {}", token.token.expose())) };
+    let direct = Target {
+        url: format!("{}/v1/messages", emu.base_url()),
+        auth: Some(format!("Bearer {}", token.token.expose())),
+    };
 
     let mut cfg = ProxyConfig::new(Listen::parse("127.0.0.1:0").expect("listen"));
     cfg.log = std::env::var("BENCH_PROXY_LOG").map(|v| v != "0").unwrap_or(true);
@@ -170,7 +176,13 @@ fn main() {
     let ratio = p_tp / d_tp;
     println!("proxy bench: POST /v1/messages (non-streaming) to the in-process emulator on loopback");
     println!("{:<34} {:>12} {:>12} {:>12}", "", "direct", "via proxy", "difference");
-    println!("{:<34} {:>9.3} ms {:>9.3} ms {:>+9.3} ms", format!("latency median (n={lat_n} each)"), ms(dm), ms(pm), added);
+    println!(
+        "{:<34} {:>9.3} ms {:>9.3} ms {:>+9.3} ms",
+        format!("latency median (n={lat_n} each)"),
+        ms(dm),
+        ms(pm),
+        added
+    );
     println!(
         "{:<34} {:>9.3} ms {:>9.3} ms {:>+9.3} ms",
         "latency p90",
@@ -178,7 +190,13 @@ fn main() {
         ms(pct(&p_lat, 0.9)),
         ms(pct(&p_lat, 0.9)) - ms(pct(&d_lat, 0.9))
     );
-    println!("{:<34} {:>8.0} r/s {:>8.0} r/s {:>11.1} %", format!("throughput, 64 connections ({}x{tp_secs} s)", 2), d_tp, p_tp, ratio * 100.0);
+    println!(
+        "{:<34} {:>8.0} r/s {:>8.0} r/s {:>11.1} %",
+        format!("throughput, 64 connections ({}x{tp_secs} s)", 2),
+        d_tp,
+        p_tp,
+        ratio * 100.0
+    );
     println!("exchanges during the run: {exchanges}");
     println!(
         "targets: added median <= 0.5 ms: {}; throughput >= 80 % of direct: {}",

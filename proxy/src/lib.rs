@@ -87,7 +87,7 @@ pub struct ProxyConfig {
     pub replay_max_bytes: usize,
     /// On shutdown, wait this long for in-flight requests and streams. Default 30 s.
     pub drain_timeout: Duration,
-    /// One line per request and token events on stderr. Default true.
+    /// One line per request on stderr (token events are always logged). Default true.
     pub log: bool,
     /// Permission bits of a Unix socket (default 0o600: the owner only).
     pub socket_mode: u32,
@@ -281,7 +281,7 @@ impl Proxy {
         let client = build_client()?;
         let (listener, bound) = bind_listener(&config).await?;
         let shared = Arc::new(Shared {
-            tokens: Tokens::new(provider, config.stream_allowance.min(i64::MAX as u64) as i64, config.log),
+            tokens: Tokens::new(provider, config.stream_allowance.min(i64::MAX as u64) as i64),
             client,
             upstream,
             config,
@@ -339,20 +339,16 @@ impl Proxy {
             let _ = std::fs::remove_file(p);
         }
         let n = shared.inflight.load(Ordering::Relaxed);
-        if shared.config.log {
-            log_line(&format!(
-                "anthropic-wif proxy: shutting down; draining {n} request(s) in flight (up to {} s)\n",
-                shared.config.drain_timeout.as_secs()
-            ));
-        }
+        log_line(format!(
+            "anthropic-wif proxy: shutting down; draining {n} request(s) in flight (up to {} s)\n",
+            shared.config.drain_timeout.as_secs()
+        ));
         let _ = stop_tx.send(true);
         let drain = async { while conns.join_next().await.is_some() {} };
         let drained = tokio::time::timeout(shared.config.drain_timeout, drain).await.is_ok();
         if !drained {
             conns.abort_all();
-            if shared.config.log {
-                log_line("anthropic-wif proxy: drain time-out; closed the remaining connections\n");
-            }
+            log_line("anthropic-wif proxy: drain time-out; closed the remaining connections\n");
         }
         refresher.abort();
         flush_log();
@@ -409,7 +405,9 @@ fn parse_upstream(base: &str) -> Result<Upstream, Error> {
         .parse()
         .map_err(|_| Error::config(format!("base URL {base:?} is not a valid URL (e.g. https://api.anthropic.com)")))?;
     let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
-        return Err(Error::config(format!("base URL {base:?} needs a scheme and a host (e.g. https://api.anthropic.com)")));
+        return Err(Error::config(format!(
+            "base URL {base:?} needs a scheme and a host (e.g. https://api.anthropic.com)"
+        )));
     };
     if authority.as_str().contains('@') {
         return Err(Error::config("the base URL must not contain user info (user:password@)"));
@@ -482,7 +480,9 @@ async fn bind_unix(path: &Path, mode: u32) -> Result<(Listener, Bound), Error> {
     let shown = path.display();
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            return Err(Error::config(format!("--listen unix:{shown}: the path exists and is not a socket; choose another path")));
+            return Err(Error::config(format!(
+                "--listen unix:{shown}: the path exists and is not a socket; choose another path"
+            )));
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(Error::config(format!("--listen unix:{shown}: another process is listening on this socket")));
@@ -611,7 +611,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<RespBod
             "/livez" => {
                 let mut log = log;
                 log.enabled = false;
-                return respond(&shared, log, None, (StatusCode::OK, Bytes::from_static(b"{\"status\":\"live\"}")), &[]);
+                return respond(
+                    &shared,
+                    log,
+                    None,
+                    (StatusCode::OK, Bytes::from_static(b"{\"status\":\"live\"}")),
+                    &[],
+                );
             }
             _ => {}
         }
@@ -639,7 +645,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<RespBod
                 &shared,
                 log,
                 Some(inflight),
-                json_error(StatusCode::BAD_REQUEST, "invalid_request_error", "anthropic-wif proxy: the request target is not a valid path"),
+                json_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "anthropic-wif proxy: the request target is not a valid path",
+                ),
                 &[],
             )
         }
@@ -699,7 +709,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<RespBod
         Err(e) => return token_unavailable(&shared, log, inflight, &e),
     };
     // Read the small 401 body to the end so its connection goes back to the pool.
-    let _ = tokio::time::timeout(Duration::from_secs(5), http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect()).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect(),
+    )
+    .await;
     let mut replay = Request::new(ReqBody::Chunks(chunks));
     *replay.method_mut() = method;
     *replay.uri_mut() = uri;
@@ -742,7 +756,11 @@ fn upstream_failed(
     let msg = format!(
         "anthropic-wif proxy: {what} the upstream {}{}",
         shared.upstream.shown,
-        if cause.is_empty() { String::new() } else { format!(" ({})", anthropic_wif_core::error::scrub(&cause, &[], 300)) }
+        if cause.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", anthropic_wif_core::error::scrub(&cause, &[], 300))
+        }
     );
     log.note = "upstream-unreachable";
     respond(shared, log, Some(inflight), json_error(StatusCode::BAD_GATEWAY, "api_error", &msg), &[])

@@ -87,7 +87,6 @@ pub(crate) enum AfterReject {
 pub(crate) struct Tokens {
     provider: Provider,
     allowance: i64,
-    log: bool,
     state: Mutex<State>,
     /// Serialises obtaining tokens: one exchange for any number of waiters.
     refresh: AsyncMutex<()>,
@@ -96,11 +95,10 @@ pub(crate) struct Tokens {
 }
 
 impl Tokens {
-    pub(crate) fn new(provider: Provider, allowance: i64, log: bool) -> Self {
+    pub(crate) fn new(provider: Provider, allowance: i64) -> Self {
         Tokens {
             provider,
             allowance: allowance.max(0),
-            log,
             state: Mutex::new(State::default()),
             refresh: AsyncMutex::new(()),
             next_id: AtomicU64::new(1),
@@ -189,9 +187,9 @@ impl Tokens {
                 drop(st);
                 if changed {
                     self.obtained.fetch_add(1, Ordering::Relaxed);
-                    if self.log {
+                    {
                         let life = c.expires_at.map(|e| format!("expires in {} s", e - now_unix()));
-                        crate::log_line(&format!(
+                        crate::log_line(format!(
                             "anthropic-wif proxy: access token ready ({}; forwarding while more than {} s left){}\n",
                             life.unwrap_or_else(|| "does not expire".into()),
                             c.floor,
@@ -208,8 +206,8 @@ impl Tokens {
                 st.failure = Some(Failure { error: e.clone(), at: Instant::now(), backoff });
                 let still = st.current.as_ref().is_some_and(|c| c.usable(now_unix()));
                 drop(st);
-                if self.log {
-                    crate::log_line(&format!(
+                {
+                    crate::log_line(format!(
                         "anthropic-wif proxy: cannot obtain an access token [{}]: {e}; {}retrying in {} s\n",
                         e.kind.as_str(),
                         if still { "still serving the current token; " } else { "answering 503 meanwhile; " },
@@ -240,7 +238,7 @@ impl Tokens {
         if let Some(e) = self.recent_failure() {
             return Err(e);
         }
-        if self.log {
+        {
             crate::log_line("anthropic-wif proxy: upstream refused the access token (401); exchanging anew\n");
         }
         self.provider.invalidate();
@@ -308,7 +306,10 @@ impl Tokens {
                 ),
                 error: None,
             },
-            None => Health::NotReady { reason: "no access token yet; the first exchange is in progress".into(), error: None },
+            None => Health::NotReady {
+                reason: "no access token yet; the first exchange is in progress".into(),
+                error: None,
+            },
         }
     }
 }

@@ -53,8 +53,11 @@ fn http() -> reqwest::Client {
 /// Write a fresh single-use JWT atomically.
 fn write_jwt(emu: &Emulator, path: &Path) {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, 3600))
-        .unwrap();
+    std::fs::write(
+        &tmp,
+        emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, 3600),
+    )
+    .unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 
@@ -322,8 +325,7 @@ fn streamed_events_arrive_incrementally() {
     px.wait_ready();
     let c = http();
     let arrivals = block_on(async {
-        let mut r =
-            c.post(format!("{}/v1/messages", px.base)).js(&message(true)).send().await.expect("stream starts");
+        let mut r = c.post(format!("{}/v1/messages", px.base)).js(&message(true)).send().await.expect("stream starts");
         assert_eq!(r.status(), 200);
         assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
         let mut arrivals: Vec<(Instant, String)> = Vec::new();
@@ -363,7 +365,8 @@ fn two_hundred_concurrent_requests_make_one_exchange() {
             let c = c.clone();
             let url = url.clone();
             set.spawn(async move {
-                let r = c.post(&url).header("authorization", "Bearer placeholder").js(&message(i % 2 == 0)).send().await;
+                let r =
+                    c.post(&url).header("authorization", "Bearer placeholder").js(&message(i % 2 == 0)).send().await;
                 match r {
                     Ok(r) => {
                         let s = r.status().as_u16();
@@ -380,7 +383,11 @@ fn two_hundred_concurrent_requests_make_one_exchange() {
         out
     });
     assert_eq!(results.len(), 200);
-    assert!(results.iter().all(|(s, n)| *s == 200 && *n > 0), "all succeed: {:?}", results.iter().filter(|r| r.0 != 200).collect::<Vec<_>>());
+    assert!(
+        results.iter().all(|(s, n)| *s == 200 && *n > 0),
+        "all succeed: {:?}",
+        results.iter().filter(|r| r.0 != 200).collect::<Vec<_>>()
+    );
     let s = fx.emu.stats();
     assert_eq!(s.exchanges, 1, "one exchange for 200 concurrent requests");
     assert_eq!(s.messages, 200);
@@ -497,9 +504,12 @@ fn refreshes_ahead_in_the_background() {
         std::thread::spawn(move || {
             // Keep a fresh identity token in the file, as a projected token would be.
             while !stop.load(Ordering::SeqCst) {
-                let v: Value =
-                    block_on(async { Ok::<_, reqwest::Error>(to_json(http().post(format!("{emu_base}/_emulator/jwt")).send().await?).await) })
-                        .unwrap();
+                let v: Value = block_on(async {
+                    Ok::<_, reqwest::Error>(
+                        to_json(http().post(format!("{emu_base}/_emulator/jwt")).send().await?).await,
+                    )
+                })
+                .unwrap();
                 let tmp = jwt.with_extension("tmp");
                 std::fs::write(&tmp, v["jwt"].as_str().unwrap()).unwrap();
                 std::fs::rename(&tmp, &jwt).unwrap();
@@ -576,9 +586,8 @@ fn shutdown_drains_a_stream_in_flight() {
 fn only_loopback_unless_allowed() {
     let fx = Fixture::new(EmulatorConfig::default());
     let p = provider(&fx.emu.base_url(), &fx.jwt, fx.dir.path());
-    let err = block_on(Proxy::bind(p.clone(), ProxyConfig::new(Listen::parse("0.0.0.0:0").unwrap())))
-        .err()
-        .expect("refused");
+    let err =
+        block_on(Proxy::bind(p.clone(), ProxyConfig::new(Listen::parse("0.0.0.0:0").unwrap()))).err().expect("refused");
     assert_eq!(err.kind, ErrorKind::Config);
     assert!(err.message.contains("--allow-remote") && err.message.contains("loopback"), "{err}");
     let mut c = ProxyConfig::new(Listen::parse("0.0.0.0:0").unwrap());
