@@ -9,3 +9,7 @@ ensure_test_venv
 echo
 echo "## credential process (CLI) vs official Python SDK"
 "$VENV/bin/python" bench/cli_bench.py
+
+echo
+echo "## proxy overhead vs direct calls"
+bash bench/proxy_bench.sh

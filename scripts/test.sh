@@ -24,4 +24,7 @@ run_pytest tests/e2e
 step "node: the module and its tests"
 bash scripts/test-node.sh
 
+step "end to end: the proxy with the official Node SDK (tests/e2e)"
+ANTHROPIC_WIF_BIN="$CARGO_TARGET_DIR/debug/anthropic-wif" node --test tests/e2e/
+
 step "all suites passed in $(( $(date +%s) - START )) s"

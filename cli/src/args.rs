@@ -27,6 +27,10 @@ pub enum Command {
     /// Check the configuration and the identity token; explain what would make exchanges fail.
     #[command(after_help = DOCTOR_AFTER_HELP)]
     Doctor(DoctorArgs),
+    /// Run CMD with a fresh access token in ANTHROPIC_AUTH_TOKEN (and no API key or federation variables).
+    Exec(crate::exec::ExecArgs),
+    /// Serve a local reverse proxy to the Claude API that injects fresh access tokens.
+    Proxy(crate::proxy::ProxyArgs),
     /// Run a local stand-in for the token endpoint and a minimal Messages API (tests and demos).
     #[command(disable_help_flag = true)]
     Emulator(EmulatorArgs),

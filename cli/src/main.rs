@@ -3,6 +3,8 @@
 
 mod args;
 mod doctor;
+mod exec;
+mod proxy;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -26,6 +28,8 @@ fn main() -> ExitCode {
         Command::Token(t) => run_token(t),
         Command::Doctor(d) => doctor::run(d),
         Command::Emulator(e) => run_emulator(e.args),
+        Command::Exec(a) => exec::run(a),
+        Command::Proxy(a) => proxy::run(a),
     }
 }
 

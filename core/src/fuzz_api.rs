@@ -12,7 +12,7 @@ pub fn token_response(body: &[u8], assertion: &str) -> Result<(Secret, i64), Str
         Ok(serde_json::Value::Object(mut obj)) => {
             crate::exchange::response::parse_success(&mut obj, assertion).map(|p| (p.access_token, p.expires_in))
         }
-        Ok(other) => Err(format!("the body is {}, not a JSON object", crate::exchange::response::json_type(&other))),
+        Ok(other) => Err(format!("the body is {}, not a JSON object", crate::json::type_name(&other))),
         Err(_) => Err("the body is not JSON".into()),
     }
 }

@@ -13,7 +13,9 @@
 //! - [`cache`]: in-memory refresh policy, on-disk cache and its file lock.
 //! - [`provider`]: identity + exchange + caches, the one entry point.
 //! - [`doctor`]: a secret-free health report of a configuration.
+//! - [`api`]: header rules for API calls made with an access token (SPEC §2).
 
+pub mod api;
 pub mod cache;
 pub mod config;
 pub mod diag;
@@ -23,6 +25,7 @@ pub mod exchange;
 #[doc(hidden)]
 pub mod fuzz_api;
 pub mod identity;
+pub mod json;
 pub mod jwt;
 pub mod provider;
 pub mod runtime;

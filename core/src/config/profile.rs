@@ -234,7 +234,7 @@ pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile
     let root: Value = serde_json::from_slice(bytes)
         .map_err(|e| ctx(format!("is not valid JSON ({}); fix the syntax", scrub(&e.to_string(), &[], 300))))?;
     let Value::Object(root) = root else {
-        return Err(ctx(format!("must contain a JSON object, not {}", type_name(&root))));
+        return Err(ctx(format!("must contain a JSON object, not {}", crate::json::type_name(&root))));
     };
 
     let version = match root.get("version") {
@@ -260,7 +260,7 @@ pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile
                 "is missing the \"authentication\" object; add e.g. \"authentication\": {{\"type\": \"{AUTH_OIDC_FEDERATION}\", \"federation_rule_id\": \"fdrl_…\", \"identity_token\": {{\"source\": \"file\", \"path\": \"…\"}}}}"
             )))
         }
-        Some(other) => return Err(ctx(format!("\"authentication\" must be an object, not {}", type_name(other)))),
+        Some(other) => return Err(ctx(format!("\"authentication\" must be an object, not {}", crate::json::type_name(other)))),
     };
     let auth_type = match auth.get("type") {
         Some(Value::String(s)) => s.as_str(),
@@ -269,7 +269,7 @@ pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile
                 "authentication.type is missing; set it to \"{AUTH_OIDC_FEDERATION}\" (workload identity federation) or \"{AUTH_USER_OAUTH}\" (an interactive login)"
             )))
         }
-        Some(other) => return Err(ctx(format!("authentication.type must be a string, not {}", type_name(other)))),
+        Some(other) => return Err(ctx(format!("authentication.type must be a string, not {}", crate::json::type_name(other)))),
     };
     let credentials_path = opt_str(auth, "credentials_path", "authentication.credentials_path")
         .map_err(&ctx)?
@@ -306,7 +306,7 @@ fn parse_identity(v: &Value) -> std::result::Result<IdentitySpec, String> {
     let Value::Object(obj) = v else {
         return Err(format!(
             "authentication.identity_token must be an object like {{\"source\": \"file\", \"path\": \"/var/run/secrets/anthropic.com/token\"}}, not {}",
-            type_name(v)
+            crate::json::type_name(v)
         ));
     };
     let source = match obj.get("source") {
@@ -317,7 +317,7 @@ fn parse_identity(v: &Value) -> std::result::Result<IdentitySpec, String> {
                 supported_sources().join(", ")
             ))
         }
-        Some(other) => return Err(format!("authentication.identity_token.source must be a string, not {}", type_name(other))),
+        Some(other) => return Err(format!("authentication.identity_token.source must be a string, not {}", crate::json::type_name(other))),
     };
     let supported = supported_sources();
     if !supported.contains(&source) {
@@ -369,7 +369,7 @@ fn opt_str(obj: &Map<String, Value>, key: &str, key_path: &str) -> std::result::
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!("{key_path} must be a string, not {}", type_name(other))),
+        Some(other) => Err(format!("{key_path} must be a string, not {}", crate::json::type_name(other))),
     }
 }
 
@@ -387,16 +387,6 @@ fn expand_home(p: &str, env: &Env) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
 
 fn short_json(v: &Value) -> String {
     scrub(&v.to_string(), &[], 40)

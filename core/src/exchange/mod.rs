@@ -447,7 +447,7 @@ async fn judge(
         };
         let mut obj = match parsed_body {
             Ok(Value::Object(obj)) => obj,
-            Ok(other) => return Err(not_token_endpoint(format!("the body is {}, not a JSON object", response::json_type(&other)))),
+            Ok(other) => return Err(not_token_endpoint(format!("the body is {}, not a JSON object", crate::json::type_name(&other)))),
             Err(_) => return Err(not_token_endpoint("the body is not JSON".into())),
         };
         let parsed = response::parse_success(&mut obj, jwt);

@@ -33,7 +33,7 @@ pub fn parse_success(obj: &mut serde_json::Map<String, Value>, assertion: &str) 
         Some(Value::String(s)) if !s.is_empty() => Secret::new(s),
         Some(Value::String(_)) => return Err("its access_token is empty".into()),
         None | Some(Value::Null) => return Err("it has no access_token".into()),
-        Some(other) => return Err(format!("its access_token is {}, not a string", json_type(&other))),
+        Some(other) => return Err(format!("its access_token is {}, not a string", crate::json::type_name(&other))),
     };
     if !access_token.expose().bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err("its access_token contains spaces or characters that cannot go into an HTTP header".into());
@@ -48,7 +48,7 @@ pub fn parse_success(obj: &mut serde_json::Map<String, Value>, assertion: &str) 
                 clean(t, &[assertion, access_token.expose()], 40)
             ))
         }
-        Some(other) => return Err(format!("its token_type is {}, not the string \"Bearer\"", json_type(other))),
+        Some(other) => return Err(format!("its token_type is {}, not the string \"Bearer\"", crate::json::type_name(other))),
     }
     let expires_in = parse_expires_in(obj.get("expires_in"))?;
     let scope = match obj.get("scope") {
@@ -80,7 +80,7 @@ pub fn parse_expires_in(v: Option<&Value>) -> Result<i64, String> {
                 }
             }
         }
-        Some(other) => return Err(format!("its expires_in is {}, not a number of seconds", json_type(other))),
+        Some(other) => return Err(format!("its expires_in is {}, not a number of seconds", crate::json::type_name(other))),
     };
     if secs <= 0 {
         return Err(format!("its expires_in is {secs}: the token would already be expired"));
@@ -105,16 +105,6 @@ fn number_secs(int: Option<i64>, float: Option<f64>) -> Result<i64, String> {
     }
 }
 
-pub fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
 
 /// Scrub, cut, and flatten control characters (no log injection).
 pub fn clean(text: &str, secrets: &[&str], max: usize) -> String {
@@ -188,7 +178,7 @@ pub fn error_details(body: &[u8], content_type: Option<&str>, secrets: &[&str]) 
             }
         }
         Ok(other) => {
-            d.note = Some(format!("the answer is {}, not a JSON error object", json_type(&other)));
+            d.note = Some(format!("the answer is {}, not a JSON error object", crate::json::type_name(&other)));
         }
         Err(_) if body.is_empty() => d.note = Some("the answer has an empty body".into()),
         Err(_) => {

@@ -1,0 +1,130 @@
+//! `anthropic-wif exec [config flags] -- CMD ARGS…`: run CMD with a fresh
+//! access token in `ANTHROPIC_AUTH_TOKEN`, for clients that read the
+//! official SDKs' environment variables and nothing else.
+//!
+//! The child's environment loses `ANTHROPIC_API_KEY` (it would shadow the
+//! token) and the federation variables (the identity token must not leak to
+//! CMD, and CMD must not federate on its own); it gains
+//! `ANTHROPIC_AUTH_TOKEN` and, when the configuration pins a base URL,
+//! `ANTHROPIC_BASE_URL`. The token has at least min(5 min, half its lifetime)
+//! left (`--min-remaining`), like `anthropic-wif token`.
+//!
+//! On Unix the process then *becomes* CMD (execvp): every signal (terminal
+//! Ctrl-C, SIGTERM from a supervisor, SIGWINCH, job control) reaches CMD
+//! directly and exactly once, and CMD's exit status — a code, or death by a
+//! signal — is the status the caller sees. Elsewhere CMD runs as a child and
+//! its exit code is passed on.
+
+use std::process::{Command, ExitCode};
+
+use anthropic_wif_core::identity::IdentitySpec;
+use anthropic_wif_core::{diag, Error, Provider};
+use clap::Args;
+
+use crate::args::CommonArgs;
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The command to run and its arguments, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Removed from CMD's environment: a static key would shadow the token, and
+/// the federation settings (one of which may be the identity JWT itself) are
+/// not CMD's business.
+pub const REMOVED_VARS: [&str; 10] = [
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_FEDERATION_RULE_ID",
+    "ANTHROPIC_ORGANIZATION_ID",
+    "ANTHROPIC_SERVICE_ACCOUNT_ID",
+    "ANTHROPIC_WORKSPACE_ID",
+    "ANTHROPIC_IDENTITY_TOKEN_FILE",
+    "ANTHROPIC_IDENTITY_TOKEN",
+    "ANTHROPIC_PROFILE",
+    "ANTHROPIC_SCOPE",
+];
+
+fn fail(err: &Error) -> ExitCode {
+    eprintln!("anthropic-wif: error [{}]: {err}", err.kind.as_str());
+    ExitCode::from(err.kind.exit_code() as u8)
+}
+
+pub fn run(a: ExecArgs) -> ExitCode {
+    diag::set_verbosity(a.common.verbose);
+    let Some(program) = a.command.first().filter(|p| !p.is_empty()) else {
+        return fail(&Error::config(
+            "exec needs the command to run after `--`, e.g. `anthropic-wif exec -- claude -p \"hello\"` \
+             or `anthropic-wif exec --profile ci -- python agent.py`",
+        ));
+    };
+    let provider = match a.common.provider_options().and_then(Provider::new) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    if let Some(n) = provider.notice() {
+        eprintln!("anthropic-wif: note: {n}");
+    }
+    let token = match provider.token_blocking(false) {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
+
+    let mut cmd = Command::new(program);
+    cmd.args(&a.command[1..]);
+    for v in REMOVED_VARS {
+        cmd.env_remove(v);
+    }
+    if let Some(fed) = provider.federation() {
+        if let IdentitySpec::Env { var } = &fed.identity.value {
+            cmd.env_remove(var);
+        }
+    }
+    cmd.env("ANTHROPIC_AUTH_TOKEN", token.token.expose());
+    if provider.base_url_pinned() {
+        if let Some(b) = provider.base_url() {
+            cmd.env("ANTHROPIC_BASE_URL", b);
+        }
+    }
+    diag::emit(diag::INFO, || {
+        format!(
+            "running {program:?} with ANTHROPIC_AUTH_TOKEN set{}",
+            token
+                .expires_at
+                .map(|e| format!(" (expires in {} s)", e - anthropic_wif_core::now_unix()))
+                .unwrap_or_default()
+        )
+    });
+    drop(token);
+    spawn_or_exec(cmd, program)
+}
+
+fn cannot_run(program: &str, e: &std::io::Error) -> ExitCode {
+    // The shell's conventions: 127 not found, 126 found but not runnable.
+    let (code, what) = match e.kind() {
+        std::io::ErrorKind::NotFound => (127, "not found (check the name and PATH)"),
+        std::io::ErrorKind::PermissionDenied => (126, "not executable (permission denied)"),
+        _ => (126, "could not be started"),
+    };
+    eprintln!("anthropic-wif: error [config]: exec: {program:?} {what}: {e}");
+    ExitCode::from(code)
+}
+
+#[cfg(unix)]
+fn spawn_or_exec(mut cmd: Command, program: &str) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    // Returns only if the program could not be started.
+    let e = cmd.exec();
+    cannot_run(program, &e)
+}
+
+#[cfg(not(unix))]
+fn spawn_or_exec(mut cmd: Command, program: &str) -> ExitCode {
+    match cmd.status() {
+        Ok(s) => ExitCode::from(s.code().unwrap_or(1).clamp(0, 255) as u8),
+        Err(e) => cannot_run(program, &e),
+    }
+}

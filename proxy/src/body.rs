@@ -1,0 +1,243 @@
+//! Bodies that stream through the proxy without being buffered.
+//!
+//! [`ReqBody`] goes upstream: the client's body frame by frame, keeping a
+//! copy (reference-counted chunks, no byte copies) while it stays under the
+//! replay limit, so a request refused with a 401 can be sent again.
+//! [`RespBody`] goes to the client: the upstream body frame by frame, counting
+//! bytes, and writing the request's access-log line when it ends or is dropped
+//! (the client went away).
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+/// What a [`ReqBody`] has seen of the client's body.
+#[derive(Default)]
+pub(crate) struct Recording {
+    chunks: Vec<Bytes>,
+    len: usize,
+    limit: usize,
+    /// The client's body ended and every byte is in `chunks`.
+    complete: bool,
+    /// Over the limit (or trailers seen): not replayable.
+    given_up: bool,
+}
+
+impl Recording {
+    fn push(&mut self, data: &Bytes) {
+        if self.given_up {
+            return;
+        }
+        if self.len + data.len() > self.limit {
+            self.give_up();
+            return;
+        }
+        self.len += data.len();
+        self.chunks.push(data.clone());
+    }
+
+    fn give_up(&mut self) {
+        self.given_up = true;
+        self.chunks = Vec::new();
+        self.len = 0;
+    }
+
+    /// The whole body, if it was kept.
+    pub(crate) fn take_complete(&mut self) -> Option<VecDeque<Bytes>> {
+        if self.complete && !self.given_up {
+            Some(std::mem::take(&mut self.chunks).into())
+        } else {
+            None
+        }
+    }
+}
+
+pub(crate) type SharedRecording = Arc<Mutex<Recording>>;
+
+pub(crate) fn recording(limit: usize) -> SharedRecording {
+    Arc::new(Mutex::new(Recording { limit, ..Recording::default() }))
+}
+
+fn lock(r: &SharedRecording) -> std::sync::MutexGuard<'_, Recording> {
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The body sent upstream.
+pub(crate) enum ReqBody {
+    /// The client's body as it arrives, optionally recorded for a replay.
+    Stream { inner: Incoming, record: Option<SharedRecording> },
+    /// A recorded body, sent again.
+    Chunks(VecDeque<Bytes>),
+}
+
+impl ReqBody {
+    pub(crate) fn stream(inner: Incoming, record: Option<SharedRecording>) -> Self {
+        if let Some(r) = &record {
+            if inner.is_end_stream() {
+                // hyper will not poll an empty body: it is complete already.
+                lock(r).complete = true;
+            }
+        }
+        ReqBody::Stream { inner, record }
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ReqBody::Stream { inner, record } => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                if let Some(r) = record {
+                    match &polled {
+                        Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
+                            Some(data) => {
+                                let mut rec = lock(r);
+                                rec.push(data);
+                                // hyper stops polling once a sized body says it has ended.
+                                if inner.is_end_stream() {
+                                    rec.complete = true;
+                                }
+                            }
+                            None => lock(r).give_up(), // trailers: do not replay without them
+                        },
+                        Poll::Ready(None) => lock(r).complete = true,
+                        Poll::Ready(Some(Err(_))) => lock(r).give_up(),
+                        Poll::Pending => {}
+                    }
+                }
+                polled
+            }
+            ReqBody::Chunks(chunks) => Poll::Ready(chunks.pop_front().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
+            ReqBody::Chunks(c) => c.is_empty(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Stream { inner, .. } => inner.size_hint(),
+            ReqBody::Chunks(c) => SizeHint::with_exact(c.iter().map(|b| b.len() as u64).sum()),
+        }
+    }
+}
+
+/// One access-log line, written once when the response body ends or is dropped.
+pub(crate) struct AccessLog {
+    pub(crate) enabled: bool,
+    pub(crate) method: hyper::Method,
+    pub(crate) path: String,
+    pub(crate) status: u16,
+    pub(crate) start: Instant,
+    pub(crate) bytes: u64,
+    pub(crate) note: &'static str,
+    pub(crate) finished: Option<&'static str>,
+}
+
+impl AccessLog {
+    pub(crate) fn line(&self, end: &str) -> String {
+        let ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        let mut s = format!(
+            "anthropic-wif proxy: {} {} {} {:.1}ms {}B {}",
+            self.method, self.path, self.status, ms, self.bytes, end
+        );
+        if !self.note.is_empty() {
+            s.push(' ');
+            s.push_str(self.note);
+        }
+        s.push('\n');
+        s
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        if self.enabled {
+            let end = self.finished.unwrap_or("client-closed");
+            crate::log_line(self.line(end));
+        }
+    }
+}
+
+/// The body sent to the client.
+pub(crate) struct RespBody {
+    kind: Kind,
+    log: AccessLog,
+    /// Keeps the proxy's in-flight count while the body is alive.
+    _inflight: Option<crate::InflightGuard>,
+}
+
+enum Kind {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+impl RespBody {
+    pub(crate) fn upstream(body: Incoming, log: AccessLog, inflight: Option<crate::InflightGuard>) -> Self {
+        RespBody { kind: Kind::Upstream(body), log, _inflight: inflight }
+    }
+
+    pub(crate) fn full(bytes: Bytes, log: AccessLog, inflight: Option<crate::InflightGuard>) -> Self {
+        RespBody { kind: Kind::Full(Some(bytes)), log, _inflight: inflight }
+    }
+}
+
+impl Drop for RespBody {
+    fn drop(&mut self) {
+        // hyper never polls a body that is empty from the start (204, HEAD).
+        if self.log.finished.is_none() && self.is_end_stream() {
+            self.log.finished = Some("complete");
+        }
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.log.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.log.finished = Some("complete"),
+            Poll::Ready(Some(Err(_))) => this.log.finished = Some("upstream-error"),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Upstream(b) => b.size_hint(),
+            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}

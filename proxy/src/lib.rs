@@ -1,0 +1,767 @@
+//! `anthropic-wif proxy`: a local reverse proxy to the Claude API for clients
+//! that hold no credential at all (shell scripts, curl, other languages,
+//! Claude Code, agents in a sandbox).
+//!
+//! Every request is forwarded to the configured base URL with the client's
+//! `x-api-key` and `Authorization` removed and `Authorization: Bearer <access
+//! token>` plus the `oauth-2025-04-20` beta flag (SPEC §2) added; everything
+//! else passes through unchanged, bodies stream both ways frame by frame.
+//! The token is kept fresh in the background (see [`tokens`]); without one the
+//! proxy answers 503 with the reason (it never falls back to a static key).
+//! A 401 from upstream drops the token, exchanges once and replays the request
+//! once when its body was small enough to keep.
+//!
+//! `GET /healthz` answers 200 when a token is ready and 503 with the reason
+//! otherwise (and while draining); `GET /livez` answers 200 while serving.
+//! Only loopback or Unix-socket listeners, unless `allow_remote`.
+
+mod body;
+mod tokens;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anthropic_wif_core::config::Resolution;
+use anthropic_wif_core::{api, Error, ErrorKind, Provider};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use body::{AccessLog, ReqBody, RespBody};
+use tokens::{AfterReject, Health, Tokens};
+
+/// Where to listen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// `host:port` (port 0: any free port).
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl Listen {
+    /// `127.0.0.1:8080`, `[::1]:0`, `localhost:8080`; `unix:/path` or any
+    /// value containing a `/` is a Unix socket path.
+    pub fn parse(s: &str) -> Result<Listen, Error> {
+        let s = s.trim();
+        if let Some(p) = s.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err(Error::config("--listen unix: needs a socket path, e.g. unix:/run/anthropic-wif.sock"));
+            }
+            return Ok(Listen::Unix(PathBuf::from(p)));
+        }
+        if s.contains('/') {
+            return Ok(Listen::Unix(PathBuf::from(s)));
+        }
+        if s.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+            return Err(Error::config(format!(
+                "--listen {s:?} is neither HOST:PORT (e.g. 127.0.0.1:8080) nor a Unix socket path (e.g. unix:/run/anthropic-wif.sock)"
+            )));
+        }
+        Ok(Listen::Tcp(s.to_string()))
+    }
+}
+
+/// How to run the proxy.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub listen: Listen,
+    /// Accept a non-loopback TCP listener.
+    pub allow_remote: bool,
+    /// Never forward with a token that expires within this many seconds
+    /// (capped at half the token's lifetime). Default 300.
+    pub stream_allowance: u64,
+    /// Keep request bodies up to this size for a replay after a 401. Default 1 MiB.
+    pub replay_max_bytes: usize,
+    /// On shutdown, wait this long for in-flight requests and streams. Default 30 s.
+    pub drain_timeout: Duration,
+    /// One line per request on stderr (token events are always logged). Default true.
+    pub log: bool,
+    /// Permission bits of a Unix socket (default 0o600: the owner only).
+    pub socket_mode: u32,
+}
+
+impl ProxyConfig {
+    pub fn new(listen: Listen) -> Self {
+        ProxyConfig {
+            listen,
+            allow_remote: false,
+            stream_allowance: 300,
+            replay_max_bytes: 1024 * 1024,
+            drain_timeout: Duration::from_secs(30),
+            log: true,
+            socket_mode: 0o600,
+        }
+    }
+}
+
+/// The address the proxy is bound to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bound {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::Tcp(a) => write!(f, "{a}"),
+            Bound::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl Bound {
+    /// `http://ADDR` for a TCP listener (what clients set as their base URL).
+    pub fn base_url(&self) -> Option<String> {
+        match self {
+            Bound::Tcp(a) => Some(format!("http://{a}")),
+            Bound::Unix(_) => None,
+        }
+    }
+}
+
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
+}
+
+type Client = hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, ReqBody>;
+
+struct Upstream {
+    scheme: hyper::http::uri::Scheme,
+    authority: hyper::http::uri::Authority,
+    /// Base path without the trailing slash ("" or "/prefix").
+    prefix: String,
+    shown: String,
+}
+
+/// Counts requests in flight (from arrival to the end of the response body).
+pub(crate) struct InflightGuard(Arc<AtomicU64>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct Shared {
+    tokens: Tokens,
+    client: Client,
+    upstream: Upstream,
+    config: ProxyConfig,
+    draining: AtomicBool,
+    inflight: Arc<AtomicU64>,
+    requests: AtomicU64,
+}
+
+/// A bound proxy; [`Proxy::run`] serves until the shutdown future resolves.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    listener: Listener,
+    bound: Bound,
+}
+
+/// A cheap handle for tests and embedders: counters and readiness.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+}
+
+impl ProxyHandle {
+    /// Requests in flight (a streaming response counts until it ends).
+    pub fn inflight(&self) -> u64 {
+        self.shared.inflight.load(Ordering::Relaxed)
+    }
+    /// Requests received (health checks excluded).
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+    /// Distinct access tokens the proxy has taken into use.
+    pub fn tokens_obtained(&self) -> u64 {
+        self.shared.tokens.obtained.load(Ordering::Relaxed)
+    }
+    /// Whether a token is ready for forwarding.
+    pub fn ready(&self) -> bool {
+        matches!(self.shared.tokens.health(), Health::Ready { .. })
+    }
+}
+
+/// Log lines go to a writer thread: a request never waits for stderr, and
+/// lines written in a burst leave in one write.
+enum LogMsg {
+    Line(String),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+fn logger() -> Option<&'static std::sync::mpsc::Sender<LogMsg>> {
+    static LOGGER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<LogMsg>>> = std::sync::OnceLock::new();
+    LOGGER
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<LogMsg>();
+            std::thread::Builder::new()
+                .name("anthropic-wif-proxy-log".into())
+                .spawn(move || {
+                    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+                    while let Ok(mut msg) = rx.recv() {
+                        loop {
+                            match msg {
+                                LogMsg::Line(l) => {
+                                    let _ = out.write_all(l.as_bytes());
+                                }
+                                LogMsg::Flush(done) => {
+                                    let _ = out.flush();
+                                    let _ = done.send(());
+                                }
+                            }
+                            match rx.try_recv() {
+                                Ok(m) => msg = m,
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = out.flush();
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+pub(crate) fn log_line(line: impl Into<String>) {
+    let line = line.into();
+    match logger() {
+        Some(tx) => {
+            let _ = tx.send(LogMsg::Line(line));
+        }
+        // No thread for the writer: write directly, one write per line.
+        None => {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Wait (briefly) until every line logged so far is written.
+fn flush_log() {
+    if let Some(tx) = logger() {
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+        let sent = tx.send(LogMsg::Flush(done_tx)).is_ok();
+        if sent {
+            let _ = done_rx.recv_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+impl Proxy {
+    /// Check the configuration, build the upstream client and bind the
+    /// listener. Must run inside a tokio runtime. No token is obtained yet.
+    pub async fn bind(provider: Provider, config: ProxyConfig) -> Result<Proxy, Error> {
+        if let Resolution::StaticBearer { origin, .. } = &provider.resolved().resolution {
+            return Err(Error::config(format!(
+                "{origin} is set, so the configuration resolves to a static bearer token and no federation; \
+                 the proxy injects federated access tokens only. Unset ANTHROPIC_AUTH_TOKEN, or pass the \
+                 federation settings explicitly (flags)"
+            )));
+        }
+        let base = provider.base_url().unwrap_or("https://api.anthropic.com").to_string();
+        let upstream = parse_upstream(&base)?;
+        let client = build_client()?;
+        let (listener, bound) = bind_listener(&config).await?;
+        let shared = Arc::new(Shared {
+            tokens: Tokens::new(provider, config.stream_allowance.min(i64::MAX as u64) as i64),
+            client,
+            upstream,
+            config,
+            draining: AtomicBool::new(false),
+            inflight: Arc::new(AtomicU64::new(0)),
+            requests: AtomicU64::new(0),
+        });
+        Ok(Proxy { shared, listener, bound })
+    }
+
+    pub fn bound(&self) -> &Bound {
+        &self.bound
+    }
+
+    /// The upstream base URL requests go to.
+    pub fn upstream(&self) -> &str {
+        &self.shared.upstream.shown
+    }
+
+    pub fn handle(&self) -> ProxyHandle {
+        ProxyHandle { shared: self.shared.clone() }
+    }
+
+    /// Serve until `shutdown` resolves, then stop accepting, let in-flight
+    /// requests and streams finish (up to the drain time-out) and return.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let Proxy { shared, listener, bound } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let refresher = {
+            let shared = shared.clone();
+            let stop = stop_rx.clone();
+            tokio::spawn(async move { shared.tokens.run(stop).await })
+        };
+        let mut conns = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = accept(&listener) => match accepted {
+                    Ok(Accepted::Tcp(s)) => {
+                        let _ = s.set_nodelay(true);
+                        conns.spawn(connection(s, shared.clone(), stop_rx.clone()));
+                    }
+                    #[cfg(unix)]
+                    Ok(Accepted::Unix(s)) => { conns.spawn(connection(s, shared.clone(), stop_rx.clone())); }
+                    // Out of file descriptors and the like: back off briefly, keep serving.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                },
+            }
+        }
+        shared.draining.store(true, Ordering::SeqCst);
+        drop(listener);
+        if let Bound::Unix(p) = &bound {
+            let _ = std::fs::remove_file(p);
+        }
+        let n = shared.inflight.load(Ordering::Relaxed);
+        log_line(format!(
+            "anthropic-wif proxy: shutting down; draining {n} request(s) in flight (up to {} s)\n",
+            shared.config.drain_timeout.as_secs()
+        ));
+        let _ = stop_tx.send(true);
+        let drain = async { while conns.join_next().await.is_some() {} };
+        let drained = tokio::time::timeout(shared.config.drain_timeout, drain).await.is_ok();
+        if !drained {
+            conns.abort_all();
+            log_line("anthropic-wif proxy: drain time-out; closed the remaining connections\n");
+        }
+        refresher.abort();
+        flush_log();
+        Ok(())
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(l: &Listener) -> std::io::Result<Accepted> {
+    match l {
+        Listener::Tcp(t) => t.accept().await.map(|(s, _)| Accepted::Tcp(s)),
+        #[cfg(unix)]
+        Listener::Unix(u) => u.accept().await.map(|(s, _)| Accepted::Unix(s)),
+    }
+}
+
+async fn connection<S>(stream: S, shared: Arc<Shared>, stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = {
+        let shared = shared.clone();
+        hyper::service::service_fn(move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(handle(shared, req).await) }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(60))
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let mut stop = stop;
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = async { while !*stop.borrow_and_update() { if stop.changed().await.is_err() { break; } } } => {
+            // Finish the request in flight (a stream runs to its end), then close.
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+fn parse_upstream(base: &str) -> Result<Upstream, Error> {
+    anthropic_wif_core::exchange::check_base_url(base)?;
+    let uri: Uri = base
+        .trim()
+        .parse()
+        .map_err(|_| Error::config(format!("base URL {base:?} is not a valid URL (e.g. https://api.anthropic.com)")))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+        return Err(Error::config(format!(
+            "base URL {base:?} needs a scheme and a host (e.g. https://api.anthropic.com)"
+        )));
+    };
+    if authority.as_str().contains('@') {
+        return Err(Error::config("the base URL must not contain user info (user:password@)"));
+    }
+    let prefix = uri.path().trim_end_matches('/').to_string();
+    let shown = format!("{scheme}://{authority}{prefix}");
+    Ok(Upstream { scheme, authority, prefix, shown })
+}
+
+fn build_client() -> Result<Client, Error> {
+    use hyper_rustls::ConfigBuilderExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.try_with_platform_verifier())
+        .map_err(|e| Error::internal(format!("cannot set up TLS for the upstream connection: {e}")))?
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(https))
+}
+
+async fn bind_listener(config: &ProxyConfig) -> Result<(Listener, Bound), Error> {
+    match &config.listen {
+        Listen::Tcp(spec) => {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(spec.as_str())
+                .await
+                .map_err(|e| Error::config(format!("--listen {spec}: cannot resolve the address ({e})")))?
+                .collect();
+            let Some(first) = addrs.first().copied() else {
+                return Err(Error::config(format!("--listen {spec}: the name resolves to no address")));
+            };
+            if !config.allow_remote {
+                if let Some(a) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+                    return Err(Error::config(format!(
+                        "--listen {spec} ({}) is not a loopback address: anyone who can reach it could use your \
+                         Claude API access. Listen on 127.0.0.1 or [::1], or on a Unix socket; or pass \
+                         --allow-remote if the network is yours to trust",
+                        a.ip()
+                    )));
+                }
+            }
+            let l = tokio::net::TcpListener::bind(first)
+                .await
+                .map_err(|e| Error::config(format!("--listen {spec}: cannot listen ({e})")))?;
+            let a = l.local_addr().map_err(|e| Error::internal(format!("listener address: {e}")))?;
+            Ok((Listener::Tcp(l), Bound::Tcp(a)))
+        }
+        #[cfg(unix)]
+        Listen::Unix(path) => bind_unix(path, config.socket_mode).await,
+        #[cfg(not(unix))]
+        Listen::Unix(_) => Err(Error::config("Unix socket listeners need a Unix system; use --listen 127.0.0.1:PORT")),
+    }
+}
+
+#[cfg(unix)]
+async fn bind_unix(path: &Path, mode: u32) -> Result<(Listener, Bound), Error> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let shown = path.display();
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(Error::config(format!(
+                "--listen unix:{shown}: the path exists and is not a socket; choose another path"
+            )));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(Error::config(format!("--listen unix:{shown}: another process is listening on this socket")));
+        }
+        // A socket left behind by a process that died: replace it.
+        std::fs::remove_file(path)
+            .map_err(|e| Error::config(format!("--listen unix:{shown}: cannot remove the stale socket ({e})")))?;
+    }
+    let l = tokio::net::UnixListener::bind(path)
+        .map_err(|e| Error::config(format!("--listen unix:{shown}: cannot listen ({e})")))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o777))
+        .map_err(|e| Error::config(format!("--listen unix:{shown}: cannot set the socket's mode ({e})")))?;
+    Ok((Listener::Unix(l), Bound::Unix(path.to_path_buf())))
+}
+
+// ---------------------------------------------------------------------------
+// Requests.
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the proxy replaces.
+const DROP_ALWAYS: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        h.remove(n);
+    }
+    for n in DROP_ALWAYS {
+        h.remove(n);
+    }
+}
+
+fn json_error(status: StatusCode, error_type: &str, message: &str) -> (StatusCode, Bytes) {
+    let v = serde_json::json!({"type": "error", "error": {"type": error_type, "message": message}});
+    (status, Bytes::from(v.to_string()))
+}
+
+fn respond(
+    shared: &Shared,
+    log: AccessLog,
+    inflight: Option<InflightGuard>,
+    (status, body): (StatusCode, Bytes),
+    extra: &[(&'static str, &str)],
+) -> Response<RespBody> {
+    let mut log = log;
+    log.status = status.as_u16();
+    log.enabled = shared.config.log && log.enabled;
+    let mut r = Response::new(RespBody::full(body, log, inflight));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (k, v) in extra {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            r.headers_mut().insert(*k, v);
+        }
+    }
+    r
+}
+
+fn token_unavailable(shared: &Shared, log: AccessLog, inflight: InflightGuard, e: &Error) -> Response<RespBody> {
+    let msg = format!("anthropic-wif proxy: no access token available [{}]: {e}", e.kind.as_str());
+    // Retrying helps only when the endpoint is unreachable; tell the SDKs so.
+    let retry = if e.kind == ErrorKind::Unavailable { "true" } else { "false" };
+    let mut log = log;
+    log.note = "no-token";
+    respond(
+        shared,
+        log,
+        Some(inflight),
+        json_error(StatusCode::SERVICE_UNAVAILABLE, "credentials_unavailable", &msg),
+        &[("x-should-retry", retry), ("retry-after", "1")],
+    )
+}
+
+fn health(shared: &Shared, log: AccessLog) -> Response<RespBody> {
+    let mut log = log;
+    log.enabled = false; // orchestrators poll often; keep the log about traffic
+    if shared.draining.load(Ordering::SeqCst) {
+        let v = serde_json::json!({"status": "draining", "reason": "the proxy is shutting down"});
+        return respond(shared, log, None, (StatusCode::SERVICE_UNAVAILABLE, Bytes::from(v.to_string())), &[]);
+    }
+    let (status, v) = match shared.tokens.health() {
+        Health::Ready { expires_in } => (
+            StatusCode::OK,
+            serde_json::json!({"status": "ready", "upstream": shared.upstream.shown, "token_expires_in": expires_in}),
+        ),
+        Health::NotReady { reason, error } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "unavailable", "upstream": shared.upstream.shown, "reason": reason,
+                               "kind": error.map(|e| e.kind.as_str())}),
+        ),
+    };
+    respond(shared, log, None, (status, Bytes::from(v.to_string())), &[])
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<RespBody> {
+    let start = Instant::now();
+    let log = AccessLog {
+        enabled: true,
+        method: req.method().clone(),
+        // The path only: a query string may carry something secret.
+        path: req.uri().path().to_string(),
+        status: 0,
+        start,
+        bytes: 0,
+        note: "",
+        finished: None,
+    };
+    if req.method() == Method::GET {
+        match req.uri().path() {
+            "/healthz" | "/readyz" => return health(&shared, log),
+            "/livez" => {
+                let mut log = log;
+                log.enabled = false;
+                return respond(
+                    &shared,
+                    log,
+                    None,
+                    (StatusCode::OK, Bytes::from_static(b"{\"status\":\"live\"}")),
+                    &[],
+                );
+            }
+            _ => {}
+        }
+    }
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+    shared.inflight.fetch_add(1, Ordering::Relaxed);
+    let inflight = InflightGuard(shared.inflight.clone());
+
+    let token = match shared.tokens.get().await {
+        Ok(t) => t,
+        Err(e) => return token_unavailable(&shared, log, inflight, &e),
+    };
+
+    let (mut parts, body) = req.into_parts();
+    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let uri = {
+        let u = &shared.upstream;
+        let pq = if u.prefix.is_empty() { pq.to_string() } else { format!("{}{pq}", u.prefix) };
+        Uri::builder().scheme(u.scheme.clone()).authority(u.authority.clone()).path_and_query(pq).build()
+    };
+    let uri = match uri {
+        Ok(u) => u,
+        Err(_) => {
+            return respond(
+                &shared,
+                log,
+                Some(inflight),
+                json_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "anthropic-wif proxy: the request target is not a valid path",
+                ),
+                &[],
+            )
+        }
+    };
+    parts.uri = uri;
+    parts.version = hyper::Version::HTTP_11;
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h);
+    h.remove(header::HOST);
+    h.remove(header::EXPECT);
+    h.remove("x-api-key");
+    h.remove(header::AUTHORIZATION);
+    let beta = api::with_oauth_beta(h.get_all(api::BETA_HEADER).iter().filter_map(|v| v.to_str().ok()));
+    if let Ok(v) = HeaderValue::from_str(&beta) {
+        h.insert(api::BETA_HEADER, v);
+    }
+
+    // Keep a copy of a small body (reference-counted chunks) for a replay.
+    let declared: Option<u64> =
+        h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let limit = shared.config.replay_max_bytes;
+    let record = match declared {
+        Some(n) if n > limit as u64 => None,
+        _ if limit == 0 => None,
+        _ => Some(body::recording(limit)),
+    };
+    let replay_parts = record.as_ref().map(|_| (parts.method.clone(), parts.uri.clone(), parts.headers.clone()));
+    parts.headers.insert(header::AUTHORIZATION, token.header.clone());
+    let upstream_req = Request::from_parts(parts, ReqBody::stream(body, record.clone()));
+
+    let mut log = log;
+    let resp = match shared.client.request(upstream_req).await {
+        Ok(r) => r,
+        Err(e) => return upstream_failed(&shared, log, inflight, &e),
+    };
+    if resp.status() != StatusCode::UNAUTHORIZED {
+        return forward_response(&shared, resp, log, inflight);
+    }
+
+    // 401: this token is refused. Exchange anew (once for all refused requests).
+    let kept = record.as_ref().and_then(|r| r.lock().unwrap_or_else(|e| e.into_inner()).take_complete());
+    let (Some(chunks), Some((method, uri, headers))) = (kept, replay_parts) else {
+        let shared2 = shared.clone();
+        let id = token.id;
+        tokio::spawn(async move {
+            let _ = shared2.tokens.rejected(id).await;
+        });
+        log.note = "401-not-replayable";
+        return forward_response(&shared, resp, log, inflight);
+    };
+    let new_token = match shared.tokens.rejected(token.id).await {
+        Ok(AfterReject::Replay(t)) => t,
+        Ok(AfterReject::PassOn) => {
+            log.note = "401-fresh-token-refused";
+            return forward_response(&shared, resp, log, inflight);
+        }
+        Err(e) => return token_unavailable(&shared, log, inflight, &e),
+    };
+    // Read the small 401 body to the end so its connection goes back to the pool.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect(),
+    )
+    .await;
+    let mut replay = Request::new(ReqBody::Chunks(chunks));
+    *replay.method_mut() = method;
+    *replay.uri_mut() = uri;
+    *replay.headers_mut() = headers;
+    replay.headers_mut().insert(header::AUTHORIZATION, new_token.header.clone());
+    log.note = "replayed-after-401";
+    match shared.client.request(replay).await {
+        Ok(r) => forward_response(&shared, r, log, inflight),
+        Err(e) => upstream_failed(&shared, log, inflight, &e),
+    }
+}
+
+fn forward_response(
+    shared: &Shared,
+    resp: Response<Incoming>,
+    mut log: AccessLog,
+    inflight: InflightGuard,
+) -> Response<RespBody> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    log.status = parts.status.as_u16();
+    log.enabled = shared.config.log;
+    Response::from_parts(parts, RespBody::upstream(body, log, Some(inflight)))
+}
+
+fn upstream_failed(
+    shared: &Shared,
+    mut log: AccessLog,
+    inflight: InflightGuard,
+    e: &hyper_util::client::legacy::Error,
+) -> Response<RespBody> {
+    use std::error::Error as _;
+    let mut cause = String::new();
+    let mut src = e.source();
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    let what = if e.is_connect() { "cannot connect to" } else { "lost the connection to" };
+    let msg = format!(
+        "anthropic-wif proxy: {what} the upstream {}{}",
+        shared.upstream.shown,
+        if cause.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", anthropic_wif_core::error::scrub(&cause, &[], 300))
+        }
+    );
+    log.note = "upstream-unreachable";
+    respond(shared, log, Some(inflight), json_error(StatusCode::BAD_GATEWAY, "api_error", &msg), &[])
+}
