@@ -209,7 +209,8 @@ test('internal: waiting too long for another process\'s cache lock is a WifError
   fs.mkdirSync(dir, { mode: 0o700 });
   const cache = `${dir}/token.json`;
   // Another process holds `<cache>.lock` (as one that is exchanging would).
-  const holder = spawn(flock, ['-x', `${cache}.lock`, '-c', 'echo locked; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // Its own process group, so flock and the sleep it runs are killed together afterwards.
+  const holder = spawn(flock, ['-x', `${cache}.lock`, '-c', 'echo locked; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
   try {
     await new Promise((resolve, reject) => {
       holder.stdout.once('data', resolve);
@@ -226,7 +227,12 @@ test('internal: waiting too long for another process\'s cache lock is a WifError
     assert.ok(Date.now() - started < 10_000);
     assert.equal((await emu.stats()).token_requests, 0, 'no exchange while another process holds the lock');
   } finally {
-    holder.kill('SIGKILL');
+    try {
+      process.kill(-holder.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    holder.stdout.destroy();
   }
 });
 
