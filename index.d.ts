@@ -3,20 +3,168 @@
 
 /**
  * Where the identity JWT comes from: the same discriminated union as a
- * profile's `authentication.identity_token` (and the CLI's `--identity-token`).
- * Every source is read afresh at each exchange.
+ * profile's `authentication.identity_token` (and the CLI's `--identity-token`),
+ * field names in snake_case as in the profile file. Every source is read
+ * afresh at each exchange, trimmed, and an empty result is an error naming it.
+ * Presets that request a token take `audience` (default
+ * `https://api.anthropic.com`); the CI-variable presets and `kubernetes` get
+ * their audience from the platform. See docs/platforms.md.
+ *
+ * Profiles using anything but `file` need anthropic-wif as the provider (the
+ * official SDKs implement only `file`).
  */
 export type IdentityTokenSource =
-  /** A file, re-read at every exchange (projected Kubernetes tokens rotate). */
-  | { source: 'file'; path: string }
-  /** An environment variable holding the JWT itself. */
-  | { source: 'env'; var: string }
-  /** A program run without a shell; its stdout is the token. */
-  | { source: 'command'; command: string[]; timeout_s?: number }
-  /** An HTTP GET; `${VAR}` is expanded from the environment in the URL and header values. */
-  | { source: 'url'; url: string; headers?: Record<string, string>; field?: string }
-  /** GitHub Actions OIDC (needs `permissions: id-token: write`). */
-  | { source: 'github_actions'; audience?: string };
+  | FileIdentitySource
+  | EnvIdentitySource
+  | CommandIdentitySource
+  | UrlIdentitySource
+  | GithubActionsIdentitySource
+  | GitlabIdentitySource
+  | CircleciIdentitySource
+  | BitbucketIdentitySource
+  | TerraformIdentitySource
+  | GcpMetadataIdentitySource
+  | AzureImdsIdentitySource
+  | KubernetesIdentitySource
+  | AwsStsIdentitySource
+  | SpiffeIdentitySource
+  | AutoIdentitySource;
+
+/** The name of every identity-token source (the union's `source` tag). */
+export type IdentitySourceName = IdentityTokenSource['source'];
+
+/** A file, re-read at every exchange (projected Kubernetes tokens rotate). */
+export interface FileIdentitySource {
+  source: 'file';
+  path: string;
+}
+/** An environment variable holding the JWT itself. */
+export interface EnvIdentitySource {
+  source: 'env';
+  var: string;
+}
+/**
+ * A program run without a shell, inheriting the environment; its stdout is the
+ * token (bounded output), stderr goes into the error message.
+ */
+export interface CommandIdentitySource {
+  source: 'command';
+  /** argv: `[program, ...args]`. */
+  command: string[];
+  /** Kill it after this many seconds (default 30). */
+  timeout_s?: number;
+}
+/**
+ * An HTTP GET (no redirects, 1 MiB cap, 30 s time-out); `${VAR}` is expanded
+ * from the environment in the URL and header values. Plain `http://` only for
+ * loopback and the metadata hosts.
+ */
+export interface UrlIdentitySource {
+  source: 'url';
+  url: string;
+  headers?: Record<string, string>;
+  /** A top-level JSON string field holding the token; without it the trimmed body is the token. */
+  field?: string;
+}
+/**
+ * GitHub Actions OIDC: `GET $ACTIONS_ID_TOKEN_REQUEST_URL&audience=…` with
+ * `Authorization: Bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN`, JSON field `value`.
+ * The job needs `permissions: id-token: write`.
+ */
+export interface GithubActionsIdentitySource {
+  source: 'github_actions';
+  audience?: string;
+}
+/** GitLab CI: the job's `id_tokens:` variable (default `ANTHROPIC_ID_TOKEN`); the audience is set in the YAML. */
+export interface GitlabIdentitySource {
+  source: 'gitlab';
+  var?: string;
+}
+/** CircleCI: `CIRCLE_OIDC_TOKEN_V2` (audience = the organization id). */
+export interface CircleciIdentitySource {
+  source: 'circleci';
+  var?: string;
+}
+/** Bitbucket Pipelines: `BITBUCKET_STEP_OIDC_TOKEN` (the step needs `oidc: true`). */
+export interface BitbucketIdentitySource {
+  source: 'bitbucket';
+  var?: string;
+}
+/**
+ * HCP Terraform: `TFC_WORKLOAD_IDENTITY_TOKEN` (set `TFC_WORKLOAD_IDENTITY_AUDIENCE`);
+ * a tagged audience yields `TFC_WORKLOAD_IDENTITY_TOKEN_<TAG>`: give that name in `var`.
+ */
+export interface TerraformIdentitySource {
+  source: 'terraform';
+  var?: string;
+}
+/**
+ * Google Cloud metadata server identity token (`Metadata-Flavor: Google`,
+ * `format=full`). `GCE_METADATA_HOST` overrides the host.
+ */
+export interface GcpMetadataIdentitySource {
+  source: 'gcp_metadata';
+  audience?: string;
+}
+/**
+ * Azure managed identity: IMDS (`Metadata: true`, field `access_token`), or
+ * `$IDENTITY_ENDPOINT` with `X-IDENTITY-HEADER` on App Service, Functions and
+ * Container Apps. `AZURE_IMDS_ENDPOINT` overrides the IMDS base URL.
+ */
+export interface AzureImdsIdentitySource {
+  source: 'azure_imds';
+  /** The resource requested (default `https://api.anthropic.com`). */
+  audience?: string;
+  /** A user-assigned identity's client id. */
+  client_id?: string;
+}
+/**
+ * A projected service-account token file (default
+ * `/var/run/secrets/anthropic.com/token`, or `$ANTHROPIC_WIF_KUBERNETES_TOKEN_PATH`);
+ * the audience is the volume's `serviceAccountToken.audience`.
+ */
+export interface KubernetesIdentitySource {
+  source: 'kubernetes';
+  path?: string;
+}
+/**
+ * AWS STS `GetWebIdentityToken`, SigV4-signed with the workload's AWS
+ * credentials (environment, shared files, web identity, container or EC2
+ * instance credentials), sent to the regional endpoint.
+ */
+export interface AwsStsIdentitySource {
+  source: 'aws_sts';
+  audience?: string;
+  /** Default: `AWS_REGION`, `AWS_DEFAULT_REGION`, the AWS profile's region, else the EC2 instance's. */
+  region?: string;
+  /** 60…3600, default 300. */
+  duration_seconds?: number;
+  /** `RS256` (default) or `ES384`. */
+  signing_algorithm?: 'RS256' | 'ES384';
+}
+/**
+ * SPIFFE JWT-SVID: from the Workload API (`socket`, default
+ * `$SPIFFE_ENDPOINT_SOCKET`), or from a file a spiffe-helper writes (`path`).
+ */
+export interface SpiffeIdentitySource {
+  source: 'spiffe';
+  audience?: string;
+  /** `unix:///run/spire/sockets/agent.sock` */
+  socket?: string;
+  /** Pick one of several identities. */
+  spiffe_id?: string;
+  /** A JWT-SVID file written by spiffe-helper (instead of the Workload API). */
+  path?: string;
+}
+/**
+ * Detect the platform from the environment (GitHub Actions, GitLab, CircleCI,
+ * Bitbucket, Terraform, SPIFFE, Kubernetes, Azure App Service, AWS, then the
+ * metadata servers); see docs/platforms.md for the order.
+ */
+export interface AutoIdentitySource {
+  source: 'auto';
+  audience?: string;
+}
 
 /**
  * Options of `new Provider(options)`: the CLI's flags in camelCase. Unset
@@ -49,6 +197,12 @@ export interface ProviderOptions {
    * (default: the refresh policy alone, as the SDK keeps its own cache).
    */
   minRemaining?: number;
+  /**
+   * How long, in seconds, to wait for another process that holds the
+   * on-disk cache lock (it is exchanging); then fail with a `WifError` of
+   * kind `internal`. Default 60.
+   */
+  lockTimeout?: number;
   /**
    * The environment to resolve from, instead of the live process environment
    * (nothing else is visible). Useful in worker threads and tests.
@@ -134,3 +288,167 @@ export declare class Provider {
 export declare const ERROR_KINDS: readonly ErrorKind[];
 /** The engine version. */
 export declare const VERSION: string;
+
+/** Options of `doctor(options, doctorOptions)`. */
+export interface DoctorOptions {
+  /**
+   * Also make one real exchange. That **consumes** the identity token (the
+   * server accepts each one once); the access token obtained is written to the
+   * on-disk cache (unless `noCache`). Skipped when the checks found an error.
+   */
+  exchange?: boolean;
+  /** The audience the federation rule expects (default: the preset's `audience`, else `https://api.anthropic.com`). */
+  expectedAudience?: string;
+}
+
+/** `error` makes a report unhealthy; `warning` and `info` do not. */
+export type DoctorSeverity = 'error' | 'warning' | 'info';
+
+/** One thing the diagnosis found. `code` is stable (see docs/doctor.md). */
+export interface DoctorFinding {
+  /** e.g. `config_error`, `invalid_id`, `jwt_expired`, `jwt_audience_mismatch`, `exchange_failed`. */
+  code: string;
+  severity: DoctorSeverity;
+  /** For errors: the error kind (what the CLI's exit code says). */
+  kind?: ErrorKind;
+  message: string;
+  /** What to do about it. */
+  fix: string;
+}
+
+/** Where a setting came from. */
+export interface DoctorOrigin {
+  /** `explicit` (an option), `env` (an environment variable), `profile` (a profile file), `default`. */
+  kind: 'explicit' | 'env' | 'profile' | 'default';
+  /** The option or environment variable name. */
+  name?: string;
+  /** The profile file. */
+  path?: string;
+  /** Human form, e.g. `environment variable ANTHROPIC_ORGANIZATION_ID`. */
+  display: string;
+}
+
+/** An error as a report shows it. */
+export interface DoctorError {
+  kind: ErrorKind;
+  message: string;
+  status?: number;
+  request_id?: string;
+  error_code?: string;
+}
+
+/** Which step of the configuration chain decided, and where every field came from. */
+export interface DoctorConfig {
+  ok: boolean;
+  /** `explicit_profile`, `explicit`, `api_key`, `auth_token`, `env_profile`, `env_federation`, `active_profile`. */
+  step?: string;
+  description?: string;
+  resolution?: 'federation' | 'api_key' | 'static_bearer' | 'user_oauth';
+  config_dir?: string;
+  profile?: string;
+  profile_path?: string;
+  fields: Array<{ name: string; value: string; origin: DoctorOrigin }>;
+  /** Federation settings present but ignored because a static credential wins. */
+  shadowed?: string;
+  error?: DoctorError;
+}
+
+/** An id and whether it is well-formed. */
+export interface DoctorIdCheck {
+  field: string;
+  value: string;
+  origin: DoctorOrigin;
+  ok: boolean;
+  error?: string;
+}
+
+/** The identity token decoded **without verification**: never the token or its signature. */
+export interface DoctorJwt {
+  alg: string | null;
+  kid: string | null;
+  typ: string | null;
+  iss: string | null;
+  sub: string | null;
+  aud: string[];
+  iat: number | null;
+  nbf: number | null;
+  exp: number | null;
+  /** `exp - iat`, seconds. */
+  lifetime_s: number | null;
+  /** `exp - now`, seconds (negative when expired). */
+  remaining_s: number | null;
+  jti_present: boolean;
+  /** The claim names present. */
+  claim_names: string[];
+}
+
+/** The identity-token source and what it gave. */
+export interface DoctorIdentity {
+  /** The source's `source` tag. */
+  source: IdentitySourceName | (string & {});
+  description: string;
+  /** The source's settings (literal `url` header values withheld). */
+  settings: Record<string, unknown>;
+  origin: DoctorOrigin;
+  expected_audience: string;
+  fetched: boolean;
+  error?: DoctorError;
+  size_bytes?: number;
+  token?: DoctorJwt;
+  decode_error?: string;
+}
+
+/** The on-disk token cache file. */
+export interface DoctorCache {
+  path?: string;
+  state: 'disabled' | 'missing' | 'valid' | 'expired' | 'insecure' | 'corrupt';
+  expires_at?: number;
+  remaining_s?: number;
+  detail?: string;
+}
+
+/** The optional real exchange (`doctorOptions.exchange`). */
+export interface DoctorExchange {
+  requested: boolean;
+  performed: boolean;
+  skipped_reason?: string;
+  ok?: boolean;
+  status?: number;
+  request_id?: string;
+  granted_lifetime_s?: number;
+  expires_at?: number;
+  scope?: string;
+  /** The access token masked to its last four characters, e.g. `sk-ant-oat01-…abcd`. */
+  token_masked?: string;
+  /** The cache file the new token was written to. */
+  cached_in?: string;
+  error?: DoctorError;
+}
+
+/** The report of `doctor()`: the JSON of `anthropic-wif doctor --json`. */
+export interface DoctorReport {
+  /** Version of this shape (1). */
+  version: number;
+  /** No finding of severity `error`. */
+  healthy: boolean;
+  /** 0 when healthy, else the CLI exit code of the first error's kind. */
+  exit_code: number;
+  errors: number;
+  warnings: number;
+  /** Unix seconds. */
+  checked_at: number;
+  config: DoctorConfig;
+  ids: DoctorIdCheck[];
+  identity?: DoctorIdentity;
+  cache?: DoctorCache;
+  exchange: DoctorExchange;
+  findings: DoctorFinding[];
+}
+
+/**
+ * Diagnose a configuration, off the event loop: the report of
+ * `anthropic-wif doctor --json`. `options` are `new Provider(options)`'s.
+ * Resolves whatever it finds (check `report.healthy` and `report.findings`).
+ * @throws {ConfigurationError} (as a rejection) on malformed arguments.
+ */
+export declare function doctor(options?: ProviderOptions, doctorOptions?: DoctorOptions): Promise<DoctorReport>;

@@ -221,10 +221,45 @@ class Provider {
   }
 }
 
+function plainObjectArg(value, what) {
+  if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value))) {
+    throw new ConfigurationError(`${what} must be an object, got ${Array.isArray(value) ? 'an array' : typeof value}`, { kind: 'config' });
+  }
+  try {
+    return JSON.stringify(value || {});
+  } catch (e) {
+    throw new ConfigurationError(`${what} must be plain data (${e.message})`, { kind: 'config' });
+  }
+}
+
+/**
+ * Diagnose a configuration: the same report as `anthropic-wif doctor --json`,
+ * computed off the event loop. `options` are `new Provider(options)`'s (none:
+ * resolve like the CLI with no flags); `doctorOptions.exchange` also makes
+ * one real exchange (which consumes the identity token and caches the access
+ * token), `doctorOptions.expectedAudience` is the audience the federation
+ * rule expects. Resolves the report whatever it finds (`report.healthy`,
+ * `report.findings`); rejects only on malformed arguments (ConfigurationError).
+ * The report never holds the identity token or the access token (only masked).
+ */
+function doctor(options, doctorOptions) {
+  try {
+    const json = plainObjectArg(options, 'doctor(options): options');
+    const djson = plainObjectArg(doctorOptions, 'doctor(options, doctorOptions): doctorOptions');
+    return callNative(() => native.doctor(json, djson)).then((outcome) => {
+      if (outcome.error) throw fromRecord(outcome.error);
+      return JSON.parse(outcome.json);
+    });
+  } catch (e) {
+    return Promise.reject(fromThrown(e));
+  }
+}
+
 const VERSION = native.engineVersion();
 
 module.exports = {
   Provider,
+  doctor,
   WifError,
   ConfigurationError,
   IdentitySourceError,

@@ -11,6 +11,8 @@
 #   ANTHROPIC_WIF_BUILD_PROFILE  debug (default here, fast) or release
 #   SKIP_PACK=1                  skip the packaging checks
 #   SKIP_SOURCE_BUILD=1          skip building the addon from the packed sources
+#   FAULT_CASE=<name>            run only that row of tests/fault-matrix.json (tests/node/faults.test.js)
+#   FAULT_CONCURRENCY=<n>        fault-matrix rows run at once (default 8; each has its own emulator)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)

@@ -15,8 +15,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anthropic_wif_core::config::{Env, FieldNames, Overrides};
+use anthropic_wif_core::doctor::{self, DoctorOptions};
 use anthropic_wif_core::identity::IdentitySpec;
 use anthropic_wif_core::{AccessToken, Error, ErrorKind, Face, Provider, ProviderOptions};
 use napi::bindgen_prelude::Object;
@@ -94,8 +96,12 @@ const KNOWN_OPTIONS: &[&str] = &[
     "credentialsPath",
     "noCache",
     "minRemaining",
+    "lockTimeout",
     "env",
 ];
+
+/// The options `doctor(options, doctorOptions)` accepts as its second argument.
+const KNOWN_DOCTOR_OPTIONS: &[&str] = &["exchange", "expectedAudience"];
 
 fn type_name(v: &Value) -> &'static str {
     match v {
@@ -122,23 +128,25 @@ fn opt_string(map: &Map<String, Value>, name: &str) -> Result<Option<String>, Er
 
 /// Turn the JSON of the JS options object into engine options.
 fn parse_options(json: &str) -> Result<ProviderOptions, Error> {
+    parse_options_for(json, "new Provider(options)")
+}
+
+/// [`parse_options`], with `call` (e.g. `doctor(options)`) naming the API in messages.
+fn parse_options_for(json: &str, call: &str) -> Result<ProviderOptions, Error> {
     let value: Value = serde_json::from_str(json)
-        .map_err(|e| Error::config(format!("new Provider(options): options are not serialisable as JSON ({e})")))?;
+        .map_err(|e| Error::config(format!("{call}: options are not serialisable as JSON ({e})")))?;
     let map = match value {
         Value::Null => Map::new(),
         Value::Object(m) => m,
         other => {
-            return Err(Error::config(format!(
-                "new Provider(options): options must be an object, got {}",
-                type_name(&other)
-            )))
+            return Err(Error::config(format!("{call}: options must be an object, got {}", type_name(&other))))
         }
     };
     for key in map.keys() {
         if !KNOWN_OPTIONS.contains(&key.as_str()) {
             let hint = if key == "baseUrl" { " (did you mean baseURL?)".to_string() } else { String::new() };
             return Err(Error::config(format!(
-                "new Provider(options): unknown option {key}{hint}; known options: {}",
+                "{call}: unknown option {key}{hint}; known options: {}",
                 KNOWN_OPTIONS.join(", ")
             )));
         }
@@ -196,6 +204,23 @@ fn parse_options(json: &str) -> Result<ProviderOptions, Error> {
         Some(other) => {
             return Err(Error::config(format!(
                 "option minRemaining must be a number of seconds, got {}",
+                type_name(other)
+            )))
+        }
+    }
+    match map.get("lockTimeout") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(secs) if (0.0..=3600.0).contains(&secs) => options.lock_timeout = Duration::from_secs_f64(secs),
+            _ => {
+                return Err(Error::config(format!(
+                    "option lockTimeout must be a number of seconds between 0 and 3600, got {n}"
+                )))
+            }
+        },
+        Some(other) => {
+            return Err(Error::config(format!(
+                "option lockTimeout must be a number of seconds, got {}",
                 type_name(other)
             )))
         }
@@ -334,6 +359,94 @@ impl NativeProvider {
     }
 }
 
+/// Parse `doctor()`'s second argument: `{ exchange?: boolean, expectedAudience?: string }`.
+fn parse_doctor_options(json: &str) -> Result<DoctorOptions, Error> {
+    let value: Value = serde_json::from_str(json)
+        .map_err(|e| Error::config(format!("doctor(options, doctorOptions): doctorOptions are not serialisable as JSON ({e})")))?;
+    let map = match value {
+        Value::Null => Map::new(),
+        Value::Object(m) => m,
+        other => {
+            return Err(Error::config(format!(
+                "doctor(options, doctorOptions): doctorOptions must be an object like {{ exchange: true }}, got {}",
+                type_name(&other)
+            )))
+        }
+    };
+    for key in map.keys() {
+        if !KNOWN_DOCTOR_OPTIONS.contains(&key.as_str()) {
+            return Err(Error::config(format!(
+                "doctor(options, doctorOptions): unknown doctor option {key}; known: {} (provider settings go in the first argument)",
+                KNOWN_DOCTOR_OPTIONS.join(", ")
+            )));
+        }
+    }
+    let mut out = DoctorOptions::default();
+    match map.get("exchange") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => out.exchange = *b,
+        Some(other) => {
+            return Err(Error::config(format!(
+                "doctor option exchange must be true or false, got {}",
+                type_name(other)
+            )))
+        }
+    }
+    match map.get("expectedAudience") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s.trim().is_empty() => {}
+        Some(Value::String(s)) => out.expected_audience = Some(s.trim().to_string()),
+        Some(other) => {
+            return Err(Error::config(format!(
+                "doctor option expectedAudience must be a string (the audience the federation rule expects), got {}",
+                type_name(other)
+            )))
+        }
+    }
+    Ok(out)
+}
+
+/// What the async `doctor()` settles with: the report as JSON text, or an error record.
+#[napi(object)]
+pub struct NativeReport {
+    pub json: Option<String>,
+    pub error: Option<NativeError>,
+}
+
+/// `doctor(optionsJson, doctorJson)`: the core diagnosis (`anthropic-wif
+/// doctor --json`), computed on the core runtime. Bad options throw a marked
+/// config error synchronously; a configuration that does not resolve is a
+/// finding in the report, not an error.
+#[napi(ts_return_type = "Promise<NativeReport>")]
+pub fn doctor<'env>(env: &'env napi::Env, options_json: String, doctor_json: String) -> napi::Result<Object<'env>> {
+    let options = parse_options_for(&options_json, "doctor(options)").map_err(|e| throw(&e))?;
+    let doctor_options = parse_doctor_options(&doctor_json).map_err(|e| throw(&e))?;
+    type Resolver = Box<dyn FnOnce(NapiEnv) -> napi::Result<NativeReport> + Send>;
+    let (deferred, promise) = env.create_deferred::<NativeReport, Resolver>()?;
+    let rt = anthropic_wif_core::runtime::runtime();
+    let work = rt.spawn(async move {
+        let report = doctor::diagnose_async(&options, &doctor_options).await;
+        // The struct itself, not `to_json()`: keeps the CLI's `--json` key order.
+        serde_json::to_string(&report)
+            .map_err(|e| Error::internal(format!("cannot encode the doctor report: {e}")))
+    });
+    rt.spawn(async move {
+        let outcome = match work.await {
+            Ok(Ok(json)) => NativeReport { json: Some(json), error: None },
+            Ok(Err(e)) => NativeReport { json: None, error: Some(NativeError::from(&e)) },
+            Err(join) => {
+                let e = Error::internal(format!(
+                    "the doctor task failed unexpectedly ({}); please report this",
+                    if join.is_panic() { "panic" } else { "cancelled" }
+                ));
+                NativeReport { json: None, error: Some(NativeError::from(&e)) }
+            }
+        };
+        deferred.resolve(Box::new(move |_env| Ok(outcome)));
+    });
+    Ok(promise)
+}
+
 /// Error kinds, in the order the engine documents them (for tests and docs).
 #[napi]
 pub fn error_kinds() -> Vec<String> {
@@ -384,5 +497,29 @@ mod tests {
         assert!(e.message.contains("identityToken"), "{}", e.message);
         assert!(parse_options("null").is_ok());
         assert!(parse_options("{}").is_ok());
+
+        let o = parse_options(r#"{"lockTimeout":0.5}"#).unwrap();
+        assert_eq!(o.lock_timeout, Duration::from_millis(500));
+        let e = parse_options(r#"{"lockTimeout":-1}"#).unwrap_err();
+        assert!(e.message.contains("lockTimeout"), "{}", e.message);
+        let e = parse_options_for(r#"{"bogus":1}"#, "doctor(options)").unwrap_err();
+        assert!(e.message.starts_with("doctor(options): unknown option bogus"), "{}", e.message);
+    }
+
+    #[test]
+    fn doctor_options_are_parsed_and_checked() {
+        let d = parse_doctor_options(r#"{"exchange":true,"expectedAudience":" https://aud.example "}"#).unwrap();
+        assert!(d.exchange);
+        assert_eq!(d.expected_audience.as_deref(), Some("https://aud.example"));
+        let d = parse_doctor_options("null").unwrap();
+        assert!(!d.exchange && d.expected_audience.is_none());
+        let e = parse_doctor_options(r#"{"exchange":"yes"}"#).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert!(e.message.contains("exchange must be true or false"), "{}", e.message);
+        let e = parse_doctor_options(r#"{"baseURL":"x"}"#).unwrap_err();
+        assert!(e.message.contains("unknown doctor option baseURL"), "{}", e.message);
+        let e = parse_doctor_options(r#"{"expectedAudience":3}"#).unwrap_err();
+        assert!(e.message.contains("expectedAudience"), "{}", e.message);
+        assert!(parse_doctor_options("[]").is_err());
     }
 }

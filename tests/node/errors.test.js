@@ -10,7 +10,7 @@ const Anthropic = require('@anthropic-ai/sdk').default;
 
 const wif = require('anthropic-wif');
 const { Provider, WifError, ConfigurationError, IdentitySourceError, ExchangeDeniedError, EndpointUnavailableError } = wif;
-const { spawnSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const { startEmulator, sandbox, federationOptions, assertNoSecrets, cliBinary, RULE } = require('./_helpers.js');
 
 let emu;
@@ -201,14 +201,51 @@ test('unavailable: repeated 503s are an EndpointUnavailableError carrying status
   await emu.reset();
 });
 
-test('internal: an unusable cache location is a WifError of kind internal', async () => {
+test('internal: waiting too long for another process\'s cache lock is a WifError of kind internal', async (t) => {
+  const flock = ['/usr/bin/flock', '/bin/flock'].find((f) => fs.existsSync(f));
+  if (!flock) return t.skip('needs util-linux flock(1) to hold the lock from another process');
+  await emu.reset();
+  const dir = sb.path('locked');
+  fs.mkdirSync(dir, { mode: 0o700 });
+  const cache = `${dir}/token.json`;
+  // Another process holds `<cache>.lock` (as one that is exchanging would).
+  // Its own process group, so flock and the sleep it runs are killed together afterwards.
+  const holder = spawn(flock, ['-x', `${cache}.lock`, '-c', 'echo locked; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  try {
+    await new Promise((resolve, reject) => {
+      holder.stdout.once('data', resolve);
+      holder.once('exit', (code) => reject(new Error(`flock exited ${code}`)));
+    });
+    const p = new Provider(federationOptions(emu, sb, { credentialsPath: cache, lockTimeout: 0.5 }));
+    const started = Date.now();
+    const err = await rejection(p.getToken());
+    checkError(err, WifError, 'internal');
+    assert.equal(Object.getPrototypeOf(err), WifError.prototype, 'internal errors are plain WifErrors');
+    assert.equal(err.errorCode, 'lock_timeout');
+    assert.match(err.message, /timed out .* waiting for the token cache lock/);
+    assert.ok(err.message.includes(`${cache}.lock`), err.message);
+    assert.ok(Date.now() - started < 10_000);
+    assert.equal((await emu.stats()).token_requests, 0, 'no exchange while another process holds the lock');
+  } finally {
+    try {
+      process.kill(-holder.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    holder.stdout.destroy();
+  }
+});
+
+test('an unusable cache location does not cost the token (it is returned, just not cached)', async () => {
+  await emu.reset();
   // The cache file's parent is a regular file: the cache cannot be created.
   const blocker = sb.path('not-a-dir');
   fs.writeFileSync(blocker, 'x');
   const p = new Provider(federationOptions(emu, sb, { credentialsPath: `${blocker}/token.json` }));
-  const err = await rejection(p.getToken());
-  checkError(err, WifError, 'internal');
-  assert.equal(Object.getPrototypeOf(err), WifError.prototype, 'internal errors are plain WifErrors');
+  const t = await p.getToken();
+  assert.match(t.token, /^sk-ant-oat01-/);
+  assert.equal(fs.readFileSync(blocker, 'utf8'), 'x');
+  assert.equal((await emu.stats()).exchanges, 1);
 });
 
 test('no token or JWT in util.inspect or JSON of a provider and its credentials function', async () => {
