@@ -223,7 +223,7 @@ pub fn denied_hint(rule_id: &str, workspace_set: bool) -> String {
     if !workspace_set {
         h.push_str(
             " No workspace_id was given: if the rule covers several workspaces, set one \
-             (ANTHROPIC_WORKSPACE_ID, the profile's workspace_id, or the workspace_id option).",
+             (ANTHROPIC_WORKSPACE_ID, the profile's workspace_id, --workspace-id, or the workspace_id / workspaceId option).",
         );
     }
     h.push_str(
