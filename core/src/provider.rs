@@ -279,6 +279,14 @@ impl Provider {
             if let Some(t) = self.cached() {
                 return Ok(t);
             }
+            // A fresh token on disk needs no runtime: a credential process that
+            // finds one answers without starting the runtime's threads.
+            if let Source::Federation { disk: Some(disk), .. } = &self.inner.source {
+                if let FromDisk::Fresh(t) = self.judge_disk(disk) {
+                    self.inner.memory.insert(t.clone());
+                    return Ok(t.into());
+                }
+            }
         }
         crate::runtime::block_on(self.token(force_refresh))
     }
