@@ -139,8 +139,9 @@ class Result:
     via: str
     secs: float = 0.0
     problems: List[str] = dataclasses.field(default_factory=list)
-    jwt: str = ""
-    token: Optional[str] = None
+    # Kept for the leak checks; out of repr so a failing assertion never prints them.
+    jwt: str = dataclasses.field(default="", repr=False)
+    token: Optional[str] = dataclasses.field(default=None, repr=False)
 
 
 def error_texts(err: BaseException) -> Dict[str, str]:
