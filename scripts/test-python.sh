@@ -9,6 +9,8 @@
 #   PY_BUILD_PROFILE  cargo profile for the extension (default: dev; "release" for benches)
 #   ANTHROPIC_WIF_BIN the CLI binary the tests spawn (default: $CARGO_TARGET_DIR/debug/anthropic-wif)
 #   PYTEST_ARGS       extra pytest arguments
+#   FAULT_CASE        run one case of the fault matrix (tests/fault-matrix.json) in test_faults.py
+#   FAULT_CONCURRENCY how many fault-matrix cases run at once, each with its own emulator (default 8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"

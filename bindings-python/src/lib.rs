@@ -4,8 +4,8 @@
 //! configuration, fetches identity tokens, exchanges them, caches the result in
 //! memory and on disk and serialises exchanges across threads and processes.
 //! This module only:
-//! - builds a core `Provider` from keyword arguments (`Face::Python`,
-//!   snake_case field names in messages);
+//! - builds core `ProviderOptions` from keyword arguments (`Face::Python`,
+//!   snake_case field names in messages) and a core `Provider` from them;
 //! - hands tokens out as the `AccessToken` class the Python layer chose (the
 //!   SDK's own class when `anthropic` is importable), reusing the Python
 //!   object while the token is unchanged so the warm path allocates nothing;
@@ -14,6 +14,8 @@
 //!   provider (`loop.call_soon_threadsafe`), so no thread is spawned per call;
 //! - maps `anthropic_wif_core::Error` to the exception classes defined in
 //!   `anthropic_wif._errors`;
+//! - runs the core diagnosis (`doctor`) and hands its report out as the JSON
+//!   text of `anthropic-wif doctor --json` (the Python layer parses it);
 //! - rebuilds the core provider in a forked child (its locks and runtime
 //!   belong to the parent's threads, which the child does not have).
 
@@ -21,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once, RwLock};
 
 use anthropic_wif_core::config::{FieldNames, Overrides};
+use anthropic_wif_core::doctor::DoctorOptions;
 use anthropic_wif_core::identity::IdentitySpec;
 use anthropic_wif_core::{AccessToken, Error, ErrorKind, Face, Provider, ProviderOptions, Secret};
 use pyo3::exceptions::PyRuntimeError;
@@ -76,6 +79,16 @@ fn wait_for_token(
     py: Python<'_>,
     rx: std::sync::mpsc::Receiver<Result<AccessToken, Error>>,
 ) -> PyResult<Result<AccessToken, Error>> {
+    Ok(wait_for(py, rx)?.unwrap_or_else(|| {
+        Err(Error::internal(
+            "internal error: the token task ended without an answer (it panicked or the runtime shut down)",
+        ))
+    }))
+}
+
+/// Receive from `rx` with the GIL released, checking for signals every
+/// 200 ms. `None` when the sender is gone without an answer.
+fn wait_for<T: Send>(py: Python<'_>, rx: std::sync::mpsc::Receiver<T>) -> PyResult<Option<T>> {
     use std::sync::mpsc::RecvTimeoutError;
     let mut rx = rx;
     loop {
@@ -85,15 +98,57 @@ fn wait_for_token(
         });
         rx = back;
         match received {
-            Ok(result) => return Ok(result),
+            Ok(value) => return Ok(Some(value)),
             Err(RecvTimeoutError::Timeout) => py.check_signals()?,
-            Err(RecvTimeoutError::Disconnected) => {
-                return Ok(Err(Error::internal(
-                    "internal error: the token task ended without an answer (it panicked or the runtime shut down)",
-                )))
-            }
+            Err(RecvTimeoutError::Disconnected) => return Ok(None),
         }
     }
+}
+
+/// Await `work` on the shared runtime, then complete the asyncio `future`
+/// through `event_loop.call_soon_threadsafe(resolve, future, ok, value)`,
+/// `value` being `convert(result)` or the exception for the error.
+fn complete_future<T, F>(
+    work: tokio::task::JoinHandle<Result<T, Error>>,
+    event_loop: Py<PyAny>,
+    future: Py<PyAny>,
+    resolve: Py<PyAny>,
+    convert: F,
+) where
+    T: Send + 'static,
+    F: for<'py> FnOnce(Python<'py>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    anthropic_wif_core::runtime::runtime().spawn(async move {
+        let result = match work.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::internal(if e.is_panic() {
+                "internal error: the task panicked".to_string()
+            } else {
+                "internal error: the task was cancelled (runtime shutting down)".to_string()
+            })),
+        };
+        // Completing the Python future needs the GIL: take it on a
+        // blocking-pool thread, so a busy interpreter (the GIL is held up
+        // to a switch interval at a time) never stalls a runtime worker
+        // that other exchanges need.
+        let completion = tokio::task::spawn_blocking(move || {
+            Python::attach(move |py| {
+                let (ok, value): (bool, PyResult<Py<PyAny>>) = match result {
+                    Ok(v) => (true, convert(py, v)),
+                    Err(e) => (false, error_value(py, &e).map(Bound::unbind)),
+                };
+                let (ok, value) = match value {
+                    Ok(v) => (ok, v),
+                    Err(pyerr) => (false, pyerr.into_value(py).into_any()),
+                };
+                // A closed loop raises RuntimeError: nobody is waiting any more.
+                if let Err(e) = event_loop.call_method1(py, "call_soon_threadsafe", (resolve, future, ok, value)) {
+                    drop(e);
+                }
+            })
+        });
+        drop(completion);
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -151,6 +206,155 @@ fn to_pyerr(py: Python<'_>, err: &Error) -> PyErr {
 
 fn config_error(message: String) -> Error {
     Error::config(message)
+}
+
+// ---------------------------------------------------------------------------
+// options (shared by the providers and doctor)
+
+/// The engine's provider options built from the Python keyword arguments
+/// (already type-checked by `anthropic_wif._provider`). Building them does no
+/// I/O and resolves nothing: a malformed identity-source dict or a negative
+/// `min_remaining` is refused here, everything else when resolved.
+#[pyclass(frozen, module = "anthropic_wif._native", name = "NativeOptions")]
+struct NativeOptions {
+    options: ProviderOptions,
+}
+
+#[pymethods]
+impl NativeOptions {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        profile = None,
+        federation_rule_id = None,
+        organization_id = None,
+        service_account_id = None,
+        workspace_id = None,
+        base_url = None,
+        identity_token_json = None,
+        config_dir = None,
+        credentials_path = None,
+        disk_cache = true,
+        min_remaining = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        profile: Option<String>,
+        federation_rule_id: Option<String>,
+        organization_id: Option<String>,
+        service_account_id: Option<String>,
+        workspace_id: Option<String>,
+        base_url: Option<String>,
+        identity_token_json: Option<String>,
+        config_dir: Option<String>,
+        credentials_path: Option<String>,
+        disk_cache: bool,
+        min_remaining: Option<i64>,
+    ) -> PyResult<Self> {
+        let identity_token = match identity_token_json {
+            None => None,
+            Some(json) => Some(serde_json::from_str::<IdentitySpec>(&json).map_err(|e| {
+                let detail = anthropic_wif_core::error::scrub(&e.to_string(), &[], 300);
+                to_pyerr(
+                    py,
+                    &config_error(format!(
+                        "argument identity_token is not a valid identity-token source: {detail}; \
+                         pass a source object (anthropic_wif.sources.File(path), …) or a dict such as \
+                         {{\"source\": \"file\", \"path\": \"/var/run/secrets/anthropic.com/token\"}}"
+                    )),
+                )
+            })?),
+        };
+        if let Some(m) = min_remaining {
+            if m < 0 {
+                return Err(to_pyerr(
+                    py,
+                    &config_error(format!("argument min_remaining must be 0 or more seconds, got {m}; pass a non-negative number of seconds or None")),
+                ));
+            }
+        }
+        let overrides = Overrides {
+            profile: opt_string(profile),
+            federation_rule_id: opt_string(federation_rule_id),
+            organization_id: opt_string(organization_id),
+            service_account_id: opt_string(service_account_id),
+            workspace_id: opt_string(workspace_id),
+            base_url: opt_string(base_url),
+            identity_token,
+            config_dir: opt_string(config_dir).map(Into::into),
+            credentials_path: opt_string(credentials_path).map(Into::into),
+            names: FieldNames::SnakeCase,
+        };
+        let mut options = ProviderOptions::new(Face::Python);
+        options.overrides = overrides;
+        options.disk_cache = disk_cache;
+        options.min_remaining = min_remaining;
+        Ok(NativeOptions { options })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// doctor
+
+/// The diagnosis as JSON text, in the key order of `anthropic-wif doctor
+/// --json` (the struct itself, not `Report::to_json`, whose map is sorted).
+async fn doctor_json(options: ProviderOptions, doctor: DoctorOptions) -> Result<String, Error> {
+    let report = anthropic_wif_core::doctor::diagnose_async(&options, &doctor).await;
+    serde_json::to_string(&report).map_err(|e| Error::internal(format!("cannot encode the doctor report: {e}")))
+}
+
+fn doctor_options(exchange: bool, expected_audience: Option<String>) -> DoctorOptions {
+    DoctorOptions {
+        exchange,
+        expected_audience: expected_audience.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+    }
+}
+
+/// `anthropic-wif doctor --json` for these options, as JSON text; the GIL is
+/// released while the diagnosis runs on the shared runtime.
+#[pyfunction]
+#[pyo3(signature = (options, *, exchange = false, expected_audience = None))]
+fn doctor(
+    py: Python<'_>,
+    options: PyRef<'_, NativeOptions>,
+    exchange: bool,
+    expected_audience: Option<String>,
+) -> PyResult<String> {
+    let options = options.options.clone();
+    let doctor = doctor_options(exchange, expected_audience);
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    anthropic_wif_core::runtime::runtime().spawn(async move {
+        let _ = tx.send(doctor_json(options, doctor).await);
+    });
+    let result = wait_for(py, rx)?.unwrap_or_else(|| {
+        Err(Error::internal(
+            "internal error: the doctor task ended without an answer (it panicked or the runtime shut down)",
+        ))
+    });
+    result.map_err(|e| to_pyerr(py, &e))
+}
+
+/// [`doctor`] for asyncio: runs on the shared runtime and completes `future`
+/// with the JSON text through `event_loop.call_soon_threadsafe(resolve, …)`,
+/// like `NativeProvider.get_async`.
+#[pyfunction]
+#[pyo3(signature = (options, exchange, expected_audience, event_loop, future, resolve))]
+fn doctor_async(
+    options: PyRef<'_, NativeOptions>,
+    exchange: bool,
+    expected_audience: Option<String>,
+    event_loop: Py<PyAny>,
+    future: Py<PyAny>,
+    resolve: Py<PyAny>,
+) -> PyResult<()> {
+    let options = options.options.clone();
+    let doctor = doctor_options(exchange, expected_audience);
+    let work = anthropic_wif_core::runtime::runtime().spawn(doctor_json(options, doctor));
+    complete_future(work, event_loop, future, resolve, |py, json: String| {
+        Ok(pyo3::types::PyString::new(py, &json).into_any().unbind())
+    });
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -285,79 +489,12 @@ impl NativeProvider {
 #[pymethods]
 impl NativeProvider {
     #[new]
-    #[pyo3(signature = (
-        *,
-        token_class,
-        profile = None,
-        federation_rule_id = None,
-        organization_id = None,
-        service_account_id = None,
-        workspace_id = None,
-        base_url = None,
-        identity_token_json = None,
-        config_dir = None,
-        credentials_path = None,
-        disk_cache = true,
-        min_remaining = None,
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        token_class: Py<PyAny>,
-        profile: Option<String>,
-        federation_rule_id: Option<String>,
-        organization_id: Option<String>,
-        service_account_id: Option<String>,
-        workspace_id: Option<String>,
-        base_url: Option<String>,
-        identity_token_json: Option<String>,
-        config_dir: Option<String>,
-        credentials_path: Option<String>,
-        disk_cache: bool,
-        min_remaining: Option<i64>,
-    ) -> PyResult<Self> {
-        let identity_token = match identity_token_json {
-            None => None,
-            Some(json) => Some(serde_json::from_str::<IdentitySpec>(&json).map_err(|e| {
-                let detail = anthropic_wif_core::error::scrub(&e.to_string(), &[], 300);
-                to_pyerr(
-                    py,
-                    &config_error(format!(
-                        "argument identity_token is not a valid identity-token source: {detail}; \
-                         pass a source object (anthropic_wif.sources.File(path), …) or a dict such as \
-                         {{\"source\": \"file\", \"path\": \"/var/run/secrets/anthropic.com/token\"}}"
-                    )),
-                )
-            })?),
-        };
-        if let Some(m) = min_remaining {
-            if m < 0 {
-                return Err(to_pyerr(
-                    py,
-                    &config_error(format!("argument min_remaining must be 0 or more seconds, got {m}; pass a non-negative number of seconds or None")),
-                ));
-            }
-        }
-        let overrides = Overrides {
-            profile: opt_string(profile),
-            federation_rule_id: opt_string(federation_rule_id),
-            organization_id: opt_string(organization_id),
-            service_account_id: opt_string(service_account_id),
-            workspace_id: opt_string(workspace_id),
-            base_url: opt_string(base_url),
-            identity_token,
-            config_dir: opt_string(config_dir).map(Into::into),
-            credentials_path: opt_string(credentials_path).map(Into::into),
-            names: FieldNames::SnakeCase,
-        };
-        let mut options = ProviderOptions::new(Face::Python);
-        options.overrides = overrides;
-        options.disk_cache = disk_cache;
-        options.min_remaining = min_remaining;
+    #[pyo3(signature = (*, token_class, options))]
+    fn new(py: Python<'_>, token_class: Py<PyAny>, options: PyRef<'_, NativeOptions>) -> PyResult<Self> {
         NativeProvider::from_recipe(
             py,
             Recipe {
-                options,
+                options: options.options.clone(),
                 bound_base_url: None,
             },
             token_class,
@@ -402,39 +539,8 @@ impl NativeProvider {
         let py = slf.py();
         let provider = slf.get().provider(py)?;
         let this: Py<NativeProvider> = slf.unbind();
-        let runtime = anthropic_wif_core::runtime::runtime();
-        let work = runtime.spawn(async move { provider.token(force_refresh).await });
-        runtime.spawn(async move {
-            let result = match work.await {
-                Ok(r) => r,
-                Err(e) => Err(Error::internal(if e.is_panic() {
-                    "internal error: the token task panicked".to_string()
-                } else {
-                    "internal error: the token task was cancelled (runtime shutting down)".to_string()
-                })),
-            };
-            // Completing the Python future needs the GIL: take it on a
-            // blocking-pool thread, so a busy interpreter (the GIL is held up
-            // to a switch interval at a time) never stalls a runtime worker
-            // that other exchanges need.
-            let completion = tokio::task::spawn_blocking(move || {
-                Python::attach(move |py| {
-                    let (ok, value): (bool, PyResult<Py<PyAny>>) = match result {
-                        Ok(token) => (true, this.get().wrap(py, token)),
-                        Err(e) => (false, error_value(py, &e).map(Bound::unbind)),
-                    };
-                    let (ok, value) = match value {
-                        Ok(v) => (ok, v),
-                        Err(pyerr) => (false, pyerr.into_value(py).into_any()),
-                    };
-                    // A closed loop raises RuntimeError: nobody is waiting any more.
-                    if let Err(e) = event_loop.call_method1(py, "call_soon_threadsafe", (resolve, future, ok, value)) {
-                        drop(e);
-                    }
-                })
-            });
-            drop(completion);
-        });
+        let work = anthropic_wif_core::runtime::runtime().spawn(async move { provider.token(force_refresh).await });
+        complete_future(work, event_loop, future, resolve, move |py, token| this.get().wrap(py, token));
         Ok(())
     }
 
@@ -495,7 +601,10 @@ fn _fork_generation() -> u64 {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     install_atfork();
+    m.add_class::<NativeOptions>()?;
     m.add_class::<NativeProvider>()?;
+    m.add_function(wrap_pyfunction!(doctor, m)?)?;
+    m.add_function(wrap_pyfunction!(doctor_async, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(_fork_generation, m)?)?;
     Ok(())

@@ -54,12 +54,13 @@ def cli_binary() -> str:
 class Emulator:
     """A running `anthropic-wif emulator` process and its control API."""
 
-    def __init__(self, *extra_args: str) -> None:
+    def __init__(self, *extra_args: str, env: Optional[Dict[str, str]] = None) -> None:
         self.proc = subprocess.Popen(
             [cli_binary(), "emulator", "--listen", "127.0.0.1:0", *extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

@@ -157,6 +157,15 @@ def test_types_check_with_the_sdk(tmp_path: Path) -> None:
             except anthropic_wif.ExchangeDeniedError as err:
                 code: "int | None" = err.status_code
                 rid: "str | None" = err.request_id
+            report: anthropic_wif.DoctorReport = anthropic_wif.doctor(exchange=False, profile="x")
+            exit_code: int = report["exit_code"]
+            healthy: bool = report["healthy"]
+            for finding in report["findings"]:
+                fcode: str = finding["code"]
+            masked: "str | None" = report["exchange"].get("token_masked")
+
+            async def later() -> anthropic_wif.DoctorReport:
+                return await anthropic_wif.adoctor(expected_audience="https://a.example")
             """
         )
     )

@@ -7,6 +7,10 @@ A native credentials provider for the official ``anthropic`` SDK::
 
     client = anthropic.AsyncAnthropic(credentials=anthropic_wif.AsyncProvider())
 
+and a health report of the configuration (``anthropic-wif doctor --json``)::
+
+    report = anthropic_wif.doctor()
+
 The provider trades a short-lived OIDC identity token (GitHub Actions,
 Kubernetes, cloud metadata, …) for a short-lived Claude API access token, and
 caches it in memory and in the on-disk cache shared with the ``anthropic-wif``
@@ -14,6 +18,7 @@ CLI and the official SDKs.
 """
 
 from . import sources
+from ._doctor import DoctorFinding, DoctorReport, adoctor, doctor
 from ._errors import (
     ConfigurationError,
     EndpointUnavailableError,
@@ -38,5 +43,9 @@ __all__ = [
     "ExchangeDeniedError",
     "EndpointUnavailableError",
     "sources",
+    "doctor",
+    "adoctor",
+    "DoctorReport",
+    "DoctorFinding",
     "__version__",
 ]

@@ -4,11 +4,10 @@ in ``anthropic_wif`` instead."""
 import asyncio
 from typing import Any, Callable, Optional
 
-class NativeProvider:
+class NativeOptions:
     def __init__(
         self,
         *,
-        token_class: Callable[[str, Optional[int]], Any],
         profile: Optional[str] = None,
         federation_rule_id: Optional[str] = None,
         organization_id: Optional[str] = None,
@@ -21,6 +20,9 @@ class NativeProvider:
         disk_cache: bool = True,
         min_remaining: Optional[int] = None,
     ) -> None: ...
+
+class NativeProvider:
+    def __init__(self, *, token_class: Callable[[str, Optional[int]], Any], options: NativeOptions) -> None: ...
     def get(self, force_refresh: bool = False) -> Any: ...
     def cached(self) -> Optional[Any]: ...
     def get_async(
@@ -34,5 +36,14 @@ class NativeProvider:
     def invalidate(self) -> None: ...
     def notice(self) -> Optional[str]: ...
 
+def doctor(options: NativeOptions, *, exchange: bool = False, expected_audience: Optional[str] = None) -> str: ...
+def doctor_async(
+    options: NativeOptions,
+    exchange: bool,
+    expected_audience: Optional[str],
+    event_loop: asyncio.AbstractEventLoop,
+    future: "asyncio.Future[Any]",
+    resolve: Callable[["asyncio.Future[Any]", bool, Any], None],
+) -> None: ...
 def version() -> str: ...
 def _fork_generation() -> int: ...

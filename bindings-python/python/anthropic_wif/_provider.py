@@ -157,7 +157,7 @@ class _Base:
             no_cache=no_cache,
             min_remaining=min_remaining,
         )
-        self._native = _native.NativeProvider(token_class=token_class(), **kwargs)
+        self._native = _native.NativeProvider(token_class=token_class(), options=_native.NativeOptions(**kwargs))
         self._description = _describe(kwargs)
         notice = self._native.notice()
         if notice is not None:
