@@ -8,6 +8,7 @@
 //! dropping them would try to join threads that do not exist there).
 
 use once_cell::sync::OnceCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -21,6 +22,18 @@ struct PerProcess {
 
 static CURRENT: Mutex<Option<&'static PerProcess>> = Mutex::new(None);
 
+/// Worker threads of the runtime. One by default: the engine's work is a few
+/// I/O-bound exchanges, and with a second worker tokio wakes both threads for
+/// every task, which costs more CPU than the exchange itself (bench/PYTHON.md).
+/// The proxy, which serves many connections, asks for more.
+static WORKERS: AtomicUsize = AtomicUsize::new(1);
+
+/// Set the runtime's worker threads (at least 1). Takes effect when the
+/// runtime is created: call it before anything uses the runtime.
+pub fn set_worker_threads(n: usize) {
+    WORKERS.store(n.max(1), Ordering::Relaxed);
+}
+
 fn current() -> &'static PerProcess {
     let pid = std::process::id();
     let mut guard = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
@@ -30,7 +43,7 @@ fn current() -> &'static PerProcess {
         }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(WORKERS.load(Ordering::Relaxed))
         .thread_name("anthropic-wif")
         .enable_all()
         .build()
@@ -41,7 +54,7 @@ fn current() -> &'static PerProcess {
     p
 }
 
-/// The process's tokio runtime (multi-thread, 2 workers).
+/// The process's tokio runtime (multi-thread; 1 worker unless [`set_worker_threads`] said otherwise).
 pub fn runtime() -> &'static tokio::runtime::Runtime {
     current().runtime
 }

@@ -107,6 +107,8 @@ async fn throughput(t: &Target, conns: usize, secs: u64) -> f64 {
 }
 
 fn main() {
+    // As `anthropic-wif proxy` does: a server runtime, one worker per core.
+    anthropic_wif_core::runtime::set_worker_threads(2);
     let lat_n: usize = std::env::var("BENCH_LAT_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     let tp_secs: u64 = std::env::var("BENCH_TP_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let emu = Emulator::start(EmulatorConfig::default()).expect("emulator");
