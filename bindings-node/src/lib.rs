@@ -103,16 +103,7 @@ const KNOWN_OPTIONS: &[&str] = &[
 /// The options `doctor(options, doctorOptions)` accepts as its second argument.
 const KNOWN_DOCTOR_OPTIONS: &[&str] = &["exchange", "expectedAudience"];
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+use anthropic_wif_core::json::type_name;
 
 fn opt_string(map: &Map<String, Value>, name: &str) -> Result<Option<String>, Error> {
     match map.get(name) {

@@ -1148,14 +1148,10 @@ async fn run_exchange(
     cache: Option<PathBuf>,
     jwt: Secret,
 ) {
-    let params = ExchangeParams {
-        base_url: cfg.base_url.value.clone(),
-        federation_rule_id: cfg.federation_rule_id.value.clone(),
-        organization_id: cfg.organization_id.value.clone(),
-        service_account_id: cfg.service_account_id.as_ref().map(|v| v.value.clone()),
-        workspace_id: cfg.workspace_id.as_ref().map(|v| v.value.clone()),
-        user_agent: format!("anthropic-wif/{} ({}; doctor)", crate::VERSION, options.face.as_str()),
-    };
+    let params = ExchangeParams::for_federation(
+        cfg,
+        format!("anthropic-wif/{} ({}; doctor)", crate::VERSION, options.face.as_str()),
+    );
     // Under the cache lock, so no other process exchanges at the same time.
     let lock = match &cache {
         Some(path) => {

@@ -141,14 +141,10 @@ impl Provider {
         let source = match &resolved.resolution {
             Resolution::Federation(cfg) => {
                 exchange::check_base_url(&cfg.base_url.value).map_err(|e| e.context(format!("base_url from {}", cfg.base_url.origin)))?;
-                let params = ExchangeParams {
-                    base_url: cfg.base_url.value.clone(),
-                    federation_rule_id: cfg.federation_rule_id.value.clone(),
-                    organization_id: cfg.organization_id.value.clone(),
-                    service_account_id: cfg.service_account_id.as_ref().map(|v| v.value.clone()),
-                    workspace_id: cfg.workspace_id.as_ref().map(|v| v.value.clone()),
-                    user_agent: format!("anthropic-wif/{} ({})", crate::VERSION, options.face.as_str()),
-                };
+                let params = ExchangeParams::for_federation(
+                    cfg,
+                    format!("anthropic-wif/{} ({})", crate::VERSION, options.face.as_str()),
+                );
                 let disk = if options.disk_cache {
                     let path = match &cfg.credentials_path {
                         Some(p) => p.clone(),

@@ -49,6 +49,20 @@ pub struct ExchangeParams {
     pub user_agent: String,
 }
 
+impl ExchangeParams {
+    /// The parameters for a resolved federation configuration.
+    pub fn for_federation(cfg: &crate::config::FederationConfig, user_agent: String) -> Self {
+        ExchangeParams {
+            base_url: cfg.base_url.value.clone(),
+            federation_rule_id: cfg.federation_rule_id.value.clone(),
+            organization_id: cfg.organization_id.value.clone(),
+            service_account_id: cfg.service_account_id.as_ref().map(|v| v.value.clone()),
+            workspace_id: cfg.workspace_id.as_ref().map(|v| v.value.clone()),
+            user_agent,
+        }
+    }
+}
+
 /// A successful token response.
 #[derive(Debug)]
 pub struct TokenResponse {
