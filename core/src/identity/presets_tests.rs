@@ -23,16 +23,7 @@ use crate::runtime::{block_on, runtime};
 
 const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcmVzZXQifQ.c2lnbmF0dXJl";
 
-fn run(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
-    block_on(fetch(spec, env))
-}
-
-fn err(spec: &IdentitySpec, env: &Env) -> Error {
-    match run(spec, env) {
-        Ok(_) => panic!("expected an error from {}", spec.describe()),
-        Err(e) => e,
-    }
-}
+use super::tests::{err, run};
 
 fn assert_clean(e: &Error, secrets: &[&str]) {
     for s in secrets {

@@ -16,11 +16,11 @@ use crate::runtime::{block_on, runtime};
 
 const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvOm8vcjpyZWY6bWFpbiJ9.c2lnbmF0dXJlLWJ5dGVz";
 
-fn run(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
+pub(super) fn run(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
     block_on(fetch(spec, env))
 }
 
-fn err(spec: &IdentitySpec, env: &Env) -> Error {
+pub(super) fn err(spec: &IdentitySpec, env: &Env) -> Error {
     match run(spec, env) {
         Ok(_) => panic!("expected an error from {}", spec.describe()),
         Err(e) => e,
