@@ -129,9 +129,7 @@ fn parse_options_for(json: &str, call: &str) -> Result<ProviderOptions, Error> {
     let map = match value {
         Value::Null => Map::new(),
         Value::Object(m) => m,
-        other => {
-            return Err(Error::config(format!("{call}: options must be an object, got {}", type_name(&other))))
-        }
+        other => return Err(Error::config(format!("{call}: options must be an object, got {}", type_name(&other)))),
     };
     for key in map.keys() {
         if !KNOWN_OPTIONS.contains(&key.as_str()) {
@@ -352,8 +350,9 @@ impl NativeProvider {
 
 /// Parse `doctor()`'s second argument: `{ exchange?: boolean, expectedAudience?: string }`.
 fn parse_doctor_options(json: &str) -> Result<DoctorOptions, Error> {
-    let value: Value = serde_json::from_str(json)
-        .map_err(|e| Error::config(format!("doctor(options, doctorOptions): doctorOptions are not serialisable as JSON ({e})")))?;
+    let value: Value = serde_json::from_str(json).map_err(|e| {
+        Error::config(format!("doctor(options, doctorOptions): doctorOptions are not serialisable as JSON ({e})"))
+    })?;
     let map = match value {
         Value::Null => Map::new(),
         Value::Object(m) => m,
@@ -418,8 +417,7 @@ pub fn doctor<'env>(env: &'env napi::Env, options_json: String, doctor_json: Str
     let work = rt.spawn(async move {
         let report = doctor::diagnose_async(&options, &doctor_options).await;
         // The struct itself, not `to_json()`: keeps the CLI's `--json` key order.
-        serde_json::to_string(&report)
-            .map_err(|e| Error::internal(format!("cannot encode the doctor report: {e}")))
+        serde_json::to_string(&report).map_err(|e| Error::internal(format!("cannot encode the doctor report: {e}")))
     });
     rt.spawn(async move {
         let outcome = match work.await {

@@ -426,10 +426,8 @@ impl NativeProvider {
     fn provider(&self, py: Python<'_>) -> PyResult<Provider> {
         let generation = FORK_GENERATION.load(Ordering::Relaxed);
         {
-            let live = self
-                .live
-                .read()
-                .map_err(|_| PyRuntimeError::new_err("anthropic-wif: provider state poisoned"))?;
+            let live =
+                self.live.read().map_err(|_| PyRuntimeError::new_err("anthropic-wif: provider state poisoned"))?;
             if live.generation == generation {
                 return Ok(live.provider.clone());
             }
@@ -439,10 +437,8 @@ impl NativeProvider {
 
     fn rebuild(&self, py: Python<'_>, generation: u64) -> PyResult<Provider> {
         let fresh = self.recipe.build().map_err(|e| to_pyerr(py, &e))?;
-        let mut live = self
-            .live
-            .write()
-            .map_err(|_| PyRuntimeError::new_err("anthropic-wif: provider state poisoned"))?;
+        let mut live =
+            self.live.write().map_err(|_| PyRuntimeError::new_err("anthropic-wif: provider state poisoned"))?;
         if live.generation != generation {
             let old = std::mem::replace(&mut live.provider, fresh);
             std::mem::forget(old);
@@ -470,17 +466,9 @@ impl NativeProvider {
                 }
             }
         }
-        let object = self
-            .token_class
-            .bind(py)
-            .call1((token.token.expose(), token.expires_at))?
-            .unbind();
+        let object = self.token_class.bind(py).call1((token.token.expose(), token.expires_at))?.unbind();
         if let Ok(mut last) = self.last.lock() {
-            *last = Some(LastToken {
-                token: token.token,
-                expires_at: token.expires_at,
-                object: object.clone_ref(py),
-            });
+            *last = Some(LastToken { token: token.token, expires_at: token.expires_at, object: object.clone_ref(py) });
         }
         Ok(object)
     }
@@ -491,14 +479,7 @@ impl NativeProvider {
     #[new]
     #[pyo3(signature = (*, token_class, options))]
     fn new(py: Python<'_>, token_class: Py<PyAny>, options: PyRef<'_, NativeOptions>) -> PyResult<Self> {
-        NativeProvider::from_recipe(
-            py,
-            Recipe {
-                options: options.options.clone(),
-                bound_base_url: None,
-            },
-            token_class,
-        )
+        NativeProvider::from_recipe(py, Recipe { options: options.options.clone(), bound_base_url: None }, token_class)
     }
 
     /// A token with enough life left: the warm in-memory one when fresh,
@@ -553,16 +534,10 @@ impl NativeProvider {
             py.detach(move || provider.for_base_url(&url))
         };
         let bound = bound.map_err(|e| to_pyerr(py, &e))?;
-        let recipe = Recipe {
-            options: self.recipe.options.clone(),
-            bound_base_url: Some(base_url),
-        };
+        let recipe = Recipe { options: self.recipe.options.clone(), bound_base_url: Some(base_url) };
         Ok(NativeProvider {
             recipe,
-            live: RwLock::new(Live {
-                generation: FORK_GENERATION.load(Ordering::SeqCst),
-                provider: bound,
-            }),
+            live: RwLock::new(Live { generation: FORK_GENERATION.load(Ordering::SeqCst), provider: bound }),
             token_class: self.token_class.clone_ref(py),
             last: Mutex::new(None),
         })

@@ -205,14 +205,17 @@ impl CommonArgs {
             given.push(("--identity-token-env", IdentitySpec::Env { var: var.clone() }));
         }
         if let Some(cmd) = &self.identity_token_command {
-            given.push(("--identity-token-command", IdentitySpec::Command { command: parse_argv(cmd)?, timeout_s: None }));
+            given.push((
+                "--identity-token-command",
+                IdentitySpec::Command { command: parse_argv(cmd)?, timeout_s: None },
+            ));
         }
         if let Some(url) = &self.identity_token_url {
             let mut headers = std::collections::BTreeMap::new();
             for h in &self.identity_token_headers {
-                let (name, value) = h.split_once(':').ok_or_else(|| {
-                    Error::config(format!("--identity-token-header {h:?} is not `Name: value`"))
-                })?;
+                let (name, value) = h
+                    .split_once(':')
+                    .ok_or_else(|| Error::config(format!("--identity-token-header {h:?} is not `Name: value`")))?;
                 headers.insert(name.trim().to_string(), value.trim().to_string());
             }
             given.push((
@@ -239,9 +242,8 @@ impl CommonArgs {
 fn parse_argv(s: &str) -> Result<Vec<String>, Error> {
     let t = s.trim();
     let argv: Vec<String> = if t.starts_with('[') {
-        serde_json::from_str(t).map_err(|e| {
-            Error::config(format!("--identity-token-command: not a JSON array of strings ({e})"))
-        })?
+        serde_json::from_str(t)
+            .map_err(|e| Error::config(format!("--identity-token-command: not a JSON array of strings ({e})")))?
     } else {
         t.split_whitespace().map(str::to_string).collect()
     };

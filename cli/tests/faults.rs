@@ -77,10 +77,7 @@ fn run_case(case: &Value, kinds: &Value) -> Result<String, String> {
         None => {}
     }
     if let Some(faults) = case.get("faults") {
-        let text = faults
-            .to_string()
-            .replace("@JWT@", &jwt)
-            .replace("@OVERSIZED@", &"x".repeat(1024 * 1024 + 1));
+        let text = faults.to_string().replace("@JWT@", &jwt).replace("@OVERSIZED@", &"x".repeat(1024 * 1024 + 1));
         let faults: Value = serde_json::from_str(&text).unwrap();
         sb.emu.push_faults_json(&serde_json::json!({ "faults": faults })).map_err(|e| format!("faults: {e}"))?;
     }
@@ -224,5 +221,11 @@ fn fault_matrix() {
     for r in results.iter().flatten() {
         eprintln!("{r}");
     }
-    assert!(failed.is_empty(), "{} of {} fault cases failed:\n{}", failed.len(), results.len(), failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} of {} fault cases failed:\n{}",
+        failed.len(),
+        results.len(),
+        failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+    );
 }

@@ -38,7 +38,10 @@ fn a_cache_file_replaced_by_a_symlink_is_not_followed() {
     let (old, file) = cached(&mut sb);
     // An attacker's file elsewhere, holding a token of their choosing.
     let target = sb.path("attacker.json");
-    let planted = format!("{{\"version\":\"1.0\",\"type\":\"oauth_token\",\"access_token\":\"sk-ant-oat01-PLANTED\",\"expires_at\":{}}}", anthropic_wif_core::now_unix() + 3000);
+    let planted = format!(
+        "{{\"version\":\"1.0\",\"type\":\"oauth_token\",\"access_token\":\"sk-ant-oat01-PLANTED\",\"expires_at\":{}}}",
+        anthropic_wif_core::now_unix() + 3000
+    );
     std::fs::write(&target, &planted).unwrap();
     chmod(&target, 0o600);
     std::fs::remove_file(&file).unwrap();
@@ -139,9 +142,8 @@ fn a_lock_holder_killed_mid_exchange_does_not_block_the_next_caller() {
 }
 
 fn herd(sb: &Sandbox, n: usize) -> Vec<Output> {
-    let children: Vec<_> = (0..n)
-        .map(|_| sb.command(&["token"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
-        .collect();
+    let children: Vec<_> =
+        (0..n).map(|_| sb.command(&["token"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
     children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
 }
 
@@ -174,7 +176,12 @@ fn sixty_four_processes_on_a_cold_then_an_expiring_cache() {
     assert_eq!(sb.emu.stats().token_requests, 2, "expiring: one more exchange");
     assert_cache_holds(&file, tokens.iter().next().unwrap());
     // No temp files left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(file.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

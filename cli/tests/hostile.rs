@@ -46,7 +46,10 @@ fn enormous_and_deeply_nested_profiles_are_refused_cleanly() {
     let dir = profile_dir(&sb);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("huge", format!("{{\"version\":\"1.0\",\"pad\":\"{}\"}}", "x".repeat(8 * 1024 * 1024)).into_bytes()),
-        ("nested", format!("{{\"version\":\"1.0\",\"x\":{}{}}}", "[".repeat(200_000), "]".repeat(200_000)).into_bytes()),
+        (
+            "nested",
+            format!("{{\"version\":\"1.0\",\"x\":{}{}}}", "[".repeat(200_000), "]".repeat(200_000)).into_bytes(),
+        ),
         ("nested objects", format!("{}1{}", "{\"a\":".repeat(50_000), "}".repeat(50_000)).into_bytes()),
         ("not utf-8", vec![0xff, 0xfe, b'{', b'}']),
         ("not an object", b"[\"version\"]".to_vec()),
@@ -67,7 +70,18 @@ fn enormous_and_deeply_nested_profiles_are_refused_cleanly() {
 fn with_command(sb: &Sandbox, argv: &[&str], timeout_s: u64) -> std::process::Command {
     let spec = serde_json::json!({"source": "command", "command": argv, "timeout_s": timeout_s}).to_string();
     let base = sb.emu.base_url();
-    let mut c = sb.command(&["token", "-vv", "--base-url", &base, "--federation-rule-id", RULE, "--organization-id", ORG, "--identity-token", &spec]);
+    let mut c = sb.command(&[
+        "token",
+        "-vv",
+        "--base-url",
+        &base,
+        "--federation-rule-id",
+        RULE,
+        "--organization-id",
+        ORG,
+        "--identity-token",
+        &spec,
+    ]);
     c.env("HOSTILE_JWT", sb.emu.mint_jwt("sub", anthropic_wif_emulator::DEFAULT_AUDIENCE, 3600));
     c
 }
@@ -83,7 +97,8 @@ fn identity_commands_that_flood_hang_or_fail_with_secrets() {
     assert!(err.contains("more than"), "{err}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     // Megabytes on stderr and a failure: a bounded message.
-    let (o, _) = run_timed(&mut with_command(&sb, &["sh", "-c", "head -c 5000000 /dev/zero | tr '\\0' e >&2; exit 1"], 30));
+    let (o, _) =
+        run_timed(&mut with_command(&sb, &["sh", "-c", "head -c 5000000 /dev/zero | tr '\\0' e >&2; exit 1"], 30));
     let err = assert_failed(&o, "identity", 3, &[]);
     assert!(err.len() < 4000, "bounded: {} bytes", err.len());
     // Hangs: killed at timeout_s, with its grandchildren.
@@ -92,7 +107,9 @@ fn identity_commands_that_flood_hang_or_fail_with_secrets() {
     assert!(err.contains("timed out"), "{err}");
     assert!(took < Duration::from_secs(8), "{took:?}");
     // Non-zero exit with the JWT, an access token and a bearer on stderr.
-    let script = format!("echo \"token was {jwt}\" >&2; echo 'also sk-ant-oat01-STDERRSECRET' >&2; echo \"$HOSTILE_JWT\"; exit 7");
+    let script = format!(
+        "echo \"token was {jwt}\" >&2; echo 'also sk-ant-oat01-STDERRSECRET' >&2; echo \"$HOSTILE_JWT\"; exit 7"
+    );
     let (o, _) = run_timed(&mut with_command(&sb, &["sh", "-c", &script], 30));
     let err = assert_failed(&o, "identity", 3, &[&jwt, "STDERRSECRET"]);
     assert!(err.contains("status 7"), "{err}");
@@ -107,7 +124,19 @@ fn unset_variables_in_url_templates_are_named_not_expanded_to_nothing() {
     let sb = Sandbox::new();
     let base = sb.emu.base_url();
     let url = format!("{base}/token?aud=${{MISSING_AUD}}");
-    let o = sb.run(&["token", "--base-url", &base, "--federation-rule-id", RULE, "--organization-id", ORG, "--identity-token-url", &url, "--identity-token-header", "Authorization: Bearer ${ALSO_MISSING}"]);
+    let o = sb.run(&[
+        "token",
+        "--base-url",
+        &base,
+        "--federation-rule-id",
+        RULE,
+        "--organization-id",
+        ORG,
+        "--identity-token-url",
+        &url,
+        "--identity-token-header",
+        "Authorization: Bearer ${ALSO_MISSING}",
+    ]);
     let err = assert_failed(&o, "identity", 3, &[]);
     assert!(err.contains("MISSING_AUD") || err.contains("ALSO_MISSING"), "{err}");
     // A set secret variable never appears, expanded, in a message.
@@ -115,7 +144,20 @@ fn unset_variables_in_url_templates_are_named_not_expanded_to_nothing() {
     sb2.env.insert("IDP_SECRET".into(), "very-secret-bearer-123".into());
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/t?key=${{IDP_SECRET}}");
-    let o = sb2.run(&["token", "-vv", "--base-url", &base, "--federation-rule-id", RULE, "--organization-id", ORG, "--identity-token-url", &url, "--identity-token-header", "X-Key: ${IDP_SECRET}"]);
+    let o = sb2.run(&[
+        "token",
+        "-vv",
+        "--base-url",
+        &base,
+        "--federation-rule-id",
+        RULE,
+        "--organization-id",
+        ORG,
+        "--identity-token-url",
+        &url,
+        "--identity-token-header",
+        "X-Key: ${IDP_SECRET}",
+    ]);
     let err = assert_failed(&o, "identity", 3, &["very-secret-bearer-123"]);
     assert!(err.contains("${IDP_SECRET}"), "the template is shown: {err}");
 }
@@ -139,7 +181,14 @@ fn urls_with_credentials_are_refused_without_echoing_them() {
         assert!(err.to_lowercase().contains("base_url") || err.contains("base URL"), "{url}: {err}");
     }
     // Credentials in an identity-token URL: refused or used, never printed.
-    let o = sb.run(&["token", "-vv", "--base-url", &sb.emu.base_url(), "--identity-token-url", &format!("http://user:hunter2pass@127.0.0.1:{port}/nothing")]);
+    let o = sb.run(&[
+        "token",
+        "-vv",
+        "--base-url",
+        &sb.emu.base_url(),
+        "--identity-token-url",
+        &format!("http://user:hunter2pass@127.0.0.1:{port}/nothing"),
+    ]);
     assert!(!o.status.success());
     assert_clean("stderr", &stderr(&o), &["hunter2pass"]);
     assert_eq!(sb.emu.stats().token_requests, 0);

@@ -27,7 +27,11 @@ fn exchanges_once_then_serves_from_the_cache() {
 
     // The cache file lives under $XDG_CACHE_HOME/anthropic-wif, is 0600 in a 0700 dir.
     let dir = sb.path("cache/anthropic-wif");
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().map(|e| e == "json").unwrap_or(false)).collect();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().map(|e| e == "json").unwrap_or(false))
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     #[cfg(unix)]
     {
@@ -113,10 +117,14 @@ fn explicit_flags_without_environment() {
     let base = sb.emu.base_url();
     let o = sb.run(&[
         "token",
-        "--base-url", &base,
-        "--federation-rule-id", RULE,
-        "--organization-id", ORG,
-        "--identity-token-file", jwt.to_str().unwrap(),
+        "--base-url",
+        &base,
+        "--federation-rule-id",
+        RULE,
+        "--organization-id",
+        ORG,
+        "--identity-token-file",
+        jwt.to_str().unwrap(),
     ]);
     parse_token_json(&o);
     let body = &sb.emu.requests()[0].body;
@@ -159,7 +167,13 @@ fn profile_uses_the_sdk_credentials_file() {
     // ANTHROPIC_PROFILE selects the same profile and hits the cache.
     let mut sb2_env = sb.env.clone();
     sb2_env.insert("ANTHROPIC_PROFILE".into(), "ci".into());
-    let o = std::process::Command::new(bin()).arg("token").env_clear().envs(&sb2_env).stdin(Stdio::null()).output().unwrap();
+    let o = std::process::Command::new(bin())
+        .arg("token")
+        .env_clear()
+        .envs(&sb2_env)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert_eq!(parse_token_json(&o).0, token);
     assert_eq!(sb.exchanges(), 1);
 }
@@ -261,7 +275,8 @@ fn never_reads_stdin() {
     let mut sb = Sandbox::new();
     sb.federation_env();
     // stdin is an open pipe that never delivers anything: reading it would hang.
-    let mut child = sb.command(&["token"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        sb.command(&["token"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let _keep_open = child.stdin.take();
     let start = Instant::now();
     loop {

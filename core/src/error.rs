@@ -202,7 +202,8 @@ mod tests {
 
     #[test]
     fn exit_codes_are_distinct() {
-        let kinds = [ErrorKind::Config, ErrorKind::Identity, ErrorKind::Denied, ErrorKind::Unavailable, ErrorKind::Internal];
+        let kinds =
+            [ErrorKind::Config, ErrorKind::Identity, ErrorKind::Denied, ErrorKind::Unavailable, ErrorKind::Internal];
         let mut codes: Vec<i32> = kinds.iter().map(|k| k.exit_code()).collect();
         codes.sort();
         codes.dedup();

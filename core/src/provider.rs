@@ -129,7 +129,10 @@ enum Source {
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provider").field("step", &self.inner.resolved.step).field("face", &self.inner.options.face).finish()
+        f.debug_struct("Provider")
+            .field("step", &self.inner.resolved.step)
+            .field("face", &self.inner.options.face)
+            .finish()
     }
 }
 
@@ -140,7 +143,8 @@ impl Provider {
         let mut notice = None;
         let source = match &resolved.resolution {
             Resolution::Federation(cfg) => {
-                exchange::check_base_url(&cfg.base_url.value).map_err(|e| e.context(format!("base_url from {}", cfg.base_url.origin)))?;
+                exchange::check_base_url(&cfg.base_url.value)
+                    .map_err(|e| e.context(format!("base_url from {}", cfg.base_url.origin)))?;
                 let params = ExchangeParams::for_federation(
                     cfg,
                     format!("anthropic-wif/{} ({})", crate::VERSION, options.face.as_str()),
@@ -219,7 +223,9 @@ impl Provider {
     pub fn base_url_pinned(&self) -> bool {
         match &self.inner.resolved.resolution {
             Resolution::Federation(cfg) => matches!(cfg.base_url.origin, Origin::Explicit(_) | Origin::ProfileFile(_)),
-            Resolution::UserOauth { base_url, .. } => matches!(base_url.origin, Origin::Explicit(_) | Origin::ProfileFile(_)),
+            Resolution::UserOauth { base_url, .. } => {
+                matches!(base_url.origin, Origin::Explicit(_) | Origin::ProfileFile(_))
+            }
             _ => false,
         }
     }
@@ -346,7 +352,9 @@ impl Provider {
         if !force {
             match self.judge_disk(disk) {
                 FromDisk::Fresh(t) => {
-                    diag::emit(diag::INFO, || format!("another process refreshed {}; using its token", disk.path().display()));
+                    diag::emit(diag::INFO, || {
+                        format!("another process refreshed {}; using its token", disk.path().display())
+                    });
                     drop(lock);
                     return Ok(t);
                 }
@@ -449,13 +457,19 @@ impl Provider {
                 // window, or an explicit min_remaining, whichever is larger.
                 let floor = mandatory.max(self.inner.options.min_remaining.unwrap_or(0));
                 if remaining > need {
-                    diag::emit(diag::INFO, || format!("using the cached token from {} ({remaining} s left)", disk.path().display()));
+                    diag::emit(diag::INFO, || {
+                        format!("using the cached token from {} ({remaining} s left)", disk.path().display())
+                    });
                     FromDisk::Fresh(t)
                 } else if remaining > floor {
-                    diag::emit(diag::INFO, || format!("cached token in {} has {remaining} s left; refreshing", disk.path().display()));
+                    diag::emit(diag::INFO, || {
+                        format!("cached token in {} has {remaining} s left; refreshing", disk.path().display())
+                    });
                     FromDisk::Fallback(t, remaining)
                 } else {
-                    diag::emit(diag::INFO, || format!("cached token in {} has {remaining} s left; refreshing", disk.path().display()));
+                    diag::emit(diag::INFO, || {
+                        format!("cached token in {} has {remaining} s left; refreshing", disk.path().display())
+                    });
                     FromDisk::Nothing
                 }
             }
@@ -467,10 +481,17 @@ impl Provider {
         }
     }
 
-    async fn exchange(&self, config: &FederationConfig, params: &ExchangeParams, policy: &RetryPolicy) -> Result<CachedToken> {
+    async fn exchange(
+        &self,
+        config: &FederationConfig,
+        params: &ExchangeParams,
+        policy: &RetryPolicy,
+    ) -> Result<CachedToken> {
         let spec = &config.identity.value;
         let env = &self.inner.options.env;
-        diag::emit(diag::INFO, || format!("exchanging an identity token from {} at {}", spec.describe(), params.base_url));
+        diag::emit(diag::INFO, || {
+            format!("exchanging an identity token from {} at {}", spec.describe(), params.base_url)
+        });
         let resp = exchange::exchange_with_retry(params, policy, || identity::fetch(spec, env)).await?;
         diag::emit(diag::INFO, || {
             format!(
@@ -479,7 +500,11 @@ impl Provider {
                 resp.request_id.as_deref().map(|r| format!(", request-id {r}")).unwrap_or_default()
             )
         });
-        Ok(CachedToken { access_token: resp.access_token, expires_at: Some(resp.expires_at), lifetime: Some(resp.expires_in) })
+        Ok(CachedToken {
+            access_token: resp.access_token,
+            expires_at: Some(resp.expires_at),
+            lifetime: Some(resp.expires_in),
+        })
     }
 
     fn user_oauth_token(&self, path: &Path, profile: &str) -> Result<AccessToken> {

@@ -94,11 +94,7 @@ pub struct Fault {
 impl Fault {
     /// A fault for the next token request.
     pub fn new(kind: FaultKind) -> Fault {
-        Fault {
-            kind,
-            count: 1,
-            endpoint: Endpoint::Token,
-        }
+        Fault { kind, count: 1, endpoint: Endpoint::Token }
     }
     /// Apply to `n` consecutive requests.
     pub fn times(mut self, n: u32) -> Fault {
@@ -111,11 +107,7 @@ impl Fault {
         self
     }
     pub fn status(status: u16) -> Fault {
-        Fault::new(FaultKind::Status {
-            status,
-            body: None,
-            headers: BTreeMap::new(),
-        })
+        Fault::new(FaultKind::Status { status, body: None, headers: BTreeMap::new() })
     }
     pub fn retry_after(seconds: u64) -> Fault {
         Fault::new(FaultKind::RetryAfter { seconds })
@@ -136,31 +128,19 @@ impl Fault {
         Fault::new(FaultKind::Oversized { bytes: None })
     }
     pub fn redirect(location: Option<&str>) -> Fault {
-        Fault::new(FaultKind::Redirect {
-            status: None,
-            location: location.map(str::to_owned),
-        })
+        Fault::new(FaultKind::Redirect { status: None, location: location.map(str::to_owned) })
     }
     pub fn echo() -> Fault {
-        Fault::new(FaultKind::Echo {
-            status: None,
-            shape: None,
-        })
+        Fault::new(FaultKind::Echo { status: None, shape: None })
     }
     pub fn raw(status: u16, body: &str) -> Fault {
-        Fault::new(FaultKind::Raw {
-            status: Some(status),
-            body: body.to_owned(),
-            headers: BTreeMap::new(),
-        })
+        Fault::new(FaultKind::Raw { status: Some(status), body: body.to_owned(), headers: BTreeMap::new() })
     }
 
     /// Parse one fault from its JSON form, e.g. `{"kind":"status","status":503,"count":2}`.
     pub fn from_json(v: &Value) -> Result<Fault, String> {
         let Value::Object(map) = v else {
-            return Err(
-                "each fault must be a JSON object like {\"kind\":\"status\",\"status\":503}".into(),
-            );
+            return Err("each fault must be a JSON object like {\"kind\":\"status\",\"status\":503}".into());
         };
         let mut map = map.clone();
         let count = match map.remove("count") {
@@ -181,11 +161,7 @@ impl Fault {
                  redirect, echo, raw)"
             )
         })?;
-        let fault = Fault {
-            kind,
-            count,
-            endpoint,
-        };
+        let fault = Fault { kind, count, endpoint };
         fault.check()?;
         Ok(fault)
     }
@@ -201,37 +177,20 @@ impl Fault {
             Value::Object(_) => std::slice::from_ref(v),
             _ => return Err("expected {\"faults\":[…]}".into()),
         };
-        list.iter()
-            .enumerate()
-            .map(|(i, f)| Fault::from_json(f).map_err(|e| format!("faults[{i}]: {e}")))
-            .collect()
+        list.iter().enumerate().map(|(i, f)| Fault::from_json(f).map_err(|e| format!("faults[{i}]: {e}"))).collect()
     }
 
     fn check(&self) -> Result<(), String> {
         let valid = |s: u16| hyper::StatusCode::from_u16(s).is_ok();
         match &self.kind {
-            FaultKind::Status {
-                status, headers, ..
-            }
-            | FaultKind::Raw {
-                status: Some(status),
-                headers,
-                ..
-            } => {
+            FaultKind::Status { status, headers, .. } | FaultKind::Raw { status: Some(status), headers, .. } => {
                 if !valid(*status) {
                     return Err(format!("status {status} is not a valid HTTP status"));
                 }
                 check_headers(headers)?;
             }
-            FaultKind::Raw {
-                status: None,
-                headers,
-                ..
-            } => check_headers(headers)?,
-            FaultKind::NonJson { status: Some(s) }
-            | FaultKind::Echo {
-                status: Some(s), ..
-            } if !valid(*s) => {
+            FaultKind::Raw { status: None, headers, .. } => check_headers(headers)?,
+            FaultKind::NonJson { status: Some(s) } | FaultKind::Echo { status: Some(s), .. } if !valid(*s) => {
                 return Err(format!("status {s} is not a valid HTTP status"));
             }
             FaultKind::Redirect { status, location } => {
@@ -246,9 +205,7 @@ impl Fault {
                 }
             }
             FaultKind::Echo { shape: Some(s), .. } if s != "oauth" && s != "anthropic" => {
-                return Err(format!(
-                    "echo shape must be \"oauth\" or \"anthropic\", got {s:?}"
-                ));
+                return Err(format!("echo shape must be \"oauth\" or \"anthropic\", got {s:?}"));
             }
             FaultKind::Oversized { bytes: Some(b) } if *b > 64 * 1024 * 1024 => {
                 return Err("oversized bytes must be at most 64 MiB".into());
@@ -311,8 +268,7 @@ mod tests {
         ] {
             assert!(Fault::from_json(&bad).is_err(), "{bad} should be rejected");
         }
-        let e = Fault::list_from_json(&json!({"faults":[{"kind":"reset"},{"kind":"nope"}]}))
-            .unwrap_err();
+        let e = Fault::list_from_json(&json!({"faults":[{"kind":"reset"},{"kind":"nope"}]})).unwrap_err();
         assert!(e.starts_with("faults[1]:"), "{e}");
     }
 }

@@ -4,9 +4,7 @@
 /// `prefix` followed by 1–64 characters of `[A-Za-z0-9]`, e.g. `fdrl_01SDCCSbTxrXDpWc1phhtcfK`.
 pub fn is_tagged(s: &str, prefix: &str) -> bool {
     match s.strip_prefix(prefix) {
-        Some(rest) => {
-            (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-        }
+        Some(rest) => (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric()),
         None => false,
     }
 }

@@ -29,8 +29,7 @@ pub(crate) struct Decoded {
 }
 
 fn is_b64url(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
 }
 
 /// Decode a compact JWS; the error says what is wrong without quoting the input.
@@ -42,17 +41,13 @@ pub(crate) fn decode(token: &str) -> Result<Decoded, &'static str> {
     if parts.iter().any(|p| p.is_empty() || !is_b64url(p)) {
         return Err("every segment must be non-empty base64url");
     }
-    let header = LENIENT
-        .decode(parts[0])
-        .map_err(|_| "the header is not valid base64url")?;
+    let header = LENIENT.decode(parts[0]).map_err(|_| "the header is not valid base64url")?;
     let header: Value = serde_json::from_slice(&header).map_err(|_| "the header is not JSON")?;
     match header.get("alg") {
         Some(Value::String(a)) if !a.is_empty() => {}
         _ => return Err("the header has no \"alg\""),
     }
-    let payload = LENIENT
-        .decode(parts[1])
-        .map_err(|_| "the payload is not valid base64url")?;
+    let payload = LENIENT.decode(parts[1]).map_err(|_| "the payload is not valid base64url")?;
     let claims: Value = serde_json::from_slice(&payload).map_err(|_| "the payload is not JSON")?;
     match claims {
         Value::Object(claims) => Ok(Decoded { claims }),
@@ -61,25 +56,17 @@ pub(crate) fn decode(token: &str) -> Result<Decoded, &'static str> {
 }
 
 pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 pub(crate) fn now_unix_f64() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// Random characters from `[A-Za-z0-9]`.
 pub(crate) fn base62(n: usize) -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    (0..n)
-        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
-        .collect()
+    (0..n).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
 }
 
 /// Build a test JWT from explicit claims (header `{"alg":"RS256","typ":"JWT","kid":"emulator"}`,
@@ -138,27 +125,12 @@ mod tests {
         assert!(decode("a.b").is_err());
         assert!(decode("a..c").is_err());
         assert!(decode("!!.??.xx").is_err());
-        let not_json = format!(
-            "{}.{}.c2ln",
-            URL_SAFE_NO_PAD.encode("nope"),
-            URL_SAFE_NO_PAD.encode("{}")
-        );
+        let not_json = format!("{}.{}.c2ln", URL_SAFE_NO_PAD.encode("nope"), URL_SAFE_NO_PAD.encode("{}"));
         assert_eq!(decode(&not_json).unwrap_err(), "the header is not JSON");
-        let no_alg = format!(
-            "{}.{}.c2ln",
-            URL_SAFE_NO_PAD.encode("{}"),
-            URL_SAFE_NO_PAD.encode("{}")
-        );
+        let no_alg = format!("{}.{}.c2ln", URL_SAFE_NO_PAD.encode("{}"), URL_SAFE_NO_PAD.encode("{}"));
         assert_eq!(decode(&no_alg).unwrap_err(), "the header has no \"alg\"");
-        let arr = format!(
-            "{}.{}.c2ln",
-            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#),
-            URL_SAFE_NO_PAD.encode("[1]")
-        );
-        assert_eq!(
-            decode(&arr).unwrap_err(),
-            "the payload is not a JSON object"
-        );
+        let arr = format!("{}.{}.c2ln", URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#), URL_SAFE_NO_PAD.encode("[1]"));
+        assert_eq!(decode(&arr).unwrap_err(), "the payload is not a JSON object");
         // Padded segments are accepted too.
         let padded = format!(
             "{}.{}.c2ln",

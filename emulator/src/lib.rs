@@ -118,17 +118,9 @@ impl EmulatorConfig {
             if name == "--help" || name == "-h" {
                 return Err(USAGE.to_owned());
             }
-            let known = [
-                "--listen",
-                "--token-lifetime",
-                "--rule",
-                "--stream-delay-ms",
-                "--stream-deltas",
-            ];
+            let known = ["--listen", "--token-lifetime", "--rule", "--stream-delay-ms", "--stream-deltas"];
             if !known.contains(&name) {
-                return Err(format!(
-                    "unknown option {arg:?} for `anthropic-wif emulator`; see --help"
-                ));
+                return Err(format!("unknown option {arg:?} for `anthropic-wif emulator`; see --help"));
             }
             let value = match inline {
                 Some(v) => v,
@@ -142,15 +134,11 @@ impl EmulatorConfig {
             };
             match name {
                 "--listen" => c.listen = parse_listen(&value)?,
-                "--token-lifetime" => c.token_lifetime = value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| {
-                        format!(
-                            "--token-lifetime must be a positive number of seconds, got {value:?}"
-                        )
-                    })?,
+                "--token-lifetime" => {
+                    c.token_lifetime = value.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        format!("--token-lifetime must be a positive number of seconds, got {value:?}")
+                    })?
+                }
                 "--rule" => {
                     if !ids::is_tagged(&value, "fdrl_") {
                         return Err(format!(
@@ -160,19 +148,14 @@ impl EmulatorConfig {
                     c.rules.push(value);
                 }
                 "--stream-delay-ms" => {
-                    c.stream_delay_ms = value.parse().map_err(|_| {
-                        format!("--stream-delay-ms must be a non-negative integer, got {value:?}")
-                    })?
+                    c.stream_delay_ms = value
+                        .parse()
+                        .map_err(|_| format!("--stream-delay-ms must be a non-negative integer, got {value:?}"))?
                 }
                 "--stream-deltas" => {
-                    c.stream_deltas = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=10_000).contains(n))
-                        .ok_or_else(|| {
-                            format!(
-                                "--stream-deltas must be an integer from 1 to 10000, got {value:?}"
-                            )
+                    c.stream_deltas =
+                        value.parse::<usize>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+                            format!("--stream-deltas must be an integer from 1 to 10000, got {value:?}")
                         })?
                 }
                 _ => unreachable!("checked against `known` above"),
@@ -214,11 +197,7 @@ fn bind(listen: SocketAddr) -> io::Result<StdListener> {
 }
 
 fn build_runtime() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("wif-emulator")
-        .enable_all()
-        .build()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("wif-emulator").enable_all().build()
 }
 
 /// A running in-process emulator. Dropping it stops the server.
@@ -232,9 +211,7 @@ pub struct Emulator {
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emulator")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
+        f.debug_struct("Emulator").field("base_url", &self.base_url).finish_non_exhaustive()
     }
 }
 
@@ -248,26 +225,16 @@ impl Emulator {
         let rt = build_runtime()?;
         let (tx, rx) = watch::channel(false);
         let st = state.clone();
-        let thread = std::thread::Builder::new()
-            .name("wif-emulator".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => server::serve(l, st, rx).await,
-                        Err(e) => eprintln!(
-                            "anthropic-wif emulator: cannot use the listening socket: {e}"
-                        ),
-                    }
-                });
-                rt.shutdown_timeout(Duration::from_secs(1));
-            })?;
-        Ok(Emulator {
-            addr,
-            base_url,
-            state,
-            shutdown: tx,
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name("wif-emulator".into()).spawn(move || {
+            rt.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => server::serve(l, st, rx).await,
+                    Err(e) => eprintln!("anthropic-wif emulator: cannot use the listening socket: {e}"),
+                }
+            });
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })?;
+        Ok(Emulator { addr, base_url, state, shutdown: tx, thread: Some(thread) })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
@@ -304,12 +271,7 @@ impl Emulator {
 
     /// A fresh test JWT (unique `jti`, `exp = now + ttl`; negative `ttl` → already expired).
     pub fn mint_jwt(&self, sub: &str, aud: &str, ttl: i64) -> String {
-        jwt::encode_claims(&jwt::default_claims(
-            &self.state.initial.issuer,
-            sub,
-            aud,
-            ttl,
-        ))
+        jwt::encode_claims(&jwt::default_claims(&self.state.initial.issuer, sub, aud, ttl))
     }
 
     /// A test JWT from the JSON form of `POST /_emulator/jwt`:
@@ -376,15 +338,13 @@ pub fn run_cli(config: EmulatorConfig) -> Result<(), String> {
     let listener = bind(listen).map_err(|e| {
         format!("cannot listen on {listen}: {e} (choose another --listen address; 127.0.0.1:0 picks a free port)")
     })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
     let base_url = base_url_for(addr);
     let rt = build_runtime().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let state = Arc::new(State::new(config, base_url.clone()));
     let result = rt.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| format!("cannot use the listening socket: {e}"))?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot use the listening socket: {e}"))?;
         let (tx, rx) = watch::channel(false);
         // Install the signal handlers before announcing readiness, so a
         // signal sent right after the ready line is not lost.
@@ -409,10 +369,8 @@ pub fn run_cli(config: EmulatorConfig) -> Result<(), String> {
 #[cfg(unix)]
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send, String> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => {}
@@ -479,17 +437,11 @@ mod tests {
         .expect("parses");
         assert_eq!(c.listen, "127.0.0.1:8123".parse().expect("addr"));
         assert_eq!(c.token_lifetime, 60);
-        assert_eq!(
-            c.rules,
-            vec!["fdrl_abc".to_string(), "fdrl_def".to_string()]
-        );
+        assert_eq!(c.rules, vec!["fdrl_abc".to_string(), "fdrl_def".to_string()]);
         assert_eq!(c.stream_delay_ms, 0);
         assert_eq!(c.stream_deltas, 9);
         let d = EmulatorConfig::from_args(&[]).expect("defaults");
-        assert_eq!(
-            (d.token_lifetime, d.stream_delay_ms, d.stream_deltas),
-            (600, 20, 5)
-        );
+        assert_eq!((d.token_lifetime, d.stream_delay_ms, d.stream_deltas), (600, 20, 5));
     }
 
     #[test]
@@ -506,25 +458,13 @@ mod tests {
             assert!(e.contains(want), "{a:?}: {e}");
         }
         assert!(wants_help(&args(&["--help"])));
-        assert_eq!(
-            EmulatorConfig::from_args(&args(&["-h"])).unwrap_err(),
-            USAGE
-        );
+        assert_eq!(EmulatorConfig::from_args(&args(&["-h"])).unwrap_err(), USAGE);
     }
 
     #[test]
     fn base_urls() {
-        assert_eq!(
-            base_url_for("0.0.0.0:5".parse().expect("a")),
-            "http://127.0.0.1:5"
-        );
-        assert_eq!(
-            base_url_for("[::1]:5".parse().expect("a")),
-            "http://[::1]:5"
-        );
-        assert_eq!(
-            base_url_for("127.0.0.1:7".parse().expect("a")),
-            "http://127.0.0.1:7"
-        );
+        assert_eq!(base_url_for("0.0.0.0:5".parse().expect("a")), "http://127.0.0.1:5");
+        assert_eq!(base_url_for("[::1]:5".parse().expect("a")), "http://[::1]:5");
+        assert_eq!(base_url_for("127.0.0.1:7".parse().expect("a")), "http://127.0.0.1:7");
     }
 }

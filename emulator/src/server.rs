@@ -41,10 +41,7 @@ impl hyper::body::Body for Body {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Chan(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
@@ -129,11 +126,7 @@ pub(crate) async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
     }
 }
 
-pub(crate) async fn serve(
-    listener: TcpListener,
-    state: Arc<State>,
-    shutdown: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(listener: TcpListener, state: Arc<State>, shutdown: watch::Receiver<bool>) {
     let mut conns = tokio::task::JoinSet::new();
     let stop = wait_shutdown(shutdown.clone());
     tokio::pin!(stop);
@@ -154,28 +147,19 @@ pub(crate) async fn serve(
     }
     drop(listener);
     let drain = async { while conns.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(3), drain)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(3), drain).await.is_err() {
         conns.abort_all();
     }
 }
 
-async fn connection(
-    stream: tokio::net::TcpStream,
-    state: Arc<State>,
-    shutdown: watch::Receiver<bool>,
-) {
+async fn connection(stream: tokio::net::TcpStream, state: Arc<State>, shutdown: watch::Receiver<bool>) {
     let sd = shutdown.clone();
     let svc = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let sd = sd.clone();
         async move { handle(state, req, sd).await }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc);
+    let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
@@ -198,11 +182,7 @@ impl std::fmt::Display for Aborted {
 
 impl std::error::Error for Aborted {}
 
-async fn handle(
-    state: Arc<State>,
-    req: Request<Incoming>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<Resp, Aborted> {
+async fn handle(state: Arc<State>, req: Request<Incoming>, shutdown: watch::Receiver<bool>) -> Result<Resp, Aborted> {
     let rid = request_id();
     match route(&state, req, &rid, shutdown).await {
         Outcome::Respond(mut r) => {
@@ -216,22 +196,14 @@ async fn handle(
 }
 
 fn method_not_allowed(method: &Method, path: &str, allow: &str) -> Outcome {
-    let mut r = error_resp(
-        405,
-        &format!("method {method} is not allowed on {path}; use {allow}"),
-    );
+    let mut r = error_resp(405, &format!("method {method} is not allowed on {path}; use {allow}"));
     if let Ok(v) = HeaderValue::from_str(allow) {
         r.headers_mut().insert("allow", v);
     }
     Outcome::Respond(r)
 }
 
-async fn route(
-    state: &Arc<State>,
-    req: Request<Incoming>,
-    rid: &str,
-    shutdown: watch::Receiver<bool>,
-) -> Outcome {
+async fn route(state: &Arc<State>, req: Request<Incoming>, rid: &str, shutdown: watch::Receiver<bool>) -> Outcome {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     match (path.as_str(), &method) {
@@ -244,10 +216,7 @@ async fn route(
         (MESSAGES_PATH, &Method::POST) => messages_endpoint(state, req, rid, shutdown).await,
         (MESSAGES_PATH, _) => method_not_allowed(&method, &path, "POST"),
         (p, _) if p.starts_with("/_emulator/") => control(state, req, &path, &method).await,
-        _ => Outcome::Respond(error_resp(
-            404,
-            &format!("no such endpoint: {method} {path}"),
-        )),
+        _ => Outcome::Respond(error_resp(404, &format!("no such endpoint: {method} {path}"))),
     }
 }
 
@@ -262,15 +231,8 @@ enum BodyError {
 /// Read at most `limit` bytes. A larger body is drained (discarded, up to
 /// [`DRAIN_CAP`]) before the 413 goes out, so the client finishes sending and
 /// reads the answer instead of hitting a reset mid-upload.
-async fn read_body(
-    mut body: Incoming,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<Bytes, BodyError> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+async fn read_body(mut body: Incoming, headers: &HeaderMap, limit: usize) -> Result<Bytes, BodyError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > DRAIN_CAP as u64) {
         return Err(BodyError::TooLarge);
     }
@@ -298,21 +260,13 @@ async fn read_body(
 const DRAIN_CAP: usize = 32 * 1024 * 1024;
 
 fn too_large(limit: usize) -> Outcome {
-    Outcome::Respond(error_resp(
-        413,
-        &format!("request body is larger than {limit} bytes"),
-    ))
+    Outcome::Respond(error_resp(413, &format!("request body is larger than {limit} bytes")))
 }
 
 fn record(state: &State, method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) {
     let headers = headers
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     state.record(RecordedRequest {
         method: method.to_string(),
@@ -339,12 +293,7 @@ fn beta_flags(headers: &HeaderMap) -> Vec<String> {
 // ---------------------------------------------------------------------------
 // Faults.
 
-async fn apply_fault(
-    state: &State,
-    kind: FaultKind,
-    body: &[u8],
-    shutdown: watch::Receiver<bool>,
-) -> Option<Outcome> {
+async fn apply_fault(state: &State, kind: FaultKind, body: &[u8], shutdown: watch::Receiver<bool>) -> Option<Outcome> {
     let out = match kind {
         FaultKind::Delay { ms } => {
             tokio::select! {
@@ -436,10 +385,7 @@ async fn apply_fault(
 
 fn set_headers(r: &mut Resp, headers: &std::collections::BTreeMap<String, String>) {
     for (k, v) in headers {
-        if let (Ok(k), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
             r.headers_mut().insert(k, v);
         }
     }
@@ -470,29 +416,16 @@ struct Validated {
 /// SPEC §1 checks; the error is the precise 400 message.
 fn validate_token_request(headers: &HeaderMap, body: &[u8]) -> Result<Validated, String> {
     let flags = beta_flags(headers);
-    let missing: Vec<&str> = [BETA_OAUTH, BETA_FEDERATION]
-        .into_iter()
-        .filter(|f| !flags.iter().any(|x| x == f))
-        .collect();
+    let missing: Vec<&str> =
+        [BETA_OAUTH, BETA_FEDERATION].into_iter().filter(|f| !flags.iter().any(|x| x == f)).collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "the anthropic-beta header must include {}",
-            missing.join(",")
-        ));
+        return Err(format!("the anthropic-beta header must include {}", missing.join(",")));
     }
-    let ct = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct
-        .trim()
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
+    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.trim().to_ascii_lowercase().starts_with("application/json") {
         return Err("Content-Type must be application/json".into());
     }
-    let v: Value =
-        serde_json::from_slice(body).map_err(|_| "request body is not valid JSON".to_string())?;
+    let v: Value = serde_json::from_slice(body).map_err(|_| "request body is not valid JSON".to_string())?;
     let Value::Object(m) = v else {
         return Err("request body must be a JSON object".into());
     };
@@ -510,12 +443,9 @@ fn validate_token_request(headers: &HeaderMap, body: &[u8]) -> Result<Validated,
         Some(_) => return Err("assertion must be a string".into()),
     };
     if assertion.len() > MAX_ASSERTION {
-        return Err(format!(
-            "assertion is longer than the maximum of {MAX_ASSERTION} bytes"
-        ));
+        return Err(format!("assertion is longer than the maximum of {MAX_ASSERTION} bytes"));
     }
-    let decoded = jwt::decode(&assertion)
-        .map_err(|why| format!("assertion is not a well-formed JWT: {why}"))?;
+    let decoded = jwt::decode(&assertion).map_err(|why| format!("assertion is not a well-formed JWT: {why}"))?;
     let rule = match field("federation_rule_id") {
         None => return Err("federation_rule_id is required".into()),
         Some(Value::String(r)) if ids::is_tagged(r, "fdrl_") => r.clone(),
@@ -534,17 +464,9 @@ fn validate_token_request(headers: &HeaderMap, body: &[u8]) -> Result<Validated,
     match field("workspace_id") {
         None => {}
         Some(Value::String(w)) if w == "default" || ids::is_tagged(w, "wrkspc_") => {}
-        Some(_) => {
-            return Err(
-                "workspace_id must be a well-formed wrkspc_ tagged ID or \"default\"".into(),
-            )
-        }
+        Some(_) => return Err("workspace_id must be a well-formed wrkspc_ tagged ID or \"default\"".into()),
     }
-    Ok(Validated {
-        assertion,
-        rule,
-        claims: decoded.claims,
-    })
+    Ok(Validated { assertion, rule, claims: decoded.claims })
 }
 
 fn claim_secs(v: &Value) -> Option<f64> {
@@ -639,13 +561,7 @@ const REPLY: &str = "Hello! This is the anthropic-wif emulator answering in plac
 fn split_text(text: &str, n: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     let n = n.clamp(1, chars.len().max(1));
-    (0..n)
-        .map(|i| {
-            chars[i * chars.len() / n..(i + 1) * chars.len() / n]
-                .iter()
-                .collect()
-        })
-        .collect()
+    (0..n).map(|i| chars[i * chars.len() / n..(i + 1) * chars.len() / n].iter().collect()).collect()
 }
 
 fn authorize_message(state: &State, headers: &HeaderMap) -> Result<(), String> {
@@ -654,14 +570,9 @@ fn authorize_message(state: &State, headers: &HeaderMap) -> Result<(), String> {
                     do not send x-api-key with a federation token"
             .into());
     }
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = match auth.split_once(' ') {
-        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
-            t.trim()
-        }
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => t.trim(),
         _ => return Err("missing Authorization: Bearer <access token> header".into()),
     };
     state.check_token(token).map_err(str::to_owned)?;
@@ -701,32 +612,20 @@ async fn messages_endpoint(
     };
     let model = match req.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        Some(_) => {
-            return Outcome::Respond(error_resp(400, "model: Input should be a valid string"))
-        }
+        Some(_) => return Outcome::Respond(error_resp(400, "model: Input should be a valid string")),
         None => return Outcome::Respond(error_resp(400, "model: Field required")),
     };
     match req.get("max_tokens") {
         Some(v) if v.as_u64().is_some_and(|n| n >= 1) => {}
-        Some(_) => {
-            return Outcome::Respond(error_resp(
-                400,
-                "max_tokens: Input should be a positive integer",
-            ))
-        }
+        Some(_) => return Outcome::Respond(error_resp(400, "max_tokens: Input should be a positive integer")),
         None => return Outcome::Respond(error_resp(400, "max_tokens: Field required")),
     }
     match req.get("messages") {
         Some(Value::Array(a)) if !a.is_empty() => {}
         Some(Value::Array(_)) => {
-            return Outcome::Respond(error_resp(
-                400,
-                "messages: at least one message is required",
-            ))
+            return Outcome::Respond(error_resp(400, "messages: at least one message is required"))
         }
-        Some(_) => {
-            return Outcome::Respond(error_resp(400, "messages: Input should be a valid list"))
-        }
+        Some(_) => return Outcome::Respond(error_resp(400, "messages: Input should be a valid list")),
         None => return Outcome::Respond(error_resp(400, "messages: Field required")),
     }
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
@@ -770,10 +669,7 @@ async fn messages_endpoint(
             "delta": {"type": "text_delta", "text": piece}}),
         ));
     }
-    events.push((
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
-    ));
+    events.push(("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
     events.push((
         "message_delta",
         json!({"type": "message_delta",
@@ -781,10 +677,8 @@ async fn messages_endpoint(
         "usage": {"output_tokens": output_tokens}}),
     ));
     events.push(("message_stop", json!({"type": "message_stop"})));
-    let frames: Vec<Bytes> = events
-        .into_iter()
-        .map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
-        .collect();
+    let frames: Vec<Bytes> =
+        events.into_iter().map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n"))).collect();
     let delay = Duration::from_millis(settings.stream_delay_ms);
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
@@ -798,12 +692,8 @@ async fn messages_endpoint(
         }
     });
     let mut r = Response::new(Body::Chan(rx));
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    r.headers_mut()
-        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    r.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
     Outcome::Respond(r)
 }
 
@@ -824,16 +714,10 @@ async fn control_json(req: Request<Incoming>, limit: usize) -> Result<Value, Out
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| bad_control(&format!("request body is not valid JSON: {e}")))
+    serde_json::from_slice(&body).map_err(|e| bad_control(&format!("request body is not valid JSON: {e}")))
 }
 
-async fn control(
-    state: &Arc<State>,
-    req: Request<Incoming>,
-    path: &str,
-    method: &Method,
-) -> Outcome {
+async fn control(state: &Arc<State>, req: Request<Incoming>, path: &str, method: &Method) -> Outcome {
     let limit = state.initial.max_body_bytes;
     let get = method == Method::GET;
     let post = method == Method::POST;
@@ -844,11 +728,7 @@ async fn control(
             Outcome::Respond(json_resp(200, &s))
         }
         "/_emulator/requests" if get => {
-            let list: Vec<Value> = state
-                .requests()
-                .iter()
-                .map(RecordedRequest::to_json)
-                .collect();
+            let list: Vec<Value> = state.requests().iter().map(RecordedRequest::to_json).collect();
             Outcome::Respond(json_resp(200, &Value::Array(list)))
         }
         "/_emulator/jwt" if post => {
@@ -857,9 +737,7 @@ async fn control(
                 Err(o) => return o,
             };
             match jwt_from_request(&state.initial.issuer, &v) {
-                Ok((token, claims)) => {
-                    Outcome::Respond(json_resp(200, &json!({"jwt": token, "claims": claims})))
-                }
+                Ok((token, claims)) => Outcome::Respond(json_resp(200, &json!({"jwt": token, "claims": claims}))),
                 Err(e) => bad_control(&e),
             }
         }
@@ -877,9 +755,7 @@ async fn control(
                 Err(e) => bad_control(&e),
             }
         }
-        "/_emulator/revoke" if post => {
-            Outcome::Respond(json_resp(200, &json!({"revoked": state.revoke()})))
-        }
+        "/_emulator/revoke" if post => Outcome::Respond(json_resp(200, &json!({"revoked": state.revoke()}))),
         "/_emulator/reset" if post => {
             state.reset();
             Outcome::Respond(json_resp(200, &json!({"reset": true})))
@@ -903,38 +779,22 @@ async fn control(
             ))
         }
         "/_emulator/health" | "/_emulator/stats" | "/_emulator/requests" | "/_emulator/config" => {
-            method_not_allowed(
-                method,
-                path,
-                if path == "/_emulator/config" {
-                    "GET, POST"
-                } else {
-                    "GET"
-                },
-            )
+            method_not_allowed(method, path, if path == "/_emulator/config" { "GET, POST" } else { "GET" })
         }
         "/_emulator/jwt" | "/_emulator/faults" | "/_emulator/revoke" | "/_emulator/reset" => {
             method_not_allowed(method, path, "POST")
         }
-        _ => Outcome::Respond(error_resp(
-            404,
-            &format!("no such control endpoint: {path}"),
-        )),
+        _ => Outcome::Respond(error_resp(404, &format!("no such control endpoint: {path}"))),
     }
 }
 
-pub(crate) fn jwt_from_request(
-    issuer: &str,
-    v: &Value,
-) -> Result<(String, Map<String, Value>), String> {
+pub(crate) fn jwt_from_request(issuer: &str, v: &Value) -> Result<(String, Map<String, Value>), String> {
     let Value::Object(m) = v else {
         return Err("body must be a JSON object like {\"sub\":…,\"aud\":…,\"ttl\":…}".into());
     };
     for k in m.keys() {
         if !["sub", "aud", "ttl", "iss", "claims"].contains(&k.as_str()) {
-            return Err(format!(
-                "unknown field {k:?}; known: sub, aud, ttl, iss, claims"
-            ));
+            return Err(format!("unknown field {k:?}; known: sub, aud, ttl, iss, claims"));
         }
     }
     let s = |k: &str, d: &str| -> Result<String, String> {
@@ -946,9 +806,7 @@ pub(crate) fn jwt_from_request(
     };
     let ttl = match m.get("ttl") {
         None | Some(Value::Null) => jwt::DEFAULT_JWT_TTL,
-        Some(t) => t
-            .as_i64()
-            .ok_or("ttl must be an integer number of seconds (negative: already expired)")?,
+        Some(t) => t.as_i64().ok_or("ttl must be an integer number of seconds (negative: already expired)")?,
     };
     let mut claims = jwt::default_claims(
         &s("iss", issuer)?,
@@ -967,9 +825,7 @@ pub(crate) fn jwt_from_request(
                 }
             }
         }
-        Some(_) => {
-            return Err("claims must be an object (a null value removes a default claim)".into())
-        }
+        Some(_) => return Err("claims must be an object (a null value removes a default claim)".into()),
     }
     Ok((jwt::encode_claims(&claims), claims))
 }
@@ -989,10 +845,10 @@ fn update_config(state: &State, v: &Value) -> Result<(), String> {
                 new.stream_delay_ms = val.as_u64().ok_or("stream_delay_ms must be a non-negative integer")?
             }
             "stream_deltas" => {
-                new.stream_deltas = val
-                    .as_u64()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or("stream_deltas must be an integer from 1 to 10000")? as usize
+                new.stream_deltas =
+                    val.as_u64()
+                        .filter(|n| (1..=10_000).contains(n))
+                        .ok_or("stream_deltas must be an integer from 1 to 10000")? as usize
             }
             "rules" => {
                 let arr = val.as_array().ok_or("rules must be an array of fdrl_ ids (empty: accept any)")?;

@@ -57,10 +57,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub(crate) fn to_json(&self) -> Value {
@@ -165,12 +162,7 @@ impl State {
         g.tokens.retain(|_, exp| *exp > now);
         let mut s = g.stats.clone();
         s.active_tokens = g.tokens.len() as u64;
-        s.faults_pending = g
-            .token_faults
-            .iter()
-            .chain(g.message_faults.iter())
-            .map(|f| f.count as u64)
-            .sum();
+        s.faults_pending = g.token_faults.iter().chain(g.message_faults.iter()).map(|f| f.count as u64).sum();
         s
     }
 
@@ -221,8 +213,7 @@ impl State {
         if g.tokens.len() > 100_000 {
             g.tokens.retain(|_, exp| *exp > now);
         }
-        g.tokens
-            .insert(token.clone(), now + Duration::from_secs(lifetime));
+        g.tokens.insert(token.clone(), now + Duration::from_secs(lifetime));
         g.stats.exchanges += 1;
         token
     }

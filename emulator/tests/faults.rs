@@ -17,12 +17,7 @@ async fn status_with_count_body_and_headers() {
     let emu = start();
     let base = emu.base_url();
     let c = client();
-    push(
-        &c,
-        &base,
-        json!([{"kind":"status","status":503,"count":2,"headers":{"x-fault":"yes"}}]),
-    )
-    .await;
+    push(&c, &base, json!([{"kind":"status","status":503,"count":2,"headers":{"x-fault":"yes"}}])).await;
     let j = emu.mint_jwt("s", "a", 600);
     for _ in 0..2 {
         let r = exchange(&c, &base, &j).await;
@@ -33,20 +28,19 @@ async fn status_with_count_body_and_headers() {
     }
     // The faulted requests did not consume the JWT.
     assert_eq!(exchange(&c, &base, &j).await.status, 200);
-    push(&c, &base, json!([{"kind":"status","status":400,"body":{"error":"invalid_grant","error_description":"nope"}},
-                           {"kind":"status","status":500,"body":"plain text"}])).await;
+    push(
+        &c,
+        &base,
+        json!([{"kind":"status","status":400,"body":{"error":"invalid_grant","error_description":"nope"}},
+                           {"kind":"status","status":500,"body":"plain text"}]),
+    )
+    .await;
     let r = exchange(&c, &base, &j).await;
-    assert_eq!(
-        (r.status, r.json()["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_grant")));
     let r = exchange(&c, &base, &j).await;
     assert_eq!((r.status, r.text.as_str()), (500, "plain text"));
     let s = emu.stats();
-    assert_eq!(
-        (s.faults_served, s.faults_pending, s.token_requests),
-        (4, 0, 5)
-    );
+    assert_eq!((s.faults_served, s.faults_pending, s.token_requests), (4, 0, 5));
 }
 
 #[tokio::test]
@@ -124,10 +118,7 @@ async fn reset_mid_body() {
         .expect("headers arrive");
     assert_eq!(r.status(), 200);
     assert!(r.text().await.is_err(), "the body must break off");
-    assert_eq!(
-        send(c.get(format!("{base}/_emulator/health"))).await.status,
-        200
-    );
+    assert_eq!(send(c.get(format!("{base}/_emulator/health"))).await.status, 200);
 }
 
 #[tokio::test]
@@ -144,30 +135,18 @@ async fn non_json_oversized_raw() {
     let j = emu.mint_jwt("s", "a", 600);
     let r = exchange(&c, &base, &j).await;
     assert_eq!(r.status, 200);
-    assert!(r
-        .header("content-type")
-        .expect("ct")
-        .starts_with("text/html"));
+    assert!(r.header("content-type").expect("ct").starts_with("text/html"));
     assert!(serde_json::from_str::<serde_json::Value>(&r.text).is_err());
     let r = exchange(&c, &base, &j).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.text.len(), 1024 * 1024 + 1);
     assert!(r.text.starts_with("{\"access_token\":"));
     let r = exchange(&c, &base, &j).await;
-    assert_eq!(
-        r.text,
-        "{\"access_token\":\"sk-ant-oat01-x\",\"token_type\":\"mac\",\"expires_in\":\"600\"}"
-    );
-    assert_eq!(
-        r.header("content-type").as_deref(),
-        Some("application/json")
-    );
+    assert_eq!(r.text, "{\"access_token\":\"sk-ant-oat01-x\",\"token_type\":\"mac\",\"expires_in\":\"600\"}");
+    assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
     let r = exchange(&c, &base, &j).await;
     assert_eq!(r.text, "{\"expires_in\":-1.5}");
-    assert_eq!(
-        r.header("content-type").as_deref(),
-        Some("application/x-custom")
-    );
+    assert_eq!(r.header("content-type").as_deref(), Some("application/x-custom"));
     assert_eq!(exchange(&c, &base, &j).await.status, 200);
 }
 
@@ -176,28 +155,24 @@ async fn redirect_and_who_follows_it() {
     let emu = start();
     let base = emu.base_url();
     let c = client();
-    push(&c, &base, json!([{"kind":"redirect"}, {"kind":"redirect","status":302,"location":"https://elsewhere.invalid/steal"}])).await;
+    push(
+        &c,
+        &base,
+        json!([{"kind":"redirect"}, {"kind":"redirect","status":302,"location":"https://elsewhere.invalid/steal"}]),
+    )
+    .await;
     let j = emu.mint_jwt("s", "a", 600);
     let r = exchange(&c, &base, &j).await;
     assert_eq!(r.status, 307);
-    assert_eq!(
-        r.header("location"),
-        Some(format!("{base}/_emulator/redirect-target"))
-    );
+    assert_eq!(r.header("location"), Some(format!("{base}/_emulator/redirect-target")));
     let r = exchange(&c, &base, &j).await;
-    assert_eq!(
-        (r.status, r.header("location").as_deref()),
-        (302, Some("https://elsewhere.invalid/steal"))
-    );
+    assert_eq!((r.status, r.header("location").as_deref()), (302, Some("https://elsewhere.invalid/steal")));
     assert_eq!(emu.stats().redirects_followed, 0);
     // A client that follows redirects is caught.
     emu.push_faults([Fault::redirect(None)]);
     let follower = reqwest::Client::builder().build().expect("client");
     let r = send(
-        follower
-            .post(format!("{base}/v1/oauth/token"))
-            .header("anthropic-beta", BETA)
-            .body(body_for(&j).to_string()),
+        follower.post(format!("{base}/v1/oauth/token")).header("anthropic-beta", BETA).body(body_for(&j).to_string()),
     )
     .await;
     assert_eq!(r.status, 400);
@@ -209,12 +184,7 @@ async fn echo_leaks_the_assertion() {
     let emu = start();
     let base = emu.base_url();
     let c = client();
-    push(
-        &c,
-        &base,
-        json!([{"kind":"echo"}, {"kind":"echo","shape":"anthropic","status":401}]),
-    )
-    .await;
+    push(&c, &base, json!([{"kind":"echo"}, {"kind":"echo","shape":"anthropic","status":401}])).await;
     let j = emu.mint_jwt("s", "a", 600);
     let r = exchange(&c, &base, &j).await;
     assert_eq!(r.status, 400);
@@ -233,27 +203,14 @@ async fn messages_faults_and_rust_api() {
     let base = emu.base_url();
     let c = client();
     let t = token(&c, &base).await;
-    emu.push_faults_json(&json!({"faults":[{"kind":"status","status":529,"endpoint":"messages"}]}))
-        .expect("ok");
+    emu.push_faults_json(&json!({"faults":[{"kind":"status","status":529,"endpoint":"messages"}]})).expect("ok");
     let r = send(messages_req(&c, &base, &t).body(message_body(false).to_string())).await;
     assert_eq!(r.status, 529);
     assert_eq!(r.json()["error"]["type"], "overloaded_error");
-    assert_eq!(
-        send(messages_req(&c, &base, &t).body(message_body(false).to_string()))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(send(messages_req(&c, &base, &t).body(message_body(false).to_string())).await.status, 200);
     // Token faults are not consumed by messages requests and vice versa.
     emu.push_faults([Fault::status(502).times(3)]);
-    assert_eq!(
-        send(messages_req(&c, &base, &t).body(message_body(false).to_string()))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(send(messages_req(&c, &base, &t).body(message_body(false).to_string())).await.status, 200);
     assert_eq!(emu.stats().faults_pending, 3);
-    assert!(emu
-        .push_faults_json(&json!([{"kind":"hang","count":0}]))
-        .is_err());
+    assert!(emu.push_faults_json(&json!([{"kind":"hang","count":0}])).is_err());
 }

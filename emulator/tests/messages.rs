@@ -38,25 +38,12 @@ async fn message_auth_rules() {
         assert!(r.message().contains(want), "{} lacks {want}", r.message());
     };
     unauthorized(
-        send(
-            c.post(&url)
-                .header("anthropic-beta", "oauth-2025-04-20")
-                .body(body.clone()),
-        )
-        .await,
+        send(c.post(&url).header("anthropic-beta", "oauth-2025-04-20").body(body.clone())).await,
         "Authorization",
     );
+    unauthorized(send(messages_req(&c, &base, "sk-ant-oat01-forged").body(body.clone())).await, "invalid bearer token");
     unauthorized(
-        send(messages_req(&c, &base, "sk-ant-oat01-forged").body(body.clone())).await,
-        "invalid bearer token",
-    );
-    unauthorized(
-        send(
-            messages_req(&c, &base, &t)
-                .header("x-api-key", "sk-ant-api03-x")
-                .body(body.clone()),
-        )
-        .await,
+        send(messages_req(&c, &base, &t).header("x-api-key", "sk-ant-api03-x").body(body.clone())).await,
         "x-api-key",
     );
     unauthorized(
@@ -81,34 +68,19 @@ async fn message_auth_rules() {
 
     // Request validation.
     for (b, want) in [
-        (
-            json!({"max_tokens": 5, "messages": [{"role":"user","content":"x"}]}),
-            "model: Field required",
-        ),
-        (
-            json!({"model": "m", "messages": [{"role":"user","content":"x"}]}),
-            "max_tokens: Field required",
-        ),
-        (
-            json!({"model": "m", "max_tokens": 5}),
-            "messages: Field required",
-        ),
+        (json!({"max_tokens": 5, "messages": [{"role":"user","content":"x"}]}), "model: Field required"),
+        (json!({"model": "m", "messages": [{"role":"user","content":"x"}]}), "max_tokens: Field required"),
+        (json!({"model": "m", "max_tokens": 5}), "messages: Field required"),
     ] {
         let r = send(messages_req(&c, &base, &t).body(b.to_string())).await;
         assert_eq!((r.status, r.message().as_str()), (400, want));
     }
-    assert_eq!(
-        send(messages_req(&c, &base, &t).body("nope")).await.status,
-        400
-    );
+    assert_eq!(send(messages_req(&c, &base, &t).body("nope")).await.status, 400);
 
     // Revocation over HTTP.
     let r = control(&c, &base, "revoke", json!({})).await;
     assert_eq!(r.json()["revoked"], 1);
-    unauthorized(
-        send(messages_req(&c, &base, &t).body(body.clone())).await,
-        "invalid bearer token",
-    );
+    unauthorized(send(messages_req(&c, &base, &t).body(body.clone())).await, "invalid bearer token");
 
     let s = stats(&c, &base).await;
     assert_eq!(s["messages"], 2);
@@ -119,10 +91,7 @@ async fn message_auth_rules() {
 
 #[tokio::test]
 async fn expired_token_is_refused() {
-    let emu = start_with(EmulatorConfig {
-        token_lifetime: 1,
-        ..Default::default()
-    });
+    let emu = start_with(EmulatorConfig { token_lifetime: 1, ..Default::default() });
     let base = emu.base_url();
     let c = client();
     let t = token(&c, &base).await;
@@ -135,49 +104,26 @@ async fn expired_token_is_refused() {
 
 #[tokio::test]
 async fn streaming_arrives_in_separate_chunks() {
-    let emu = start_with(EmulatorConfig {
-        stream_delay_ms: 40,
-        stream_deltas: 4,
-        ..Default::default()
-    });
+    let emu = start_with(EmulatorConfig { stream_delay_ms: 40, stream_deltas: 4, ..Default::default() });
     let base = emu.base_url();
     let c = client();
     let t = token(&c, &base).await;
-    let mut r = messages_req(&c, &base, &t)
-        .body(message_body(true).to_string())
-        .send()
-        .await
-        .expect("sent");
+    let mut r = messages_req(&c, &base, &t).body(message_body(true).to_string()).send().await.expect("sent");
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"]
-        .to_str()
-        .expect("ct")
-        .starts_with("text/event-stream"));
+    assert!(r.headers()["content-type"].to_str().expect("ct").starts_with("text/event-stream"));
     let mut chunks = Vec::new();
     while let Some(chunk) = r.chunk().await.expect("chunk") {
         chunks.push(String::from_utf8(chunk.to_vec()).expect("utf8"));
     }
-    assert!(
-        chunks.len() >= 5,
-        "expected separately flushed events, got {} chunks",
-        chunks.len()
-    );
+    assert!(chunks.len() >= 5, "expected separately flushed events, got {} chunks", chunks.len());
     let all = chunks.concat();
     let mut names = Vec::new();
     let mut text = String::new();
     for event in all.split("\n\n").filter(|e| !e.is_empty()) {
         let mut lines = event.lines();
-        let name = lines
-            .next()
-            .and_then(|l| l.strip_prefix("event: "))
-            .expect("event line");
-        let data: Value = serde_json::from_str(
-            lines
-                .next()
-                .and_then(|l| l.strip_prefix("data: "))
-                .expect("data"),
-        )
-        .expect("data is JSON");
+        let name = lines.next().and_then(|l| l.strip_prefix("event: ")).expect("event line");
+        let data: Value = serde_json::from_str(lines.next().and_then(|l| l.strip_prefix("data: ")).expect("data"))
+            .expect("data is JSON");
         assert_eq!(data["type"], name);
         if name == "content_block_delta" {
             text.push_str(data["delta"]["text"].as_str().expect("delta text"));
@@ -196,13 +142,7 @@ async fn streaming_arrives_in_separate_chunks() {
     assert_eq!(emu.stats().messages, 1);
 
     // Deltas are configurable at run time.
-    let r = control(
-        &c,
-        &base,
-        "config",
-        json!({"stream_deltas": 7, "stream_delay_ms": 0}),
-    )
-    .await;
+    let r = control(&c, &base, "config", json!({"stream_deltas": 7, "stream_delay_ms": 0})).await;
     assert_eq!(r.status, 200);
     let r = send(messages_req(&c, &base, &t).body(message_body(true).to_string())).await;
     assert_eq!(r.text.matches("event: content_block_delta").count(), 7);
@@ -216,44 +156,18 @@ async fn reset_clears_everything() {
     let t = token(&c, &base).await;
     let j = emu.mint_jwt("s", "a", 600);
     assert_eq!(exchange(&c, &base, &j).await.status, 200);
-    control(
-        &c,
-        &base,
-        "faults",
-        json!({"faults": [{"kind": "status", "status": 500}]}),
-    )
-    .await;
+    control(&c, &base, "faults", json!({"faults": [{"kind": "status", "status": 500}]})).await;
     control(&c, &base, "config", json!({"token_lifetime": 77})).await;
     let r = control(&c, &base, "reset", json!({})).await;
     assert_eq!(r.status, 200);
     let s = stats(&c, &base).await;
-    for k in [
-        "exchanges",
-        "token_requests",
-        "messages",
-        "faults_pending",
-        "active_tokens",
-        "denied",
-    ] {
+    for k in ["exchanges", "token_requests", "messages", "faults_pending", "active_tokens", "denied"] {
         assert_eq!(s[k], 0, "{k} after reset: {s}");
     }
-    assert_eq!(
-        send(c.get(format!("{base}/_emulator/requests")))
-            .await
-            .json(),
-        json!([])
-    );
-    assert_eq!(
-        send(c.get(format!("{base}/_emulator/config"))).await.json()["token_lifetime"],
-        600
-    );
+    assert_eq!(send(c.get(format!("{base}/_emulator/requests"))).await.json(), json!([]));
+    assert_eq!(send(c.get(format!("{base}/_emulator/config"))).await.json()["token_lifetime"], 600);
     // Minted tokens are gone; seen jtis are forgotten.
-    assert_eq!(
-        send(messages_req(&c, &base, &t).body(message_body(false).to_string()))
-            .await
-            .status,
-        401
-    );
+    assert_eq!(send(messages_req(&c, &base, &t).body(message_body(false).to_string())).await.status, 401);
     assert_eq!(exchange(&c, &base, &j).await.status, 200);
 }
 
@@ -262,39 +176,22 @@ async fn jwt_endpoint_claims() {
     let emu = start();
     let base = emu.base_url();
     let c = client();
-    let r = control(
-        &c,
-        &base,
-        "jwt",
-        json!({"sub": "me", "aud": "aud1", "ttl": 120, "claims": {"repository": "x/y"}}),
-    )
-    .await;
+    let r = control(&c, &base, "jwt", json!({"sub": "me", "aud": "aud1", "ttl": 120, "claims": {"repository": "x/y"}}))
+        .await;
     let v = r.json();
     let claims = &v["claims"];
     assert_eq!(claims["iss"], "https://emulator.anthropic-wif.invalid");
-    assert_eq!(
-        (claims["sub"].as_str(), claims["aud"].as_str()),
-        (Some("me"), Some("aud1"))
-    );
-    assert_eq!(
-        claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat"),
-        120
-    );
+    assert_eq!((claims["sub"].as_str(), claims["aud"].as_str()), (Some("me"), Some("aud1")));
+    assert_eq!(claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat"), 120);
     assert_eq!(claims["repository"], "x/y");
     let jwt = v["jwt"].as_str().expect("jwt");
     let parts: Vec<&str> = jwt.split('.').collect();
     assert_eq!(parts.len(), 3);
     use base64::Engine;
-    let header: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(parts[0])
-            .expect("b64"),
-    )
-    .expect("json");
-    assert_eq!(
-        header,
-        json!({"alg": "RS256", "typ": "JWT", "kid": "emulator"})
-    );
+    let header: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[0]).expect("b64"))
+            .expect("json");
+    assert_eq!(header, json!({"alg": "RS256", "typ": "JWT", "kid": "emulator"}));
     // Defaults, and jti uniqueness.
     let a = control(&c, &base, "jwt", json!({})).await.json();
     let b = send(c.post(format!("{base}/_emulator/jwt"))).await.json();
@@ -307,14 +204,7 @@ async fn jwt_endpoint_claims() {
 fn cli_prints_ready_line_and_stops_on_sigterm() {
     let exe = env!("CARGO_BIN_EXE_wif-emulator");
     let mut child = std::process::Command::new(exe)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--token-lifetime",
-            "120",
-            "--rule",
-            RULE,
-        ])
+        .args(["--listen", "127.0.0.1:0", "--token-lifetime", "120", "--rule", RULE])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -327,10 +217,7 @@ fn cli_prints_ready_line_and_stops_on_sigterm() {
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     assert_eq!(v.as_object().expect("obj").len(), 1);
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     rt.block_on(async {
         let c = client();
         let j = jwt(&c, &base, json!({"ttl": 3600})).await;
@@ -339,42 +226,25 @@ fn cli_prints_ready_line_and_stops_on_sigterm() {
         assert_eq!(r.json()["expires_in"], 120);
     });
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
     let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "exit {:?}, stderr {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "exit {:?}, stderr {}", out.status, String::from_utf8_lossy(&out.stderr));
     assert!(lines.next().is_none(), "nothing after the ready line");
 
     // Usage errors exit 2 with a message naming the option; --help exits 0.
-    let out = std::process::Command::new(exe)
-        .args(["--token-lifetime", "x"])
-        .output()
-        .expect("run");
+    let out = std::process::Command::new(exe).args(["--token-lifetime", "x"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token-lifetime"));
     assert!(out.stdout.is_empty());
-    let out = std::process::Command::new(exe)
-        .arg("--help")
-        .output()
-        .expect("run");
+    let out = std::process::Command::new(exe).arg("--help").output().expect("run");
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--listen"));
 }
 
 #[tokio::test]
 async fn many_concurrent_keep_alive_clients() {
-    let emu = start_with(EmulatorConfig {
-        stream_delay_ms: 0,
-        ..Default::default()
-    });
+    let emu = start_with(EmulatorConfig { stream_delay_ms: 0, ..Default::default() });
     let base = emu.base_url();
     let c = client();
     let t = token(&c, &base).await;
@@ -384,9 +254,7 @@ async fn many_concurrent_keep_alive_clients() {
         tasks.push(tokio::spawn(async move {
             let c = client();
             for _ in 0..10 {
-                let r =
-                    send(messages_req(&c, &base, &t).body(message_body(i % 2 == 0).to_string()))
-                        .await;
+                let r = send(messages_req(&c, &base, &t).body(message_body(i % 2 == 0).to_string())).await;
                 assert_eq!(r.status, 200, "{}", r.text);
             }
         }));
@@ -398,9 +266,5 @@ async fn many_concurrent_keep_alive_clients() {
     assert_eq!(s.messages, 320);
     // Connections are reused (the client's pool may open a few extra when a
     // streamed body ends while its next request is already queued).
-    assert!(
-        s.connections < 160,
-        "{} connections for 321 requests",
-        s.connections
-    );
+    assert!(s.connections < 160, "{} connections for 321 requests", s.connections);
 }

@@ -17,20 +17,11 @@ async fn happy_path_exchange() {
     body["workspace_id"] = json!("wrkspc_01abc");
     let r = exchange_raw(&c, &base, &body).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(r
-        .header("request-id")
-        .expect("request-id")
-        .starts_with("req_"));
-    assert!(r
-        .header("content-type")
-        .expect("ct")
-        .starts_with("application/json"));
+    assert!(r.header("request-id").expect("request-id").starts_with("req_"));
+    assert!(r.header("content-type").expect("ct").starts_with("application/json"));
     let v = r.json();
     let token = v["access_token"].as_str().expect("token");
-    assert!(
-        token.starts_with("sk-ant-oat01-") && token.len() > 40,
-        "{token}"
-    );
+    assert!(token.starts_with("sk-ant-oat01-") && token.len() > 40, "{token}");
     assert_eq!(v["token_type"], "Bearer");
     assert_eq!(v["expires_in"], 600);
     assert_eq!(v["scope"], "user:inference");
@@ -49,9 +40,7 @@ async fn happy_path_exchange() {
     assert_eq!(emu.stats().exchanges, 2);
 
     // The recorded request: headers and JSON body, over HTTP and in Rust.
-    let reqs = send(c.get(format!("{base}/_emulator/requests")))
-        .await
-        .json();
+    let reqs = send(c.get(format!("{base}/_emulator/requests"))).await.json();
     let first = &reqs.as_array().expect("array")[0];
     assert_eq!(first["path"], "/v1/oauth/token");
     assert_eq!(first["headers"]["anthropic-beta"], BETA);
@@ -84,14 +73,26 @@ async fn every_400_message() {
     };
     let cases: Vec<(Value, &str)> = vec![
         (with("grant_type", Value::Null), "grant_type is required"),
-        (with("grant_type", json!("client_credentials")), "grant_type must be urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        (
+            with("grant_type", json!("client_credentials")),
+            "grant_type must be urn:ietf:params:oauth:grant-type:jwt-bearer",
+        ),
         (with("assertion", Value::Null), "assertion is required"),
         (with("assertion", json!("")), "assertion is required"),
         (with("assertion", json!(42)), "assertion must be a string"),
         (with("assertion", json!("x".repeat(16 * 1024 + 1))), "assertion is longer than the maximum of 16384 bytes"),
-        (with("assertion", json!("not-a-jwt")), "assertion is not a well-formed JWT: expected three dot-separated segments (header.payload.signature)"),
-        (with("assertion", json!(format!("{}.{}.sig", b64("{}"), b64("{}")))), "assertion is not a well-formed JWT: the header has no \"alg\""),
-        (with("assertion", json!(format!("{}.{}.sig", b64("{\"alg\":\"RS256\"}"), b64("[]")))), "assertion is not a well-formed JWT: the payload is not a JSON object"),
+        (
+            with("assertion", json!("not-a-jwt")),
+            "assertion is not a well-formed JWT: expected three dot-separated segments (header.payload.signature)",
+        ),
+        (
+            with("assertion", json!(format!("{}.{}.sig", b64("{}"), b64("{}")))),
+            "assertion is not a well-formed JWT: the header has no \"alg\"",
+        ),
+        (
+            with("assertion", json!(format!("{}.{}.sig", b64("{\"alg\":\"RS256\"}"), b64("[]")))),
+            "assertion is not a well-formed JWT: the payload is not a JSON object",
+        ),
         (with("federation_rule_id", Value::Null), "federation_rule_id is required"),
         (with("federation_rule_id", json!("rule_123")), "federation_rule_id is not a well-formed fdrl_ tagged ID"),
         (with("federation_rule_id", json!("fdrl_")), "federation_rule_id is not a well-formed fdrl_ tagged ID"),
@@ -115,18 +116,10 @@ async fn every_400_message() {
     // Header-level checks.
     let body = body_for(&good).to_string();
     let url = format!("{base}/v1/oauth/token");
-    let r = send(
-        c.post(&url)
-            .header("content-type", "application/json")
-            .body(body.clone()),
-    )
-    .await;
+    let r = send(c.post(&url).header("content-type", "application/json").body(body.clone())).await;
     assert_eq!(
         (r.status, r.message().as_str()),
-        (
-            400,
-            "the anthropic-beta header must include oauth-2025-04-20,oidc-federation-2026-04-01"
-        )
+        (400, "the anthropic-beta header must include oauth-2025-04-20,oidc-federation-2026-04-01")
     );
     let r = send(
         c.post(&url)
@@ -135,25 +128,16 @@ async fn every_400_message() {
             .body(body.clone()),
     )
     .await;
-    assert_eq!(
-        r.message(),
-        "the anthropic-beta header must include oidc-federation-2026-04-01"
-    );
+    assert_eq!(r.message(), "the anthropic-beta header must include oidc-federation-2026-04-01");
     // Whole-flag comparison: a prefix of a flag does not count.
     let r = send(
         c.post(&url)
             .header("content-type", "application/json")
-            .header(
-                "anthropic-beta",
-                "oauth-2025-04-2, oidc-federation-2026-04-01",
-            )
+            .header("anthropic-beta", "oauth-2025-04-2, oidc-federation-2026-04-01")
             .body(body.clone()),
     )
     .await;
-    assert_eq!(
-        r.message(),
-        "the anthropic-beta header must include oauth-2025-04-20"
-    );
+    assert_eq!(r.message(), "the anthropic-beta header must include oauth-2025-04-20");
     // Flags split across two headers and padded with spaces are fine.
     let r = send(
         c.post(&url)
@@ -164,21 +148,11 @@ async fn every_400_message() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = send(
-        c.post(&url)
-            .header("content-type", "text/plain")
-            .header("anthropic-beta", BETA)
-            .body(body.clone()),
-    )
-    .await;
+    let r =
+        send(c.post(&url).header("content-type", "text/plain").header("anthropic-beta", BETA).body(body.clone())).await;
     assert_eq!(r.message(), "Content-Type must be application/json");
-    let r = send(
-        c.post(&url)
-            .header("content-type", "application/json")
-            .header("anthropic-beta", BETA)
-            .body("{nope"),
-    )
-    .await;
+    let r = send(c.post(&url).header("content-type", "application/json").header("anthropic-beta", BETA).body("{nope"))
+        .await;
     assert_eq!(r.message(), "request body is not valid JSON");
     let r = send(c.get(&url)).await;
     assert_eq!(r.status, 405);
@@ -209,12 +183,7 @@ async fn denials_are_opaque_401() {
     check_denied(&exchange(&c, &base, &j).await);
     // The same jti in a different JWT is still a reuse.
     let a = jwt(&c, &base, json!({"claims": {"jti": "fixed-jti"}})).await;
-    let b = jwt(
-        &c,
-        &base,
-        json!({"claims": {"jti": "fixed-jti"}, "sub": "other"}),
-    )
-    .await;
+    let b = jwt(&c, &base, json!({"claims": {"jti": "fixed-jti"}, "sub": "other"})).await;
     assert_ne!(a, b);
     assert_eq!(exchange(&c, &base, &a).await.status, 200);
     check_denied(&exchange(&c, &base, &b).await);
@@ -236,10 +205,7 @@ async fn denials_are_opaque_401() {
 
 #[tokio::test]
 async fn unknown_rule_denied_when_rules_configured() {
-    let emu = start_with(EmulatorConfig {
-        rules: vec![RULE.to_owned()],
-        ..Default::default()
-    });
+    let emu = start_with(EmulatorConfig { rules: vec![RULE.to_owned()], ..Default::default() });
     let base = emu.base_url();
     let c = client();
     let j = emu.mint_jwt("s", "a", 600);
@@ -251,21 +217,10 @@ async fn unknown_rule_denied_when_rules_configured() {
     // The denial did not burn the JWT.
     assert_eq!(exchange(&c, &base, &j).await.status, 200);
     // Rules can change at run time.
-    let r = control(
-        &c,
-        &base,
-        "config",
-        json!({"rules": ["fdrl_someotherrule"]}),
-    )
-    .await;
+    let r = control(&c, &base, "config", json!({"rules": ["fdrl_someotherrule"]})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["rules"], json!(["fdrl_someotherrule"]));
-    assert_eq!(
-        exchange(&c, &base, &emu.mint_jwt("s", "a", 600))
-            .await
-            .status,
-        401
-    );
+    assert_eq!(exchange(&c, &base, &emu.mint_jwt("s", "a", 600)).await.status, 401);
     let r = control(&c, &base, "config", json!({"rules": ["bad"]})).await;
     assert_eq!(r.status, 400);
 }
@@ -290,38 +245,17 @@ async fn lifetime_is_capped_by_jwt_life() {
     // Run-time lifetime change, over HTTP and in Rust.
     let r = control(&c, &base, "config", json!({"token_lifetime": 60})).await;
     assert_eq!(r.json()["token_lifetime"], 60);
-    assert_eq!(
-        expires_in(exchange(&c, &base, &emu.mint_jwt("s", "a", 3600)).await),
-        60
-    );
+    assert_eq!(expires_in(exchange(&c, &base, &emu.mint_jwt("s", "a", 3600)).await), 60);
     emu.set_token_lifetime(90);
-    assert_eq!(
-        expires_in(exchange(&c, &base, &emu.mint_jwt("s", "a", 3600)).await),
-        90
-    );
-    assert_eq!(
-        control(&c, &base, "config", json!({"token_lifetime": 0}))
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        control(&c, &base, "config", json!({"lifetime": 5}))
-            .await
-            .status,
-        400
-    );
+    assert_eq!(expires_in(exchange(&c, &base, &emu.mint_jwt("s", "a", 3600)).await), 90);
+    assert_eq!(control(&c, &base, "config", json!({"token_lifetime": 0})).await.status, 400);
+    assert_eq!(control(&c, &base, "config", json!({"lifetime": 5})).await.status, 400);
     // A JWT without exp gets the configured lifetime.
-    let j = emu
-        .mint_jwt_with(&json!({"claims": {"exp": null}}))
-        .expect("jwt");
+    let j = emu.mint_jwt_with(&json!({"claims": {"exp": null}})).expect("jwt");
     assert_eq!(expires_in(exchange(&c, &base, &j).await), 90);
     // Reset restores the start-up lifetime.
     emu.reset();
-    assert_eq!(
-        expires_in(exchange(&c, &base, &emu.mint_jwt("s", "a", 3600)).await),
-        600
-    );
+    assert_eq!(expires_in(exchange(&c, &base, &emu.mint_jwt("s", "a", 3600)).await), 600);
 }
 
 #[tokio::test]
@@ -333,19 +267,13 @@ async fn herd_on_one_jwt_gets_exactly_one_token() {
     let mut tasks = Vec::new();
     for _ in 0..40 {
         let (c, base, j) = (c.clone(), base.clone(), j.clone());
-        tasks.push(tokio::spawn(
-            async move { exchange(&c, &base, &j).await.status },
-        ));
+        tasks.push(tokio::spawn(async move { exchange(&c, &base, &j).await.status }));
     }
     let mut statuses = Vec::new();
     for t in tasks {
         statuses.push(t.await.expect("task"));
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 39);
     let s = emu.stats();
     assert_eq!((s.exchanges, s.token_requests, s.denied), (1, 40, 39));
@@ -353,19 +281,11 @@ async fn herd_on_one_jwt_gets_exactly_one_token() {
 
 #[tokio::test]
 async fn bodies_over_the_cap_get_413_and_no_panic_on_garbage() {
-    let emu = start_with(EmulatorConfig {
-        max_body_bytes: 64 * 1024,
-        ..Default::default()
-    });
+    let emu = start_with(EmulatorConfig { max_body_bytes: 64 * 1024, ..Default::default() });
     let base = emu.base_url();
     let c = client();
     let big = "x".repeat(64 * 1024 + 1);
-    let r = send(
-        c.post(format!("{base}/v1/oauth/token"))
-            .header("anthropic-beta", BETA)
-            .body(big.clone()),
-    )
-    .await;
+    let r = send(c.post(format!("{base}/v1/oauth/token")).header("anthropic-beta", BETA).body(big.clone())).await;
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["error"]["type"], "request_too_large");
     let r = send(c.post(format!("{base}/v1/messages")).body(big)).await;
@@ -381,42 +301,13 @@ async fn bodies_over_the_cap_get_413_and_no_panic_on_garbage() {
     assert_eq!(r.status, 400);
     // Unknown paths and control errors.
     let r = send(c.get(format!("{base}/nope"))).await;
-    assert_eq!(
-        (r.status, r.json()["error"]["type"].as_str()),
-        (404, Some("not_found_error"))
-    );
-    assert_eq!(
-        send(c.post(format!("{base}/_emulator/faults")).body("{"))
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        control(
-            &c,
-            &base,
-            "faults",
-            json!({"faults": [{"kind": "explode"}]})
-        )
-        .await
-        .status,
-        400
-    );
-    assert_eq!(
-        control(&c, &base, "jwt", json!({"ttl": "soon"}))
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        send(c.get(format!("{base}/_emulator/reset"))).await.status,
-        405
-    );
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (404, Some("not_found_error")));
+    assert_eq!(send(c.post(format!("{base}/_emulator/faults")).body("{")).await.status, 400);
+    assert_eq!(control(&c, &base, "faults", json!({"faults": [{"kind": "explode"}]})).await.status, 400);
+    assert_eq!(control(&c, &base, "jwt", json!({"ttl": "soon"})).await.status, 400);
+    assert_eq!(send(c.get(format!("{base}/_emulator/reset"))).await.status, 405);
     // Still serving.
-    assert_eq!(
-        send(c.get(format!("{base}/_emulator/health"))).await.status,
-        200
-    );
+    assert_eq!(send(c.get(format!("{base}/_emulator/health"))).await.status, 200);
 }
 
 #[tokio::test]

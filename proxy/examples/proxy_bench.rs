@@ -140,7 +140,8 @@ fn main() {
     let mut cfg = ProxyConfig::new(Listen::parse("127.0.0.1:0").expect("listen"));
     cfg.log = std::env::var("BENCH_PROXY_LOG").map(|v| v != "0").unwrap_or(true);
     let proxy = block_on(Proxy::bind(provider, cfg)).expect("proxy");
-    let proxied = Target { url: format!("{}/v1/messages", proxy.bound().base_url().expect("tcp")), auth: None, body: BODY };
+    let proxied =
+        Target { url: format!("{}/v1/messages", proxy.bound().base_url().expect("tcp")), auth: None, body: BODY };
     let handle = proxy.handle();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let running = runtime().spawn(proxy.run(async {

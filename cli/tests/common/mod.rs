@@ -48,7 +48,18 @@ impl Sandbox {
     /// Write a fresh single-use JWT to `identity-token` and return its path.
     pub fn fresh_jwt_file(&self) -> PathBuf {
         let p = self.path("identity-token");
-        std::fs::write(&p, format!("{}\n", self.emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, 3600))).unwrap();
+        std::fs::write(
+            &p,
+            format!(
+                "{}\n",
+                self.emu.mint_jwt(
+                    anthropic_wif_emulator::DEFAULT_SUBJECT,
+                    anthropic_wif_emulator::DEFAULT_AUDIENCE,
+                    3600
+                )
+            ),
+        )
+        .unwrap();
         p
     }
 
@@ -177,9 +188,8 @@ pub fn chmod(p: &Path, mode: u32) {
 /// The one cache file under `$XDG_CACHE_HOME/anthropic-wif` (env/flag configurations).
 pub fn env_cache_file(sb: &Sandbox) -> Option<PathBuf> {
     let dir = sb.path("cache/anthropic-wif");
-    std::fs::read_dir(&dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().map(|e| e == "json").unwrap_or(false) && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+    std::fs::read_dir(&dir).ok()?.flatten().map(|e| e.path()).find(|p| {
+        p.extension().map(|e| e == "json").unwrap_or(false)
+            && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+    })
 }

@@ -226,7 +226,10 @@ fn tagged_problem(field: IdField, tag: &str, value: &str) -> Option<String> {
     let want = expected(field);
     let Some(body) = value.strip_prefix(tag) else {
         if is_uuid(value) {
-            let hint = if field == IdField::WorkspaceId || field == IdField::ServiceAccountId || field == IdField::FederationRuleId {
+            let hint = if field == IdField::WorkspaceId
+                || field == IdField::ServiceAccountId
+                || field == IdField::FederationRuleId
+            {
                 " (a UUID looks like an organization ID; did you swap the values?)"
             } else {
                 ""
@@ -240,7 +243,9 @@ fn tagged_problem(field: IdField, tag: &str, value: &str) -> Option<String> {
             return Some(format!("is not a {want} ({got}); the literal is lowercase `default`"));
         }
         if let Some((other, what)) = KNOWN_TAGS.iter().find(|(t, _)| value.starts_with(t)) {
-            return Some(format!("starts with `{other}`, so it is {what}, not a {want} ({got}); did you swap the values?"));
+            return Some(format!(
+                "starts with `{other}`, so it is {what}, not a {want} ({got}); did you swap the values?"
+            ));
         }
         let bare = tag.trim_end_matches('_');
         if value.starts_with(bare) || value.starts_with(&format!("{bare}-")) {
@@ -255,7 +260,10 @@ fn tagged_problem(field: IdField, tag: &str, value: &str) -> Option<String> {
         return Some(format!("is not a well-formed {want} ({got}): the part after `{tag}` may contain only letters and digits, found {c:?}"));
     }
     if body.len() > MAX_TAG_BODY {
-        return Some(format!("is not a well-formed {want}: the part after `{tag}` is {} characters long (real ids have about 24)", body.len()));
+        return Some(format!(
+            "is not a well-formed {want}: the part after `{tag}` is {} characters long (real ids have about 24)",
+            body.len()
+        ));
     }
     None
 }
@@ -292,7 +300,12 @@ mod tests {
     #[test]
     fn org_error_names_field_origin_value_and_fix() {
         let m = err(organization_id("org_123", &env("ANTHROPIC_ORGANIZATION_ID")));
-        assert!(m.starts_with("organization_id from environment variable ANTHROPIC_ORGANIZATION_ID is not a UUID (got \"org_123\""), "{m}");
+        assert!(
+            m.starts_with(
+                "organization_id from environment variable ANTHROPIC_ORGANIZATION_ID is not a UUID (got \"org_123\""
+            ),
+            "{m}"
+        );
         assert!(m.contains("Console"), "{m}");
         assert!(m.contains("tagged organization ID"), "{m}");
     }
@@ -301,7 +314,10 @@ mod tests {
     fn profile_origin_names_the_key_and_path() {
         let o = Origin::ProfileFile(PathBuf::from("/cfg/configs/ci.json"));
         let m = err(federation_rule_id("rule_1", &o));
-        assert!(m.contains("federation_rule_id from profile file /cfg/configs/ci.json (authentication.federation_rule_id)"), "{m}");
+        assert!(
+            m.contains("federation_rule_id from profile file /cfg/configs/ci.json (authentication.federation_rule_id)"),
+            "{m}"
+        );
         assert!(m.contains("fdrl_"), "{m}");
         let m = err(workspace_id("ws", &Origin::Explicit("--workspace-id".into())));
         assert!(m.starts_with("workspace_id from --workspace-id "), "{m}");
@@ -345,7 +361,9 @@ mod tests {
         let o = env("ANTHROPIC_FEDERATION_RULE_ID");
         let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
         for v in [jwt, "sk-ant-api03-abcdefghijklmnop", "sk-ant-oat01-zzzzzz"] {
-            for f in [IdField::FederationRuleId, IdField::OrganizationId, IdField::ServiceAccountId, IdField::WorkspaceId] {
+            for f in
+                [IdField::FederationRuleId, IdField::OrganizationId, IdField::ServiceAccountId, IdField::WorkspaceId]
+            {
                 let m = err(validate(f, v, &o));
                 assert!(!m.contains(v), "{m}");
                 assert!(!m.contains("sk-ant-") && !m.contains("eyJ"), "{m}");

@@ -199,7 +199,6 @@ pub struct Resolved {
     pub config_dir: PathBuf,
 }
 
-
 // Environment variable names (SPEC §3).
 pub const ENV_API_KEY: &str = "ANTHROPIC_API_KEY";
 pub const ENV_AUTH_TOKEN: &str = "ANTHROPIC_AUTH_TOKEN";
@@ -303,13 +302,21 @@ pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
     } else {
         None
     };
-    if let (true, true, Some(identity_var)) = (env.is_set(ENV_FEDERATION_RULE_ID), env.is_set(ENV_ORGANIZATION_ID), identity_var) {
+    if let (true, true, Some(identity_var)) =
+        (env.is_set(ENV_FEDERATION_RULE_ID), env.is_set(ENV_ORGANIZATION_ID), identity_var)
+    {
         let step = format!("environment variables ({ENV_FEDERATION_RULE_ID}, {ENV_ORGANIZATION_ID}, {identity_var})");
         let fed = build_federation(overrides, None, env, &config_dir, &step)?;
-        return Ok(Resolved { resolution: Resolution::Federation(fed), step, step_kind: Step::EnvFederation, config_dir });
+        return Ok(Resolved {
+            resolution: Resolution::Federation(fed),
+            step,
+            step_kind: Step::EnvFederation,
+            config_dir,
+        });
     }
     // Step 5: the active profile.
-    let dir_chosen = overrides.config_dir.as_ref().is_some_and(|d| !d.as_os_str().is_empty()) || env.is_set(ENV_CONFIG_DIR);
+    let dir_chosen =
+        overrides.config_dir.as_ref().is_some_and(|d| !d.as_os_str().is_empty()) || env.is_set(ENV_CONFIG_DIR);
     let pointer_path = config_dir.join(ACTIVE_CONFIG_FILE);
     let pointer = read_active_pointer(&pointer_path)?;
     let (name, pointer_written) = match &pointer {
@@ -319,7 +326,10 @@ pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
     let user_configured = dir_chosen || pointer_written;
     let mut ignored: Option<String> = None;
     if pointer_written {
-        profile::validate_name(&name, &Origin::Explicit(format!("the active profile file {}", pointer_path.display())))?;
+        profile::validate_name(
+            &name,
+            &Origin::Explicit(format!("the active profile file {}", pointer_path.display())),
+        )?;
     }
     let path = profile::config_path(&config_dir, &name);
     if exists(&path) {
@@ -327,14 +337,23 @@ pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
             true => format!("active profile {name} ({}, named by {})", path.display(), pointer_path.display()),
             false => format!("active profile {name} ({})", path.display()),
         };
-        let attempt = profile::load(&config_dir, &name, env).and_then(|p| from_profile(&p, overrides, env, &config_dir, &step));
+        let attempt =
+            profile::load(&config_dir, &name, env).and_then(|p| from_profile(&p, overrides, env, &config_dir, &step));
         match attempt {
             Ok(resolution) => return Ok(Resolved { resolution, step, step_kind: Step::ActiveProfile, config_dir }),
             Err(e) if user_configured => return Err(e),
             Err(e) => ignored = Some(e.message),
         }
     }
-    Err(nothing_configured(overrides, env, &config_dir, &path, pointer_written.then_some(pointer_path.as_path()), dir_chosen, ignored))
+    Err(nothing_configured(
+        overrides,
+        env,
+        &config_dir,
+        &path,
+        pointer_written.then_some(pointer_path.as_path()),
+        dir_chosen,
+        ignored,
+    ))
 }
 
 /// The config dir: explicit, `$ANTHROPIC_CONFIG_DIR`, `%APPDATA%\Anthropic`
@@ -395,7 +414,10 @@ fn read_active_pointer(path: &Path) -> Result<Option<String>> {
     };
     let mut buf = Vec::new();
     file.take(4097).read_to_end(&mut buf).map_err(|e| {
-        Error::config(format!("the active profile file {} could not be read: {e}; it should hold just a profile name", path.display()))
+        Error::config(format!(
+            "the active profile file {} could not be read: {e}; it should hold just a profile name",
+            path.display()
+        ))
     })?;
     if buf.len() > 4096 {
         return Err(Error::config(format!(
@@ -404,7 +426,10 @@ fn read_active_pointer(path: &Path) -> Result<Option<String>> {
         )));
     }
     let text = String::from_utf8(buf).map_err(|_| {
-        Error::config(format!("the active profile file {} is not UTF-8 text; it should hold just a profile name", path.display()))
+        Error::config(format!(
+            "the active profile file {} is not UTF-8 text; it should hold just a profile name",
+            path.display()
+        ))
     })?;
     let name = text.trim();
     Ok((!name.is_empty()).then(|| name.to_string()))
@@ -458,9 +483,17 @@ fn shadowed_settings(env: &Env, config_dir: &Path) -> Option<String> {
 }
 
 /// A resolution from a loaded profile, explicit fields on top, env vars below.
-fn from_profile(p: &profile::Profile, overrides: &Overrides, env: &Env, config_dir: &Path, step: &str) -> Result<Resolution> {
+fn from_profile(
+    p: &profile::Profile,
+    overrides: &Overrides,
+    env: &Env,
+    config_dir: &Path,
+    step: &str,
+) -> Result<Resolution> {
     match &p.auth {
-        profile::ProfileAuth::OidcFederation { .. } => Ok(Resolution::Federation(build_federation(overrides, Some(p), env, config_dir, step)?)),
+        profile::ProfileAuth::OidcFederation { .. } => {
+            Ok(Resolution::Federation(build_federation(overrides, Some(p), env, config_dir, step)?))
+        }
         profile::ProfileAuth::UserOauth { client_id, credentials_path, .. } => {
             let names = overrides.names;
             let conflicting: Vec<String> = [
@@ -484,8 +517,15 @@ fn from_profile(p: &profile::Profile, overrides: &Overrides, env: &Env, config_d
                 )));
             }
             let file_origin = Origin::ProfileFile(p.path.clone());
-            let workspace_id = pick(overrides.workspace_id.as_ref(), names.name("workspace_id"), p.workspace_id.as_ref(), &file_origin, env, ENV_WORKSPACE_ID)
-                .filter(|w| !w.value.is_empty());
+            let workspace_id = pick(
+                overrides.workspace_id.as_ref(),
+                names.name("workspace_id"),
+                p.workspace_id.as_ref(),
+                &file_origin,
+                env,
+                ENV_WORKSPACE_ID,
+            )
+            .filter(|w| !w.value.is_empty());
             if let Some(ws) = &workspace_id {
                 ids::workspace_id(&ws.value, &ws.origin)?;
             }
@@ -527,9 +567,21 @@ fn pick(
     env.get(var).map(|v| Sourced::new(v, Origin::EnvVar(var.to_string())))
 }
 
-fn pick_base_url(overrides: &Overrides, from_profile: Option<&String>, profile_origin: &Origin, env: &Env) -> Result<Sourced<String>> {
-    let picked = pick(overrides.base_url.as_ref(), overrides.names.name("base_url"), from_profile, profile_origin, env, ENV_BASE_URL)
-        .unwrap_or_else(|| Sourced::new(DEFAULT_BASE_URL.to_string(), Origin::Default));
+fn pick_base_url(
+    overrides: &Overrides,
+    from_profile: Option<&String>,
+    profile_origin: &Origin,
+    env: &Env,
+) -> Result<Sourced<String>> {
+    let picked = pick(
+        overrides.base_url.as_ref(),
+        overrides.names.name("base_url"),
+        from_profile,
+        profile_origin,
+        env,
+        ENV_BASE_URL,
+    )
+    .unwrap_or_else(|| Sourced::new(DEFAULT_BASE_URL.to_string(), Origin::Default));
     let value = picked.value.trim_end_matches('/').to_string();
     check_base_url(&value, &picked.origin)?;
     Ok(Sourced::new(value, picked.origin))
@@ -544,13 +596,16 @@ pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
         _ => format!("base_url from {origin}"),
     };
     if url.is_empty() {
-        return Err(Error::config(format!("{field} is empty: set it to https://api.anthropic.com or your deployment's https URL, or leave it unset")));
+        return Err(Error::config(format!(
+            "{field} is empty: set it to https://api.anthropic.com or your deployment's https URL, or leave it unset"
+        )));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::config(format!("{field} contains whitespace ({shown:?}): remove it")));
     }
     let lower = url.to_ascii_lowercase();
-    let authority = lower.split_once("://").map(|(_, r)| r).unwrap_or(&lower).split(['/', '?', '#']).next().unwrap_or("");
+    let authority =
+        lower.split_once("://").map(|(_, r)| r).unwrap_or(&lower).split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
         return Err(Error::config(format!(
             "{field} contains credentials before the host ({shown:?}): remove the user:password@ part (the exchange authenticates with the identity token)"
@@ -575,10 +630,14 @@ pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() || host.starts_with(':') {
-        return Err(Error::config(format!("{field} has no host ({shown:?}): use a URL such as https://api.anthropic.com")));
+        return Err(Error::config(format!(
+            "{field} has no host ({shown:?}): use a URL such as https://api.anthropic.com"
+        )));
     }
     if host.contains('@') {
-        return Err(Error::config(format!("{field} contains credentials before the host: remove the user:password@ part")));
+        return Err(Error::config(format!(
+            "{field} contains credentials before the host: remove the user:password@ part"
+        )));
     }
     Ok(())
 }
@@ -610,16 +669,39 @@ fn shown_url(url: &str) -> String {
 
 /// Assemble and validate a federation configuration from the layers:
 /// explicit settings > profile (when given) > environment variables.
-fn build_federation(overrides: &Overrides, prof: Option<&profile::Profile>, env: &Env, config_dir: &Path, step: &str) -> Result<FederationConfig> {
+fn build_federation(
+    overrides: &Overrides,
+    prof: Option<&profile::Profile>,
+    env: &Env,
+    config_dir: &Path,
+    step: &str,
+) -> Result<FederationConfig> {
     let names = overrides.names;
     let file_origin = prof.map(|p| Origin::ProfileFile(p.path.clone())).unwrap_or(Origin::Default);
     let (p_rule, p_svac, p_identity, p_creds, p_scope) = match prof.map(|p| &p.auth) {
-        Some(profile::ProfileAuth::OidcFederation { federation_rule_id, service_account_id, identity_token, credentials_path, scope }) => {
-            (federation_rule_id.as_ref(), service_account_id.as_ref(), identity_token.as_ref(), credentials_path.as_ref(), scope.as_ref())
-        }
+        Some(profile::ProfileAuth::OidcFederation {
+            federation_rule_id,
+            service_account_id,
+            identity_token,
+            credentials_path,
+            scope,
+        }) => (
+            federation_rule_id.as_ref(),
+            service_account_id.as_ref(),
+            identity_token.as_ref(),
+            credentials_path.as_ref(),
+            scope.as_ref(),
+        ),
         _ => (None, None, None, None, None),
     };
-    let rule = pick(overrides.federation_rule_id.as_ref(), names.name("federation_rule_id"), p_rule, &file_origin, env, ENV_FEDERATION_RULE_ID);
+    let rule = pick(
+        overrides.federation_rule_id.as_ref(),
+        names.name("federation_rule_id"),
+        p_rule,
+        &file_origin,
+        env,
+        ENV_FEDERATION_RULE_ID,
+    );
     let org = pick(
         overrides.organization_id.as_ref(),
         names.name("organization_id"),
@@ -628,7 +710,14 @@ fn build_federation(overrides: &Overrides, prof: Option<&profile::Profile>, env:
         env,
         ENV_ORGANIZATION_ID,
     );
-    let svac = pick(overrides.service_account_id.as_ref(), names.name("service_account_id"), p_svac, &file_origin, env, ENV_SERVICE_ACCOUNT_ID);
+    let svac = pick(
+        overrides.service_account_id.as_ref(),
+        names.name("service_account_id"),
+        p_svac,
+        &file_origin,
+        env,
+        ENV_SERVICE_ACCOUNT_ID,
+    );
     let ws = pick(
         overrides.workspace_id.as_ref(),
         names.name("workspace_id"),
@@ -646,9 +735,15 @@ fn build_federation(overrides: &Overrides, prof: Option<&profile::Profile>, env:
     } else if let Some(spec) = p_identity {
         Some(Sourced::new(spec.clone(), file_origin.clone()))
     } else if let Some(path) = env.get(ENV_IDENTITY_TOKEN_FILE) {
-        Some(Sourced::new(IdentitySpec::File { path: PathBuf::from(path) }, Origin::EnvVar(ENV_IDENTITY_TOKEN_FILE.into())))
+        Some(Sourced::new(
+            IdentitySpec::File { path: PathBuf::from(path) },
+            Origin::EnvVar(ENV_IDENTITY_TOKEN_FILE.into()),
+        ))
     } else if env.is_set(ENV_IDENTITY_TOKEN) {
-        Some(Sourced::new(IdentitySpec::Env { var: ENV_IDENTITY_TOKEN.into() }, Origin::EnvVar(ENV_IDENTITY_TOKEN.into())))
+        Some(Sourced::new(
+            IdentitySpec::Env { var: ENV_IDENTITY_TOKEN.into() },
+            Origin::EnvVar(ENV_IDENTITY_TOKEN.into()),
+        ))
     } else {
         None
     };
@@ -667,7 +762,11 @@ fn build_federation(overrides: &Overrides, prof: Option<&profile::Profile>, env:
         ));
     }
     if org.is_none() {
-        missing.push(format!("organization_id (set {}, {ENV_ORGANIZATION_ID}, or {})", names.name("organization_id"), in_profile("organization_id")));
+        missing.push(format!(
+            "organization_id (set {}, {ENV_ORGANIZATION_ID}, or {})",
+            names.name("organization_id"),
+            in_profile("organization_id")
+        ));
     }
     if identity.is_none() {
         missing.push(format!(
@@ -763,7 +862,10 @@ fn nothing_configured(
             missing.push(format!("{ENV_ORGANIZATION_ID} (or {})", names.name("organization_id")));
         }
         if !env.is_set(ENV_IDENTITY_TOKEN_FILE) && !env.is_set(ENV_IDENTITY_TOKEN) {
-            missing.push(format!("{ENV_IDENTITY_TOKEN_FILE} or {ENV_IDENTITY_TOKEN} (or {})", names.name("identity_token")));
+            missing.push(format!(
+                "{ENV_IDENTITY_TOKEN_FILE} or {ENV_IDENTITY_TOKEN} (or {})",
+                names.name("identity_token")
+            ));
         }
         msg.push_str(&format!(
             "Workload identity federation from environment variables is incomplete: {} set, but missing {}. ",

@@ -154,7 +154,8 @@ pub fn read_config_file(path: &Path, name: &str) -> Result<Vec<u8>> {
         )),
         _ => Error::config(format!("config file {shown} (profile {name:?}) could not be opened: {e}")),
     })?;
-    let meta = file.metadata().map_err(|e| Error::config(format!("config file {shown} could not be inspected: {e}")))?;
+    let meta =
+        file.metadata().map_err(|e| Error::config(format!("config file {shown} could not be inspected: {e}")))?;
     if !meta.is_file() {
         return Err(Error::config(format!(
             "config file {shown} (profile {name:?}) is not a regular file: point the profile at a JSON file"
@@ -229,7 +230,9 @@ pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile
         return Err(ctx("starts with a UTF-8 byte-order mark, which the official SDKs cannot read; save the file as UTF-8 without BOM".into()));
     }
     if json_depth_exceeds(bytes, MAX_JSON_DEPTH) {
-        return Err(ctx(format!("JSON is nested more than {MAX_JSON_DEPTH} levels deep; a profile needs 4: this is not a profile file")));
+        return Err(ctx(format!(
+            "JSON is nested more than {MAX_JSON_DEPTH} levels deep; a profile needs 4: this is not a profile file"
+        )));
     }
     let root: Value = serde_json::from_slice(bytes)
         .map_err(|e| ctx(format!("is not valid JSON ({}); fix the syntax", scrub(&e.to_string(), &[], 300))))?;
@@ -278,13 +281,21 @@ pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile
 
     let auth = match auth_type {
         AUTH_OIDC_FEDERATION => {
-            let federation_rule_id = opt_str(auth, "federation_rule_id", "authentication.federation_rule_id").map_err(&ctx)?;
-            let service_account_id = opt_str(auth, "service_account_id", "authentication.service_account_id").map_err(&ctx)?;
+            let federation_rule_id =
+                opt_str(auth, "federation_rule_id", "authentication.federation_rule_id").map_err(&ctx)?;
+            let service_account_id =
+                opt_str(auth, "service_account_id", "authentication.service_account_id").map_err(&ctx)?;
             let identity_token = match auth.get("identity_token") {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(parse_identity(v).map_err(&ctx)?),
             };
-            ProfileAuth::OidcFederation { federation_rule_id, service_account_id, identity_token, credentials_path, scope }
+            ProfileAuth::OidcFederation {
+                federation_rule_id,
+                service_account_id,
+                identity_token,
+                credentials_path,
+                scope,
+            }
         }
         AUTH_USER_OAUTH => {
             let client_id = opt_str(auth, "client_id", "authentication.client_id").map_err(&ctx)?;
@@ -298,7 +309,15 @@ pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile
         }
     };
 
-    Ok(Profile { name: name.to_string(), path: path.to_path_buf(), version, organization_id, workspace_id, base_url, auth })
+    Ok(Profile {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        version,
+        organization_id,
+        workspace_id,
+        base_url,
+        auth,
+    })
 }
 
 /// The `identity_token` union. Unknown `source` → list of supported ones.
@@ -328,10 +347,7 @@ fn parse_identity(v: &Value) -> std::result::Result<IdentitySpec, String> {
         ));
     }
     let spec = IdentitySpec::deserialize(v).map_err(|e| {
-        format!(
-            "authentication.identity_token (source {source:?}) is invalid: {}",
-            scrub(&e.to_string(), &[], 300)
-        )
+        format!("authentication.identity_token (source {source:?}) is invalid: {}", scrub(&e.to_string(), &[], 300))
     })?;
     match &spec {
         IdentitySpec::File { path } if path.as_os_str().is_empty() => {
@@ -354,7 +370,9 @@ pub fn supported_sources() -> Vec<String> {
     };
     let list: Vec<String> = msg
         .split_once("expected one of ")
-        .map(|(_, rest)| rest.split(", ").map(|s| s.trim().trim_matches('`').to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|(_, rest)| {
+            rest.split(", ").map(|s| s.trim().trim_matches('`').to_string()).filter(|s| !s.is_empty()).collect()
+        })
         .unwrap_or_default();
     if list.is_empty() {
         vec!["file".into(), "env".into()]
@@ -386,7 +404,6 @@ fn expand_home(p: &str, env: &Env) -> PathBuf {
     }
     PathBuf::from(p)
 }
-
 
 fn short_json(v: &Value) -> String {
     scrub(&v.to_string(), &[], 40)
@@ -456,7 +473,9 @@ mod tests {
         let p = load(d.path(), "p", &env()).unwrap();
         assert_eq!(p.organization_id, None);
         assert_eq!(p.version, None);
-        let ProfileAuth::OidcFederation { federation_rule_id, identity_token, credentials_path, .. } = p.auth else { panic!() };
+        let ProfileAuth::OidcFederation { federation_rule_id, identity_token, credentials_path, .. } = p.auth else {
+            panic!()
+        };
         assert_eq!(federation_rule_id, None);
         assert_eq!(identity_token, Some(IdentitySpec::File { path: "tok/jwt".into() }));
         assert_eq!(credentials_path, Some(PathBuf::from("cache/c.json")));
@@ -465,9 +484,16 @@ mod tests {
     #[test]
     fn user_oauth_profile() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "me", r#"{"version":"1.0","workspace_id":"wrkspc_01x","authentication":{"type":"user_oauth","client_id":"abc"}}"#);
+        write(
+            d.path(),
+            "me",
+            r#"{"version":"1.0","workspace_id":"wrkspc_01x","authentication":{"type":"user_oauth","client_id":"abc"}}"#,
+        );
         let p = load(d.path(), "me", &env()).unwrap();
-        assert_eq!(p.auth, ProfileAuth::UserOauth { client_id: Some("abc".into()), credentials_path: None, scope: None });
+        assert_eq!(
+            p.auth,
+            ProfileAuth::UserOauth { client_id: Some("abc".into()), credentials_path: None, scope: None }
+        );
     }
 
     #[test]
@@ -524,7 +550,10 @@ mod tests {
         );
         let p = load(d.path(), "x", &env()).unwrap();
         let ProfileAuth::OidcFederation { identity_token, .. } = p.auth else { panic!() };
-        assert_eq!(identity_token, Some(IdentitySpec::Command { command: vec!["gcloud".into(), "auth".into()], timeout_s: Some(5) }));
+        assert_eq!(
+            identity_token,
+            Some(IdentitySpec::Command { command: vec!["gcloud".into(), "auth".into()], timeout_s: Some(5) })
+        );
     }
 
     #[test]
@@ -538,13 +567,25 @@ mod tests {
             (r#"{"authentication": {}}"#, "authentication.type is missing"),
             (r#"{"authentication": {"type": "api_key"}}"#, "\"api_key\" is not a known authentication type"),
             (r#"{"authentication": {"type": 3}}"#, "authentication.type must be a string"),
-            (r#"{"organization_id": 5, "authentication": {"type": "oidc_federation"}}"#, "organization_id must be a string, not a number"),
+            (
+                r#"{"organization_id": 5, "authentication": {"type": "oidc_federation"}}"#,
+                "organization_id must be a string, not a number",
+            ),
             (r#"{"version": "2.0", "authentication": {"type": "oidc_federation"}}"#, "unsupported \"version\""),
             (r#"{"authentication": {"type": "oidc_federation", "identity_token": "x"}}"#, "must be an object"),
             (r#"{"authentication": {"type": "oidc_federation", "identity_token": {}}}"#, "has no \"source\""),
-            (r#"{"authentication": {"type": "oidc_federation", "identity_token": {"source": "file"}}}"#, "missing field `path`"),
-            (r#"{"authentication": {"type": "oidc_federation", "identity_token": {"source": "file", "path": ""}}}"#, "non-empty \"path\""),
-            (r#"{"authentication": {"type": "oidc_federation", "identity_token": {"source": "env", "var": ""}}}"#, "non-empty \"var\""),
+            (
+                r#"{"authentication": {"type": "oidc_federation", "identity_token": {"source": "file"}}}"#,
+                "missing field `path`",
+            ),
+            (
+                r#"{"authentication": {"type": "oidc_federation", "identity_token": {"source": "file", "path": ""}}}"#,
+                "non-empty \"path\"",
+            ),
+            (
+                r#"{"authentication": {"type": "oidc_federation", "identity_token": {"source": "env", "var": ""}}}"#,
+                "non-empty \"var\"",
+            ),
         ];
         for (text, want) in cases {
             let path = write(d.path(), "bad", text);
@@ -587,7 +628,10 @@ mod tests {
     #[test]
     fn size_cap() {
         let d = tempfile::tempdir().unwrap();
-        let big = format!(r#"{{"pad": "{}", "authentication": {{"type": "user_oauth"}}}}"#, "x".repeat(MAX_CONFIG_BYTES as usize));
+        let big = format!(
+            r#"{{"pad": "{}", "authentication": {{"type": "user_oauth"}}}}"#,
+            "x".repeat(MAX_CONFIG_BYTES as usize)
+        );
         write(d.path(), "big", &big);
         let m = load(d.path(), "big", &env()).unwrap_err().message;
         assert!(m.contains("too large"), "{m}");
@@ -625,7 +669,9 @@ mod tests {
     fn secrets_in_a_profile_do_not_leak_into_errors() {
         let d = tempfile::tempdir().unwrap();
         let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
-        let text = format!(r#"{{"authentication":{{"type":"oidc_federation","identity_token":{{"source":"url","url":"https://x","headers":{{"A":5}},"field":"{jwt}"}}}}}}"#);
+        let text = format!(
+            r#"{{"authentication":{{"type":"oidc_federation","identity_token":{{"source":"url","url":"https://x","headers":{{"A":5}},"field":"{jwt}"}}}}}}"#
+        );
         write(d.path(), "s", &text);
         let m = load(d.path(), "s", &env()).unwrap_err().message;
         assert!(!m.contains("eyJ"), "{m}");

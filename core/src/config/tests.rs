@@ -112,7 +112,9 @@ fn api_key_wins_and_reports_shadowed_federation() {
 #[test]
 fn auth_token_is_a_static_bearer_and_never_printed() {
     let d = Dir::new();
-    let r = resolve(&Overrides::default(), &d.env(&[(ENV_AUTH_TOKEN, "sk-ant-oat01-secretvalue"), (ENV_PROFILE, "ci")])).unwrap();
+    let r =
+        resolve(&Overrides::default(), &d.env(&[(ENV_AUTH_TOKEN, "sk-ant-oat01-secretvalue"), (ENV_PROFILE, "ci")]))
+            .unwrap();
     assert_eq!(r.step_kind, Step::AuthToken);
     assert!(!format!("{r:?}").contains("secretvalue"));
     let Resolution::StaticBearer { token, origin, shadowed } = r.resolution else { panic!() };
@@ -138,14 +140,22 @@ fn anthropic_profile_beats_env_federation_and_profile_fields_win() {
     let d = Dir::new();
     let path = d.profile("ci", &fed_profile(RULE2, ORG2));
     let mut vars = env_fed();
-    vars.extend([(ENV_PROFILE, "ci"), (ENV_WORKSPACE_ID, "wrkspc_01env"), (ENV_SERVICE_ACCOUNT_ID, "svac_01env"), (ENV_SCOPE, "user:inference")]);
+    vars.extend([
+        (ENV_PROFILE, "ci"),
+        (ENV_WORKSPACE_ID, "wrkspc_01env"),
+        (ENV_SERVICE_ACCOUNT_ID, "svac_01env"),
+        (ENV_SCOPE, "user:inference"),
+    ]);
     let (f, step, kind) = fed(resolve(&Overrides::default(), &d.env(&vars)).unwrap());
     assert_eq!(kind, Step::EnvProfile);
     assert_eq!(step, format!("ANTHROPIC_PROFILE=ci ({})", path.display()));
     let file = Origin::ProfileFile(path.clone());
     assert_eq!(f.federation_rule_id, Sourced::new(RULE2.to_string(), file.clone()));
     assert_eq!(f.organization_id, Sourced::new(ORG2.to_string(), file.clone()));
-    assert_eq!(f.identity, Sourced::new(IdentitySpec::File { path: "/var/run/secrets/anthropic.com/token".into() }, file.clone()));
+    assert_eq!(
+        f.identity,
+        Sourced::new(IdentitySpec::File { path: "/var/run/secrets/anthropic.com/token".into() }, file.clone())
+    );
     // Unset profile fields come from the environment.
     assert_eq!(f.workspace_id, Some(Sourced::new("wrkspc_01env".to_string(), Origin::EnvVar(ENV_WORKSPACE_ID.into()))));
     assert_eq!(f.service_account_id.as_ref().unwrap().origin, Origin::EnvVar(ENV_SERVICE_ACCOUNT_ID.into()));
@@ -169,16 +179,34 @@ fn anthropic_profile_failures_are_errors() {
     // A profile with a bad id: names the file and the key.
     let path = d.profile("badid", &fed_profile("rule_1", ORG));
     let m = cfg_err(resolve(&Overrides::default(), &d.env(&[(ENV_PROFILE, "badid")])));
-    assert!(m.contains(&format!("federation_rule_id from profile file {} (authentication.federation_rule_id)", path.display())), "{m}");
+    assert!(
+        m.contains(&format!(
+            "federation_rule_id from profile file {} (authentication.federation_rule_id)",
+            path.display()
+        )),
+        "{m}"
+    );
 }
 
 #[test]
 fn profile_missing_fields_are_filled_from_env_or_reported() {
     let d = Dir::new();
     let path = d.profile("thin", r#"{"authentication":{"type":"oidc_federation"}}"#);
-    let (f, _, _) = fed(resolve(&Overrides::default(), &d.env(&[(ENV_PROFILE, "thin"), (ENV_FEDERATION_RULE_ID, RULE), (ENV_ORGANIZATION_ID, ORG), (ENV_IDENTITY_TOKEN, JWT)])).unwrap());
+    let (f, _, _) = fed(resolve(
+        &Overrides::default(),
+        &d.env(&[
+            (ENV_PROFILE, "thin"),
+            (ENV_FEDERATION_RULE_ID, RULE),
+            (ENV_ORGANIZATION_ID, ORG),
+            (ENV_IDENTITY_TOKEN, JWT),
+        ]),
+    )
+    .unwrap());
     assert_eq!(f.federation_rule_id.origin, Origin::EnvVar(ENV_FEDERATION_RULE_ID.into()));
-    assert_eq!(f.identity, Sourced::new(IdentitySpec::Env { var: ENV_IDENTITY_TOKEN.into() }, Origin::EnvVar(ENV_IDENTITY_TOKEN.into())));
+    assert_eq!(
+        f.identity,
+        Sourced::new(IdentitySpec::Env { var: ENV_IDENTITY_TOKEN.into() }, Origin::EnvVar(ENV_IDENTITY_TOKEN.into()))
+    );
 
     let m = cfg_err(resolve(&Overrides::default(), &d.env(&[(ENV_PROFILE, "thin")])));
     let p = path.display().to_string();
@@ -216,7 +244,11 @@ fn profile_credentials_path_and_base_url() {
     assert!(matches!(f.base_url.origin, Origin::ProfileFile(_)));
     assert_eq!(f.scope.as_deref(), Some("s1"));
     // Explicit overrides beat the profile.
-    let o = Overrides { base_url: Some("http://127.0.0.1:8080/".into()), credentials_path: Some("/x/y.json".into()), ..Default::default() };
+    let o = Overrides {
+        base_url: Some("http://127.0.0.1:8080/".into()),
+        credentials_path: Some("/x/y.json".into()),
+        ..Default::default()
+    };
     let (f, _, _) = fed(resolve(&o, &env).unwrap());
     assert_eq!(f.base_url, Sourced::new("http://127.0.0.1:8080".to_string(), Origin::Explicit("--base-url".into())));
     assert_eq!(f.credentials_path, Some(PathBuf::from("/x/y.json")));
@@ -278,7 +310,12 @@ fn env_federation_bad_ids_are_errors_without_secrets() {
     let d = Dir::new();
     let vars = [(ENV_FEDERATION_RULE_ID, RULE), (ENV_ORGANIZATION_ID, "org_123"), (ENV_IDENTITY_TOKEN, JWT)];
     let m = cfg_err(resolve(&Overrides::default(), &d.env(&vars)));
-    assert!(m.starts_with("organization_id from environment variable ANTHROPIC_ORGANIZATION_ID is not a UUID (got \"org_123\""), "{m}");
+    assert!(
+        m.starts_with(
+            "organization_id from environment variable ANTHROPIC_ORGANIZATION_ID is not a UUID (got \"org_123\""
+        ),
+        "{m}"
+    );
     assert!(!m.contains("eyJ"));
     // A JWT pasted into the id variable is not echoed.
     let vars = [(ENV_FEDERATION_RULE_ID, JWT), (ENV_ORGANIZATION_ID, ORG), (ENV_IDENTITY_TOKEN, JWT)];
@@ -336,18 +373,33 @@ fn broken_auto_discovered_profile_is_skipped_unless_user_configured() {
     // With ANTHROPIC_CONFIG_DIR set, the profile's own error surfaces.
     let env = Env::fixed([(ENV_CONFIG_DIR, dir.display().to_string())]);
     let m = cfg_err(resolve(&Overrides::default(), &env));
-    assert!(m.starts_with(&format!("config file {}", path.display())) && m.contains("\"bogus\" is not a known authentication type"), "{m}");
+    assert!(
+        m.starts_with(&format!("config file {}", path.display()))
+            && m.contains("\"bogus\" is not a known authentication type"),
+        "{m}"
+    );
 }
 
 #[test]
 fn nothing_configured_lists_what_was_looked_for() {
     let d = Dir::new();
     let m = cfg_err(resolve(&Overrides::default(), &d.env(&[])));
-    for want in [ENV_API_KEY, ENV_AUTH_TOKEN, ENV_PROFILE, ENV_FEDERATION_RULE_ID, ENV_IDENTITY_TOKEN_FILE, "default.json", "does not exist", "from ANTHROPIC_CONFIG_DIR", "To fix"] {
+    for want in [
+        ENV_API_KEY,
+        ENV_AUTH_TOKEN,
+        ENV_PROFILE,
+        ENV_FEDERATION_RULE_ID,
+        ENV_IDENTITY_TOKEN_FILE,
+        "default.json",
+        "does not exist",
+        "from ANTHROPIC_CONFIG_DIR",
+        "To fix",
+    ] {
         assert!(m.contains(want), "want {want:?} in {m}");
     }
     // Partial env federation: say what is missing.
-    let m = cfg_err(resolve(&Overrides::default(), &d.env(&[(ENV_FEDERATION_RULE_ID, RULE), (ENV_IDENTITY_TOKEN, JWT)])));
+    let m =
+        cfg_err(resolve(&Overrides::default(), &d.env(&[(ENV_FEDERATION_RULE_ID, RULE), (ENV_IDENTITY_TOKEN, JWT)])));
     assert!(m.contains("incomplete") && m.contains("missing ANTHROPIC_ORGANIZATION_ID (or --organization-id)"), "{m}");
     assert!(!m.contains("eyJ"), "{m}");
 }
@@ -382,7 +434,8 @@ fn explicit_settings_come_first_and_are_completed_from_env() {
     let m = cfg_err(resolve(&o, &d.env(&env_fed())));
     assert!(m.contains("federation_rule_id from --federation-rule-id is empty"), "{m}");
     // An explicitly empty optional id means "omit", even when the environment has one.
-    let o = Overrides { workspace_id: Some(String::new()), service_account_id: Some(String::new()), ..Default::default() };
+    let o =
+        Overrides { workspace_id: Some(String::new()), service_account_id: Some(String::new()), ..Default::default() };
     let mut vars = env_fed();
     vars.extend([(ENV_WORKSPACE_ID, "wrkspc_01env"), (ENV_SERVICE_ACCOUNT_ID, "svac_01env")]);
     let (f, _, kind) = fed(resolve(&o, &d.env(&vars)).unwrap());
@@ -394,7 +447,12 @@ fn explicit_settings_come_first_and_are_completed_from_env() {
 fn explicit_profile_with_overrides() {
     let d = Dir::new();
     let path = d.profile("ci", &fed_profile(RULE2, ORG2));
-    let o = Overrides { profile: Some("ci".into()), organization_id: Some(ORG.into()), workspace_id: Some("wrkspc_01flag".into()), ..Default::default() };
+    let o = Overrides {
+        profile: Some("ci".into()),
+        organization_id: Some(ORG.into()),
+        workspace_id: Some("wrkspc_01flag".into()),
+        ..Default::default()
+    };
     let env = d.env(&[(ENV_API_KEY, "k"), (ENV_WORKSPACE_ID, "wrkspc_01env")]);
     let (f, step, kind) = fed(resolve(&o, &env).unwrap());
     assert_eq!(kind, Step::ExplicitProfile);
@@ -412,9 +470,14 @@ fn explicit_profile_with_overrides() {
 #[test]
 fn user_oauth_profiles() {
     let d = Dir::new();
-    let path = d.profile("me", r#"{"workspace_id":"wrkspc_01me","authentication":{"type":"user_oauth","client_id":"cid"}}"#);
+    let path =
+        d.profile("me", r#"{"workspace_id":"wrkspc_01me","authentication":{"type":"user_oauth","client_id":"cid"}}"#);
     let r = resolve(&Overrides::default(), &d.env(&[(ENV_PROFILE, "me")])).unwrap();
-    let Resolution::UserOauth { profile, profile_path, credentials_path, base_url, workspace_id, client_id } = r.resolution else { panic!() };
+    let Resolution::UserOauth { profile, profile_path, credentials_path, base_url, workspace_id, client_id } =
+        r.resolution
+    else {
+        panic!()
+    };
     assert_eq!(profile, "me");
     assert_eq!(profile_path, path);
     assert_eq!(credentials_path, d.path().join("credentials").join("me.json"));

@@ -220,10 +220,9 @@ fn backoff(policy: &RetryPolicy, attempt_no: u32) -> Duration {
 
 fn after_attempts(mut error: Error, attempts: u32, started: Instant) -> Error {
     if attempts > 1 {
-        error.message.push_str(&format!(
-            " (gave up after {attempts} attempts in {:.1} s)",
-            started.elapsed().as_secs_f64()
-        ));
+        error
+            .message
+            .push_str(&format!(" (gave up after {attempts} attempts in {:.1} s)", started.elapsed().as_secs_f64()));
     }
     error
 }
@@ -249,13 +248,16 @@ fn request_body(params: &ExchangeParams, assertion: &str) -> Result<Vec<u8>> {
             body.insert(name.into(), Value::from(v));
         }
     }
-    serde_json::to_vec(&Value::Object(body)).map_err(|e| Error::internal(format!("cannot encode the token request: {e}")))
+    serde_json::to_vec(&Value::Object(body))
+        .map_err(|e| Error::internal(format!("cannot encode the token request: {e}")))
 }
 
 /// Check the inputs that need no network; an error here sends nothing.
 fn check_inputs<'a>(params: &ExchangeParams, assertion: &'a Secret) -> Result<(String, &'a str)> {
     let endpoint = token_endpoint(&params.base_url)?;
-    for (name, value) in [("federation_rule_id", &params.federation_rule_id), ("organization_id", &params.organization_id)] {
+    for (name, value) in
+        [("federation_rule_id", &params.federation_rule_id), ("organization_id", &params.organization_id)]
+    {
         if value.trim().is_empty() {
             return Err(Error::config(format!(
                 "{name} is empty; it is required for the token exchange (set ANTHROPIC_{} or the profile's {name})",
@@ -282,7 +284,10 @@ fn check_inputs<'a>(params: &ExchangeParams, assertion: &'a Secret) -> Result<(S
 
 fn header_value(name: &str, value: &str) -> Result<HeaderValue> {
     HeaderValue::from_str(value).map_err(|_| {
-        Error::config(format!("the {name} \"{}\" contains characters not allowed in an HTTP header", response::clean(value, &[], 100)))
+        Error::config(format!(
+            "the {name} \"{}\" contains characters not allowed in an HTTP header",
+            response::clean(value, &[], 100)
+        ))
     })
 }
 
@@ -395,11 +400,8 @@ async fn judge(
     let code = status.as_u16();
     let rid = request_id(resp.headers(), jwt);
     let rid_text = rid.as_deref().map(|r| format!(" (request-id: {r})")).unwrap_or_default();
-    let content_type = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| response::clean(v, &[jwt], 60));
+    let content_type =
+        resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| response::clean(v, &[jwt], 60));
     let ct_text = content_type.clone().unwrap_or_else(|| "none".into());
     let decorate = |e: Error| e.with_status(code).with_request_id(rid.clone());
 
@@ -442,7 +444,9 @@ async fn judge(
             } else {
                 format!("the connection failed while its body was read: {}", causes(&e, jwt))
             };
-            let error = decorate(Error::unavailable(format!("the token endpoint {endpoint} answered HTTP {code}{rid_text} but {why}")));
+            let error = decorate(Error::unavailable(format!(
+                "the token endpoint {endpoint} answered HTTP {code}{rid_text} but {why}"
+            )));
             return Err(Failure { error, retryable: true, retry_after: None, refused_token: false });
         }
     };
@@ -461,7 +465,12 @@ async fn judge(
         };
         let mut obj = match parsed_body {
             Ok(Value::Object(obj)) => obj,
-            Ok(other) => return Err(not_token_endpoint(format!("the body is {}, not a JSON object", crate::json::type_name(&other)))),
+            Ok(other) => {
+                return Err(not_token_endpoint(format!(
+                    "the body is {}, not a JSON object",
+                    crate::json::type_name(&other)
+                )))
+            }
             Err(_) => return Err(not_token_endpoint("the body is not JSON".into())),
         };
         let parsed = response::parse_success(&mut obj, jwt);
@@ -502,7 +511,13 @@ async fn judge(
     } else if status.is_client_error() {
         let refused = code == 401 || (code == 400 && error_code.as_deref() == Some("invalid_grant"));
         let hint = if refused {
-            format!(" {}", response::denied_hint(&params.federation_rule_id, params.workspace_id.as_deref().is_some_and(|w| !w.trim().is_empty())))
+            format!(
+                " {}",
+                response::denied_hint(
+                    &params.federation_rule_id,
+                    params.workspace_id.as_deref().is_some_and(|w| !w.trim().is_empty())
+                )
+            )
         } else if code == 404 || code == 405 {
             " There is no token endpoint at this address: check the base URL (e.g. https://api.anthropic.com)."
                 .to_string()
@@ -524,4 +539,3 @@ async fn judge(
     let error = decorate(Error::new(kind, message)).with_error_code(error_code);
     Err(Failure { error, retryable, retry_after: if retryable { retry_after } else { None }, refused_token })
 }
-

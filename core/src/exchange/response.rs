@@ -48,7 +48,9 @@ pub fn parse_success(obj: &mut serde_json::Map<String, Value>, assertion: &str) 
                 clean(t, &[assertion, access_token.expose()], 40)
             ))
         }
-        Some(other) => return Err(format!("its token_type is {}, not the string \"Bearer\"", crate::json::type_name(other))),
+        Some(other) => {
+            return Err(format!("its token_type is {}, not the string \"Bearer\"", crate::json::type_name(other)))
+        }
     }
     let expires_in = parse_expires_in(obj.get("expires_in"))?;
     let scope = match obj.get("scope") {
@@ -76,11 +78,18 @@ pub fn parse_expires_in(v: Option<&Value>) -> Result<i64, String> {
                         number_secs(None, Some(f))?
                     }
                     // Not quoted: an untrusted string may echo the request.
-                    _ => return Err(format!("its expires_in is a string of {} characters that is not a number of seconds", s.chars().count())),
+                    _ => {
+                        return Err(format!(
+                            "its expires_in is a string of {} characters that is not a number of seconds",
+                            s.chars().count()
+                        ))
+                    }
                 }
             }
         }
-        Some(other) => return Err(format!("its expires_in is {}, not a number of seconds", crate::json::type_name(other))),
+        Some(other) => {
+            return Err(format!("its expires_in is {}, not a number of seconds", crate::json::type_name(other)))
+        }
     };
     if secs <= 0 {
         return Err(format!("its expires_in is {secs}: the token would already be expired"));
@@ -99,12 +108,17 @@ fn number_secs(int: Option<i64>, float: Option<f64>) -> Result<i64, String> {
         Some(f) if f.is_finite() => {
             let f = f.floor();
             // Out-of-range values are caught by the range check; clamp here.
-            Ok(if f >= i64::MAX as f64 { i64::MAX } else if f <= i64::MIN as f64 { i64::MIN } else { f as i64 })
+            Ok(if f >= i64::MAX as f64 {
+                i64::MAX
+            } else if f <= i64::MIN as f64 {
+                i64::MIN
+            } else {
+                f as i64
+            })
         }
         _ => Err("its expires_in is not a finite number".into()),
     }
 }
-
 
 /// Scrub, cut, and flatten control characters (no log injection).
 pub fn clean(text: &str, secrets: &[&str], max: usize) -> String {
@@ -174,7 +188,8 @@ pub fn error_details(body: &[u8], content_type: Option<&str>, secrets: &[&str]) 
                 }
             }
             if d.code.is_none() && d.description.is_none() {
-                d.note = Some(format!("the JSON answer has no error or error_description field ({} bytes)", body.len()));
+                d.note =
+                    Some(format!("the JSON answer has no error or error_description field ({} bytes)", body.len()));
             }
         }
         Ok(other) => {
@@ -185,8 +200,8 @@ pub fn error_details(body: &[u8], content_type: Option<&str>, secrets: &[&str]) 
             // Plain text (a proxy's "upstream connect error", say) helps; HTML
             // pages and binary do not. Either way only a scrubbed snippet.
             let text = std::str::from_utf8(body).ok();
-            let html = ct.to_ascii_lowercase().contains("html")
-                || text.is_some_and(|t| t.trim_start().starts_with('<'));
+            let html =
+                ct.to_ascii_lowercase().contains("html") || text.is_some_and(|t| t.trim_start().starts_with('<'));
             match text {
                 Some(t) if !html => {
                     d.note = Some(format!("a non-JSON answer (content-type {ct}): \"{}\"", clean(t, secrets, 200)));

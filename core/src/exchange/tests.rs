@@ -34,7 +34,11 @@ impl Hit {
 }
 
 enum Reply {
-    Http { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    Http {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
     /// Bytes written as they are, then the connection is closed.
     Raw(Vec<u8>),
     /// Bytes written, then nothing more until the client goes away.
@@ -114,10 +118,8 @@ async fn serve(mut sock: TcpStream, hits: Arc<Mutex<Vec<Hit>>>, responder: Arc<R
     let mut first = lines.next().unwrap_or("").split(' ');
     let method = first.next().unwrap_or("").to_string();
     let path = first.next().unwrap_or("").to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     let len: usize = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
@@ -138,7 +140,8 @@ async fn serve(mut sock: TcpStream, hits: Arc<Mutex<Vec<Hit>>>, responder: Arc<R
     };
     match responder(index, &hit) {
         Reply::Http { status, headers, body } => {
-            let mut out = format!("HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+            let mut out =
+                format!("HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
             for (k, v) in headers {
                 out.push_str(&format!("{k}: {v}\r\n"));
             }
@@ -234,7 +237,13 @@ fn same_jwt(calls: &Arc<AtomicUsize>) -> impl FnMut() -> std::future::Ready<Resu
 
 /// No secret (nor any `sk-ant-` value) in anything an error prints.
 fn assert_clean(err: &Error, secrets: &[&str]) {
-    let printed = [err.to_string(), format!("{err:?}"), err.message.clone(), format!("{:?}", err.error_code), format!("{:?}", err.request_id)];
+    let printed = [
+        err.to_string(),
+        format!("{err:?}"),
+        err.message.clone(),
+        format!("{:?}", err.error_code),
+        format!("{:?}", err.request_id),
+    ];
     for p in &printed {
         for s in secrets {
             assert!(!p.contains(s), "secret {s:?} leaked into {p:?}");
@@ -293,7 +302,11 @@ fn base_url_policy() {
         assert!(!e.message.contains("sk-ant-") && !e.message.contains(":pw@"), "{bad}: {}", e.message);
         if !bad.is_empty() && !bad.contains('@') && !bad.contains('?') {
             let host_part = bad.split("://").last().unwrap_or(bad).split(['/', ':']).next().unwrap_or("");
-            assert!(e.message.to_ascii_lowercase().contains(&host_part.to_ascii_lowercase()), "{bad}: URL not named: {}", e.message);
+            assert!(
+                e.message.to_ascii_lowercase().contains(&host_part.to_ascii_lowercase()),
+                "{bad}: URL not named: {}",
+                e.message
+            );
         }
     }
 }
@@ -516,7 +529,11 @@ fn anthropic_error(kind: &str, message: &str) -> Value {
 fn denied_401_has_hint_status_request_id_and_code() {
     run(async {
         let s = Server::start(|_, _| {
-            json_reply(401, &[("request-id", "req_011CAbc")], anthropic_error("authentication_error", "Authentication failed"))
+            json_reply(
+                401,
+                &[("request-id", "req_011CAbc")],
+                anthropic_error("authentication_error", "Authentication failed"),
+            )
         })
         .await;
         let e = once(&s, JWT).await.expect_err("401");
@@ -571,7 +588,11 @@ fn invalid_grant_400_rfc_shape() {
 fn other_4xx_and_5xx() {
     run(async {
         let s = Server::start(|i, _| match i {
-            0 => json_reply(400, &[("request-id", "req_a")], anthropic_error("invalid_request_error", "federation_rule_id is not a well-formed fdrl_ tagged ID")),
+            0 => json_reply(
+                400,
+                &[("request-id", "req_a")],
+                anthropic_error("invalid_request_error", "federation_rule_id is not a well-formed fdrl_ tagged ID"),
+            ),
             1 => json_reply(403, &[("request-id", "req_b")], anthropic_error("permission_error", "nope")),
             2 => reply(404, &[("Content-Type", "text/plain")], "404 page not found"),
             3 => json_reply(500, &[("request-id", "req_d")], anthropic_error("api_error", "Internal server error")),
@@ -586,10 +607,17 @@ fn other_4xx_and_5xx() {
         assert!(e.message.contains("Check the federation_rule_id"), "{}", e.message);
         assert!(!e.message.contains("exchanged only once"), "{}", e.message);
         let e = once(&s, JWT).await.expect_err("403");
-        assert_eq!((e.kind, e.status, e.error_code.as_deref()), (ErrorKind::Denied, Some(403), Some("permission_error")));
+        assert_eq!(
+            (e.kind, e.status, e.error_code.as_deref()),
+            (ErrorKind::Denied, Some(403), Some("permission_error"))
+        );
         let e = once(&s, JWT).await.expect_err("404");
         assert_eq!((e.kind, e.status), (ErrorKind::Denied, Some(404)));
-        assert!(e.message.contains("no token endpoint at this address") && e.message.contains("404 page not found"), "{}", e.message);
+        assert!(
+            e.message.contains("no token endpoint at this address") && e.message.contains("404 page not found"),
+            "{}",
+            e.message
+        );
         let e = once(&s, JWT).await.expect_err("500");
         assert_eq!((e.kind, e.status, e.request_id.as_deref()), (ErrorKind::Unavailable, Some(500), Some("req_d")));
         assert!(e.message.contains("api_error: Internal server error"), "{}", e.message);
@@ -598,7 +626,10 @@ fn other_4xx_and_5xx() {
         assert!(e.message.contains("non-JSON answer (content-type text/html"), "{}", e.message);
         assert!(!e.message.contains("MARKER-BODY"), "{}", e.message);
         let e = once(&s, JWT).await.expect_err("429");
-        assert_eq!((e.kind, e.status, e.error_code.as_deref()), (ErrorKind::Unavailable, Some(429), Some("rate_limit_error")));
+        assert_eq!(
+            (e.kind, e.status, e.error_code.as_deref()),
+            (ErrorKind::Unavailable, Some(429), Some("rate_limit_error"))
+        );
         let e = once(&s, JWT).await.expect_err("empty 400");
         assert!(e.message.contains("empty body"), "{}", e.message);
         assert_eq!(e.request_id, None);
@@ -663,7 +694,11 @@ fn response_size_limit() {
             0 => json_reply(200, &[], serde_json::from_str(&exact).unwrap()),
             1 => reply(200, &[("Content-Type", "application/json")], exact_plus.clone()),
             2 => Reply::Raw(chunked.clone()),
-            _ => reply(401, &[("Content-Type", "application/json"), ("request-id", "req_big")], "x".repeat(MAX_RESPONSE_BYTES + 1)),
+            _ => reply(
+                401,
+                &[("Content-Type", "application/json"), ("request-id", "req_big")],
+                "x".repeat(MAX_RESPONSE_BYTES + 1),
+            ),
         })
         .await;
         once(&s, JWT).await.expect("exactly 1 MiB is fine");
@@ -685,7 +720,11 @@ fn assertion_limits_refuse_before_sending() {
         let big = format!("eyJ{}", "a".repeat(MAX_ASSERTION_BYTES - 2));
         let e = once(&s, &big).await.expect_err("too big");
         assert_eq!(e.kind, ErrorKind::Identity);
-        assert!(e.message.contains("16384") && e.message.contains("16 KiB") && e.message.contains("nothing was sent"), "{}", e.message);
+        assert!(
+            e.message.contains("16384") && e.message.contains("16 KiB") && e.message.contains("nothing was sent"),
+            "{}",
+            e.message
+        );
         assert!(!e.message.contains(&big[..40]), "{}", e.message);
         for empty in ["", "   \n\t"] {
             let e = once(&s, empty).await.expect_err("empty");
@@ -715,14 +754,23 @@ fn redirects_are_never_followed() {
         .await;
         for code in codes {
             let e = once(&s, JWT).await.expect_err("redirect");
-            assert_eq!((e.kind, e.status, e.request_id.as_deref()), (ErrorKind::Unavailable, Some(code), Some("req_r")));
+            assert_eq!(
+                (e.kind, e.status, e.request_id.as_deref()),
+                (ErrorKind::Unavailable, Some(code), Some("req_r"))
+            );
             assert!(e.message.contains(&format!("HTTP {code}")), "{}", e.message);
-            assert!(e.message.contains("redirecting to host 127.0.0.1") && e.message.contains("never followed"), "{}", e.message);
+            assert!(
+                e.message.contains("redirecting to host 127.0.0.1") && e.message.contains("never followed"),
+                "{}",
+                e.message
+            );
             assert!(!e.message.contains(&target.port.to_string()), "only the host may be named: {}", e.message);
             assert!(!e.message.contains("leak="), "{}", e.message);
             assert_clean(&e, &[JWT]);
         }
-        let e = exchange_with_retry(&params(&s.base_url), &fast_policy(3), fresh_jwts(&Arc::default())).await.expect_err("relative");
+        let e = exchange_with_retry(&params(&s.base_url), &fast_policy(3), fresh_jwts(&Arc::default()))
+            .await
+            .expect_err("relative");
         assert!(e.message.contains("redirecting to host 127.0.0.1"), "{}", e.message);
         assert_eq!(s.hits().len(), 6, "a redirect is not retried");
         assert_eq!(target.hits().len(), 0, "the redirect target must never be contacted");
@@ -743,7 +791,11 @@ fn connection_refused_is_unavailable_and_retried() {
         let e = exchange_with_retry(&params(&base), &fast_policy(3), fresh_jwts(&calls)).await.expect_err("refused");
         assert_eq!(e.kind, ErrorKind::Unavailable);
         assert_eq!(e.status, None);
-        assert!(e.message.contains("cannot connect to the token endpoint") && e.message.contains(&base), "{}", e.message);
+        assert!(
+            e.message.contains("cannot connect to the token endpoint") && e.message.contains(&base),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("gave up after 3 attempts"), "{}", e.message);
         assert_eq!(calls.load(Ordering::SeqCst), 3, "a fresh assertion for each attempt");
     });
@@ -767,7 +819,9 @@ fn a_server_that_never_answers_times_out() {
         let s = Server::start(|i, _| match i {
             0 | 1 => Reply::Hang,
             // Headers, then a body that never completes.
-            _ => Reply::RawThenHang(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"access".to_vec()),
+            _ => Reply::RawThenHang(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"access".to_vec(),
+            ),
         })
         .await;
         let policy = RetryPolicy { timeout: Duration::from_millis(300), ..fast_policy(2) };
@@ -791,9 +845,17 @@ fn a_server_that_never_answers_times_out() {
 #[test]
 fn retry_503_then_200_with_a_fresh_assertion() {
     run(async {
-        let s = Server::start(|i, _| if i == 0 { json_reply(503, &[], anthropic_error("overloaded_error", "Overloaded")) } else { ok_reply() }).await;
+        let s = Server::start(|i, _| {
+            if i == 0 {
+                json_reply(503, &[], anthropic_error("overloaded_error", "Overloaded"))
+            } else {
+                ok_reply()
+            }
+        })
+        .await;
         let calls = Arc::new(AtomicUsize::new(0));
-        let tok = exchange_with_retry(&params(&s.base_url), &fast_policy(3), fresh_jwts(&calls)).await.expect("retried");
+        let tok =
+            exchange_with_retry(&params(&s.base_url), &fast_policy(3), fresh_jwts(&calls)).await.expect("retried");
         assert_eq!(tok.access_token.expose(), ACCESS_TOKEN);
         let hits = s.hits();
         assert_eq!(hits.len(), 2);
@@ -825,14 +887,26 @@ fn retry_429_honours_retry_after() {
 #[test]
 fn retry_after_beyond_the_budget_stops_at_once() {
     run(async {
-        let s = Server::start(|_, _| json_reply(503, &[("Retry-After", "120"), ("request-id", "req_ra")], anthropic_error("overloaded_error", "Overloaded"))).await;
+        let s = Server::start(|_, _| {
+            json_reply(
+                503,
+                &[("Retry-After", "120"), ("request-id", "req_ra")],
+                anthropic_error("overloaded_error", "Overloaded"),
+            )
+        })
+        .await;
         let policy = RetryPolicy { max_total: Duration::from_secs(5), ..fast_policy(5) };
         let started = Instant::now();
-        let e = exchange_with_retry(&params(&s.base_url), &policy, fresh_jwts(&Arc::default())).await.expect_err("budget");
+        let e =
+            exchange_with_retry(&params(&s.base_url), &policy, fresh_jwts(&Arc::default())).await.expect_err("budget");
         assert!(started.elapsed() < Duration::from_secs(4), "must not sleep into the budget");
         assert_eq!(s.hits().len(), 1);
         assert_eq!((e.kind, e.status), (ErrorKind::Unavailable, Some(503)));
-        assert!(e.message.contains("Retry-After") && e.message.contains("120 s") && e.message.contains("5 s budget"), "{}", e.message);
+        assert!(
+            e.message.contains("Retry-After") && e.message.contains("120 s") && e.message.contains("5 s budget"),
+            "{}",
+            e.message
+        );
     });
 }
 
@@ -848,13 +922,18 @@ fn retry_budget_exhaustion() {
             timeout: Duration::from_secs(5),
         };
         let started = Instant::now();
-        let e = exchange_with_retry(&params(&s.base_url), &policy, fresh_jwts(&Arc::default())).await.expect_err("budget");
+        let e =
+            exchange_with_retry(&params(&s.base_url), &policy, fresh_jwts(&Arc::default())).await.expect_err("budget");
         let took = started.elapsed();
         assert!(took < Duration::from_secs(5), "the budget was not honoured: {took:?}");
         let n = s.hits().len();
         assert!((2..10).contains(&n), "{n} attempts");
         assert_eq!(e.kind, ErrorKind::Unavailable);
-        assert!(e.message.contains("budget") && e.message.contains(&format!("gave up after {n} attempts")), "{}", e.message);
+        assert!(
+            e.message.contains("budget") && e.message.contains(&format!("gave up after {n} attempts")),
+            "{}",
+            e.message
+        );
     });
 }
 
@@ -862,7 +941,9 @@ fn retry_budget_exhaustion() {
 fn attempts_are_bounded() {
     run(async {
         let s = Server::start(|_, _| json_reply(500, &[], anthropic_error("api_error", "boom"))).await;
-        let e = exchange_with_retry(&params(&s.base_url), &fast_policy(3), fresh_jwts(&Arc::default())).await.expect_err("500s");
+        let e = exchange_with_retry(&params(&s.base_url), &fast_policy(3), fresh_jwts(&Arc::default()))
+            .await
+            .expect_err("500s");
         assert_eq!(s.hits().len(), 3);
         assert!(e.message.contains("gave up after 3 attempts"), "{}", e.message);
         assert_eq!(RetryPolicy::default().max_attempts, 3);
@@ -894,20 +975,30 @@ fn a_401_after_resending_the_same_jwt_says_so() {
     run(async {
         let s = Server::start(|i, _| match i % 2 {
             0 => json_reply(503, &[], anthropic_error("overloaded_error", "Overloaded")),
-            _ => json_reply(401, &[("request-id", "req_same")], anthropic_error("authentication_error", "Authentication failed")),
+            _ => json_reply(
+                401,
+                &[("request-id", "req_same")],
+                anthropic_error("authentication_error", "Authentication failed"),
+            ),
         })
         .await;
         let calls = Arc::new(AtomicUsize::new(0));
         let e = exchange_with_retry(&params(&s.base_url), &fast_policy(3), same_jwt(&calls)).await.expect_err("401");
         assert_eq!((e.kind, e.status), (ErrorKind::Denied, Some(401)));
-        assert!(e.message.contains("re-sent the same identity token") && e.message.contains("single-use"), "{}", e.message);
+        assert!(
+            e.message.contains("re-sent the same identity token") && e.message.contains("single-use"),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("gave up after 2 attempts"), "{}", e.message);
         assert_clean(&e, &[JWT]);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         let hits = s.hits();
         assert_eq!(hits[0].assertion(), hits[1].assertion());
         // A fresh token on the retry: the 401 is an ordinary refusal.
-        let e = exchange_with_retry(&params(&s.base_url), &fast_policy(3), fresh_jwts(&Arc::default())).await.expect_err("401");
+        let e = exchange_with_retry(&params(&s.base_url), &fast_policy(3), fresh_jwts(&Arc::default()))
+            .await
+            .expect_err("401");
         assert_eq!(e.status, Some(401));
         assert!(!e.message.contains("same identity token"), "{}", e.message);
     });
@@ -921,16 +1012,22 @@ fn an_identity_error_aborts_at_once() {
         let c = calls.clone();
         let get = move || {
             let n = c.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(if n == 0 { Ok(Secret::new(JWT)) } else { Err(Error::identity("token file /x is empty")) })
+            std::future::ready(if n == 0 {
+                Ok(Secret::new(JWT))
+            } else {
+                Err(Error::identity("token file /x is empty"))
+            })
         };
         let e = exchange_with_retry(&params(&s.base_url), &fast_policy(5), get).await.expect_err("identity");
         assert_eq!(e, Error::identity("token file /x is empty"));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(s.hits().len(), 1);
 
-        let e = exchange_with_retry(&params(&s.base_url), &fast_policy(5), || std::future::ready(Err(Error::identity("no source"))))
-            .await
-            .expect_err("identity first");
+        let e = exchange_with_retry(&params(&s.base_url), &fast_policy(5), || {
+            std::future::ready(Err(Error::identity("no source")))
+        })
+        .await
+        .expect_err("identity first");
         assert_eq!(e.kind, ErrorKind::Identity);
         assert_eq!(s.hits().len(), 1, "nothing sent when the first identity fetch fails");
     });
@@ -940,7 +1037,9 @@ fn an_identity_error_aborts_at_once() {
 fn a_bad_base_url_fails_before_fetching_the_identity_token() {
     run(async {
         let calls = Arc::new(AtomicUsize::new(0));
-        let e = exchange_with_retry(&params("http://example.com"), &fast_policy(3), fresh_jwts(&calls)).await.expect_err("http");
+        let e = exchange_with_retry(&params("http://example.com"), &fast_policy(3), fresh_jwts(&calls))
+            .await
+            .expect_err("http");
         assert_eq!(e.kind, ErrorKind::Config);
         assert_eq!(calls.load(Ordering::SeqCst), 0, "a single-use token must not be minted for nothing");
         let e = exchange_once(&params("https://user:pw@example.com"), &Secret::new(JWT)).await.expect_err("creds");
@@ -956,7 +1055,11 @@ fn missing_required_ids_are_config_errors() {
         p.federation_rule_id = " ".into();
         let e = exchange_once(&p, &Secret::new(JWT)).await.expect_err("rule");
         assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("federation_rule_id") && e.message.contains("ANTHROPIC_FEDERATION_RULE_ID"), "{}", e.message);
+        assert!(
+            e.message.contains("federation_rule_id") && e.message.contains("ANTHROPIC_FEDERATION_RULE_ID"),
+            "{}",
+            e.message
+        );
         assert_eq!(s.hits().len(), 0);
     });
 }
@@ -983,7 +1086,11 @@ fn retry_after_parsing() {
 
 #[test]
 fn backoff_grows_with_jitter_and_is_capped() {
-    let policy = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_millis(350), ..RetryPolicy::default() };
+    let policy = RetryPolicy {
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(350),
+        ..RetryPolicy::default()
+    };
     for _ in 0..200 {
         let d1 = backoff(&policy, 1);
         assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100), "{d1:?}");
@@ -1004,7 +1111,11 @@ fn error_details_keep_only_safe_fields() {
     assert_eq!(d.code.as_deref(), Some("invalid_grant"));
     assert_eq!(d.description.as_deref(), Some("d new line"));
     assert!(!d.render().contains("SECRET"));
-    let d = response::error_details(anthropic_error("authentication_error", "Authentication failed").to_string().as_bytes(), None, &[]);
+    let d = response::error_details(
+        anthropic_error("authentication_error", "Authentication failed").to_string().as_bytes(),
+        None,
+        &[],
+    );
     assert_eq!(d.render(), "authentication_error: Authentication failed");
     let long = "y".repeat(5000);
     let d = response::error_details(serde_json::json!({"error_description": long}).to_string().as_bytes(), None, &[]);

@@ -95,10 +95,7 @@ fn parse_base_url(raw: &str) -> Result<Url> {
                 )))
             }
         }
-        other => Err(Error::config(format!(
-            "the base URL \"{}\" uses the scheme \"{other}:\"; {FIX}",
-            shown(raw)
-        ))),
+        other => Err(Error::config(format!("the base URL \"{}\" uses the scheme \"{other}:\"; {FIX}", shown(raw)))),
     }
 }
 

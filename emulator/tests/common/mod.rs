@@ -45,16 +45,10 @@ impl Reply {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
     pub fn message(&self) -> String {
-        self.json()["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.json()["error"]["message"].as_str().unwrap_or_default().to_owned()
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
     }
 }
 
@@ -63,11 +57,7 @@ pub async fn send(rb: reqwest::RequestBuilder) -> Reply {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.expect("body read");
-    Reply {
-        status,
-        headers,
-        text,
-    }
+    Reply { status, headers, text }
 }
 
 pub async fn exchange_raw(c: &reqwest::Client, base: &str, body: &Value) -> Reply {
@@ -85,11 +75,7 @@ pub async fn exchange(c: &reqwest::Client, base: &str, jwt: &str) -> Reply {
 }
 
 pub async fn control(c: &reqwest::Client, base: &str, path: &str, body: Value) -> Reply {
-    send(
-        c.post(format!("{base}/_emulator/{path}"))
-            .body(body.to_string()),
-    )
-    .await
+    send(c.post(format!("{base}/_emulator/{path}")).body(body.to_string())).await
 }
 
 pub async fn jwt(c: &reqwest::Client, base: &str, spec: Value) -> String {
@@ -108,10 +94,7 @@ pub async fn token(c: &reqwest::Client, base: &str) -> String {
     let j = jwt(c, base, json!({})).await;
     let r = exchange(c, base, &j).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    r.json()["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned()
+    r.json()["access_token"].as_str().expect("access_token").to_owned()
 }
 
 pub fn message_body(stream: bool) -> Value {
