@@ -441,6 +441,9 @@ impl NativeProvider {
             self.live.write().map_err(|_| PyRuntimeError::new_err("anthropic-wif: provider state poisoned"))?;
         if live.generation != generation {
             let old = std::mem::replace(&mut live.provider, fresh);
+            // The parent's provider may hold locks or tasks of a runtime that does not
+            // exist in this child: leak it rather than run its destructors.
+            #[allow(clippy::mem_forget)]
             std::mem::forget(old);
             live.generation = generation;
         }

@@ -15,6 +15,10 @@
 //! - [`doctor`]: a secret-free health report of a configuration.
 //! - [`api`]: header rules for API calls made with an access token (SPEC §2).
 
+// The engine never writes to stdout: that belongs to the faces (a credential
+// process's stdout is the one place a secret may go).
+#![cfg_attr(not(test), deny(clippy::print_stdout))]
+
 pub mod api;
 pub mod cache;
 pub mod config;

@@ -121,6 +121,8 @@ struct Inner {
     notice: Option<String>,
 }
 
+// One `Source` per provider, behind an `Arc`: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Source {
     Federation { config: FederationConfig, params: ExchangeParams, disk: Option<DiskCache> },
     Static { token: Secret },
