@@ -210,7 +210,13 @@ fn start_echo(emu_base: String) -> Echo {
                     if !req.uri().path().ends_with("/v1/oauth/token") {
                         count.fetch_add(1, Ordering::SeqCst);
                     }
-                    async move { Ok::<_, Infallible>(echo(req, emu_base, flag).await) }
+                    async move {
+                        // /v1/hangup: close the connection without an answer.
+                        if req.uri().path() == "/v1/hangup" {
+                            return Err(std::io::Error::other("hang up"));
+                        }
+                        Ok(echo(req, emu_base, flag).await)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
@@ -514,6 +520,23 @@ fn identity_failure_is_a_503_with_the_class_and_a_request_id_but_not_the_details
 }
 
 #[test]
+fn an_upstream_failure_is_a_502_with_a_request_id_but_not_the_upstream_address() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let echo = start_echo(fx.emu.base_url());
+    let px = fx.proxy_to(&echo.base, |_| {});
+    px.wait_ready();
+    let r = block_on(http().post(format!("{}/v1/hangup", px.base)).js(&message(false)).send()).unwrap();
+    assert_eq!(r.status(), 502);
+    let id = r.headers()["request-id"].to_str().unwrap().to_string();
+    let v: Value = block_on(to_json(r));
+    assert_eq!(v["request_id"], id.as_str());
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("the upstream API") && msg.contains(&id), "{msg}");
+    let upstream = echo.base.trim_start_matches("http://");
+    assert!(!msg.contains(upstream) && !msg.contains("127.0.0.1"), "the address is for the log: {msg}");
+}
+
+#[test]
 fn refreshes_ahead_in_the_background() {
     // 8-second tokens: forwarded while more than 4 s left, replaced ~5 s before expiry.
     let fx = Fixture::new(EmulatorConfig { token_lifetime: 8, ..EmulatorConfig::default() });
@@ -732,10 +755,12 @@ fn browser_shaped_requests_get_403_and_nothing_goes_upstream() {
     assert_eq!(echo.seen.load(Ordering::SeqCst), 0, "nothing was sent upstream");
     assert_eq!(px.handle.requests(), 0);
 
-    // Programs are served: no Origin, a loopback name (and a page the proxy itself served).
+    // Programs are served: no Origin, a loopback name, any port (ssh -L, kubectl port-forward), and a
+    // page the proxy itself served.
     for headers in [
         vec![own.clone(), json.clone()],
         vec![format!("host: localhost:{port}"), json.clone()],
+        vec!["host: localhost:1".into(), json.clone()],
         vec![
             own.clone(),
             json.clone(),
@@ -747,7 +772,7 @@ fn browser_shaped_requests_get_403_and_nothing_goes_upstream() {
         let (status, _, body) = raw(&a, "POST", "/v1/messages", &headers, BODY);
         assert_eq!(status, 200, "{headers:?}: {body}");
     }
-    assert_eq!(echo.seen.load(Ordering::SeqCst), 4);
+    assert_eq!(echo.seen.load(Ordering::SeqCst), 5);
 }
 
 #[test]
@@ -839,11 +864,19 @@ fn slow_or_silent_clients_are_disconnected_after_the_client_timeout() {
     use std::io::{Read, Write};
     let fx = Fixture::new(EmulatorConfig::default());
     let px = fx.proxy(|c| c.client_timeout = Duration::from_secs(1));
+    px.wait_ready();
     let silent = std::net::TcpStream::connect(addr(&px)).unwrap();
     let mut slow = std::net::TcpStream::connect(addr(&px)).unwrap();
     slow.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\n").unwrap();
+    // A kept-alive connection that made one request and then says nothing.
+    let mut idle = std::net::TcpStream::connect(addr(&px)).unwrap();
+    write!(idle, "POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\n\r\n{BODY}", BODY.len())
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
     let t = Instant::now();
-    for mut s in [silent, slow] {
+    for mut s in [silent, slow, idle] {
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
@@ -873,6 +906,8 @@ fn connections_over_the_cap_get_a_503_and_a_freed_slot_serves_again() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["type"], "overloaded_error");
     assert!(v["error"]["message"].as_str().unwrap().contains("--max-connections"), "{body}");
+    let (status, _, body) = raw(&a, "GET", "/healthz", &["host: 127.0.0.1".into()], "");
+    assert_eq!(status, 503, "an overloaded proxy is not ready: {body}");
     assert_eq!(fx.emu.stats().message_requests, 0);
     held.pop();
     let t = Instant::now();
