@@ -941,12 +941,13 @@ fn a_unix_socket_path_that_is_a_symlink_or_a_file_is_refused_and_left_alone() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine");
     assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o644);
     assert!(!d.join("nowhere.sock").exists());
-    let left: Vec<_> = std::fs::read_dir(d)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".anthropic-wif-"))
-        .collect();
-    assert!(left.is_empty(), "no private directory is left behind");
+    assert_eq!(private_dirs_left(d), Vec::<String>::new(), "no private directory is left behind");
+}
+
+/// The private directories (`.anthropic-wif-*`) a socket bind left in `d`.
+fn private_dirs_left(d: &Path) -> Vec<String> {
+    let names = std::fs::read_dir(d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned());
+    names.filter(|n| n.starts_with(".anthropic-wif-")).collect()
 }
 
 #[cfg(unix)]
@@ -967,9 +968,7 @@ fn a_stale_socket_is_replaced_a_live_one_is_not_and_the_mode_is_exact() {
             .err()
             .expect("a live socket is not replaced");
     assert!(again.message.contains("another process is listening"), "{again}");
-    let names: Vec<String> =
-        std::fs::read_dir(d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
-    assert!(!names.iter().any(|n| n.starts_with(".anthropic-wif-")), "{names:?}");
+    assert_eq!(private_dirs_left(d), Vec::<String>::new());
     px.shutdown();
     assert!(!sock.exists());
 }
