@@ -41,3 +41,21 @@ run_pytest() {
   if [ "$rc" -eq 5 ]; then echo "pytest collected no tests in $*: that is a failure" >&2; return 1; fi
   return "$rc"
 }
+# ensure_chromium: a headless browser for tests/e2e/proxy_browser.test.mjs; installs Debian's `chromium`
+# with apt-get when missing (as root, or through passwordless sudo). Sets CHROMIUM.
+ensure_chromium() {
+  CHROMIUM="${CHROMIUM:-$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)}"
+  if [ -z "$CHROMIUM" ]; then
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+      if sudo -n true 2>/dev/null; then sudo="sudo -n"; else
+        echo "Chromium is needed for the proxy's browser test: install it (apt-get install chromium) or set CHROMIUM" >&2
+        return 1
+      fi
+    fi
+    $sudo apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium >/dev/null
+    CHROMIUM=$(command -v chromium)
+  fi
+  export CHROMIUM
+}

@@ -35,6 +35,18 @@ pub struct ProxyArgs {
     /// Permission bits of a Unix socket, in octal.
     #[arg(long, value_name = "MODE", default_value = "600", value_parser = parse_mode, help_heading = "Proxy")]
     pub socket_mode: u32,
+    /// Also accept requests whose Host is NAME (a name or address clients use in their base URL). Besides it,
+    /// only localhost, loopback addresses and the address a connection arrived on are accepted, which keeps
+    /// web pages out (DNS rebinding). Repeatable.
+    #[arg(long = "allow-host", value_name = "NAME", help_heading = "Proxy")]
+    pub allow_hosts: Vec<String>,
+    /// Serve at most this many connections at once (lowered to fit the open-file limit); more get a 503.
+    #[arg(long, value_name = "N", default_value_t = anthropic_wif_proxy::DEFAULT_MAX_CONNECTIONS, help_heading = "Proxy")]
+    pub max_connections: usize,
+    /// Disconnect a client that takes longer than this to send its request headers (or to start its next request
+    /// on a kept-alive connection), and answer 408 when the next piece of its request body takes longer.
+    #[arg(long, value_name = "SECONDS", default_value_t = anthropic_wif_proxy::DEFAULT_CLIENT_TIMEOUT_SECS, help_heading = "Proxy")]
+    pub client_timeout: u64,
     /// No per-request log lines on stderr.
     #[arg(long, help_heading = "Proxy")]
     pub quiet: bool,
@@ -79,6 +91,9 @@ pub fn run(a: ProxyArgs) -> ExitCode {
     config.replay_max_bytes = a.replay_max_bytes;
     config.drain_timeout = Duration::from_secs(a.drain_timeout);
     config.socket_mode = a.socket_mode;
+    config.allow_hosts = a.allow_hosts;
+    config.max_connections = a.max_connections;
+    config.client_timeout = Duration::from_secs(a.client_timeout);
     config.log = !a.quiet;
     let result = runtime::block_on(async move {
         let shutdown = shutdown_signal()?;

@@ -2,19 +2,24 @@
 //!
 //! [`ReqBody`] goes upstream: the client's body frame by frame, keeping a
 //! copy (reference-counted chunks, no byte copies) while it stays under the
-//! replay limit, so a request refused with a 401 can be sent again.
+//! replay limit, so a request refused with a 401 can be sent again. A client
+//! that leaves the proxy waiting longer than the client time-out for the next
+//! piece of its body is given up on (the upstream request is aborted and the
+//! client gets a 408).
 //! [`RespBody`] goes to the client: the upstream body frame by frame, counting
 //! bytes, and writing the request's access-log line when it ends or is dropped
 //! (the client went away).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::future::Future;
 
 /// What a [`ReqBody`] has seen of the client's body.
 #[derive(Default)]
@@ -67,34 +72,78 @@ fn lock(r: &SharedRecording) -> std::sync::MutexGuard<'_, Recording> {
     r.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Set when a client's body stalled past the time-out.
+pub(crate) type TimedOut = Arc<AtomicBool>;
+
+/// How long to wait for the next piece of a client's body, and where to say it stalled.
+pub(crate) struct Stall {
+    pub(crate) timeout: Duration,
+    pub(crate) timed_out: TimedOut,
+    /// Armed while waiting for the client (not while upstream is not reading).
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stall {
+    pub(crate) fn new(timeout: Duration) -> Stall {
+        Stall { timeout, timed_out: Arc::new(AtomicBool::new(false)), waiting: None }
+    }
+}
+
+/// The error a stalled body ends with (upstream sees the request aborted).
+#[derive(Debug)]
+pub(crate) struct BodyStalled;
+
+impl std::fmt::Display for BodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client stopped sending its request body")
+    }
+}
+
+impl std::error::Error for BodyStalled {}
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The body sent upstream.
 pub(crate) enum ReqBody {
     /// The client's body as it arrives, optionally recorded for a replay.
-    Stream { inner: Incoming, record: Option<SharedRecording> },
+    Stream { inner: Incoming, record: Option<SharedRecording>, stall: Stall },
     /// A recorded body, sent again.
     Chunks(VecDeque<Bytes>),
 }
 
 impl ReqBody {
-    pub(crate) fn stream(inner: Incoming, record: Option<SharedRecording>) -> Self {
+    pub(crate) fn stream(inner: Incoming, record: Option<SharedRecording>, stall: Stall) -> Self {
         if let Some(r) = &record {
             if inner.is_end_stream() {
                 // hyper will not poll an empty body: it is complete already.
                 lock(r).complete = true;
             }
         }
-        ReqBody::Stream { inner, record }
+        ReqBody::Stream { inner, record, stall }
     }
 }
 
 impl Body for ReqBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ReqBody::Stream { inner, record } => {
+            ReqBody::Stream { inner, record, stall } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
+                if polled.is_pending() {
+                    let timeout = stall.timeout;
+                    let waiting = stall.waiting.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if waiting.as_mut().poll(cx).is_ready() {
+                        stall.timed_out.store(true, Ordering::SeqCst);
+                        if let Some(r) = record {
+                            lock(r).give_up();
+                        }
+                        return Poll::Ready(Some(Err(Box::new(BodyStalled))));
+                    }
+                } else {
+                    stall.waiting = None;
+                }
                 if let Some(r) = record {
                     match &polled {
                         Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
@@ -113,7 +162,7 @@ impl Body for ReqBody {
                         Poll::Pending => {}
                     }
                 }
-                polled
+                polled.map_err(|e| Box::new(e) as BoxError)
             }
             ReqBody::Chunks(chunks) => Poll::Ready(chunks.pop_front().map(|b| Ok(Frame::data(b)))),
         }
@@ -144,6 +193,8 @@ pub(crate) struct AccessLog {
     pub(crate) bytes: u64,
     pub(crate) note: &'static str,
     pub(crate) finished: Option<&'static str>,
+    /// The request id of an answer the proxy made itself.
+    pub(crate) id: Option<String>,
 }
 
 impl AccessLog {
@@ -156,6 +207,10 @@ impl AccessLog {
         if !self.note.is_empty() {
             s.push(' ');
             s.push_str(self.note);
+        }
+        if let Some(id) = &self.id {
+            s.push_str(" request-id=");
+            s.push_str(id);
         }
         s.push('\n');
         s

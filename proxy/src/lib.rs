@@ -2,28 +2,43 @@
 //! that hold no credential at all (shell scripts, curl, other languages,
 //! Claude Code, agents in a sandbox).
 //!
-//! Every request is forwarded to the configured base URL with the client's
+//! Before anything else, a request must come from a program on this machine,
+//! not a web page ([`guard`]: `Host`, `Origin`, `Sec-Fetch-Site`, CORS
+//! preflights; 403 otherwise), and its path must be one of the API routes the
+//! token is forwarded to (`anthropic_wif_core::api::check_forwarded_path`:
+//! `/v1/…` without dot segments or encoded separators; 400/404 otherwise).
+//! Such a request is forwarded to the configured base URL with the client's
 //! `x-api-key` and `Authorization` removed and `Authorization: Bearer <access
 //! token>` plus the `oauth-2025-04-20` beta flag (SPEC §2) added; everything
 //! else passes through unchanged, bodies stream both ways frame by frame.
 //! The token is kept fresh in the background (see [`tokens`]); without one the
-//! proxy answers 503 with the reason (it never falls back to a static key).
+//! proxy answers 503 with the class of the reason and a request id, the
+//! details going to its own log (it never falls back to a static key).
 //! A 401 from upstream drops the token, exchanges once and replays the request
 //! once when its body was small enough to keep.
 //!
-//! `GET /healthz` answers 200 when a token is ready and 503 with the reason
-//! otherwise (and while draining); `GET /livez` answers 200 while serving.
-//! Only loopback or Unix-socket listeners, unless `allow_remote`.
+//! `GET /healthz` answers 200 when a token is ready and 503 with the reason's
+//! class otherwise (and while draining); `GET /livez` answers 200 while serving.
+//! Only loopback or Unix-socket listeners, unless `allow_remote`; at most
+//! `max_connections` connections at once ([`limits`]); a client that is slower
+//! than `client_timeout` to send its request headers or the next piece of its
+//! body is disconnected.
 
 mod body;
+mod guard;
+mod limits;
 mod tokens;
+#[cfg(unix)]
+mod unix;
+
+pub use limits::{DEFAULT_CLIENT_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS};
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +52,9 @@ use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use body::{AccessLog, ReqBody, RespBody};
+use body::{AccessLog, ReqBody, RespBody, Stall};
 use tokens::{AfterReject, Health, Tokens};
 
 /// Where to listen.
@@ -91,6 +106,16 @@ pub struct ProxyConfig {
     pub log: bool,
     /// Permission bits of a Unix socket (default 0o600: the owner only).
     pub socket_mode: u32,
+    /// `Host` names accepted besides `localhost`, loopback addresses and the
+    /// address a connection arrived on (`--allow-host`).
+    pub allow_hosts: Vec<String>,
+    /// Most connections served at once (lowered to fit the open-file limit).
+    /// Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// Longest wait for a client's request headers (also between requests on
+    /// a kept-alive connection) and for each next piece of a request body.
+    /// Default [`DEFAULT_CLIENT_TIMEOUT_SECS`].
+    pub client_timeout: Duration,
 }
 
 impl ProxyConfig {
@@ -103,6 +128,9 @@ impl ProxyConfig {
             drain_timeout: Duration::from_secs(30),
             log: true,
             socket_mode: 0o600,
+            allow_hosts: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            client_timeout: Duration::from_secs(DEFAULT_CLIENT_TIMEOUT_SECS),
         }
     }
 }
@@ -163,6 +191,10 @@ struct Shared {
     client: Client,
     upstream: Upstream,
     config: ProxyConfig,
+    hosts: guard::HostRule,
+    /// One permit per connection served; `cap` in all.
+    slots: Arc<Semaphore>,
+    cap: usize,
     draining: AtomicBool,
     inflight: Arc<AtomicU64>,
     requests: AtomicU64,
@@ -186,7 +218,7 @@ impl ProxyHandle {
     pub fn inflight(&self) -> u64 {
         self.shared.inflight.load(Ordering::Relaxed)
     }
-    /// Requests received (health checks excluded).
+    /// Requests accepted for forwarding (health checks and refused requests excluded).
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
     }
@@ -197,6 +229,14 @@ impl ProxyHandle {
     /// Whether a token is ready for forwarding.
     pub fn ready(&self) -> bool {
         matches!(self.shared.tokens.health(), Health::Ready { .. })
+    }
+    /// Client connections open now.
+    pub fn connections(&self) -> usize {
+        self.shared.cap - self.shared.slots.available_permits()
+    }
+    /// The most connections served at once (`max_connections`, lowered to fit the open-file limit).
+    pub fn max_connections(&self) -> usize {
+        self.shared.cap
     }
 }
 
@@ -278,6 +318,22 @@ impl Proxy {
         }
         let base = provider.base_url().unwrap_or("https://api.anthropic.com").to_string();
         let upstream = parse_upstream(&base)?;
+        let hosts = guard::HostRule::new(&config.allow_hosts)?;
+        if config.max_connections == 0 {
+            return Err(Error::config("--max-connections must be at least 1"));
+        }
+        if config.client_timeout < Duration::from_secs(1) {
+            return Err(Error::config("--client-timeout must be at least 1 second"));
+        }
+        let fd_limit = limits::raise_fd_limit().map(|(_, after)| after);
+        let cap = limits::effective_cap(config.max_connections, fd_limit);
+        if cap < config.max_connections {
+            log_line(format!(
+                "anthropic-wif proxy: serving at most {cap} connections at once (not {}): the open-file limit is {}\n",
+                config.max_connections,
+                fd_limit.unwrap_or_default()
+            ));
+        }
         let client = build_client()?;
         let (listener, bound) = bind_listener(&config).await?;
         let shared = Arc::new(Shared {
@@ -285,6 +341,9 @@ impl Proxy {
             client,
             upstream,
             config,
+            hosts,
+            slots: Arc::new(Semaphore::new(cap)),
+            cap,
             draining: AtomicBool::new(false),
             inflight: Arc::new(AtomicU64::new(0)),
             requests: AtomicU64::new(0),
@@ -316,6 +375,7 @@ impl Proxy {
             tokio::spawn(async move { shared.tokens.run(stop).await })
         };
         let mut conns = tokio::task::JoinSet::new();
+        let answering = Arc::new(AtomicUsize::new(0));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -324,10 +384,11 @@ impl Proxy {
                 accepted = accept(&listener) => match accepted {
                     Ok(Accepted::Tcp(s)) => {
                         let _ = s.set_nodelay(true);
-                        conns.spawn(connection(s, shared.clone(), stop_rx.clone()));
+                        let local = s.local_addr().ok().map(|a| a.ip());
+                        admit(s, local, &shared, &stop_rx, &mut conns, &answering);
                     }
                     #[cfg(unix)]
-                    Ok(Accepted::Unix(s)) => { conns.spawn(connection(s, shared.clone(), stop_rx.clone())); }
+                    Ok(Accepted::Unix(s)) => admit(s, None, &shared, &stop_rx, &mut conns, &answering),
                     // Out of file descriptors and the like: back off briefly, keep serving.
                     Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 },
@@ -370,21 +431,55 @@ async fn accept(l: &Listener) -> std::io::Result<Accepted> {
     }
 }
 
-async fn connection<S>(stream: S, shared: Arc<Shared>, stop: watch::Receiver<bool>)
-where
+/// Serve a new connection if a slot is free; otherwise answer it with a 503
+/// (a bounded number at once) or close it.
+fn admit<S>(
+    stream: S,
+    local: Option<IpAddr>,
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+    conns: &mut tokio::task::JoinSet<()>,
+    answering: &Arc<AtomicUsize>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match shared.slots.clone().try_acquire_owned() {
+        Ok(slot) => {
+            conns.spawn(connection(stream, local, shared.clone(), stop.clone(), slot));
+        }
+        Err(_) if answering.fetch_add(1, Ordering::SeqCst) < limits::MAX_OVERLOAD_ANSWERS => {
+            let (answering, cap) = (answering.clone(), shared.cap);
+            tokio::spawn(async move {
+                limits::answer_over_cap(stream, cap).await;
+                answering.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        Err(_) => {
+            answering.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn connection<S>(
+    stream: S,
+    local: Option<IpAddr>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = {
         let shared = shared.clone();
         hyper::service::service_fn(move |req| {
             let shared = shared.clone();
-            async move { Ok::<_, Infallible>(handle(shared, req).await) }
+            async move { Ok::<_, Infallible>(handle(shared, req, local).await) }
         })
     };
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(60))
+        .header_read_timeout(shared.config.client_timeout)
         .serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let mut stop = stop;
@@ -468,34 +563,17 @@ async fn bind_listener(config: &ProxyConfig) -> Result<(Listener, Bound), Error>
             Ok((Listener::Tcp(l), Bound::Tcp(a)))
         }
         #[cfg(unix)]
-        Listen::Unix(path) => bind_unix(path, config.socket_mode).await,
+        Listen::Unix(path) => {
+            let std = unix::bind(path, config.socket_mode)?;
+            let l = std
+                .set_nonblocking(true)
+                .and_then(|_| tokio::net::UnixListener::from_std(std))
+                .map_err(|e| Error::internal(format!("--listen unix:{}: {e}", path.display())))?;
+            Ok((Listener::Unix(l), Bound::Unix(path.clone())))
+        }
         #[cfg(not(unix))]
         Listen::Unix(_) => Err(Error::config("Unix socket listeners need a Unix system; use --listen 127.0.0.1:PORT")),
     }
-}
-
-#[cfg(unix)]
-async fn bind_unix(path: &Path, mode: u32) -> Result<(Listener, Bound), Error> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let shown = path.display();
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(Error::config(format!(
-                "--listen unix:{shown}: the path exists and is not a socket; choose another path"
-            )));
-        }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(Error::config(format!("--listen unix:{shown}: another process is listening on this socket")));
-        }
-        // A socket left behind by a process that died: replace it.
-        std::fs::remove_file(path)
-            .map_err(|e| Error::config(format!("--listen unix:{shown}: cannot remove the stale socket ({e})")))?;
-    }
-    let l = tokio::net::UnixListener::bind(path)
-        .map_err(|e| Error::config(format!("--listen unix:{shown}: cannot listen ({e})")))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o777))
-        .map_err(|e| Error::config(format!("--listen unix:{shown}: cannot set the socket's mode ({e})")))?;
-    Ok((Listener::Unix(l), Bound::Unix(path.to_path_buf())))
 }
 
 // ---------------------------------------------------------------------------
@@ -530,22 +608,42 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-fn json_error(status: StatusCode, error_type: &str, message: &str) -> (StatusCode, Bytes) {
-    let v = serde_json::json!({"type": "error", "error": {"type": error_type, "message": message}});
-    (status, Bytes::from(v.to_string()))
+/// An id for an answer the proxy makes itself (an error), sent to the client
+/// as `request-id` and in the body, and written to the proxy's log with the
+/// details the client is not shown.
+fn new_request_id() -> String {
+    format!("wifproxy_{:016x}", fastrand::u64(..))
+}
+
+/// An error answer in the API's shape: `{"type":"error","error":{…},"request_id":…}`
+/// with a `request-id` header.
+fn error_response(
+    shared: &Shared,
+    mut log: AccessLog,
+    inflight: Option<InflightGuard>,
+    status: StatusCode,
+    (error_type, message): (&str, &str),
+    id: String,
+    extra: &[(&'static str, &str)],
+) -> Response<RespBody> {
+    let v = serde_json::json!({"type": "error", "error": {"type": error_type, "message": message}, "request_id": id});
+    let mut headers: Vec<(&'static str, &str)> = vec![("request-id", &id)];
+    headers.extend_from_slice(extra);
+    log.id = Some(id.clone());
+    respond(shared, log, inflight, status, v.to_string(), &headers)
 }
 
 fn respond(
     shared: &Shared,
-    log: AccessLog,
+    mut log: AccessLog,
     inflight: Option<InflightGuard>,
-    (status, body): (StatusCode, Bytes),
+    status: StatusCode,
+    body: String,
     extra: &[(&'static str, &str)],
 ) -> Response<RespBody> {
-    let mut log = log;
     log.status = status.as_u16();
     log.enabled = shared.config.log && log.enabled;
-    let mut r = Response::new(RespBody::full(body, log, inflight));
+    let mut r = Response::new(RespBody::full(Bytes::from(body), log, inflight));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for (k, v) in extra {
@@ -556,17 +654,39 @@ fn respond(
     r
 }
 
+/// What a client is told about a failure to obtain a token: the class of the
+/// reason, never its details (file paths, rule ids, the identity provider's
+/// or token endpoint's text), which go to the proxy's log.
+pub(crate) fn reason_class(e: &Error) -> String {
+    let status = e.status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
+    let class = match e.kind {
+        ErrorKind::Config => "the proxy's federation settings are incomplete or invalid".to_string(),
+        ErrorKind::Identity => "the identity token could not be obtained from its source".to_string(),
+        ErrorKind::Denied => format!("the token endpoint refused the exchange{status}"),
+        ErrorKind::Unavailable => format!("the token endpoint is unreachable or failing{status}"),
+        ErrorKind::Internal => "an internal error in the proxy".to_string(),
+    };
+    format!("[{}] {class}", e.kind.as_str())
+}
+
 fn token_unavailable(shared: &Shared, log: AccessLog, inflight: InflightGuard, e: &Error) -> Response<RespBody> {
-    let msg = format!("anthropic-wif proxy: no access token available [{}]: {e}", e.kind.as_str());
+    let id = new_request_id();
+    log_line(format!("anthropic-wif proxy: {id}: answered 503, no access token [{}]: {e}\n", e.kind.as_str()));
+    let msg = format!(
+        "anthropic-wif proxy: no access token available {}; the proxy's log has the details (request id {id})",
+        reason_class(e)
+    );
     // Retrying helps only when the endpoint is unreachable; tell the SDKs so.
     let retry = if e.kind == ErrorKind::Unavailable { "true" } else { "false" };
     let mut log = log;
     log.note = "no-token";
-    respond(
+    error_response(
         shared,
         log,
         Some(inflight),
-        json_error(StatusCode::SERVICE_UNAVAILABLE, "credentials_unavailable", &msg),
+        StatusCode::SERVICE_UNAVAILABLE,
+        ("credentials_unavailable", &msg),
+        id,
         &[("x-should-retry", retry), ("retry-after", "1")],
     )
 }
@@ -576,7 +696,7 @@ fn health(shared: &Shared, log: AccessLog) -> Response<RespBody> {
     log.enabled = false; // orchestrators poll often; keep the log about traffic
     if shared.draining.load(Ordering::SeqCst) {
         let v = serde_json::json!({"status": "draining", "reason": "the proxy is shutting down"});
-        return respond(shared, log, None, (StatusCode::SERVICE_UNAVAILABLE, Bytes::from(v.to_string())), &[]);
+        return respond(shared, log, None, StatusCode::SERVICE_UNAVAILABLE, v.to_string(), &[]);
     }
     let (status, v) = match shared.tokens.health() {
         Health::Ready { expires_in } => (
@@ -589,10 +709,24 @@ fn health(shared: &Shared, log: AccessLog) -> Response<RespBody> {
                                "kind": error.map(|e| e.kind.as_str())}),
         ),
     };
-    respond(shared, log, None, (status, Bytes::from(v.to_string())), &[])
+    respond(shared, log, None, status, v.to_string(), &[])
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<RespBody> {
+/// A request the proxy answers itself, before anything goes upstream.
+fn refuse(
+    shared: &Shared,
+    mut log: AccessLog,
+    status: StatusCode,
+    error_type: &str,
+    note: &'static str,
+    why: &str,
+) -> Response<RespBody> {
+    log.note = note;
+    let msg = format!("anthropic-wif proxy: {why}");
+    error_response(shared, log, None, status, (error_type, &msg), new_request_id(), &[])
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAddr>) -> Response<RespBody> {
     let start = Instant::now();
     let log = AccessLog {
         enabled: true,
@@ -604,23 +738,31 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<RespBod
         bytes: 0,
         note: "",
         finished: None,
+        id: None,
     };
+    // Web pages first: nothing else is done for them, not even a health check.
+    if let Err(refusal) = guard::check(&shared.hosts, req.method(), req.uri(), req.headers(), local) {
+        let status = if refusal == guard::Refusal::NoHost { StatusCode::BAD_REQUEST } else { StatusCode::FORBIDDEN };
+        return refuse(&shared, log, status, "permission_error", refusal.note(), &refusal.message());
+    }
     if req.method() == Method::GET {
         match req.uri().path() {
             "/healthz" | "/readyz" => return health(&shared, log),
             "/livez" => {
                 let mut log = log;
                 log.enabled = false;
-                return respond(
-                    &shared,
-                    log,
-                    None,
-                    (StatusCode::OK, Bytes::from_static(b"{\"status\":\"live\"}")),
-                    &[],
-                );
+                return respond(&shared, log, None, StatusCode::OK, "{\"status\":\"live\"}".into(), &[]);
             }
             _ => {}
         }
+    }
+    if let Err(refusal) = api::check_forwarded_path(req.uri().path()) {
+        let (status, error_type) = match refusal {
+            api::PathRefusal::NotForwarded => (StatusCode::NOT_FOUND, "not_found_error"),
+            _ => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+        };
+        let why = format!("path not forwarded: {}", refusal.explain());
+        return refuse(&shared, log, status, error_type, "refused-path", &why);
     }
     shared.requests.fetch_add(1, Ordering::Relaxed);
     shared.inflight.fetch_add(1, Ordering::Relaxed);
@@ -641,16 +783,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<RespBod
     let uri = match uri {
         Ok(u) => u,
         Err(_) => {
-            return respond(
+            return refuse(
                 &shared,
                 log,
-                Some(inflight),
-                json_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "anthropic-wif proxy: the request target is not a valid path",
-                ),
-                &[],
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "refused-path",
+                "the request target is not a valid path",
             )
         }
     };
@@ -678,11 +817,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<RespBod
     };
     let replay_parts = record.as_ref().map(|_| (parts.method.clone(), parts.uri.clone(), parts.headers.clone()));
     parts.headers.insert(header::AUTHORIZATION, token.header.clone());
-    let upstream_req = Request::from_parts(parts, ReqBody::stream(body, record.clone()));
+    let stall = Stall::new(shared.config.client_timeout);
+    let stalled = stall.timed_out.clone();
+    let upstream_req = Request::from_parts(parts, ReqBody::stream(body, record.clone(), stall));
 
     let mut log = log;
     let resp = match shared.client.request(upstream_req).await {
         Ok(r) => r,
+        Err(_) if stalled.load(Ordering::SeqCst) => return body_stalled(&shared, log, inflight),
         Err(e) => return upstream_failed(&shared, log, inflight, &e),
     };
     if resp.status() != StatusCode::UNAUTHORIZED {
@@ -734,9 +876,21 @@ fn forward_response(
 ) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // No web page may read an answer, whatever upstream allows.
+    guard::strip_cors(&mut parts.headers);
     log.status = parts.status.as_u16();
     log.enabled = shared.config.log;
     Response::from_parts(parts, RespBody::upstream(body, log, Some(inflight)))
+}
+
+fn body_stalled(shared: &Shared, mut log: AccessLog, inflight: InflightGuard) -> Response<RespBody> {
+    log.note = "client-body-timeout";
+    let msg = format!(
+        "anthropic-wif proxy: the request body stopped arriving for {} s (--client-timeout); the request was abandoned",
+        shared.config.client_timeout.as_secs()
+    );
+    let id = new_request_id();
+    error_response(shared, log, Some(inflight), StatusCode::REQUEST_TIMEOUT, ("request_timeout", &msg), id, &[])
 }
 
 fn upstream_failed(
@@ -753,15 +907,18 @@ fn upstream_failed(
         src = s.source();
     }
     let what = if e.is_connect() { "cannot connect to" } else { "lost the connection to" };
-    let msg = format!(
-        "anthropic-wif proxy: {what} the upstream {}{}",
+    let id = new_request_id();
+    log_line(format!(
+        "anthropic-wif proxy: {id}: answered 502, {what} the upstream {}{}\n",
         shared.upstream.shown,
         if cause.is_empty() {
             String::new()
         } else {
             format!(" ({})", anthropic_wif_core::error::scrub(&cause, &[], 300))
         }
-    );
+    ));
+    let msg =
+        format!("anthropic-wif proxy: {what} the upstream API; the proxy's log has the details (request id {id})");
     log.note = "upstream-unreachable";
-    respond(shared, log, Some(inflight), json_error(StatusCode::BAD_GATEWAY, "api_error", &msg), &[])
+    error_response(shared, log, Some(inflight), StatusCode::BAD_GATEWAY, ("api_error", &msg), id, &[])
 }

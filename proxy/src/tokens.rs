@@ -296,7 +296,10 @@ impl Tokens {
         }
         match &st.failure {
             Some(f) => Health::NotReady {
-                reason: format!("cannot obtain an access token [{}]: {}", f.error.kind.as_str(), f.error),
+                reason: format!(
+                    "cannot obtain an access token {}; the proxy's log has the details",
+                    crate::reason_class(&f.error)
+                ),
                 error: Some(f.error.clone()),
             },
             None if st.current.is_some() => Health::NotReady {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -186,25 +186,37 @@ impl Body for EchoBody {
 
 struct Echo {
     base: String,
-    /// Set when a client of /forever went away.
+    /// Set when a client of /v1/forever went away.
     disconnected: Arc<AtomicBool>,
+    /// Requests that arrived, token requests excluded (so: what the proxy forwarded).
+    seen: Arc<AtomicU64>,
 }
 
 fn start_echo(emu_base: String) -> Echo {
     let disconnected = Arc::new(AtomicBool::new(false));
-    let flag = disconnected.clone();
+    let seen = Arc::new(AtomicU64::new(0));
+    let (flag, count) = (disconnected.clone(), seen.clone());
     let listener = block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     runtime().spawn(async move {
         loop {
             let Ok((s, _)) = listener.accept().await else { continue };
             let emu_base = emu_base.clone();
-            let flag = flag.clone();
+            let (flag, count) = (flag.clone(), count.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let emu_base = emu_base.clone();
                     let flag = flag.clone();
-                    async move { Ok::<_, Infallible>(echo(req, emu_base, flag).await) }
+                    if !req.uri().path().ends_with("/v1/oauth/token") {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    async move {
+                        // /v1/hangup: close the connection without an answer.
+                        if req.uri().path() == "/v1/hangup" {
+                            return Err(std::io::Error::other("hang up"));
+                        }
+                        Ok(echo(req, emu_base, flag).await)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
@@ -212,7 +224,7 @@ fn start_echo(emu_base: String) -> Echo {
             });
         }
     });
-    Echo { base, disconnected }
+    Echo { base, disconnected, seen }
 }
 
 async fn echo(req: Request<Incoming>, emu_base: String, flag: Arc<AtomicBool>) -> Response<EchoBody> {
@@ -220,7 +232,7 @@ async fn echo(req: Request<Incoming>, emu_base: String, flag: Arc<AtomicBool>) -
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    if path == "/v1/oauth/token" {
+    if path.ends_with("/v1/oauth/token") {
         let mut r = http().post(format!("{emu_base}/v1/oauth/token")).body(bytes.to_vec());
         for (k, v) in parts.headers.iter() {
             if k != "host" && k != "content-length" {
@@ -234,7 +246,7 @@ async fn echo(req: Request<Incoming>, emu_base: String, flag: Arc<AtomicBool>) -
         *out.status_mut() = status;
         return out;
     }
-    if path == "/forever" {
+    if path == "/v1/forever" {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
             for i in 0u64.. {
@@ -255,6 +267,8 @@ async fn echo(req: Request<Incoming>, emu_base: String, flag: Arc<AtomicBool>) -
                    "body_bytes": bytes.len(), "body_prefix": String::from_utf8_lossy(&bytes[..bytes.len().min(64)])});
     let mut r = Response::new(EchoBody::Full(Some(Bytes::from(v.to_string()))));
     r.headers_mut().insert("x-echo", hyper::header::HeaderValue::from_static("1"));
+    // As the API does for `anthropic-dangerous-direct-browser-access`; the proxy must not pass it on.
+    r.headers_mut().insert("access-control-allow-origin", hyper::header::HeaderValue::from_static("*"));
     r.headers_mut().insert("connection", hyper::header::HeaderValue::from_static("keep-alive"));
     r
 }
@@ -300,6 +314,7 @@ fn headers_are_rewritten_exactly_and_everything_else_passes_through() {
     .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("connection").is_none(), "hop-by-hop response headers are not relayed");
+    assert!(r.headers().get("access-control-allow-origin").is_none(), "no answer may be read by a web page");
     assert_eq!(r.headers().get("x-echo").unwrap(), "1");
     let v: Value = block_on(to_json(r));
     let h = &v["headers"];
@@ -480,7 +495,7 @@ fn endpoint_down_means_503_with_the_reason_then_recovery() {
 }
 
 #[test]
-fn identity_failure_is_a_503_that_names_the_source_and_says_do_not_retry() {
+fn identity_failure_is_a_503_with_the_class_and_a_request_id_but_not_the_details() {
     let fx = Fixture::new(EmulatorConfig::default());
     std::fs::remove_file(&fx.jwt).unwrap();
     let px = fx.proxy(|_| {});
@@ -488,10 +503,37 @@ fn identity_failure_is_a_503_that_names_the_source_and_says_do_not_retry() {
     let r = block_on(c.post(format!("{}/v1/messages", px.base)).js(&message(false)).send()).unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["x-should-retry"], "false");
+    let id = r.headers()["request-id"].to_str().unwrap().to_string();
     let v: Value = block_on(to_json(r));
+    assert_eq!(v["error"]["type"], "credentials_unavailable");
+    assert_eq!(v["request_id"], id.as_str());
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("[identity]") && msg.contains("identity-token"), "{msg}");
+    assert!(msg.contains("[identity]") && msg.contains("identity token") && msg.contains(&id), "{msg}");
+    // The details (the file's path, the rule id) are for the proxy's log (cli/tests/proxy.rs), not for clients.
+    let dir = fx.dir.path().display().to_string();
+    assert!(!msg.contains(&dir) && !msg.contains("identity-token") && !msg.contains(RULE), "{msg}");
+    let h: Value = block_on(async { to_json(c.get(format!("{}/healthz", px.base)).send().await.unwrap()).await });
+    assert_eq!(h["kind"], "identity");
+    let reason = h["reason"].as_str().unwrap();
+    assert!(reason.contains("[identity]") && !reason.contains(&dir) && !reason.contains(RULE), "{reason}");
     assert_eq!(fx.emu.stats().token_requests, 0);
+}
+
+#[test]
+fn an_upstream_failure_is_a_502_with_a_request_id_but_not_the_upstream_address() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let echo = start_echo(fx.emu.base_url());
+    let px = fx.proxy_to(&echo.base, |_| {});
+    px.wait_ready();
+    let r = block_on(http().post(format!("{}/v1/hangup", px.base)).js(&message(false)).send()).unwrap();
+    assert_eq!(r.status(), 502);
+    let id = r.headers()["request-id"].to_str().unwrap().to_string();
+    let v: Value = block_on(to_json(r));
+    assert_eq!(v["request_id"], id.as_str());
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("the upstream API") && msg.contains(&id), "{msg}");
+    let upstream = echo.base.trim_start_matches("http://");
+    assert!(!msg.contains(upstream) && !msg.contains("127.0.0.1"), "the address is for the log: {msg}");
 }
 
 #[test]
@@ -541,7 +583,7 @@ fn client_disconnect_closes_the_upstream_stream() {
     px.wait_ready();
     let c = http();
     block_on(async {
-        let mut r = c.get(format!("{}/forever", px.base)).send().await.unwrap();
+        let mut r = c.get(format!("{}/v1/forever", px.base)).send().await.unwrap();
         let mut got = 0;
         while got < 100 {
             got += r.chunk().await.unwrap().map(|b| b.to_vec()).expect("stream goes on").len();
@@ -635,4 +677,298 @@ fn serves_on_a_unix_socket() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     px.shutdown();
     assert!(!sock.exists(), "the socket file is removed on shutdown");
+}
+
+// ---------------------------------------------------------------------------
+// Issue 10: web pages, paths that leave the prefix, held connections, the socket.
+
+const BODY: &str = r#"{"model":"claude-test","max_tokens":16,"messages":[{"role":"user","content":"hello"}]}"#;
+
+fn addr(px: &Running) -> String {
+    px.base.trim_start_matches("http://").to_string()
+}
+
+/// One request on a fresh connection, written byte for byte (`connection: close`
+/// is added), and the answer read to its end: (status, head, body).
+fn raw(addr: &str, method: &str, target: &str, headers: &[String], body: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("an answer within 20 s");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+#[test]
+fn browser_shaped_requests_get_403_and_nothing_goes_upstream() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let echo = start_echo(fx.emu.base_url());
+    let px = fx.proxy_to(&echo.base, |_| {});
+    px.wait_ready();
+    let a = addr(&px);
+    let port = a.rsplit(':').next().unwrap().to_string();
+    let own = format!("host: 127.0.0.1:{port}");
+    let json = "content-type: application/json".to_string();
+    let text = "content-type: text/plain;charset=UTF-8".to_string();
+    let h = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &str, String, Vec<String>)> = vec![
+        // A page on rebind.attacker.example whose DNS now answers 127.0.0.1: same-origin for the browser.
+        ("DNS rebinding", "POST", "/v1/messages".into(),
+         vec![format!("host: rebind.attacker.example:{port}"), text.clone(), "sec-fetch-site: same-origin".into()]),
+        ("DNS rebinding, GET", "GET", "/v1/models".into(), vec![format!("host: rebind.attacker.example:{port}")]),
+        ("rebinding to /healthz", "GET", "/healthz".into(), vec![format!("host: rebind.attacker.example:{port}")]),
+        ("absolute target", "POST", format!("http://rebind.attacker.example:{port}/v1/messages"), vec![own.clone(), json.clone()]),
+        // fetch(…, {mode: "no-cors", method: "POST", body}) and a form post from another site.
+        ("cross-origin text/plain POST", "POST", "/v1/messages".into(),
+         vec![own.clone(), text.clone(), "origin: https://evil.example".into(), "sec-fetch-site: cross-site".into(),
+              "sec-fetch-mode: no-cors".into()]),
+        ("Origin only (older browsers)", "POST", "/v1/messages".into(), vec![own.clone(), text.clone(), "origin: https://evil.example".into()]),
+        ("opaque origin (sandboxed frame, file://)", "POST", "/v1/messages".into(), vec![own.clone(), text.clone(), "origin: null".into()]),
+        ("another local site", "POST", "/v1/messages".into(),
+         vec![own.clone(), text.clone(), format!("origin: http://localhost:{port}0"), "sec-fetch-site: same-site".into()]),
+        ("Sec-Fetch-Site only", "GET", "/v1/models".into(), vec![own.clone(), "sec-fetch-site: cross-site".into()]),
+        ("CORS preflight", "OPTIONS", "/v1/messages".into(),
+         [vec![own.clone()], h(&["origin: https://evil.example", "access-control-request-method: POST",
+                                  "access-control-request-headers: content-type,x-api-key"])].concat()),
+        ("preflight without Origin", "OPTIONS", "/v1/messages".into(), vec![own.clone(), "access-control-request-method: POST".into()]),
+    ];
+    for (name, method, target, headers) in &cases {
+        let (status, head, body) = raw(&a, method, target, headers, if *method == "POST" { BODY } else { "" });
+        assert_eq!(status, 403, "{name}: {head}\n{body}");
+        assert!(!head.contains("access-control-"), "{name}: no CORS header: {head}");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{name}: JSON: {body}"));
+        assert_eq!(v["error"]["type"], "permission_error", "{name}");
+        assert!(v["request_id"].as_str().is_some_and(|id| head.contains(&format!("request-id: {id}"))), "{name}");
+        assert!(!body.contains("sk-ant-") && !body.contains("x-echo"), "{name}: {body}");
+    }
+    assert_eq!(echo.seen.load(Ordering::SeqCst), 0, "nothing was sent upstream");
+    assert_eq!(px.handle.requests(), 0);
+
+    // Programs are served: no Origin, a loopback name, any port (ssh -L, kubectl port-forward), and a
+    // page the proxy itself served.
+    for headers in [
+        vec![own.clone(), json.clone()],
+        vec![format!("host: localhost:{port}"), json.clone()],
+        vec!["host: localhost:1".into(), json.clone()],
+        vec![
+            own.clone(),
+            json.clone(),
+            format!("origin: http://127.0.0.1:{port}"),
+            "sec-fetch-site: same-origin".into(),
+        ],
+        vec![own.clone(), json.clone(), "sec-fetch-site: none".into()],
+    ] {
+        let (status, _, body) = raw(&a, "POST", "/v1/messages", &headers, BODY);
+        assert_eq!(status, 200, "{headers:?}: {body}");
+    }
+    assert_eq!(echo.seen.load(Ordering::SeqCst), 5);
+}
+
+#[test]
+fn allow_host_adds_a_name() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let px = fx.proxy(|c| c.allow_hosts = vec!["anthropic-proxy.internal".into()]);
+    px.wait_ready();
+    let a = addr(&px);
+    let ok = raw(&a, "POST", "/v1/messages", &["host: Anthropic-Proxy.internal:8787".into()], BODY);
+    assert_eq!(ok.0, 200, "{}", ok.2);
+    let refused = raw(&a, "POST", "/v1/messages", &["host: other.internal".into()], BODY);
+    assert_eq!(refused.0, 403);
+    assert!(refused.2.contains("--allow-host"), "the message names the fix: {}", refused.2);
+    assert_eq!(fx.emu.stats().messages, 1);
+    let p = provider(&fx.emu.base_url(), &fx.jwt, fx.dir.path());
+    let mut c = ProxyConfig::new(Listen::parse("127.0.0.1:0").unwrap());
+    c.allow_hosts = vec!["http://x.example:80/".into()];
+    let err = block_on(Proxy::bind(p, c)).err().expect("refused");
+    assert!(err.kind == ErrorKind::Config && err.message.contains("--allow-host"), "{err}");
+}
+
+#[test]
+fn paths_that_could_leave_the_base_url_prefix_are_refused() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let echo = start_echo(fx.emu.base_url());
+    // A gateway prefix, as with --base-url https://gw.example/anthropic.
+    let px = fx.proxy_to(&format!("{}/anthropic", echo.base), |_| {});
+    px.wait_ready();
+    let a = addr(&px);
+    let host = vec!["host: 127.0.0.1".to_string()];
+    for target in [
+        "/../debug/echo",
+        "/v1/../../debug/echo",
+        "/%2e%2e/debug/echo",
+        "/v1/%2E%2E/%2e%2E/debug/echo",
+        "/v1/.%2e/.%2e/debug/echo",
+        "/v1/..%2fdebug/echo",
+        "/v1/..%2F..%2Fdebug/echo",
+        "/v1/..%5c..%5cdebug/echo",
+        "/v1/%252e%252e/%252e%252e/debug/echo",
+        "/v1/..;/..;/debug/echo",
+        "/v1/./messages",
+        "/v1/%",
+    ] {
+        let (status, _, body) = raw(&a, "POST", target, &host, BODY);
+        assert_eq!(status, 400, "{target}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{target}");
+    }
+    // Only the API's /v1/ routes carry the token; not the token endpoint.
+    for target in ["/debug/echo", "/", "/v2/messages", "/v1/oauth/token", "/v1/%6Fauth/token"] {
+        let (status, _, body) = raw(&a, "POST", target, &host, BODY);
+        assert_eq!(status, 404, "{target}: {body}");
+    }
+    assert_eq!(echo.seen.load(Ordering::SeqCst), 0, "nothing was sent upstream");
+    let (status, _, body) = raw(&a, "POST", "/v1/messages/count_tokens?beta=true", &host, BODY);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["target"], "/anthropic/v1/messages/count_tokens?beta=true");
+}
+
+#[test]
+fn a_stalled_request_body_gets_408_and_the_upstream_request_is_abandoned() {
+    use std::io::{Read, Write};
+    let fx = Fixture::new(EmulatorConfig::default());
+    let px = fx.proxy(|c| c.client_timeout = Duration::from_secs(1));
+    px.wait_ready();
+    let mut s = std::net::TcpStream::connect(addr(&px)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(s, "POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\n\r\n{}", BODY.len(), &BODY[..1])
+        .unwrap();
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "a 408 after the time-out: {text:?} after {:?}", t.elapsed());
+    assert!(t.elapsed() >= Duration::from_millis(900) && t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(text.contains("--client-timeout"), "{text}");
+    let t = Instant::now();
+    while px.handle.inflight() != 0 || px.handle.connections() != 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "the request and connection are released");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fx.emu.stats().messages, 0, "the upstream never got the whole request");
+}
+
+#[test]
+fn slow_or_silent_clients_are_disconnected_after_the_client_timeout() {
+    use std::io::{Read, Write};
+    let fx = Fixture::new(EmulatorConfig::default());
+    let px = fx.proxy(|c| c.client_timeout = Duration::from_secs(1));
+    px.wait_ready();
+    let silent = std::net::TcpStream::connect(addr(&px)).unwrap();
+    let mut slow = std::net::TcpStream::connect(addr(&px)).unwrap();
+    slow.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\n").unwrap();
+    // A kept-alive connection that made one request and then says nothing.
+    let mut idle = std::net::TcpStream::connect(addr(&px)).unwrap();
+    write!(idle, "POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\n\r\n{BODY}", BODY.len())
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let t = Instant::now();
+    for mut s in [silent, slow, idle] {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        assert!(t.elapsed() < Duration::from_secs(10), "closed after the time-out, not {:?}", t.elapsed());
+    }
+    assert!(t.elapsed() >= Duration::from_millis(900));
+}
+
+#[test]
+fn connections_over_the_cap_get_a_503_and_a_freed_slot_serves_again() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let px = fx.proxy(|c| c.max_connections = 4);
+    px.wait_ready();
+    assert_eq!(px.handle.max_connections(), 4);
+    let a = addr(&px);
+    let mut held: Vec<std::net::TcpStream> = (0..4).map(|_| std::net::TcpStream::connect(&a).unwrap()).collect();
+    let t = Instant::now();
+    while px.handle.connections() < 4 {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t = Instant::now();
+    let (status, head, body) = raw(&a, "POST", "/v1/messages", &["host: 127.0.0.1".into()], BODY);
+    assert_eq!(status, 503, "{head}{body}");
+    assert!(t.elapsed() < Duration::from_secs(5), "answered at once, not queued: {:?}", t.elapsed());
+    assert!(head.contains("x-should-retry: true") && head.contains("retry-after: 1"), "{head}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    assert!(v["error"]["message"].as_str().unwrap().contains("--max-connections"), "{body}");
+    let (status, _, body) = raw(&a, "GET", "/healthz", &["host: 127.0.0.1".into()], "");
+    assert_eq!(status, 503, "an overloaded proxy is not ready: {body}");
+    assert_eq!(fx.emu.stats().message_requests, 0);
+    held.pop();
+    let t = Instant::now();
+    while px.handle.connections() > 3 {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, _, body) = raw(&a, "POST", "/v1/messages", &["host: 127.0.0.1".into()], BODY);
+    assert_eq!(status, 200, "{body}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_unix_socket_path_that_is_a_symlink_or_a_file_is_refused_and_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new(EmulatorConfig::default());
+    let d = fx.dir.path();
+    let victim = d.join("victim");
+    std::fs::write(&victim, "mine").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bind = |path: &Path| {
+        let c = ProxyConfig::new(Listen::Unix(path.to_path_buf()));
+        block_on(Proxy::bind(provider(&fx.emu.base_url(), &fx.jwt, d), c)).err().expect("refused")
+    };
+    std::os::unix::fs::symlink(&victim, d.join("link.sock")).unwrap();
+    std::os::unix::fs::symlink(d.join("nowhere.sock"), d.join("dangling.sock")).unwrap();
+    for p in [d.join("link.sock"), d.join("dangling.sock"), victim.clone()] {
+        let err = bind(&p);
+        assert!(err.kind == ErrorKind::Config && err.message.contains("not a socket"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine");
+    assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o644);
+    assert!(!d.join("nowhere.sock").exists());
+    assert_eq!(private_dirs_left(d), Vec::<String>::new(), "no private directory is left behind");
+}
+
+/// The private directories (`.anthropic-wif-*`) a socket bind left in `d`.
+fn private_dirs_left(d: &Path) -> Vec<String> {
+    let names = std::fs::read_dir(d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned());
+    names.filter(|n| n.starts_with(".anthropic-wif-")).collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_stale_socket_is_replaced_a_live_one_is_not_and_the_mode_is_exact() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new(EmulatorConfig::default());
+    let d = fx.dir.path();
+    let sock = d.join("p.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap()); // a socket nobody listens on
+    let mut c = ProxyConfig::new(Listen::Unix(sock.clone()));
+    c.socket_mode = 0o660;
+    c.log = false;
+    let mut px = Running::start(provider(&fx.emu.base_url(), &fx.jwt, d), c);
+    assert_eq!(std::fs::symlink_metadata(&sock).unwrap().permissions().mode() & 0o777, 0o660);
+    let again =
+        block_on(Proxy::bind(provider(&fx.emu.base_url(), &fx.jwt, d), ProxyConfig::new(Listen::Unix(sock.clone()))))
+            .err()
+            .expect("a live socket is not replaced");
+    assert!(again.message.contains("another process is listening"), "{again}");
+    assert_eq!(private_dirs_left(d), Vec::<String>::new());
+    px.shutdown();
+    assert!(!sock.exists());
 }

@@ -6,66 +6,24 @@
 // ANTHROPIC_WIF_BIN overrides the binary; ANTHROPIC_SDK_PATH where the SDK is imported from.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, renameSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+
+import { proxyStack } from './proxy_stack.mjs';
 
 const { default: Anthropic } = await import(process.env.ANTHROPIC_SDK_PATH ?? '@anthropic-ai/sdk');
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = process.env.ANTHROPIC_WIF_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'debug', 'anthropic-wif');
-const RULE = 'fdrl_01TestRule000000000000000';
-const ORG = '00000000-0000-4000-8000-000000000001';
 const MESSAGES = [{ role: 'user', content: 'hello' }];
 
-function start(args, env) {
-  const child = spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const ready = new Promise((ok, fail) => {
-    const rl = createInterface({ input: child.stdout });
-    rl.once('line', (l) => ok(JSON.parse(l)));
-    child.once('exit', (c) => fail(new Error(`${args[0]} exited ${c}: ${stderr}`)));
-  });
-  return { child, ready, stderr: () => stderr };
-}
-
-let dir, env, emu, emuUrl, proxy, proxyUrl, jwtFile;
-
-async function control(path, body) {
-  const r = await fetch(emuUrl + path, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
-  return r.json();
-}
-
-async function rotateJwt() {
-  const { jwt } = await control('/_emulator/jwt', {});
-  writeFileSync(jwtFile + '.tmp', jwt);
-  renameSync(jwtFile + '.tmp', jwtFile);
-}
+let stack, proxyUrl, control, rotateJwt;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'wif-proxy-node-'));
-  env = { PATH: process.env.PATH, HOME: dir, XDG_CACHE_HOME: join(dir, 'cache'), ANTHROPIC_CONFIG_DIR: join(dir, 'config') };
-  emu = start(['emulator', '--listen', '127.0.0.1:0', '--stream-delay-ms', '100'], env);
-  emuUrl = (await emu.ready).base_url;
-  jwtFile = join(dir, 'identity-token');
-  await rotateJwt();
-  proxy = start(['proxy', '--listen', '127.0.0.1:0', '--base-url', emuUrl, '--federation-rule-id', RULE,
-    '--organization-id', ORG, '--identity-token-file', jwtFile], env);
-  proxyUrl = (await proxy.ready).base_url;
+  stack = await proxyStack({ emulatorArgs: ['--stream-delay-ms', '100'] });
+  ({ proxyUrl, control, rotateJwt } = stack);
 });
 
 after(async () => {
-  const exited = new Promise((ok) => proxy.child.once('exit', ok));
-  proxy.child.kill('SIGTERM');
-  assert.equal(await exited, 0);
-  const log = proxy.stderr();
+  const { code, log } = await stack.close();
+  assert.equal(code, 0);
   assert.ok(!log.includes('sk-ant-oat01-') && !log.includes('eyJ'), 'no secret in the proxy log');
-  emu.child.kill('SIGTERM');
-  rmSync(dir, { recursive: true, force: true });
 });
 
 test('apiKey placeholder: messages.create goes through with a federated token', async () => {
