@@ -21,7 +21,7 @@
 //!
 //! Never in a report: the identity JWT (or its signature), the access token
 //! (only [`Secret::masked`]), an API key or bearer token, literal header values
-//! of a `url` source. Claim strings pass through [`scrub`].
+//! of a `url` source. Claim strings and names pass through [`scrub`] (no control characters).
 //!
 //! Findings carry a stable `code`, a `severity` (`error` makes the report
 //! unhealthy, `warning` and `info` do not), an error `kind` for errors (the
@@ -177,10 +177,10 @@ impl From<&Error> for ErrorReport {
     fn from(e: &Error) -> Self {
         ErrorReport {
             kind: e.kind.as_str(),
-            message: scrub(&e.message, &[], 4000),
+            message: e.message().to_string(),
             status: e.status,
-            request_id: e.request_id.clone(),
-            error_code: e.error_code.clone(),
+            request_id: e.request_id().map(str::to_string),
+            error_code: e.error_code().map(str::to_string),
         }
     }
 }
@@ -359,7 +359,7 @@ impl Report {
     pub fn from_options_error(err: &Error, exchange_requested: bool) -> Report {
         let mut r = Report::new(exchange_requested);
         r.config.error = Some(err.into());
-        r.error(codes::CONFIG_ERROR, err.kind, scrub(&err.message, &[], 4000), "fix the setting the message names");
+        r.error(codes::CONFIG_ERROR, err.kind, err.message().to_string(), "fix the setting the message names");
         r.skip_exchange("the configuration is not usable");
         r.finish()
     }
@@ -455,12 +455,7 @@ pub async fn diagnose_async(options: &ProviderOptions, doctor: &DoctorOptions) -
         Ok(r) => r,
         Err(e) => {
             report.config.error = Some((&e).into());
-            report.error(
-                codes::CONFIG_ERROR,
-                e.kind,
-                scrub(&e.message, &[], 4000),
-                "fix the setting the message names",
-            );
+            report.error(codes::CONFIG_ERROR, e.kind, e.message().to_string(), "fix the setting the message names");
             report.ids = raw_ids(&options.overrides, &options.env);
             report.skip_exchange("the configuration does not resolve");
             return report.finish();
@@ -607,7 +602,7 @@ fn id_check(f: IdField, s: &Sourced<String>) -> IdCheck {
         value: shown_value(&s.value),
         origin: (&s.origin).into(),
         ok: res.is_ok(),
-        error: res.err().map(|e| e.message),
+        error: res.err().map(Error::into_message),
     }
 }
 
@@ -688,12 +683,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
         Err(e) => {
             report.config.ok = false;
             report.config.error = Some((&e).into());
-            report.error(
-                codes::CONFIG_ERROR,
-                e.kind,
-                scrub(&e.message, &[], 4000),
-                "fix the setting the message names",
-            );
+            report.error(codes::CONFIG_ERROR, e.kind, e.message().to_string(), "fix the setting the message names");
             None
         }
     };
@@ -729,7 +719,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
             report.error(
                 codes::IDENTITY_FETCH_FAILED,
                 e.kind,
-                scrub(&e.message, &[], 4000),
+                e.message().to_string(),
                 "fix the identity token source the message names",
             );
             None
@@ -870,7 +860,7 @@ fn check_token(
         }
     };
 
-    let mut claim_names: Vec<String> = decoded.claims.keys().cloned().collect();
+    let mut claim_names: Vec<String> = decoded.claims.keys().map(|k| scrub(k, &[], 200)).collect();
     claim_names.sort();
     let j = JwtReport {
         alg: header_str(&decoded, "alg"),
@@ -1127,7 +1117,7 @@ fn user_oauth_cache(report: &mut Report, profile: &str, path: &Path) {
             report.error(
                 codes::USER_OAUTH_TOKEN_UNUSABLE,
                 e.kind,
-                scrub(&e.message, &[], 2000),
+                e.message().to_string(),
                 "log in again with your Anthropic tooling",
             );
             report.cache = Some(CacheReport {
@@ -1135,7 +1125,7 @@ fn user_oauth_cache(report: &mut Report, profile: &str, path: &Path) {
                 state: "missing",
                 expires_at: None,
                 remaining_s: None,
-                detail: Some(scrub(&e.message, &[], 1000)),
+                detail: Some(e.message().to_string()),
             });
         }
     }
@@ -1197,7 +1187,7 @@ async fn run_exchange(
                     }
                     Err(e) => report.warn(
                         codes::CACHE_WRITE_FAILED,
-                        format!("the new access token could not be cached: {}", scrub(&e.message, &[], 1000)),
+                        format!("the new access token could not be cached: {}", e.message()),
                         "fix the cache directory's permissions; until then the identity token just used is consumed and the next exchange needs a fresh one",
                     ),
                 }
@@ -1221,7 +1211,7 @@ async fn run_exchange(
 fn exchange_error(report: &mut Report, e: &Error) {
     let er: ErrorReport = e.into();
     report.exchange.status = e.status;
-    report.exchange.request_id = e.request_id.clone();
+    report.exchange.request_id = e.request_id().map(str::to_string);
     report.exchange.error = Some(er.clone());
     let fix = match e.kind {
         ErrorKind::Denied => "check the federation rule against the identity token's claims (issuer, audience, subject) shown above; the Console's Workload identity page shows the reason",

@@ -344,7 +344,7 @@ impl Provider {
         // without it. Waiting too long for another holder stays an error.
         let lock = match lock {
             Ok(l) => Some(l),
-            Err(e) if e.error_code.as_deref() == Some(disk::LOCK_TIMEOUT_CODE) => return Err(e),
+            Err(e) if e.error_code() == Some(disk::LOCK_TIMEOUT_CODE) => return Err(e),
             Err(e) => {
                 diag::emit(diag::INFO, || format!("could not take the cache lock, continuing without it: {e}"));
                 None

@@ -951,11 +951,11 @@ mod tests {
         let err = DiskCache::new(&path).write(&tok(Some(99), None)).unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::Internal);
         assert!(
-            err.message.contains(&path.display().to_string()) && err.message.contains("renaming"),
+            err.message().contains(&path.display().to_string()) && err.message().contains("renaming"),
             "{}",
-            err.message
+            err.message()
         );
-        assert!(!err.message.contains("TOPSECRET"));
+        assert!(!err.message().contains("TOPSECRET"));
         assert!(leftovers(tmp.path()).is_empty(), "{:?}", leftovers(tmp.path()));
 
         // A read-only directory (meaningless for root, who may write anyway).
@@ -966,7 +966,7 @@ mod tests {
             put(&file, "{\"access_token\":\"sk-ant-oat01-old\",\"expires_at\":1}", 0o600);
             fs::set_permissions(&ro, fs::Permissions::from_mode(0o500)).unwrap();
             let err = DiskCache::new(&file).write(&tok(Some(99), None)).unwrap_err();
-            assert!(err.message.contains(&file.display().to_string()), "{}", err.message);
+            assert!(err.message().contains(&file.display().to_string()), "{}", err.message());
             assert!(leftovers(&ro).is_empty());
             assert!(fs::read_to_string(&file).unwrap().contains("sk-ant-oat01-old"));
             fs::set_permissions(&ro, fs::Permissions::from_mode(0o700)).unwrap();
@@ -975,7 +975,7 @@ mod tests {
         let blocked = tmp.path().join("plain");
         fs::write(&blocked, "x").unwrap();
         let err = DiskCache::new(blocked.join("cache.json")).write(&tok(Some(99), None)).unwrap_err();
-        assert!(err.message.contains("creating directory"), "{}", err.message);
+        assert!(err.message().contains("creating directory"), "{}", err.message());
     }
 
     #[test]
@@ -1002,7 +1002,11 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(200));
         assert!(started.elapsed() < Duration::from_secs(20));
         assert_eq!(err.kind, crate::ErrorKind::Internal);
-        assert!(err.message.contains("cache.json.lock") && err.message.contains("another process"), "{}", err.message);
+        assert!(
+            err.message().contains("cache.json.lock") && err.message().contains("another process"),
+            "{}",
+            err.message()
+        );
         drop(guard);
         let _again = b.lock(Duration::from_secs(5)).unwrap();
     }
@@ -1014,7 +1018,7 @@ mod tests {
         fs::write(&target, "keep").unwrap();
         std::os::unix::fs::symlink(&target, tmp.path().join("cache.json.lock")).unwrap();
         let err = DiskCache::new(tmp.path().join("cache.json")).lock(Duration::from_millis(100)).unwrap_err();
-        assert!(err.message.contains("symlink"), "{}", err.message);
+        assert!(err.message().contains("symlink"), "{}", err.message());
         assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
     }
 
@@ -1116,7 +1120,7 @@ mod tests {
         assert_ne!(q, other);
         let err = env_cache_path(&Env::fixed::<[(&str, &str); 0], &str, &str>([]), "k").unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::Config);
-        assert!(err.message.contains("HOME"), "{}", err.message);
+        assert!(err.message().contains("HOME"), "{}", err.message());
     }
 
     #[test]
@@ -1138,11 +1142,11 @@ mod tests {
         assert_eq!(read_user_oauth(&path).unwrap().expires_at, None);
         put(&path, r#"{"refresh_token":"sk-ant-ort01-TOPSECRET"}"#, 0o600);
         let err = read_user_oauth(&path).unwrap_err();
-        assert!(err.message.contains("access_token") && !err.message.contains("TOPSECRET"), "{}", err.message);
+        assert!(err.message().contains("access_token") && !err.message().contains("TOPSECRET"), "{}", err.message());
         put(&path, &format!(r#"{{"access_token":"{SECRET}"}}"#), 0o644);
-        assert!(read_user_oauth(&path).unwrap_err().message.contains("chmod 600"));
+        assert!(read_user_oauth(&path).unwrap_err().message().contains("chmod 600"));
         let err = read_user_oauth(&tmp.path().join("nope.json")).unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::Config);
-        assert!(err.message.contains("does not exist"), "{}", err.message);
+        assert!(err.message().contains("does not exist"), "{}", err.message());
     }
 }

@@ -342,7 +342,7 @@ pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
         match attempt {
             Ok(resolution) => return Ok(Resolved { resolution, step, step_kind: Step::ActiveProfile, config_dir }),
             Err(e) if user_configured => return Err(e),
-            Err(e) => ignored = Some(e.message),
+            Err(e) => ignored = Some(e.into_message()),
         }
     }
     Err(nothing_configured(

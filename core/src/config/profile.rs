@@ -517,10 +517,10 @@ mod tests {
         ] {
             let e = validate_name(bad, &o).expect_err(bad);
             assert_eq!(e.kind, crate::ErrorKind::Config);
-            assert!(e.message.contains(why), "{bad:?}: {}", e.message);
-            assert!(e.message.contains("environment variable ANTHROPIC_PROFILE"), "{}", e.message);
+            assert!(e.message().contains(why), "{bad:?}: {}", e.message());
+            assert!(e.message().contains("environment variable ANTHROPIC_PROFILE"), "{}", e.message());
         }
-        assert!(validate_name(&"a".repeat(201), &o).unwrap_err().message.contains("characters long"));
+        assert!(validate_name(&"a".repeat(201), &o).unwrap_err().message().contains("characters long"));
     }
 
     #[test]
@@ -531,7 +531,7 @@ mod tests {
             "x",
             r#"{"authentication":{"type":"oidc_federation","identity_token":{"source":"carrier_pigeon"}}}"#,
         );
-        let m = load(d.path(), "x", &env()).unwrap_err().message;
+        let m = load(d.path(), "x", &env()).unwrap_err().into_message();
         assert!(m.contains(&path.display().to_string()), "{m}");
         assert!(m.contains("\"carrier_pigeon\" is not supported"), "{m}");
         assert!(m.contains("file, env, command, url"), "{m}");
@@ -591,8 +591,8 @@ mod tests {
             let path = write(d.path(), "bad", text);
             let e = load(d.path(), "bad", &env()).expect_err(text);
             assert_eq!(e.kind, crate::ErrorKind::Config);
-            assert!(e.message.contains(want), "{text}: {}", e.message);
-            assert!(e.message.contains(&path.display().to_string()), "{}", e.message);
+            assert!(e.message().contains(want), "{text}: {}", e.message());
+            assert!(e.message().contains(&path.display().to_string()), "{}", e.message());
         }
         // a number version 1 is fine
         write(d.path(), "v", r#"{"version": 1, "authentication": {"type": "user_oauth"}}"#);
@@ -603,7 +603,7 @@ mod tests {
     fn bom_is_refused() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "b", "\u{feff}{\"authentication\":{\"type\":\"user_oauth\"}}");
-        assert!(load(d.path(), "b", &env()).unwrap_err().message.contains("byte-order mark"));
+        assert!(load(d.path(), "b", &env()).unwrap_err().message().contains("byte-order mark"));
     }
 
     #[test]
@@ -612,7 +612,7 @@ mod tests {
         // Far deeper than any stack could take recursively.
         let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
         write(d.path(), "deep", &deep);
-        let m = load(d.path(), "deep", &env()).unwrap_err().message;
+        let m = load(d.path(), "deep", &env()).unwrap_err().into_message();
         assert!(m.contains("nested more than"), "{m}");
         // Nesting inside strings does not count.
         let text = format!(r#"{{"x": "{}", "authentication": {{"type": "user_oauth"}}}}"#, "[".repeat(1000));
@@ -633,17 +633,17 @@ mod tests {
             "x".repeat(MAX_CONFIG_BYTES as usize)
         );
         write(d.path(), "big", &big);
-        let m = load(d.path(), "big", &env()).unwrap_err().message;
+        let m = load(d.path(), "big", &env()).unwrap_err().into_message();
         assert!(m.contains("too large"), "{m}");
     }
 
     #[test]
     fn missing_file_and_directory() {
         let d = tempfile::tempdir().unwrap();
-        let m = load(d.path(), "nope", &env()).unwrap_err().message;
+        let m = load(d.path(), "nope", &env()).unwrap_err().into_message();
         assert!(m.contains("not found") && m.contains("nope.json"), "{m}");
         fs::create_dir_all(config_path(d.path(), "dir")).unwrap();
-        let m = load(d.path(), "dir", &env()).unwrap_err().message;
+        let m = load(d.path(), "dir", &env()).unwrap_err().into_message();
         assert!(m.contains("not a regular file"), "{m}");
     }
 
@@ -655,7 +655,7 @@ mod tests {
         let p = write(d.path(), "w", r#"{"authentication":{"type":"user_oauth"}}"#);
         for mode in [0o664, 0o646, 0o666] {
             fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-            let m = load(d.path(), "w", &env()).unwrap_err().message;
+            let m = load(d.path(), "w", &env()).unwrap_err().into_message();
             assert!(m.contains("writable by group or others"), "{m}");
             assert!(m.contains(&format!("chmod go-w {}", p.display())), "{m}");
         }
@@ -673,10 +673,10 @@ mod tests {
             r#"{{"authentication":{{"type":"oidc_federation","identity_token":{{"source":"url","url":"https://x","headers":{{"A":5}},"field":"{jwt}"}}}}}}"#
         );
         write(d.path(), "s", &text);
-        let m = load(d.path(), "s", &env()).unwrap_err().message;
+        let m = load(d.path(), "s", &env()).unwrap_err().into_message();
         assert!(!m.contains("eyJ"), "{m}");
         write(d.path(), "t", &format!(r#"{{"authentication":{{"type":"{jwt}"}}}}"#));
-        let m = load(d.path(), "t", &env()).unwrap_err().message;
+        let m = load(d.path(), "t", &env()).unwrap_err().into_message();
         assert!(!m.contains("eyJ"), "{m}");
     }
 }

@@ -167,7 +167,7 @@ where
         drop(assertion);
         let Failure { mut error, retryable, retry_after, refused_token } = failure;
         if refused_token && resent {
-            error.message.push_str(
+            error.append(
                 " Note: this attempt re-sent the same identity token as an earlier attempt: the identity-token \
                  source returned the same single-use token again, and the server accepts each token only once. \
                  Make the source return a fresh token for each exchange (or let the first exchange's result be \
@@ -184,7 +184,7 @@ where
         let delay = match retry_after {
             Some(wait) => {
                 if wait >= left {
-                    error.message.push_str(&format!(
+                    error.append(format!(
                         " Not retrying: the server asked to wait {} (Retry-After), more than the {} left of the \
                          {} budget for this exchange.",
                         secs(wait),
@@ -198,7 +198,7 @@ where
             None => backoff(policy, attempt_no),
         };
         if delay >= left {
-            error.message.push_str(&format!(
+            error.append(format!(
                 " Not retrying: the next attempt would exceed the {} budget for this exchange.",
                 secs(policy.max_total)
             ));
@@ -220,9 +220,7 @@ fn backoff(policy: &RetryPolicy, attempt_no: u32) -> Duration {
 
 fn after_attempts(mut error: Error, attempts: u32, started: Instant) -> Error {
     if attempts > 1 {
-        error
-            .message
-            .push_str(&format!(" (gave up after {attempts} attempts in {:.1} s)", started.elapsed().as_secs_f64()));
+        error.append(format!(" (gave up after {attempts} attempts in {:.1} s)", started.elapsed().as_secs_f64()));
     }
     error
 }

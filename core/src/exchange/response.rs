@@ -120,10 +120,9 @@ fn number_secs(int: Option<i64>, float: Option<f64>) -> Result<i64, String> {
     }
 }
 
-/// Scrub, cut, and flatten control characters (no log injection).
+/// Trim, then [`scrub`] (which flattens control characters and cuts).
 pub fn clean(text: &str, secrets: &[&str], max: usize) -> String {
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    scrub(flat.trim(), secrets, max)
+    scrub(text.trim(), secrets, max)
 }
 
 /// The safe part of an error body.

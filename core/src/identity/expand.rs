@@ -113,9 +113,9 @@ mod tests {
             let err =
                 expand(&format!("x${{{name}}}"), &env(), "identity token url X", "header Authorization").err().unwrap();
             assert_eq!(err.kind, ErrorKind::Identity);
-            assert!(err.message.contains(name), "{}", err.message);
-            assert!(err.message.contains("identity token url X"), "{}", err.message);
-            assert!(err.message.contains("header Authorization"), "{}", err.message);
+            assert!(err.message().contains(name), "{}", err.message());
+            assert!(err.message().contains("identity token url X"), "{}", err.message());
+            assert!(err.message().contains("header Authorization"), "{}", err.message());
         }
     }
 
@@ -123,8 +123,8 @@ mod tests {
     fn malformed_templates_are_config_errors() {
         for t in ["x${TOKEN", "x${}", "x${1A}", "x${A-B}", "${ TOKEN }"] {
             let err = expand(t, &env(), "src", "the url").err().unwrap();
-            assert_eq!(err.kind, ErrorKind::Config, "{t}: {}", err.message);
-            assert!(!err.message.contains("s3cr3t"), "{}", err.message);
+            assert_eq!(err.kind, ErrorKind::Config, "{t}: {}", err.message());
+            assert!(!err.message().contains("s3cr3t"), "{}", err.message());
         }
     }
 }

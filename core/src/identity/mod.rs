@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Env;
-use crate::error::{scrub, Error, Result};
+use crate::error::{Error, Result};
 use crate::secret::Secret;
 
 pub mod auto;
@@ -252,7 +252,8 @@ impl IdentitySpec {
 
 /// Obtain a fresh identity token from the source.
 pub async fn fetch(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
-    let result = match spec {
+    // No token-shaped text reaches a message: the error type scrubs its text.
+    match spec {
         IdentitySpec::Auto { audience } => match auto::detect_with_probes(env, audience.as_deref()).await {
             Ok(found) => {
                 crate::diag::emit(crate::diag::INFO, || {
@@ -263,9 +264,7 @@ pub async fn fetch(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
             Err(e) => Err(e),
         },
         _ => fetch_concrete(spec, env).await,
-    };
-    // Last line of defence: no token-shaped text in any message.
-    result.map_err(|e| Error { message: scrub(&e.message, &[], 4000), ..e })
+    }
 }
 
 async fn fetch_concrete(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
