@@ -37,7 +37,7 @@ use crate::cache::disk::{self, DiskCache, DiskRead};
 use crate::cache::{CachedToken, MANDATORY_REFRESH_SECONDS};
 use crate::config::ids::{self, IdField};
 use crate::config::{self, profile, Env, FederationConfig, Origin, Overrides, Resolution, Resolved, Sourced, Step};
-use crate::error::{scrub, Error, ErrorKind};
+use crate::error::{redact_url, scrub, Error, ErrorKind};
 use crate::exchange::{self, ExchangeParams, MAX_ASSERTION_BYTES};
 use crate::identity::{self, IdentitySpec, DEFAULT_AUDIENCE};
 use crate::jwt::{self, DecodedJwt};
@@ -763,16 +763,15 @@ fn spec_audience(spec: &IdentitySpec) -> Option<String> {
     v.get("audience").and_then(Value::as_str).filter(|a| !a.trim().is_empty()).map(str::to_string)
 }
 
-/// The spec as JSON for display: strings scrubbed, user:password@ removed from
-/// URLs, literal header values withheld (templates such as `Bearer ${VAR}`
+/// The spec as JSON for display: strings scrubbed, URLs shown as
+/// [`redact_url`] shows them (no user:password@, no query values), literal
+/// header values withheld (templates such as `Bearer ${VAR}`
 /// are shown, since they hold no secret).
 fn spec_settings(spec: &IdentitySpec) -> Value {
     fn clean(key: Option<&str>, v: Value) -> Value {
         match v {
-            Value::String(s) => {
-                let s = if key.is_some_and(|k| k.contains("url")) { strip_userinfo(&s) } else { s };
-                Value::String(scrub(&s, &[], 2000))
-            }
+            Value::String(s) if key.is_some_and(|k| k.contains("url")) => Value::String(redact_url(&s)),
+            Value::String(s) => Value::String(scrub(&s, &[], 2000)),
             Value::Array(a) => Value::Array(a.into_iter().map(|x| clean(key, x)).collect()),
             Value::Object(m) => Value::Object(
                 m.into_iter()
@@ -804,16 +803,6 @@ fn spec_settings(spec: &IdentitySpec) -> Value {
     match serde_json::to_value(spec) {
         Ok(v) => clean(None, v),
         Err(_) => Value::Null,
-    }
-}
-
-fn strip_userinfo(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
-    let rest = &url[scheme_end + 3..];
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..auth_end].rfind('@') {
-        Some(at) => format!("{}://…@{}", &url[..scheme_end], &rest[at + 1..]),
-        None => url.to_string(),
     }
 }
 

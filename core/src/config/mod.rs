@@ -12,7 +12,7 @@ pub use env::Env;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{scrub, Error, Result};
+use crate::error::{Error, Result};
 use crate::identity::IdentitySpec;
 use crate::secret::Secret;
 
@@ -590,7 +590,7 @@ fn pick_base_url(
 /// The base URL must be `https://host…`, or plain http on a loopback host
 /// (SPEC §1). Checked here too so the message can name where it came from.
 pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
-    let shown = shown_url(url);
+    let shown = crate::error::redact_url(url);
     let field = match origin {
         Origin::ProfileFile(_) => format!("base_url from {origin} (base_url)"),
         _ => format!("base_url from {origin}"),
@@ -640,31 +640,6 @@ pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// A user-supplied URL as it may appear in a message: `user:password@`,
-/// query and fragment (where credentials hide) replaced by `…`, scrubbed, cut.
-fn shown_url(url: &str) -> String {
-    let mut s = url.to_string();
-    if let Some(i) = s.find(['?', '#']) {
-        s.truncate(i);
-        s.push('…');
-    }
-    match s.find("://") {
-        Some(scheme_end) => {
-            let start = scheme_end + 3;
-            let end = s[start..].find('/').map(|i| start + i).unwrap_or(s.len());
-            if let Some(at) = s[start..end].rfind('@') {
-                s.replace_range(start..start + at + 1, "…@");
-            }
-        }
-        None => {
-            if let Some(at) = s.rfind('@') {
-                s.replace_range(..at + 1, "…@");
-            }
-        }
-    }
-    scrub(&s, &[], 200)
 }
 
 /// Assemble and validate a federation configuration from the layers:

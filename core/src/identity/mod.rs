@@ -204,7 +204,8 @@ impl IdentitySpec {
 
     /// A secret-free description for messages, e.g. `file /var/run/…/token`,
     /// `environment variable ANTHROPIC_IDENTITY_TOKEN`, `command "gcloud …"`,
-    /// `url https://…/${VAR}` (the template, never expanded values).
+    /// `url https://…/${VAR}?key=…` (the template, never expanded values,
+    /// query values withheld: [`crate::error::redact_url`]).
     pub fn describe(&self) -> String {
         match self {
             IdentitySpec::File { path } => format!("identity token file {}", path.display()),
@@ -212,7 +213,7 @@ impl IdentitySpec {
             IdentitySpec::Command { command, .. } => {
                 format!("identity token command {:?}", command.first().map(String::as_str).unwrap_or(""))
             }
-            IdentitySpec::Url { url, .. } => format!("identity token url {}", url::redact_userinfo(url)),
+            IdentitySpec::Url { url, .. } => format!("identity token url {}", crate::error::redact_url(url)),
             IdentitySpec::GithubActions { .. } => {
                 format!("GitHub Actions OIDC token (${})", presets::GITHUB_REQUEST_URL_VAR)
             }

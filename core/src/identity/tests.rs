@@ -491,7 +491,7 @@ fn url_plain_body_with_expanded_url_and_headers() {
     let server = Server::start(|_| ok(format!("\n {JWT} \n")));
     let env = host_env(&server, &[("Q", "qsecret-456")]);
     let spec = url_spec(
-        "http://${HOST}/identity/$$x?q=${Q}",
+        &format!("{}/identity/$$x?q=${{Q}}", server.base),
         &[("Metadata-Flavor", "Google"), ("Authorization", "Bearer ${API_KEY}")],
         None,
     );
@@ -517,7 +517,7 @@ fn url_field_extraction() {
         ok(body)
     });
     let env = host_env(&server, &[]);
-    let at = |path: &str, field: Option<&str>| url_spec(&format!("http://${{HOST}}{path}"), &[], field);
+    let at = |path: &str, field: Option<&str>| url_spec(&format!("{}{path}", server.base), &[], field);
     assert_eq!(run(&at("/ok", Some("value")), &env).unwrap().expose(), JWT);
 
     let spec = at("/num", Some("value"));
@@ -572,38 +572,38 @@ fn url_errors_show_the_template_never_the_values() {
     let headers = [("Authorization", "Bearer ${API_KEY}")];
     let secrets = ["hdr-secret-123", "qsecret-456", JWT];
 
-    let spec = url_spec("http://${HOST}/denied?q=${Q}", &headers, Some("value"));
+    let spec = url_spec(&format!("{}/denied?q=${{Q}}", server.base), &headers, Some("value"));
     let e = err(&spec, &env);
     assert_eq!(e.kind, ErrorKind::Identity);
     assert!(e.message().contains("HTTP 403") && e.message().contains("bad auth"), "{}", e.message());
-    assert!(e.message().contains("http://${HOST}/denied?q=${Q}"), "{}", e.message());
+    assert!(e.message().contains(&format!("{}/denied?q=${{Q}}", server.base)), "{}", e.message());
     assert_clean(&e, &spec, &secrets);
 
     // A literal credential header (no variable) is scrubbed too.
-    let spec = url_spec("http://${HOST}/denied", &[("Authorization", "Bearer literal-secret-789")], None);
+    let spec = url_spec(&format!("{}/denied", server.base), &[("Authorization", "Bearer literal-secret-789")], None);
     let e = err(&spec, &env);
     assert!(e.message().contains("HTTP 403"), "{}", e.message());
     assert_clean(&e, &spec, &["literal-secret-789"]);
 
-    let spec = url_spec("http://${HOST}/moved?q=${Q}", &headers, None);
+    let spec = url_spec(&format!("{}/moved?q=${{Q}}", server.base), &headers, None);
     let e = err(&spec, &env);
     assert!(e.message().contains("redirect") && e.message().contains("302"), "{}", e.message());
-    assert!(e.message().contains("http://${HOST}/moved?q=${Q}"), "{}", e.message());
+    assert!(e.message().contains(&format!("{}/moved?q=${{Q}}", server.base)), "{}", e.message());
     assert_clean(&e, &spec, &secrets);
     assert_eq!(server.hits().iter().filter(|h| h.target.contains("elsewhere")).count(), 0);
 
-    let spec = url_spec("http://${HOST}/boom", &headers, None);
+    let spec = url_spec(&format!("{}/boom", server.base), &headers, None);
     let e = err(&spec, &env);
     assert!(e.message().contains("HTTP 500"), "{}", e.message());
 
-    let spec = url_spec("http://${HOST}/empty", &headers, None);
+    let spec = url_spec(&format!("{}/empty", server.base), &headers, None);
     let e = err(&spec, &env);
     assert!(e.message().contains("empty"), "{}", e.message());
     assert_clean(&e, &spec, &secrets);
 
     // Unset variable: named, nothing sent.
     let before = server.hits().len();
-    let spec = url_spec("http://${HOST}/x", &[("Authorization", "Bearer ${NOT_SET_ANYWHERE}")], None);
+    let spec = url_spec(&format!("{}/x", server.base), &[("Authorization", "Bearer ${NOT_SET_ANYWHERE}")], None);
     let e = err(&spec, &env);
     assert_eq!(e.kind, ErrorKind::Identity);
     assert!(
@@ -618,20 +618,45 @@ fn url_errors_show_the_template_never_the_values() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let env2 = Env::fixed([("PORT", closed.to_string()), ("Q", "qsecret-456".to_string())]);
-    let spec = url_spec("http://127.0.0.1:${PORT}/x?q=${Q}", &[], None);
+    let env2 = Env::fixed([("Q", "qsecret-456".to_string())]);
+    let spec = url_spec(&format!("http://127.0.0.1:{closed}/x?q=${{Q}}"), &[], None);
     let e = err(&spec, &env2);
     assert_eq!(e.kind, ErrorKind::Identity);
     assert!(e.message().contains("cannot connect"), "{}", e.message());
     assert_clean(&e, &spec, &["qsecret-456"]);
 
     // Invalid header name / value.
-    let e = err(&url_spec("http://${HOST}/x", &[("Bad Header", "v")], None), &env);
+    let e = err(&url_spec(&format!("{}/x", server.base), &[("Bad Header", "v")], None), &env);
     assert_eq!(e.kind, ErrorKind::Config);
     let env3 = host_env(&server, &[("NL", "a\nb-secret")]);
-    let e = err(&url_spec("http://${HOST}/x", &[("X-Token", "${NL}")], None), &env3);
+    let e = err(&url_spec(&format!("{}/x", server.base), &[("X-Token", "${NL}")], None), &env3);
     assert_eq!(e.kind, ErrorKind::Config);
     assert!(e.message().contains("x-token") && !e.message().contains("b-secret"), "{}", e.message());
+}
+
+#[test]
+fn url_variables_cannot_choose_the_host() {
+    // `${VAR}` in the scheme, host or port would let the environment send the
+    // headers (here a bearer) to another host: refused before any request.
+    let server = Server::start(|_| ok(JWT.to_string()));
+    let env = host_env(&server, &[("PORT", "1"), ("SCHEME", "http")]);
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    for template in [
+        "http://${HOST}/x".to_string(),
+        "http://127.0.0.1:${PORT}/x".to_string(),
+        format!("${{SCHEME}}://127.0.0.1:{port}/x"),
+    ] {
+        let spec = url_spec(&template, &[("Authorization", "Bearer ${API_KEY}")], None);
+        let e = err(&spec, &env);
+        assert_eq!(e.kind, ErrorKind::Config, "{template}");
+        assert!(e.message().contains("scheme, host or port"), "{}", e.message());
+        assert_clean(&e, &spec, &["hdr-secret-123"]);
+    }
+    assert_eq!(server.hits().len(), 0, "nothing was sent");
+    // In the path and the query they are fine.
+    let spec = url_spec(&format!("{}/${{PORT}}?s=${{SCHEME}}", server.base), &[], None);
+    assert_eq!(run(&spec, &env).unwrap().expose(), JWT);
+    assert_eq!(server.hits()[0].target, "/1?s=http");
 }
 
 #[test]
@@ -644,21 +669,21 @@ fn url_body_is_capped() {
     });
     let env = host_env(&server, &[]);
     for path in ["/declared", "/chunked"] {
-        let spec = url_spec(&format!("http://${{HOST}}{path}"), &[], None);
+        let spec = url_spec(&format!("{}{path}", server.base), &[], None);
         let e = err(&spec, &env);
         assert_eq!(e.kind, ErrorKind::Identity);
         assert!(e.message().contains("more than 1048576 bytes"), "{path}: {}", e.message());
     }
-    let spec = url_spec("http://${HOST}/chunked-ok", &[], None);
+    let spec = url_spec(&format!("{}/chunked-ok", server.base), &[], None);
     assert_eq!(run(&spec, &env).unwrap().len(), 1000);
-    let spec = url_spec("http://${HOST}/exact", &[], None);
+    let spec = url_spec(&format!("{}/exact", server.base), &[], None);
     assert_eq!(run(&spec, &env).unwrap().len(), url::MAX_BODY_BYTES);
 }
 
 #[test]
 fn url_times_out() {
     let server = Server::start(|_| Reply::Hang);
-    let source = "identity token url http://${HOST}/hang";
+    let source = "identity token url http://127.0.0.1/hang";
     let req = url::TokenGet {
         url: reqwest::Url::parse(&format!("{}/hang", server.base)).unwrap(),
         headers: Default::default(),
