@@ -443,13 +443,17 @@ fn parse_token(
             }
         }
         let access_token = match map.remove("access_token") {
-            Some(Value::String(s)) if !s.trim().is_empty() => Secret::new(s),
+            Some(Value::String(s)) => Secret::new(s),
             Some(other) => {
                 wipe(other);
-                return Err(format!("the {what} {p} has an empty or non-string \"access_token\"; {fix}."));
+                return Err(format!("the {what} {p} has a non-string \"access_token\"; {fix}."));
             }
             None => return Err(format!("the {what} {p} has no \"access_token\"; {fix}.")),
         };
+        // As strict as a token from the endpoint: a newline here would come out of `--format env`.
+        if let Some(why) = crate::api::access_token_problem(access_token.expose()) {
+            return Err(format!("the {what} {p} has an \"access_token\" that {why}; {fix}."));
+        }
         let expires_at = match map.get("expires_at") {
             None | Some(Value::Null) if allow_no_expiry => None,
             None | Some(Value::Null) => {
@@ -891,6 +895,9 @@ mod tests {
             ("{}", "access_token"),
             ("{\"access_token\": \"\", \"expires_at\": 5}", "access_token"),
             ("{\"access_token\": 12, \"expires_at\": 5}", "access_token"),
+            // A newline would come out of `token --format env` as a second line.
+            (&format!("{{\"access_token\": \"{SECRET}\\nX=TOPSECRET\", \"expires_at\": 5}}"), "HTTP header"),
+            (&format!("{{\"access_token\": \"{SECRET} \", \"expires_at\": 5}}"), "HTTP header"),
             (&format!("{{\"access_token\": \"{SECRET}\"}}"), "expires_at"),
             (&format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": null}}"), "expires_at"),
             (&format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": \"soon TOPSECRET\"}}"), "expires_at"),

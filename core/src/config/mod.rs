@@ -267,6 +267,11 @@ pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
     }
     // Step 2: a static bearer token.
     if let Some(token) = env.get(ENV_AUTH_TOKEN) {
+        if let Some(why) = crate::api::access_token_problem(&token) {
+            return Err(Error::config(format!(
+                "{ENV_AUTH_TOKEN} {why}; set it to the bearer token alone (no quotes, spaces or newline), or unset it"
+            )));
+        }
         let shadowed = shadowed_settings(env, &config_dir);
         return Ok(Resolved {
             resolution: Resolution::StaticBearer {
