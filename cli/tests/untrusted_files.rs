@@ -1,10 +1,139 @@
-//! Files we read must be ours and well-formed (issue #10): a cached token is
-//! checked as strictly as one from the endpoint.
+//! Files we read must be ours and well-formed (issue #10, items 2 and 5 and
+//! "decide and document"): a profile, `active_config` or `configs/` owned by
+//! another user (or writable by group or others) is refused before anything in
+//! it runs; a cache directory or lock file owned by another user costs only
+//! the caching; a cached token is checked as strictly as one from the endpoint.
+//!
+//! "Another user" is uid 65534 (nobody): the tests that need to chown skip,
+//! saying so, when not run as root (CI runs as root).
 
 mod common;
 use common::*;
 
 use std::path::Path;
+
+/// Another user's uid.
+const OTHER: u32 = 65534;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+}
+
+/// A profile whose `command` source leaves a marker file when it runs.
+fn write_profile(sb: &Sandbox, path: &Path, marker: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let script = format!("touch {}; cat {}", marker.display(), sb.fresh_jwt_file().display());
+    let body = serde_json::json!({"version": "1.0", "organization_id": ORG, "base_url": sb.emu.base_url(),
+        "authentication": {"type": "oidc_federation", "federation_rule_id": RULE,
+            "identity_token": {"source": "command", "command": ["sh", "-c", script]}}});
+    std::fs::write(path, body.to_string()).unwrap();
+    chmod(path, 0o644);
+}
+
+/// The run failed with a configuration error that names `file`, uid 65534,
+/// the mode and a fix, and the profile's command never ran.
+fn assert_refused(sb: &Sandbox, o: &std::process::Output, file: &Path, mode: &str, marker: &Path) {
+    let err = assert_failed(o, "config", 2, &[]);
+    assert!(err.contains(&file.display().to_string()), "names the file: {err}");
+    assert!(err.contains(&format!("uid {OTHER}")) && err.contains(mode), "names owner and mode: {err}");
+    assert!(err.contains("chown") && err.contains("remove it"), "says the fix: {err}");
+    assert!(!marker.exists(), "the profile's command ran: {err}");
+    assert_eq!(sb.emu.stats().token_requests, 0);
+}
+
+#[test]
+fn a_profile_owned_by_another_user_never_runs_its_command() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create files owned by another uid (CI runs as root)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let marker = sb.path("command-ran");
+    let configs = sb.path("config/configs");
+    // The default profile, found without any setting (issue #10: it ran as root three times).
+    let default = configs.join("default.json");
+    write_profile(&sb, &default, &marker);
+    chown(&default, OTHER);
+    let o = sb.run(&["token"]);
+    assert_refused(&sb, &o, &default, "mode 0644", &marker);
+    // Named by --profile, by ANTHROPIC_PROFILE, and under doctor.
+    let o = sb.run(&["token", "--profile", "default"]);
+    assert_refused(&sb, &o, &default, "mode 0644", &marker);
+    let mut sb2 = Sandbox::new();
+    let configs2 = sb2.path("config/configs");
+    let ci = configs2.join("ci.json");
+    write_profile(&sb2, &ci, &marker);
+    chown(&ci, OTHER);
+    sb2.env.insert("ANTHROPIC_PROFILE".into(), "ci".into());
+    assert_refused(&sb2, &sb2.run(&["token"]), &ci, "mode 0644", &marker);
+    let o = sb2.run(&["doctor"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stdout(&o).contains(&format!("uid {OTHER}")), "{}", stdout(&o));
+    assert!(!marker.exists());
+
+    // Our own symlink to their file: the file it leads to is judged.
+    let theirs = sb.path("elsewhere/theirs.json");
+    write_profile(&sb, &theirs, &marker);
+    chown(&theirs, OTHER);
+    let link = configs.join("linked.json");
+    std::os::unix::fs::symlink(&theirs, &link).unwrap();
+    let o = sb.run(&["token", "--profile", "linked"]);
+    assert_refused(&sb, &o, &link, "mode 0644", &marker);
+    // Their symlink to a file of ours: the link is judged.
+    let mine = sb.path("elsewhere/mine.json");
+    write_profile(&sb, &mine, &marker);
+    let their_link = configs.join("their-link.json");
+    std::os::unix::fs::symlink(&mine, &their_link).unwrap();
+    chown(&their_link, OTHER);
+    let o = sb.run(&["token", "--profile", "their-link"]);
+    let err = assert_failed(&o, "config", 2, &[]);
+    assert!(err.contains("symlink owned by uid 65534"), "{err}");
+    assert!(!marker.exists());
+}
+
+#[test]
+fn a_configs_dir_or_active_config_of_another_user_is_refused() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create files owned by another uid (CI runs as root)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let marker = sb.path("command-ran");
+    let configs = sb.path("config/configs");
+    let default = configs.join("default.json");
+    write_profile(&sb, &default, &marker);
+    // The directory is theirs (our file in it could be swapped at any time).
+    chown(&configs, OTHER);
+    let o = sb.run(&["token", "--profile", "default"]);
+    assert_refused(&sb, &o, &configs, "mode 0755", &marker);
+    chown(&configs, 0);
+    // Ours, but anyone may write it.
+    chmod(&configs, 0o777);
+    let o = sb.run(&["token", "--profile", "default"]);
+    let err = assert_failed(&o, "config", 2, &[]);
+    assert!(err.contains("writable by group or others") && err.contains("mode 0777"), "{err}");
+    assert!(err.contains(&format!("chmod go-w {}", configs.display())), "{err}");
+    chmod(&configs, 0o755);
+    // active_config chooses the profile: theirs is refused.
+    let evil = configs.join("evil.json");
+    write_profile(&sb, &evil, &marker);
+    let pointer = sb.path("config/active_config");
+    std::fs::write(&pointer, "evil\n").unwrap();
+    chmod(&pointer, 0o644);
+    chown(&pointer, OTHER);
+    let o = sb.run(&["token"]);
+    assert_refused(&sb, &o, &pointer, "mode 0644", &marker);
+    // Our own 0644 profile still works.
+    chown(&pointer, 0);
+    std::fs::write(&pointer, "default\n").unwrap();
+    parse_token_json(&sb.run(&["token"]));
+    assert!(marker.exists(), "our own profile's command ran");
+}
 
 /// Write a cache file (mode 0600) holding `token`, valid for an hour.
 fn forge_cache(file: &Path, token: &str) {

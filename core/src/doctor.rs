@@ -629,9 +629,8 @@ fn raw_ids(o: &Overrides, env: &Env) -> Vec<IdCheck> {
         {
             None
         } else {
-            let pointer =
-                std::fs::read_to_string(dir.join(config::ACTIVE_CONFIG_FILE)).ok().map(|s| s.trim().to_string());
-            Some(pointer.filter(|s| !s.is_empty()).unwrap_or_else(|| config::DEFAULT_PROFILE.to_string()))
+            let pointer = config::read_active_pointer(&dir.join(config::ACTIVE_CONFIG_FILE)).ok().flatten();
+            Some(pointer.unwrap_or_else(|| config::DEFAULT_PROFILE.to_string()))
         };
         let name = name?;
         profile::validate_name(&name, &Origin::Default).ok()?;

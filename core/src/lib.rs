@@ -14,6 +14,8 @@
 //! - [`provider`]: identity + exchange + caches, the one entry point.
 //! - [`doctor`]: a secret-free health report of a configuration.
 //! - [`api`]: header rules for API calls made with an access token (SPEC §2).
+//! - [`trusted`]: the ownership and permission rule for files we read
+//!   (profiles, the cache directory, its lock file).
 
 // The engine never writes to stdout: that belongs to the faces (a credential
 // process's stdout is the one place a secret may go).
@@ -34,6 +36,7 @@ pub mod jwt;
 pub mod provider;
 pub mod runtime;
 pub mod secret;
+pub mod trusted;
 
 #[cfg(test)]
 mod proptests;

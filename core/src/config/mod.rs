@@ -404,13 +404,19 @@ fn exists(path: &Path) -> bool {
 }
 
 /// The trimmed content of `<config_dir>/active_config`; `None` when it is
-/// missing or empty.
-fn read_active_pointer(path: &Path) -> Result<Option<String>> {
+/// missing or empty. The file and the config dir must pass the same
+/// ownership rule as profiles ([`crate::trusted`]): the pointer chooses the profile.
+pub(crate) fn read_active_pointer(path: &Path) -> Result<Option<String>> {
+    use crate::trusted::{self, OpenError, Policy};
     use std::io::Read;
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
+    if let Some(dir) = path.parent() {
+        trusted::check_dir(dir, "config directory", profile::PROFILE_STAKE).map_err(Error::config)?;
+    }
+    let file = match trusted::open(path, "active profile file", profile::PROFILE_STAKE, Policy::Settings) {
+        Ok((f, _)) => f,
+        Err(OpenError::Missing) => return Ok(None),
+        Err(OpenError::Refused(why)) => return Err(Error::config(why)),
+        Err(OpenError::Io(e)) => {
             return Err(Error::config(format!(
                 "the active profile file {} could not be read: {e}; fix its permissions or remove it",
                 path.display()
