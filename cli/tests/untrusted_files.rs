@@ -180,3 +180,99 @@ fn a_static_bearer_with_a_newline_is_refused() {
     let err = assert_failed(&o, "config", 2, &["static-bearer-XYZ"]);
     assert!(err.contains("ANTHROPIC_AUTH_TOKEN") && err.contains("HTTP header"), "{err}");
 }
+
+/// The cache file `token` uses for the sandbox's environment configuration,
+/// learnt from a first run; the directory is then removed.
+fn cache_file_name(sb: &mut Sandbox) -> (std::path::PathBuf, String) {
+    sb.federation_env();
+    parse_token_json(&sb.run(&["token"]));
+    let file = env_cache_file(sb).expect("cache file");
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
+    (file.parent().unwrap().to_path_buf(), name)
+}
+
+/// A 0666 lock file of another user's, locked by "them" (this test process)
+/// for as long as the returned handle lives.
+fn their_held_lock(dir: &Path, name: &str) -> std::fs::File {
+    let lock = dir.join(format!("{name}.lock"));
+    std::fs::write(&lock, format!("{{\"refresh_backoff_until\": {}}}\n", anthropic_wif_core::now_unix() + 86400))
+        .unwrap();
+    chmod(&lock, 0o666);
+    chown(&lock, OTHER);
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(&lock).unwrap();
+    f.lock().unwrap();
+    f
+}
+
+/// `token -v` succeeds at once (no 60 s lock wait), says why under -v, and
+/// every call exchanges (no cache is read from or written to `dir`).
+fn assert_served_without_the_cache(sb: &mut Sandbox, dir: &Path, why: &[&str]) {
+    let before: Vec<_> = files_under(dir).into_iter().map(|(p, _)| p).collect();
+    for round in 1..=2 {
+        sb.fresh_jwt_file();
+        let started = std::time::Instant::now();
+        let o = sb.run(&["token", "-v"]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "waited for their lock");
+        parse_token_json(&o);
+        let err = stderr(&o);
+        for w in why {
+            assert!(err.contains(w), "round {round}: -v explains ({w}): {err}");
+        }
+        assert!(err.contains("not used"), "round {round}: {err}");
+    }
+    let after: Vec<_> = files_under(dir).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(before, after, "nothing was written into the refused directory");
+}
+
+#[test]
+fn a_cache_directory_of_another_user_costs_only_the_caching() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create files owned by another uid (CI runs as root)");
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let (dir, name) = cache_file_name(&mut sb);
+    let exchanges = sb.exchanges();
+    // Issue #10: another uid pre-creates anthropic-wif/ in a shared cache
+    // home and holds a lock on its own 0666 lock file.
+    std::fs::create_dir_all(&dir).unwrap();
+    chmod(&dir, 0o777);
+    chown(&dir, OTHER);
+    let _held = their_held_lock(&dir, &name);
+    assert_served_without_the_cache(&mut sb, &dir, &["token cache directory", &format!("uid {OTHER}"), "mode 0777"]);
+    assert_eq!(sb.exchanges(), exchanges + 2, "one exchange per call, no cache");
+    // doctor explains it too.
+    let o = sb.run(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["cache"]["state"], "insecure", "{v}");
+    assert!(v["cache"]["detail"].as_str().unwrap().contains(&format!("uid {OTHER}")), "{v}");
+    // Ours but writable by anyone: refused the same way.
+    chown(&dir, 0);
+    assert_served_without_the_cache(&mut sb, &dir, &["writable by group or others", "mode 0777"]);
+}
+
+#[test]
+fn a_lock_file_of_another_user_is_not_waited_for_nor_believed() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create files owned by another uid (CI runs as root)");
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let (dir, name) = cache_file_name(&mut sb);
+    std::fs::create_dir_all(&dir).unwrap();
+    chmod(&dir, 0o700);
+    let _held = their_held_lock(&dir, &name);
+    sb.fresh_jwt_file();
+    let started = std::time::Instant::now();
+    let o = sb.run(&["token", "-v"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "waited for their lock");
+    parse_token_json(&o);
+    let err = stderr(&o);
+    assert!(err.contains("token cache lock file") && err.contains(&format!("uid {OTHER}")), "{err}");
+    assert!(dir.join(&name).exists(), "the directory is ours: the token is cached");
+    let o = sb.run(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["cache"]["state"], "insecure", "{v}");
+    assert!(v["cache"]["detail"].as_str().unwrap().contains("lock file"), "{v}");
+}

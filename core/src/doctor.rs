@@ -1031,7 +1031,23 @@ fn k8s_finding(report: &mut Report, why: &str) {
 
 fn cache_state(report: &mut Report, path: &Path) -> CacheReport {
     let shown = path.display().to_string();
-    match DiskCache::new(path).read() {
+    let cache = DiskCache::new(path);
+    // The lock file as `lock()` would judge it (doctor creates nothing).
+    let lock = cache.lock_path();
+    let lock_refused = match crate::trusted::open(
+        lock,
+        "token cache lock file",
+        disk::CACHE_STAKE,
+        crate::trusted::Policy::Settings,
+    ) {
+        Err(crate::trusted::OpenError::Refused(why)) => Some(why),
+        _ => None,
+    };
+    let read = match lock_refused {
+        Some(why) => DiskRead::Insecure(format!("{why} Until then exchanges are not serialised with other processes.")),
+        None => cache.read(),
+    };
+    match read {
         DiskRead::Missing => {
             CacheReport { path: Some(shown), state: "missing", expires_at: None, remaining_s: None, detail: None }
         }
@@ -1055,8 +1071,10 @@ fn cache_state(report: &mut Report, path: &Path) -> CacheReport {
             let reason = scrub(&reason, &[], 1000);
             report.warn(
                 codes::CACHE_INSECURE,
-                format!("the token cache file is refused for safety, so every process exchanges anew: {reason}"),
-                format!("delete {shown} (it is recreated with mode 0600) or fix its permissions and ownership"),
+                format!("the token cache is refused for safety, so every process exchanges anew: {reason}"),
+                format!(
+                    "do what the message says (a cache file such as {shown} is recreated with mode 0600 in a 0700 directory by the next exchange)"
+                ),
             );
             CacheReport {
                 path: Some(shown),
