@@ -203,6 +203,20 @@ impl Provider {
         }
     }
 
+    /// Every environment variable that holds a secret of this configuration:
+    /// the SDKs' ([`config::SECRET_ENV_VARS`]) and the identity source's
+    /// ([`crate::identity::IdentitySpec::secret_env_vars`]). What `exec`
+    /// keeps from its command.
+    pub fn secret_env_vars(&self) -> Vec<String> {
+        let mut vars: Vec<String> = config::SECRET_ENV_VARS.iter().map(|v| v.to_string()).collect();
+        if let Some(fed) = self.federation() {
+            vars.extend(fed.identity.value.secret_env_vars());
+        }
+        vars.sort();
+        vars.dedup();
+        vars
+    }
+
     /// The on-disk cache file in use, if any.
     pub fn cache_path(&self) -> Option<&Path> {
         match &self.inner.source {

@@ -213,6 +213,23 @@ pub const ENV_IDENTITY_TOKEN: &str = "ANTHROPIC_IDENTITY_TOKEN";
 pub const ENV_BASE_URL: &str = "ANTHROPIC_BASE_URL";
 pub const ENV_SCOPE: &str = "ANTHROPIC_SCOPE";
 
+/// The SDKs' variables that hold secrets (a key, a bearer, an identity JWT).
+/// With [`crate::identity::IdentitySpec::secret_env_vars`], what `exec` keeps
+/// from its command.
+pub const SECRET_ENV_VARS: [&str; 3] = [ENV_API_KEY, ENV_AUTH_TOKEN, ENV_IDENTITY_TOKEN];
+/// The SDKs' federation settings: a process given a token by `exec` must not
+/// federate on its own, so `exec` removes these too.
+pub const FEDERATION_ENV_VARS: [&str; 8] = [
+    ENV_PROFILE,
+    ENV_FEDERATION_RULE_ID,
+    ENV_ORGANIZATION_ID,
+    ENV_SERVICE_ACCOUNT_ID,
+    ENV_WORKSPACE_ID,
+    ENV_IDENTITY_TOKEN_FILE,
+    ENV_IDENTITY_TOKEN,
+    ENV_SCOPE,
+];
+
 /// Name of the pointer file that selects the active profile.
 pub const ACTIVE_CONFIG_FILE: &str = "active_config";
 /// The profile used when nothing names one.

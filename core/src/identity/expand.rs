@@ -135,6 +135,20 @@ pub(crate) fn expand_url(template: &str, env: &Env, source: &str) -> Result<Expa
     expand_pieces(&pieces, env, source, WHAT, template.len())
 }
 
+/// The names of the variables `template` refers to (none when it is malformed).
+pub(crate) fn variables(template: &str) -> Vec<String> {
+    pieces(template, "", "")
+        .map(|ps| {
+            ps.into_iter()
+                .filter_map(|p| match p {
+                    Piece::Var { name, .. } => Some(name.to_string()),
+                    Piece::Text(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +219,8 @@ mod tests {
         assert_eq!(e.text, "https://idp.example?x=s3cr3t-value");
         // `$$` is a literal dollar, not a variable.
         assert_eq!(expand_url("https://a$$b.example/", &env(), "src").unwrap().text, "https://a$b.example/");
+        assert_eq!(variables("https://h/${A}?b=${B_1}&$${C}"), ["A", "B_1"]);
+        assert!(variables("https://h/${").is_empty());
     }
 
     #[test]

@@ -251,6 +251,60 @@ impl IdentitySpec {
     }
 }
 
+impl IdentitySpec {
+    /// The environment variables that hold this source's secrets: the
+    /// identity token itself, or a credential whose only use is to mint one.
+    /// `exec` removes them from its command's environment (with the SDKs'
+    /// own secret variables, [`crate::config::SECRET_ENV_VARS`]). This is
+    /// the one declaration per source; a new source must say here what it
+    /// reads.
+    ///
+    /// Deliberately not listed: ambient cloud credentials that the workload
+    /// holds for other purposes too and whose service the command can reach
+    /// anyway (AWS keys and profiles for `aws_sts`, Azure's
+    /// `IDENTITY_HEADER` for `azure_imds`, the metadata servers), and paths
+    /// (`ANTHROPIC_IDENTITY_TOKEN_FILE`, `SPIFFE_ENDPOINT_SOCKET`). A `url`
+    /// source lists every variable its URL and header templates expand: their
+    /// values are treated as secrets everywhere (scrubbed from messages too).
+    pub fn secret_env_vars(&self) -> Vec<String> {
+        let ci =
+            |kind: presets::CiVar, var: &Option<String>| vec![var.clone().unwrap_or_else(|| kind.default_var().into())];
+        match self {
+            IdentitySpec::Env { var } => vec![var.clone()],
+            IdentitySpec::Url { url, headers, .. } => {
+                let mut vars = expand::variables(url);
+                vars.extend(headers.values().flat_map(|h| expand::variables(h)));
+                vars.sort();
+                vars.dedup();
+                vars
+            }
+            IdentitySpec::GithubActions { .. } => vec![presets::GITHUB_REQUEST_TOKEN_VAR.into()],
+            IdentitySpec::Gitlab { var } => ci(presets::CiVar::Gitlab, var),
+            IdentitySpec::Circleci { var } => ci(presets::CiVar::Circleci, var),
+            IdentitySpec::Bitbucket { var } => ci(presets::CiVar::Bitbucket, var),
+            IdentitySpec::Terraform { var } => ci(presets::CiVar::Terraform, var),
+            // Whatever `auto` may pick from the environment.
+            IdentitySpec::Auto { audience } => [
+                IdentitySpec::GithubActions { audience: audience.clone() },
+                IdentitySpec::Gitlab { var: None },
+                IdentitySpec::Circleci { var: None },
+                IdentitySpec::Bitbucket { var: None },
+                IdentitySpec::Terraform { var: None },
+            ]
+            .iter()
+            .flat_map(IdentitySpec::secret_env_vars)
+            .collect(),
+            IdentitySpec::File { .. }
+            | IdentitySpec::Command { .. }
+            | IdentitySpec::GcpMetadata { .. }
+            | IdentitySpec::AzureImds { .. }
+            | IdentitySpec::Kubernetes { .. }
+            | IdentitySpec::AwsSts { .. }
+            | IdentitySpec::Spiffe { .. } => vec![],
+        }
+    }
+}
+
 /// Obtain a fresh identity token from the source.
 pub async fn fetch(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
     // No token-shaped text reaches a message: the error type scrubs its text.
