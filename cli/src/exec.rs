@@ -21,7 +21,7 @@
 use std::process::{Command, ExitCode};
 
 use anthropic_wif_core::config;
-use anthropic_wif_core::{diag, Error, Provider};
+use anthropic_wif_core::{diag, process, Error, Provider};
 use clap::Args;
 
 use crate::args::CommonArgs;
@@ -42,6 +42,7 @@ fn fail(err: &Error) -> ExitCode {
 
 pub fn run(a: ExecArgs) -> ExitCode {
     diag::set_verbosity(a.common.verbose);
+    process::harden();
     let Some(program) = a.command.first().filter(|p| !p.is_empty()) else {
         return fail(&Error::config(
             "exec needs the command to run after `--`, e.g. `anthropic-wif exec -- claude -p \"hello\"` \
@@ -83,6 +84,8 @@ pub fn run(a: ExecArgs) -> ExitCode {
         )
     });
     drop(token);
+    // CMD gets the user's core limit back (the kernel resets dumpability at exec).
+    process::before_exec();
     spawn_or_exec(cmd, program)
 }
 

@@ -264,7 +264,7 @@ pub(crate) async fn send(req: HttpRequest, fail: &(dyn Fn(String) -> Error + Syn
     let HttpRequest { method, url, headers, body, secrets, timeout } = req;
     let mut builder = client.request(method, url).headers(headers).timeout(timeout);
     if let Some(body) = body {
-        builder = builder.body(body.expose().to_string());
+        builder = builder.body(crate::secret::wiped_body(body.expose().as_bytes().to_vec()));
     }
     let resp = builder.send().await.map_err(|e| fail(transport_error(&e, timeout, &secrets)))?;
     let status = resp.status();
