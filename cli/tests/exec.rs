@@ -142,26 +142,6 @@ fn a_missing_program_exits_127_and_config_errors_do_not_run_anything() {
     assert!(!marker.exists(), "the command must not run without a token");
 }
 
-/// A loopback HTTP server answering every request with `body` (application/json).
-fn serve_json(body: String) -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 8192];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    base
-}
-
 /// One identity source under `exec`: its flags, and the variables it reads
 /// as (name, value, does the value hold a secret).
 struct SourceCase {
@@ -179,8 +159,8 @@ fn source_cases(sb: &Sandbox) -> Vec<SourceCase> {
         flags: flags(&["--identity-source", name]),
         vars: vec![(var, jwt(), true)],
     };
-    let runner = serve_json(serde_json::json!({"count": 1, "value": jwt()}).to_string());
-    let idp = serve_json(serde_json::json!({"token": jwt()}).to_string());
+    let runner = serve_http(200, "application/json", serde_json::json!({"count": 1, "value": jwt()}).to_string());
+    let idp = serve_http(200, "application/json", serde_json::json!({"token": jwt()}).to_string());
     vec![
         preset("gitlab", "ANTHROPIC_ID_TOKEN"),
         preset("circleci", "CIRCLE_OIDC_TOKEN_V2"),

@@ -228,20 +228,11 @@ fn url_variables_cannot_choose_the_host() {
     sb.env.insert("IDP_HOST".into(), addr.to_string());
     sb.env.insert("IDP_PORT".into(), addr.port().to_string());
     sb.env.insert("IDP_BEARER".into(), "bearer-SECRET-456".into());
-    for url in ["http://${IDP_HOST}/token".to_string(), "http://127.0.0.1:${IDP_PORT}/token".to_string()] {
-        let o = sb.run(&[
-            "token",
-            "--base-url",
-            &sb.emu.base_url(),
-            "--federation-rule-id",
-            RULE,
-            "--organization-id",
-            ORG,
-            "--identity-token-url",
-            &url,
-            "--identity-token-header",
-            "Authorization: Bearer ${IDP_BEARER}",
-        ]);
+    let base = sb.emu.base_url();
+    let flags = ["token", "--base-url", &base, "--federation-rule-id", RULE, "--organization-id", ORG];
+    for url in ["http://${IDP_HOST}/token", "http://127.0.0.1:${IDP_PORT}/token"] {
+        let header = "Authorization: Bearer ${IDP_BEARER}";
+        let o = sb.run(&[&flags[..], &["--identity-token-url", url, "--identity-token-header", header]].concat());
         let err = assert_failed(&o, "config", 2, &["bearer-SECRET-456"]);
         assert!(err.contains("scheme, host or port") && err.contains("headers"), "{url}: {err}");
     }

@@ -10,14 +10,19 @@
 mod common;
 use common::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Another user's uid.
 const OTHER: u32 = 65534;
 
-fn is_root() -> bool {
+/// Whether the test can chown files to another user; says so when it cannot.
+fn can_chown() -> bool {
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    let root = unsafe { libc::geteuid() == 0 };
+    if !root {
+        eprintln!("skipped: needs root to create files owned by another uid (CI runs as root)");
+    }
+    root
 }
 
 fn chown(path: &Path, uid: u32) {
@@ -46,18 +51,24 @@ fn assert_refused(sb: &Sandbox, o: &std::process::Output, file: &Path, mode: &st
     assert_eq!(sb.emu.stats().token_requests, 0);
 }
 
-#[test]
-fn a_profile_owned_by_another_user_never_runs_its_command() {
-    if !is_root() {
-        eprintln!("skipped: needs root to create files owned by another uid (CI runs as root)");
-        return;
-    }
+/// A sandbox with `configs/default.json` (ours, 0644) whose command leaves
+/// a marker: (sandbox, marker, configs dir, default profile).
+fn with_default_profile() -> (Sandbox, PathBuf, PathBuf, PathBuf) {
     let sb = Sandbox::new();
     let marker = sb.path("command-ran");
     let configs = sb.path("config/configs");
-    // The default profile, found without any setting (issue #10: it ran as root three times).
     let default = configs.join("default.json");
     write_profile(&sb, &default, &marker);
+    (sb, marker, configs, default)
+}
+
+#[test]
+fn a_profile_owned_by_another_user_never_runs_its_command() {
+    if !can_chown() {
+        return;
+    }
+    let (sb, marker, configs, default) = with_default_profile();
+    // The default profile, found without any setting (issue #10: it ran as root three times).
     chown(&default, OTHER);
     let o = sb.run(&["token"]);
     assert_refused(&sb, &o, &default, "mode 0644", &marker);
@@ -98,15 +109,10 @@ fn a_profile_owned_by_another_user_never_runs_its_command() {
 
 #[test]
 fn a_configs_dir_or_active_config_of_another_user_is_refused() {
-    if !is_root() {
-        eprintln!("skipped: needs root to create files owned by another uid (CI runs as root)");
+    if !can_chown() {
         return;
     }
-    let sb = Sandbox::new();
-    let marker = sb.path("command-ran");
-    let configs = sb.path("config/configs");
-    let default = configs.join("default.json");
-    write_profile(&sb, &default, &marker);
+    let (sb, marker, configs, _) = with_default_profile();
     // The directory is theirs (our file in it could be swapped at any time).
     chown(&configs, OTHER);
     let o = sb.run(&["token", "--profile", "default"]);
@@ -227,8 +233,7 @@ fn assert_served_without_the_cache(sb: &mut Sandbox, dir: &Path, why: &[&str]) {
 
 #[test]
 fn a_cache_directory_of_another_user_costs_only_the_caching() {
-    if !is_root() {
-        eprintln!("skipped: needs root to create files owned by another uid (CI runs as root)");
+    if !can_chown() {
         return;
     }
     let mut sb = Sandbox::new();
@@ -254,8 +259,7 @@ fn a_cache_directory_of_another_user_costs_only_the_caching() {
 
 #[test]
 fn a_lock_file_of_another_user_is_not_waited_for_nor_believed() {
-    if !is_root() {
-        eprintln!("skipped: needs root to create files owned by another uid (CI runs as root)");
+    if !can_chown() {
         return;
     }
     let mut sb = Sandbox::new();

@@ -9,8 +9,7 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -30,25 +29,6 @@ fn unsafe_char(c: char) -> bool {
 fn assert_clean_text(what: &str, text: &str) {
     assert!(!text.chars().any(unsafe_char), "{what} carries control characters: {text:?}");
     assert!(!text.lines().any(|l| l.starts_with("anthropic-wif: forged")), "{what} has a forged log line: {text:?}");
-}
-
-/// A loopback HTTP server answering every request with `status` and `body` (text/plain).
-fn serve(status: u16, body: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status} Refused\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
 }
 
 fn federation_flags(sb: &Sandbox) -> Vec<String> {
@@ -77,8 +57,7 @@ fn assert_one_clean_error(o: &std::process::Output, kind: &str, code: i32) -> St
 #[test]
 fn an_identity_endpoints_refusal_body_is_flattened() {
     let sb = Sandbox::new();
-    let port = serve(403, HOSTILE);
-    let url = format!("http://127.0.0.1:{port}/token");
+    let url = format!("{}/token", serve_http(403, "text/plain", HOSTILE.to_string()));
     let o = run_token(&sb, &["--identity-token-url", &url]);
     let err = assert_one_clean_error(&o, "identity", 3);
     assert!(err.contains("HTTP 403") && err.contains("denied") && err.contains("forged: all good"), "{err}");

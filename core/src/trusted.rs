@@ -208,7 +208,8 @@ pub fn current_uid() -> u32 {
     }
 }
 
-fn is_symlink_error(e: &io::Error) -> bool {
+/// `ELOOP`: an `O_NOFOLLOW` open met a symlink.
+pub(crate) fn is_symlink_error(e: &io::Error) -> bool {
     #[cfg(unix)]
     {
         e.raw_os_error() == Some(libc::ELOOP)

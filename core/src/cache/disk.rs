@@ -45,7 +45,7 @@ use super::CachedToken;
 use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
-use crate::trusted;
+use crate::trusted::{self, is_symlink_error};
 
 /// `"version"` written to the cache file.
 pub const CACHE_FILE_VERSION: &str = "1.0";
@@ -665,18 +665,6 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
         return Err(io::Error::other("not a regular file"));
     }
     Ok(file)
-}
-
-fn is_symlink_error(e: &io::Error) -> bool {
-    #[cfg(unix)]
-    {
-        e.raw_os_error() == Some(libc::ELOOP)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = e;
-        false
-    }
 }
 
 fn is_not_regular_error(e: &io::Error) -> bool {
