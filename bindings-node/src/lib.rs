@@ -65,8 +65,8 @@ impl From<&Error> for NativeError {
             // `Display` adds the request id when the message lacks it.
             message: e.to_string(),
             status: e.status.map(u32::from),
-            request_id: e.request_id.clone(),
-            error_code: e.error_code.clone(),
+            request_id: e.request_id().map(str::to_string),
+            error_code: e.error_code().map(str::to_string),
         }
     }
 }
@@ -479,20 +479,20 @@ mod tests {
 
         let e = parse_options(r#"{"baseUrl":"x"}"#).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("baseURL"), "{}", e.message);
+        assert!(e.message().contains("baseURL"), "{}", e.message());
         let e = parse_options(r#"{"organizationId":5}"#).unwrap_err();
-        assert!(e.message.contains("organizationId must be a string"), "{}", e.message);
+        assert!(e.message().contains("organizationId must be a string"), "{}", e.message());
         let e = parse_options(r#"{"identityToken":{"source":"nope"}}"#).unwrap_err();
-        assert!(e.message.contains("identityToken"), "{}", e.message);
+        assert!(e.message().contains("identityToken"), "{}", e.message());
         assert!(parse_options("null").is_ok());
         assert!(parse_options("{}").is_ok());
 
         let o = parse_options(r#"{"lockTimeout":0.5}"#).unwrap();
         assert_eq!(o.lock_timeout, Duration::from_millis(500));
         let e = parse_options(r#"{"lockTimeout":-1}"#).unwrap_err();
-        assert!(e.message.contains("lockTimeout"), "{}", e.message);
+        assert!(e.message().contains("lockTimeout"), "{}", e.message());
         let e = parse_options_for(r#"{"bogus":1}"#, "doctor(options)").unwrap_err();
-        assert!(e.message.starts_with("doctor(options): unknown option bogus"), "{}", e.message);
+        assert!(e.message().starts_with("doctor(options): unknown option bogus"), "{}", e.message());
     }
 
     #[test]
@@ -504,11 +504,11 @@ mod tests {
         assert!(!d.exchange && d.expected_audience.is_none());
         let e = parse_doctor_options(r#"{"exchange":"yes"}"#).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("exchange must be true or false"), "{}", e.message);
+        assert!(e.message().contains("exchange must be true or false"), "{}", e.message());
         let e = parse_doctor_options(r#"{"baseURL":"x"}"#).unwrap_err();
-        assert!(e.message.contains("unknown doctor option baseURL"), "{}", e.message);
+        assert!(e.message().contains("unknown doctor option baseURL"), "{}", e.message());
         let e = parse_doctor_options(r#"{"expectedAudience":3}"#).unwrap_err();
-        assert!(e.message.contains("expectedAudience"), "{}", e.message);
+        assert!(e.message().contains("expectedAudience"), "{}", e.message());
         assert!(parse_doctor_options("[]").is_err());
     }
 }

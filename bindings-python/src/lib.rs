@@ -192,8 +192,8 @@ fn error_value<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyAny>>
     let kwargs = PyDict::new(py);
     kwargs.set_item("kind", err.kind.as_str())?;
     kwargs.set_item("status_code", err.status)?;
-    kwargs.set_item("request_id", err.request_id.as_deref())?;
-    kwargs.set_item("error_code", err.error_code.as_deref())?;
+    kwargs.set_item("request_id", err.request_id())?;
+    kwargs.set_item("error_code", err.error_code())?;
     cls.bind(py).call((err.to_string(),), Some(&kwargs))
 }
 

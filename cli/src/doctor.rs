@@ -17,6 +17,7 @@ const NOTE: &str = "·";
 
 pub fn run(args: DoctorArgs) -> ExitCode {
     diag::set_verbosity(args.common.verbose);
+    anthropic_wif_core::process::harden();
     let report = match args.common.provider_options() {
         Ok(options) => doctor::diagnose_with(
             &options,

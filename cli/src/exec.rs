@@ -2,9 +2,12 @@
 //! access token in `ANTHROPIC_AUTH_TOKEN`, for clients that read the
 //! official SDKs' environment variables and nothing else.
 //!
-//! The child's environment loses `ANTHROPIC_API_KEY` (it would shadow the
-//! token) and the federation variables (the identity token must not leak to
-//! CMD, and CMD must not federate on its own); it gains
+//! The child's environment loses every variable that holds a secret —
+//! `ANTHROPIC_API_KEY` (it would also shadow the token), `ANTHROPIC_AUTH_TOKEN`,
+//! `ANTHROPIC_IDENTITY_TOKEN` and whatever the identity source declares
+//! (`Provider::secret_env_vars`: a preset's token variable, GitHub's request
+//! token, a url source's `${VAR}`s) — and the federation settings (CMD must
+//! not federate on its own); it gains
 //! `ANTHROPIC_AUTH_TOKEN` and, when the configuration pins a base URL,
 //! `ANTHROPIC_BASE_URL`. The token has at least min(5 min, half its lifetime)
 //! left (`--min-remaining`), like `anthropic-wif token`.
@@ -17,8 +20,8 @@
 
 use std::process::{Command, ExitCode};
 
-use anthropic_wif_core::identity::IdentitySpec;
-use anthropic_wif_core::{diag, Error, Provider};
+use anthropic_wif_core::config;
+use anthropic_wif_core::{diag, process, Error, Provider};
 use clap::Args;
 
 use crate::args::CommonArgs;
@@ -32,22 +35,6 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// Removed from CMD's environment: a static key would shadow the token, and
-/// the federation settings (one of which may be the identity JWT itself) are
-/// not CMD's business.
-pub const REMOVED_VARS: [&str; 10] = [
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "ANTHROPIC_FEDERATION_RULE_ID",
-    "ANTHROPIC_ORGANIZATION_ID",
-    "ANTHROPIC_SERVICE_ACCOUNT_ID",
-    "ANTHROPIC_WORKSPACE_ID",
-    "ANTHROPIC_IDENTITY_TOKEN_FILE",
-    "ANTHROPIC_IDENTITY_TOKEN",
-    "ANTHROPIC_PROFILE",
-    "ANTHROPIC_SCOPE",
-];
-
 fn fail(err: &Error) -> ExitCode {
     eprintln!("anthropic-wif: error [{}]: {err}", err.kind.as_str());
     ExitCode::from(err.kind.exit_code() as u8)
@@ -55,6 +42,7 @@ fn fail(err: &Error) -> ExitCode {
 
 pub fn run(a: ExecArgs) -> ExitCode {
     diag::set_verbosity(a.common.verbose);
+    process::harden();
     let Some(program) = a.command.first().filter(|p| !p.is_empty()) else {
         return fail(&Error::config(
             "exec needs the command to run after `--`, e.g. `anthropic-wif exec -- claude -p \"hello\"` \
@@ -75,13 +63,10 @@ pub fn run(a: ExecArgs) -> ExitCode {
 
     let mut cmd = Command::new(program);
     cmd.args(&a.command[1..]);
-    for v in REMOVED_VARS {
+    // No secret reaches CMD but the access token (core decides which variables
+    // hold secrets, per identity source), and CMD does not federate on its own.
+    for v in provider.secret_env_vars().iter().map(String::as_str).chain(config::FEDERATION_ENV_VARS) {
         cmd.env_remove(v);
-    }
-    if let Some(fed) = provider.federation() {
-        if let IdentitySpec::Env { var } = &fed.identity.value {
-            cmd.env_remove(var);
-        }
     }
     cmd.env("ANTHROPIC_AUTH_TOKEN", token.token.expose());
     if provider.base_url_pinned() {
@@ -99,6 +84,8 @@ pub fn run(a: ExecArgs) -> ExitCode {
         )
     });
     drop(token);
+    // CMD gets the user's core limit back (the kernel resets dumpability at exec).
+    process::before_exec();
     spawn_or_exec(cmd, program)
 }
 

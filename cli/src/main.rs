@@ -9,7 +9,7 @@ mod proxy;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anthropic_wif_core::{diag, Error, Provider};
+use anthropic_wif_core::{diag, process, Error, Provider};
 use clap::Parser;
 use zeroize::Zeroizing;
 
@@ -40,6 +40,7 @@ fn fail(err: &Error) -> ExitCode {
 
 fn run_token(t: TokenArgs) -> ExitCode {
     diag::set_verbosity(t.common.verbose);
+    process::harden();
     let options = match t.common.provider_options() {
         Ok(o) => o,
         Err(e) => return fail(&e),

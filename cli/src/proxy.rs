@@ -66,6 +66,8 @@ fn fail(err: &Error) -> ExitCode {
 
 pub fn run(a: ProxyArgs) -> ExitCode {
     diag::set_verbosity(a.common.verbose);
+    // The proxy holds the access token for hours: keep it out of core dumps.
+    anthropic_wif_core::process::harden();
     // A server: one runtime worker per core (the engine's default is one).
     runtime::set_worker_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     if a.common.min_remaining.is_some() {

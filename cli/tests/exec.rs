@@ -141,3 +141,112 @@ fn a_missing_program_exits_127_and_config_errors_do_not_run_anything() {
     assert_eq!(o.status.code(), Some(2), "no configuration: {}", stderr(&o));
     assert!(!marker.exists(), "the command must not run without a token");
 }
+
+/// One identity source under `exec`: its flags, and the variables it reads
+/// as (name, value, does the value hold a secret).
+struct SourceCase {
+    name: &'static str,
+    flags: Vec<String>,
+    vars: Vec<(&'static str, String, bool)>,
+}
+
+fn source_cases(sb: &Sandbox) -> Vec<SourceCase> {
+    let jwt =
+        || sb.emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, 3600);
+    let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let preset = |name: &'static str, var: &'static str| SourceCase {
+        name,
+        flags: flags(&["--identity-source", name]),
+        vars: vec![(var, jwt(), true)],
+    };
+    let runner = serve_http(200, "application/json", serde_json::json!({"count": 1, "value": jwt()}).to_string());
+    let idp = serve_http(200, "application/json", serde_json::json!({"token": jwt()}).to_string());
+    vec![
+        preset("gitlab", "ANTHROPIC_ID_TOKEN"),
+        preset("circleci", "CIRCLE_OIDC_TOKEN_V2"),
+        preset("bitbucket", "BITBUCKET_STEP_OIDC_TOKEN"),
+        preset("terraform", "TFC_WORKLOAD_IDENTITY_TOKEN"),
+        SourceCase { name: "auto (finds CircleCI)", ..preset("auto", "CIRCLE_OIDC_TOKEN_V2") },
+        SourceCase {
+            name: "gitlab with its own variable",
+            flags: flags(&["--identity-token", r#"{"source":"gitlab","var":"GL_ID_TOKEN"}"#]),
+            vars: vec![("GL_ID_TOKEN", jwt(), true)],
+        },
+        SourceCase {
+            name: "env",
+            flags: flags(&["--identity-token-env", "MY_JWT"]),
+            vars: vec![("MY_JWT", jwt(), true)],
+        },
+        SourceCase {
+            name: "the SDKs' ANTHROPIC_IDENTITY_TOKEN",
+            flags: vec![],
+            vars: vec![("ANTHROPIC_IDENTITY_TOKEN", jwt(), true)],
+        },
+        SourceCase {
+            name: "github-actions",
+            flags: flags(&["--identity-source", "github-actions"]),
+            vars: vec![
+                ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-request-SECRET-123".into(), true),
+                ("ACTIONS_ID_TOKEN_REQUEST_URL", format!("{runner}/token?api-version=2.0"), false),
+            ],
+        },
+        SourceCase {
+            name: "url with a bearer header",
+            flags: flags(&[
+                "--identity-token-url",
+                &format!("{idp}/token?aud=${{IDP_AUDIENCE}}"),
+                "--identity-token-header",
+                "Authorization: Bearer ${IDP_BEARER}",
+                "--identity-token-field",
+                "token",
+            ]),
+            vars: vec![
+                ("IDP_BEARER", "idp-bearer-SECRET-456".into(), true),
+                ("IDP_AUDIENCE", "https://api.anthropic.com".into(), true),
+            ],
+        },
+    ]
+}
+
+/// Issue #10, item 7: whatever identity source is configured, CMD never sees
+/// a variable that holds its identity JWT (or mints one), neither after an
+/// exchange nor when the token comes from the cache (when the JWT was never
+/// even read).
+#[test]
+fn no_identity_source_hands_its_secret_variables_to_the_command() {
+    let count = source_cases(&Sandbox::new()).len();
+    let mut problems = Vec::new();
+    for i in 0..count {
+        let mut sb = Sandbox::new();
+        let case = source_cases(&sb).swap_remove(i);
+        let name = case.name;
+        for (k, v, _) in &case.vars {
+            sb.env.insert(k.to_string(), v.clone());
+        }
+        let base = sb.emu.base_url();
+        let mut args: Vec<String> =
+            ["--base-url", &base, "--federation-rule-id", RULE, "--organization-id", ORG].map(String::from).to_vec();
+        args.extend(case.flags);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        for round in ["after an exchange", "from the cache"] {
+            let o = sh(&sb, &args, "env");
+            let out = stdout(&o);
+            assert!(o.status.success(), "{name}, {round}: {}", stderr(&o));
+            assert!(out.contains("ANTHROPIC_AUTH_TOKEN=sk-ant-oat01-"), "{name}, {round}: {out}");
+            for (k, v, secret) in &case.vars {
+                let seen = out.lines().any(|l| l.starts_with(&format!("{k}=")));
+                if *secret && (seen || out.contains(v.as_str())) {
+                    problems.push(format!("{name}, {round}: {k} reached CMD"));
+                }
+                if !secret && !seen {
+                    problems.push(format!("{name}, {round}: {k} (not a secret) was removed"));
+                }
+            }
+            if out.contains("eyJ") {
+                problems.push(format!("{name}, {round}: something JWT-shaped reached CMD"));
+            }
+        }
+        assert_eq!(sb.exchanges(), 1, "{name}: the second run used the cache");
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -193,3 +193,49 @@ fn urls_with_credentials_are_refused_without_echoing_them() {
     assert_clean("stderr", &stderr(&o), &["hunter2pass"]);
     assert_eq!(sb.emu.stats().token_requests, 0);
 }
+
+/// Issue #10, "decide and document": a literal secret in a url source's query
+/// string is never shown — not by `doctor` (text or JSON), not in errors, not
+/// under `-vv` — while `${VAR}` templates in the query stay readable.
+#[test]
+fn url_query_values_are_never_shown() {
+    let mut sb = Sandbox::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{closed}/t?api_key=QUERYSECRET123&aud=${{AUD}}#frag-QUERYSECRET123");
+    sb.env.insert("AUD".into(), "https://api.anthropic.com".into());
+    let flags = ["--base-url", &sb.emu.base_url(), "--federation-rule-id", RULE, "--organization-id", ORG];
+    for args in [vec!["token", "-vv"], vec!["doctor"], vec!["doctor", "--json"]] {
+        let mut all: Vec<&str> = args.clone();
+        all.extend_from_slice(&flags);
+        all.extend_from_slice(&["--identity-token-url", &url]);
+        let o = sb.run(&all);
+        assert!(!o.status.success(), "{args:?}");
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert_clean(&format!("{args:?}"), &text, &["QUERYSECRET123"]);
+        assert!(text.contains("api_key=…&aud=${AUD}"), "{args:?}: the template is shown: {text}");
+    }
+}
+
+/// Issue #10, "decide and document": `${VAR}` may not choose the scheme, host
+/// or port of a url source (it would send the headers, often a bearer, to
+/// wherever the environment says); the error explains why, and nothing is sent.
+#[test]
+fn url_variables_cannot_choose_the_host() {
+    let mut sb = Sandbox::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    sb.env.insert("IDP_HOST".into(), addr.to_string());
+    sb.env.insert("IDP_PORT".into(), addr.port().to_string());
+    sb.env.insert("IDP_BEARER".into(), "bearer-SECRET-456".into());
+    let base = sb.emu.base_url();
+    let flags = ["token", "--base-url", &base, "--federation-rule-id", RULE, "--organization-id", ORG];
+    for url in ["http://${IDP_HOST}/token", "http://127.0.0.1:${IDP_PORT}/token"] {
+        let header = "Authorization: Bearer ${IDP_BEARER}";
+        let o = sb.run(&[&flags[..], &["--identity-token-url", url, "--identity-token-header", header]].concat());
+        let err = assert_failed(&o, "config", 2, &["bearer-SECRET-456"]);
+        assert!(err.contains("scheme, host or port") && err.contains("headers"), "{url}: {err}");
+    }
+    assert!(listener.accept().is_err(), "nobody connected to the host the variable named");
+    assert_eq!(sb.emu.stats().token_requests, 0);
+}

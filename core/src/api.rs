@@ -3,6 +3,21 @@
 //! must apply the same way, and which request paths may carry the token at all
 //! ([`check_forwarded_path`]).
 
+/// Why `token` cannot be an access token, when it cannot: it goes into an
+/// `Authorization: Bearer` header and onto one line of `token --format env`
+/// (often appended to `$GITHUB_ENV`), so it must be non-empty printable ASCII
+/// without spaces. The one check for tokens from the endpoint, from the disk
+/// cache, from a `user_oauth` credentials file and from `ANTHROPIC_AUTH_TOKEN`.
+pub fn access_token_problem(token: &str) -> Option<&'static str> {
+    if token.is_empty() {
+        Some("is empty")
+    } else if !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        Some("contains spaces, control characters (a newline…) or non-ASCII characters, which cannot go into an HTTP header")
+    } else {
+        None
+    }
+}
+
 /// The beta flag an OAuth access token needs on every API request.
 pub const OAUTH_BETA: &str = "oauth-2025-04-20";
 
@@ -126,6 +141,15 @@ pub fn check_forwarded_path(path: &str) -> Result<(), PathRefusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_tokens_are_one_printable_word() {
+        assert_eq!(access_token_problem("sk-ant-oat01-AbC_d-9~+/="), None);
+        assert_eq!(access_token_problem(""), Some("is empty"));
+        for bad in ["sk-ant-oat01-a\nANTHROPIC_BASE_URL=https://evil", "a b", "a\tb", "a\r", "tök", "a\u{7f}", " a"] {
+            assert!(access_token_problem(bad).is_some_and(|w| w.contains("HTTP header")), "{bad:?}");
+        }
+    }
 
     #[test]
     fn adds_the_flag_to_nothing() {

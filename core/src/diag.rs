@@ -35,13 +35,12 @@ pub fn enabled(level: u8) -> bool {
 }
 
 /// Write one diagnostic line to stderr when `level` is enabled. As a last
-/// line of defence the line is scrubbed of anything token- or JWT-shaped
-/// (a user may put a token where a path or a name belongs) and of control
-/// characters (no forged log lines).
+/// line of defence the line goes through [`crate::error::scrub`]: nothing
+/// token- or JWT-shaped (a user may put a token where a path or a name
+/// belongs) and no control characters (no forged log lines).
 pub fn emit(level: u8, message: impl FnOnce() -> String) {
     if enabled(level) {
-        let text: String = message().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        eprintln!("anthropic-wif: {}", crate::error::scrub(&text, &[], 4000));
+        eprintln!("anthropic-wif: {}", crate::error::scrub(&message(), &[], 4000));
     }
 }
 
@@ -52,8 +51,7 @@ mod tests {
         // emit() writes to stderr; check the transformation it applies.
         let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
         let line = format!("identity token file {jwt} and sk-ant-oat01-abc\nforged");
-        let text: String = line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        let out = crate::error::scrub(&text, &[], 4000);
+        let out = crate::error::scrub(&line, &[], 4000);
         assert!(!out.contains(jwt) && !out.contains("sk-ant-oat01-abc") && !out.contains('\n'), "{out}");
     }
 }

@@ -21,7 +21,7 @@
 //!
 //! Never in a report: the identity JWT (or its signature), the access token
 //! (only [`Secret::masked`]), an API key or bearer token, literal header values
-//! of a `url` source. Claim strings pass through [`scrub`].
+//! of a `url` source. Claim strings and names pass through [`scrub`] (no control characters).
 //!
 //! Findings carry a stable `code`, a `severity` (`error` makes the report
 //! unhealthy, `warning` and `info` do not), an error `kind` for errors (the
@@ -37,7 +37,7 @@ use crate::cache::disk::{self, DiskCache, DiskRead};
 use crate::cache::{CachedToken, MANDATORY_REFRESH_SECONDS};
 use crate::config::ids::{self, IdField};
 use crate::config::{self, profile, Env, FederationConfig, Origin, Overrides, Resolution, Resolved, Sourced, Step};
-use crate::error::{scrub, Error, ErrorKind};
+use crate::error::{redact_url, scrub, Error, ErrorKind};
 use crate::exchange::{self, ExchangeParams, MAX_ASSERTION_BYTES};
 use crate::identity::{self, IdentitySpec, DEFAULT_AUDIENCE};
 use crate::jwt::{self, DecodedJwt};
@@ -177,10 +177,10 @@ impl From<&Error> for ErrorReport {
     fn from(e: &Error) -> Self {
         ErrorReport {
             kind: e.kind.as_str(),
-            message: scrub(&e.message, &[], 4000),
+            message: e.message().to_string(),
             status: e.status,
-            request_id: e.request_id.clone(),
-            error_code: e.error_code.clone(),
+            request_id: e.request_id().map(str::to_string),
+            error_code: e.error_code().map(str::to_string),
         }
     }
 }
@@ -359,7 +359,7 @@ impl Report {
     pub fn from_options_error(err: &Error, exchange_requested: bool) -> Report {
         let mut r = Report::new(exchange_requested);
         r.config.error = Some(err.into());
-        r.error(codes::CONFIG_ERROR, err.kind, scrub(&err.message, &[], 4000), "fix the setting the message names");
+        r.error(codes::CONFIG_ERROR, err.kind, err.message().to_string(), "fix the setting the message names");
         r.skip_exchange("the configuration is not usable");
         r.finish()
     }
@@ -455,12 +455,7 @@ pub async fn diagnose_async(options: &ProviderOptions, doctor: &DoctorOptions) -
         Ok(r) => r,
         Err(e) => {
             report.config.error = Some((&e).into());
-            report.error(
-                codes::CONFIG_ERROR,
-                e.kind,
-                scrub(&e.message, &[], 4000),
-                "fix the setting the message names",
-            );
+            report.error(codes::CONFIG_ERROR, e.kind, e.message().to_string(), "fix the setting the message names");
             report.ids = raw_ids(&options.overrides, &options.env);
             report.skip_exchange("the configuration does not resolve");
             return report.finish();
@@ -607,7 +602,7 @@ fn id_check(f: IdField, s: &Sourced<String>) -> IdCheck {
         value: shown_value(&s.value),
         origin: (&s.origin).into(),
         ok: res.is_ok(),
-        error: res.err().map(|e| e.message),
+        error: res.err().map(Error::into_message),
     }
 }
 
@@ -634,9 +629,8 @@ fn raw_ids(o: &Overrides, env: &Env) -> Vec<IdCheck> {
         {
             None
         } else {
-            let pointer =
-                std::fs::read_to_string(dir.join(config::ACTIVE_CONFIG_FILE)).ok().map(|s| s.trim().to_string());
-            Some(pointer.filter(|s| !s.is_empty()).unwrap_or_else(|| config::DEFAULT_PROFILE.to_string()))
+            let pointer = config::read_active_pointer(&dir.join(config::ACTIVE_CONFIG_FILE)).ok().flatten();
+            Some(pointer.unwrap_or_else(|| config::DEFAULT_PROFILE.to_string()))
         };
         let name = name?;
         profile::validate_name(&name, &Origin::Default).ok()?;
@@ -688,12 +682,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
         Err(e) => {
             report.config.ok = false;
             report.config.error = Some((&e).into());
-            report.error(
-                codes::CONFIG_ERROR,
-                e.kind,
-                scrub(&e.message, &[], 4000),
-                "fix the setting the message names",
-            );
+            report.error(codes::CONFIG_ERROR, e.kind, e.message().to_string(), "fix the setting the message names");
             None
         }
     };
@@ -729,7 +718,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
             report.error(
                 codes::IDENTITY_FETCH_FAILED,
                 e.kind,
-                scrub(&e.message, &[], 4000),
+                e.message().to_string(),
                 "fix the identity token source the message names",
             );
             None
@@ -773,16 +762,15 @@ fn spec_audience(spec: &IdentitySpec) -> Option<String> {
     v.get("audience").and_then(Value::as_str).filter(|a| !a.trim().is_empty()).map(str::to_string)
 }
 
-/// The spec as JSON for display: strings scrubbed, user:password@ removed from
-/// URLs, literal header values withheld (templates such as `Bearer ${VAR}`
+/// The spec as JSON for display: strings scrubbed, URLs shown as
+/// [`redact_url`] shows them (no user:password@, no query values), literal
+/// header values withheld (templates such as `Bearer ${VAR}`
 /// are shown, since they hold no secret).
 fn spec_settings(spec: &IdentitySpec) -> Value {
     fn clean(key: Option<&str>, v: Value) -> Value {
         match v {
-            Value::String(s) => {
-                let s = if key.is_some_and(|k| k.contains("url")) { strip_userinfo(&s) } else { s };
-                Value::String(scrub(&s, &[], 2000))
-            }
+            Value::String(s) if key.is_some_and(|k| k.contains("url")) => Value::String(redact_url(&s)),
+            Value::String(s) => Value::String(scrub(&s, &[], 2000)),
             Value::Array(a) => Value::Array(a.into_iter().map(|x| clean(key, x)).collect()),
             Value::Object(m) => Value::Object(
                 m.into_iter()
@@ -814,16 +802,6 @@ fn spec_settings(spec: &IdentitySpec) -> Value {
     match serde_json::to_value(spec) {
         Ok(v) => clean(None, v),
         Err(_) => Value::Null,
-    }
-}
-
-fn strip_userinfo(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
-    let rest = &url[scheme_end + 3..];
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..auth_end].rfind('@') {
-        Some(at) => format!("{}://…@{}", &url[..scheme_end], &rest[at + 1..]),
-        None => url.to_string(),
     }
 }
 
@@ -870,7 +848,7 @@ fn check_token(
         }
     };
 
-    let mut claim_names: Vec<String> = decoded.claims.keys().cloned().collect();
+    let mut claim_names: Vec<String> = decoded.claims.keys().map(|k| scrub(k, &[], 200)).collect();
     claim_names.sort();
     let j = JwtReport {
         alg: header_str(&decoded, "alg"),
@@ -1053,7 +1031,23 @@ fn k8s_finding(report: &mut Report, why: &str) {
 
 fn cache_state(report: &mut Report, path: &Path) -> CacheReport {
     let shown = path.display().to_string();
-    match DiskCache::new(path).read() {
+    let cache = DiskCache::new(path);
+    // The lock file as `lock()` would judge it (doctor creates nothing).
+    let lock = cache.lock_path();
+    let lock_refused = match crate::trusted::open(
+        lock,
+        "token cache lock file",
+        disk::CACHE_STAKE,
+        crate::trusted::Policy::Settings,
+    ) {
+        Err(crate::trusted::OpenError::Refused(why)) => Some(why),
+        _ => None,
+    };
+    let read = match lock_refused {
+        Some(why) => DiskRead::Insecure(format!("{why} Until then exchanges are not serialised with other processes.")),
+        None => cache.read(),
+    };
+    match read {
         DiskRead::Missing => {
             CacheReport { path: Some(shown), state: "missing", expires_at: None, remaining_s: None, detail: None }
         }
@@ -1077,8 +1071,10 @@ fn cache_state(report: &mut Report, path: &Path) -> CacheReport {
             let reason = scrub(&reason, &[], 1000);
             report.warn(
                 codes::CACHE_INSECURE,
-                format!("the token cache file is refused for safety, so every process exchanges anew: {reason}"),
-                format!("delete {shown} (it is recreated with mode 0600) or fix its permissions and ownership"),
+                format!("the token cache is refused for safety, so every process exchanges anew: {reason}"),
+                format!(
+                    "do what the message says (a cache file such as {shown} is recreated with mode 0600 in a 0700 directory by the next exchange)"
+                ),
             );
             CacheReport {
                 path: Some(shown),
@@ -1127,7 +1123,7 @@ fn user_oauth_cache(report: &mut Report, profile: &str, path: &Path) {
             report.error(
                 codes::USER_OAUTH_TOKEN_UNUSABLE,
                 e.kind,
-                scrub(&e.message, &[], 2000),
+                e.message().to_string(),
                 "log in again with your Anthropic tooling",
             );
             report.cache = Some(CacheReport {
@@ -1135,7 +1131,7 @@ fn user_oauth_cache(report: &mut Report, profile: &str, path: &Path) {
                 state: "missing",
                 expires_at: None,
                 remaining_s: None,
-                detail: Some(scrub(&e.message, &[], 1000)),
+                detail: Some(e.message().to_string()),
             });
         }
     }
@@ -1197,7 +1193,7 @@ async fn run_exchange(
                     }
                     Err(e) => report.warn(
                         codes::CACHE_WRITE_FAILED,
-                        format!("the new access token could not be cached: {}", scrub(&e.message, &[], 1000)),
+                        format!("the new access token could not be cached: {}", e.message()),
                         "fix the cache directory's permissions; until then the identity token just used is consumed and the next exchange needs a fresh one",
                     ),
                 }
@@ -1221,7 +1217,7 @@ async fn run_exchange(
 fn exchange_error(report: &mut Report, e: &Error) {
     let er: ErrorReport = e.into();
     report.exchange.status = e.status;
-    report.exchange.request_id = e.request_id.clone();
+    report.exchange.request_id = e.request_id().map(str::to_string);
     report.exchange.error = Some(er.clone());
     let fix = match e.kind {
         ErrorKind::Denied => "check the federation rule against the identity token's claims (issuer, audience, subject) shown above; the Console's Workload identity page shows the reason",

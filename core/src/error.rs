@@ -1,8 +1,13 @@
 //! The one error type of the engine. Every face maps it once: the CLI to an
 //! exit code, Python to an exception class, Node to a JS error with `kind`.
 //!
-//! Messages never contain a secret: every string that may carry server or
-//! user-supplied text passes through [`scrub`] before it lands here.
+//! The error type is also the one place that cleans text for people: its
+//! constructors and every method that adds text pass it through [`scrub`],
+//! which flattens control characters (no terminal escapes, no forged log
+//! lines), removes anything token- or JWT-shaped and bounds the length. The
+//! text fields are private, so no face can build or print an unclean message.
+//! Callers still scrub the *specific* secrets they know of (an assertion, an
+//! expanded `${VAR}`) before the text lands here.
 
 use std::fmt;
 
@@ -54,24 +59,28 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// An engine error. `message` is complete, human-readable and secret-free.
+/// Longest message an [`Error`] keeps, in characters (longer ones are cut).
+pub const MAX_MESSAGE_CHARS: usize = 8000;
+/// Longest `request-id` / error code an [`Error`] keeps.
+const MAX_FIELD_CHARS: usize = 200;
+
+/// An engine error. Its message is complete, human-readable, secret-free and
+/// clean (see the module docs): read it with [`Error::message`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     pub kind: ErrorKind,
-    pub message: String,
+    message: String,
     /// HTTP status of the token endpoint's answer, when there was one.
     pub status: Option<u16>,
-    /// The `request-id` response header, when there was one.
-    pub request_id: Option<String>,
-    /// The RFC 6749 `error` code (or the Anthropic error `type`), when given.
-    pub error_code: Option<String>,
+    request_id: Option<String>,
+    error_code: Option<String>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), status: None, request_id: None, error_code: None }
+        Error { kind, message: clean_message(&message.into()), status: None, request_id: None, error_code: None }
     }
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)
@@ -92,22 +101,52 @@ impl Error {
         self.status = Some(status);
         self
     }
+    /// The `request-id` response header (cleaned, bounded; blank is none).
     pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
-        self.request_id = request_id;
+        self.request_id = clean_field(request_id);
         self
     }
+    /// The RFC 6749 `error` code or Anthropic error `type` (cleaned, bounded; blank is none).
     pub fn with_error_code(mut self, code: Option<String>) -> Self {
-        self.error_code = code;
+        self.error_code = clean_field(code);
         self
     }
     /// Prefix the message with context, keeping kind/status/request id.
     pub fn context(mut self, prefix: impl fmt::Display) -> Self {
-        self.message = format!("{prefix}: {}", self.message);
+        self.message = clean_message(&format!("{prefix}: {}", self.message));
         self
+    }
+    /// Append text to the message (a hint, how many attempts were made…).
+    pub fn append(&mut self, text: impl AsRef<str>) {
+        self.message = clean_message(&format!("{}{}", self.message, text.as_ref()));
     }
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+    /// The message: secret-free, without control characters, bounded.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// The message, owned.
+    pub fn into_message(self) -> String {
+        self.message
+    }
+    /// The `request-id` response header of the token endpoint's answer, when there was one.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+    /// The RFC 6749 `error` code (or the Anthropic error `type`), when given.
+    pub fn error_code(&self) -> Option<&str> {
+        self.error_code.as_deref()
+    }
+}
+
+fn clean_message(text: &str) -> String {
+    scrub(text, &[], MAX_MESSAGE_CHARS)
+}
+
+fn clean_field(value: Option<String>) -> Option<String> {
+    value.map(|v| scrub(v.trim(), &[], MAX_FIELD_CHARS)).filter(|v| !v.trim().is_empty())
 }
 
 impl fmt::Display for Error {
@@ -124,12 +163,15 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Remove secrets from a string that may reach a message: every occurrence of
-/// each of `secrets` (non-empty ones) and anything that looks like an
-/// Anthropic token (`sk-ant-…`) or a JWT (three base64url segments starting
-/// with `eyJ`). Also cuts the string to `max_chars` characters.
+/// Make text safe to print: every control character (C0, DEL, C1: newlines,
+/// ESC, BEL…) and every bidirectional-override character becomes a space, so
+/// untrusted text cannot move the cursor, retitle a terminal, forge a log
+/// line or reorder what is shown; every occurrence of each of `secrets`
+/// (non-empty ones) and anything that looks like an Anthropic token
+/// (`sk-ant-…`) or a JWT (three base64url segments starting with `eyJ`) is
+/// redacted; the result is cut to `max_chars` characters.
 pub fn scrub(text: &str, secrets: &[&str], max_chars: usize) -> String {
-    let mut out = text.to_string();
+    let mut out: String = text.chars().map(|c| if is_unsafe_char(c) { ' ' } else { c }).collect();
     for s in secrets {
         let s = s.trim();
         if s.len() >= 4 {
@@ -143,6 +185,81 @@ pub fn scrub(text: &str, secrets: &[&str], max_chars: usize) -> String {
         out = format!("{cut}…");
     }
     out
+}
+
+/// Control characters and the Unicode bidirectional controls (U+061C,
+/// U+200E/F, U+202A–U+202E, U+2066–U+2069).
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Longest URL shown in a message, in characters.
+const MAX_URL_CHARS: usize = 300;
+
+/// The one way a URL (or a URL template) is shown anywhere: `user:password@`
+/// becomes `…@`, every query value becomes `…` (`?api_key=…`; a value that is
+/// only `${VAR}` references is a template and stays), a fragment becomes `#…`,
+/// and the rest is [`scrub`]bed and bounded. Works on text that does not parse
+/// as a URL too, so a malformed URL with a secret in it is never echoed whole.
+pub fn redact_url(url: &str) -> String {
+    let (head, fragment) = match url.split_once('#') {
+        Some((h, f)) => (h, Some(f)),
+        None => (url, None),
+    };
+    let (before_query, query) = match head.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (head, None),
+    };
+    let authority_start = before_query.find("://").map(|i| i + 3).unwrap_or(0);
+    let authority_end =
+        before_query[authority_start..].find('/').map(|i| authority_start + i).unwrap_or(before_query.len());
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&before_query[..authority_start]);
+    let authority = &before_query[authority_start..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            out.push_str("…@");
+            out.push_str(&authority[at + 1..]);
+        }
+        None => out.push_str(authority),
+    }
+    out.push_str(&before_query[authority_end..]);
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((_, value)) if is_template(value) => pair.to_string(),
+                Some((name, _)) => format!("{name}=…"),
+                None if pair.is_empty() || is_template(pair) => pair.to_string(),
+                None => "…".to_string(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    if fragment.is_some_and(|f| !f.is_empty()) {
+        out.push_str("#…");
+    }
+    scrub(&out, &[], MAX_URL_CHARS)
+}
+
+/// Only `${NAME}` references (the template of a value, not a value).
+fn is_template(value: &str) -> bool {
+    let mut rest = value;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let Some(body) = rest.strip_prefix("${") else { return false };
+        let Some(end) = body.find('}') else { return false };
+        let name = &body[..end];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return false;
+        }
+        rest = &body[end + 1..];
+    }
+    true
 }
 
 fn redact_pattern(text: &str, prefix: &str, body: impl Fn(char) -> bool) -> String {
@@ -198,6 +315,58 @@ mod tests {
     fn scrub_cuts_long_text() {
         let s = scrub(&"x".repeat(5000), &[], 100);
         assert_eq!(s.chars().count(), 101);
+    }
+
+    /// The 403 body of issue #10: a terminal escape, a window-title change,
+    /// BEL, and a newline forging a second log line.
+    const HOSTILE: &str = "denied\u{1b}[2J\u{1b}]0;TITLE\u{7}\nanthropic-wif: forged: x\r\u{9b}31m\u{202e}evil";
+
+    fn assert_printable(s: &str) {
+        assert!(!s.chars().any(is_unsafe_char), "unclean: {s:?}");
+    }
+
+    #[test]
+    fn scrub_flattens_control_and_bidi_characters() {
+        let s = scrub(HOSTILE, &[], 1000);
+        assert_printable(&s);
+        assert!(s.starts_with("denied [2J ]0;TITLE  anthropic-wif: forged: x"), "{s:?}");
+    }
+
+    #[test]
+    fn every_way_of_building_an_error_cleans_its_text() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        let e = Error::denied(format!("{HOSTILE} {jwt} sk-ant-oat01-AbC"));
+        assert_printable(e.message());
+        assert!(!e.message().contains("eyJ") && !e.message().contains("sk-ant-oat01"), "{}", e.message());
+        let mut e = Error::identity("x").context(HOSTILE);
+        e.append(HOSTILE);
+        assert_printable(e.message());
+        let e = e.with_request_id(Some(format!("req\n{HOSTILE}"))).with_error_code(Some(HOSTILE.into()));
+        assert_printable(e.request_id().unwrap());
+        assert_printable(e.error_code().unwrap());
+        assert_printable(&e.to_string());
+        assert!(!format!("{e:?}").contains('\u{1b}'), "Debug shows the cleaned text too");
+        assert_eq!(Error::internal("x").with_request_id(Some(" \n ".into())).request_id(), None);
+        let long = Error::internal("y".repeat(MAX_MESSAGE_CHARS * 2));
+        assert_eq!(long.message().chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials_query_values_or_fragments() {
+        for (url, shown) in [
+            ("https://idp.example/token?api_key=hunter2&aud=x", "https://idp.example/token?api_key=…&aud=…"),
+            ("https://user:hunter2@idp.example:8443/p", "https://…@idp.example:8443/p"),
+            ("https://idp.example/p#access_token=hunter2", "https://idp.example/p#…"),
+            ("http://127.0.0.1:9/t?q=${Q}&k=${A}${B}&s=x${Q}", "http://127.0.0.1:9/t?q=${Q}&k=${A}${B}&s=…"),
+            ("https://idp.example/t?hunter2&&flag", "https://idp.example/t?…&&…"),
+            ("hunter2@idp.example/x?k=hunter2", "…@idp.example/x?k=…"),
+            ("https://idp.example/a@b/c", "https://idp.example/a@b/c"),
+            ("https://api.anthropic.com", "https://api.anthropic.com"),
+            ("https://idp.example/\u{1b}[2J", "https://idp.example/ [2J"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        assert!(redact_url(&format!("https://h/{}", "x".repeat(1000))).chars().count() <= MAX_URL_CHARS + 1);
     }
 
     #[test]

@@ -13,7 +13,10 @@
 //! - [`cache`]: in-memory refresh policy, on-disk cache and its file lock.
 //! - [`provider`]: identity + exchange + caches, the one entry point.
 //! - [`doctor`]: a secret-free health report of a configuration.
+//! - [`process`]: keeping secrets out of core dumps (the CLI's faces call it).
 //! - [`api`]: header rules for API calls made with an access token (SPEC §2).
+//! - [`trusted`]: the ownership and permission rule for files we read
+//!   (profiles, the cache directory, its lock file).
 
 // The engine never writes to stdout: that belongs to the faces (a credential
 // process's stdout is the one place a secret may go).
@@ -31,9 +34,11 @@ pub mod fuzz_api;
 pub mod identity;
 pub mod json;
 pub mod jwt;
+pub mod process;
 pub mod provider;
 pub mod runtime;
 pub mod secret;
+pub mod trusted;
 
 #[cfg(test)]
 mod proptests;

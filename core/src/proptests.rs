@@ -86,8 +86,8 @@ proptest! {
             Ok(_) => {}
             Err(e) => {
                 prop_assert_eq!(e.kind, crate::ErrorKind::Config);
-                prop_assert!(no_secret(&e.message), "{}", e.message);
-                prop_assert!(e.message.contains("fuzz.json"), "names the file: {}", e.message);
+                prop_assert!(no_secret(e.message()), "{}", e.message());
+                prop_assert!(e.message().contains("fuzz.json"), "names the file: {}", e.message());
             }
         }
     }
@@ -157,7 +157,7 @@ proptest! {
                 let n = template.matches("${SECRET_VAR}").count() + template.matches("${HOST}").count();
                 prop_assert!(values.len() <= n);
             }
-            Err(e) => prop_assert!(!e.message.contains("s3cr3t-expanded-value"), "{}", e.message),
+            Err(e) => prop_assert!(!e.message().contains("s3cr3t-expanded-value"), "{}", e.message()),
         }
     }
 

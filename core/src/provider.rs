@@ -203,6 +203,20 @@ impl Provider {
         }
     }
 
+    /// Every environment variable that holds a secret of this configuration:
+    /// the SDKs' ([`config::SECRET_ENV_VARS`]) and the identity source's
+    /// ([`crate::identity::IdentitySpec::secret_env_vars`]). What `exec`
+    /// keeps from its command.
+    pub fn secret_env_vars(&self) -> Vec<String> {
+        let mut vars: Vec<String> = config::SECRET_ENV_VARS.iter().map(|v| v.to_string()).collect();
+        if let Some(fed) = self.federation() {
+            vars.extend(fed.identity.value.secret_env_vars());
+        }
+        vars.sort();
+        vars.dedup();
+        vars
+    }
+
     /// The on-disk cache file in use, if any.
     pub fn cache_path(&self) -> Option<&Path> {
         match &self.inner.source {
@@ -344,7 +358,7 @@ impl Provider {
         // without it. Waiting too long for another holder stays an error.
         let lock = match lock {
             Ok(l) => Some(l),
-            Err(e) if e.error_code.as_deref() == Some(disk::LOCK_TIMEOUT_CODE) => return Err(e),
+            Err(e) if e.error_code() == Some(disk::LOCK_TIMEOUT_CODE) => return Err(e),
             Err(e) => {
                 diag::emit(diag::INFO, || format!("could not take the cache lock, continuing without it: {e}"));
                 None

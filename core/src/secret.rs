@@ -35,6 +35,16 @@ impl Secret {
     }
 }
 
+/// An HTTP request body that carries a secret (the exchange's assertion, a
+/// web identity token): the HTTP client sends these very bytes, and they are
+/// zeroed when it drops them, so no plain copy of ours is left in freed
+/// memory (or a core dump). Copies the HTTP and TLS stacks make internally
+/// (a small body copied into hyper's write buffer, TLS records) are out of
+/// our reach; [`crate::process::harden`] keeps core dumps off altogether.
+pub(crate) fn wiped_body(bytes: Vec<u8>) -> reqwest::Body {
+    reqwest::Body::from(bytes::Bytes::from_owner(zeroize::Zeroizing::new(bytes)))
+}
+
 impl Clone for Secret {
     fn clone(&self) -> Self {
         Secret(self.0.clone())

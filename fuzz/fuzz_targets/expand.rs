@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(text, template);
                 }
             }
-            Err(e) => assert!(!e.message.contains("s3cr3t-expanded-value")),
+            Err(e) => assert!(!e.message().contains("s3cr3t-expanded-value")),
         }
     }
 });

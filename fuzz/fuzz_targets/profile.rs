@@ -8,6 +8,6 @@ fuzz_target!(|data: &[u8]| {
     let env = Env::fixed([("ANTHROPIC_ORGANIZATION_ID", "00000000-0000-4000-8000-000000000001")]);
     if let Err(e) = anthropic_wif_core::fuzz_api::profile(data, &env) {
         assert_eq!(e.kind, anthropic_wif_core::ErrorKind::Config);
-        assert!(e.message.contains("fuzz.json"));
+        assert!(e.message().contains("fuzz.json"));
     }
 });

@@ -631,7 +631,7 @@ fn only_loopback_unless_allowed() {
     let err =
         block_on(Proxy::bind(p.clone(), ProxyConfig::new(Listen::parse("0.0.0.0:0").unwrap()))).err().expect("refused");
     assert_eq!(err.kind, ErrorKind::Config);
-    assert!(err.message.contains("--allow-remote") && err.message.contains("loopback"), "{err}");
+    assert!(err.message().contains("--allow-remote") && err.message().contains("loopback"), "{err}");
     let mut c = ProxyConfig::new(Listen::parse("0.0.0.0:0").unwrap());
     c.allow_remote = true;
     assert!(block_on(Proxy::bind(p, c)).is_ok());
@@ -646,8 +646,8 @@ fn a_static_bearer_configuration_is_refused() {
     o.env = Env::fixed([("ANTHROPIC_AUTH_TOKEN", "sk-ant-oat01-static"), ("HOME", "/nonexistent")]);
     let p = Provider::new(o).unwrap();
     let err = block_on(Proxy::bind(p, ProxyConfig::new(Listen::parse("127.0.0.1:0").unwrap()))).err().expect("refused");
-    assert!(err.message.contains("ANTHROPIC_AUTH_TOKEN") && err.message.contains("federated"), "{err}");
-    assert!(!err.message.contains("sk-ant-oat01-static"));
+    assert!(err.message().contains("ANTHROPIC_AUTH_TOKEN") && err.message().contains("federated"), "{err}");
+    assert!(!err.message().contains("sk-ant-oat01-static"));
 }
 
 #[cfg(unix)]

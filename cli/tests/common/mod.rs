@@ -193,3 +193,24 @@ pub fn env_cache_file(sb: &Sandbox) -> Option<PathBuf> {
             && !p.file_name().unwrap().to_string_lossy().starts_with('.')
     })
 }
+
+/// A loopback HTTP server answering every request with `status` and `body`
+/// (as `content_type`), for identity URLs and CI runners; returns its base URL.
+pub fn serve_http(status: u16, content_type: &'static str, body: String) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} Answer\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}

@@ -14,6 +14,10 @@
 //! - Python refuses a symlink and any mode with group/other bits (`& 0o077`);
 //!   Node follows symlinks and refuses group/other read or write bits and
 //!   warns on a foreign owner. Both fail on such a file. We refuse all of it.
+//! - Beyond the SDKs: the directory and the lock file must be this user's (or
+//!   root's) and not writable by group or others ([`crate::trusted`]);
+//!   otherwise the disk cache is not used at all and tokens are exchanged
+//!   without it (the reason shows under `-v` and in `doctor`).
 //! - Invalid JSON: Node exchanges and overwrites, Python raises. We report
 //!   [`DiskRead::Corrupt`] so the provider exchanges and overwrites.
 //! - A `type` other than `oauth_token` makes Python raise; we call it corrupt.
@@ -41,6 +45,7 @@ use super::CachedToken;
 use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
+use crate::trusted::{self, is_symlink_error};
 
 /// `"version"` written to the cache file.
 pub const CACHE_FILE_VERSION: &str = "1.0";
@@ -93,6 +98,9 @@ impl DiskCache {
 
     /// Read the cache file. Never fails: every problem is a [`DiskRead`] variant.
     pub fn read(&self) -> DiskRead {
+        if let Err(reason) = check_cache_dir(&self.path) {
+            return DiskRead::Insecure(reason);
+        }
         match read_secure(&self.path, "token cache file") {
             Err(ReadFailure::Missing) => DiskRead::Missing,
             Err(ReadFailure::Insecure(reason)) => DiskRead::Insecure(reason),
@@ -129,6 +137,7 @@ impl DiskCache {
         };
         let dir = parent_dir(&self.path);
         ensure_dir(dir).map_err(|e| fail(&format!("creating directory {}", dir.display()), e))?;
+        check_cache_dir(&self.path).map_err(Error::internal)?;
 
         // Keep unknown keys of an existing file we would trust.
         let mut extra = match read_secure(&self.path, "token cache file") {
@@ -200,6 +209,7 @@ impl DiskCache {
         };
         let dir = parent_dir(path);
         ensure_dir(dir).map_err(|e| fail(&format!("create the directory {} for", dir.display()), e))?;
+        check_cache_dir(path).map_err(Error::internal)?;
         let file = open_lock_file(path).map_err(|e| {
             if is_symlink_error(&e) {
                 Error::internal(format!(
@@ -211,6 +221,11 @@ impl DiskCache {
                 fail("open", e)
             }
         })?;
+        // Someone else's lock file (or one anyone can write) could be held
+        // forever or carry a forged refresh back-off: refuse it.
+        let meta = file.metadata().map_err(|e| fail("inspect", e))?;
+        trusted::check(&meta, path, "token cache lock file", CACHE_STAKE, trusted::Policy::Settings)
+            .map_err(Error::internal)?;
         let start = Instant::now();
         let deadline = start + timeout;
         let mut pause = Duration::from_millis(1);
@@ -321,6 +336,7 @@ pub fn env_cache_path(env: &Env, key_material: &str) -> Result<PathBuf> {
 /// returned as is and the caller decides.
 pub fn read_user_oauth(path: &Path) -> Result<CachedToken> {
     const WHAT: &str = "user_oauth credentials file";
+    check_cache_dir(path).map_err(Error::config)?;
     match read_secure(path, WHAT) {
         Err(ReadFailure::Missing) => Err(Error::config(format!(
             "the {WHAT} {} does not exist; log in again with the tool that created the profile, \
@@ -333,6 +349,19 @@ pub fn read_user_oauth(path: &Path) -> Result<CachedToken> {
 }
 
 // ---------------------------------------------------------------------------
+
+/// What whoever controls the cache directory or lock file could do.
+pub(crate) const CACHE_STAKE: &str =
+    "delete, replace or block your cached tokens (every call would then wait for the lock)";
+
+/// The directory of a cache (or lock) file must pass [`trusted::check_dir`]:
+/// this user's or root's, not writable by group or others. Otherwise the disk
+/// cache is not used at all (the token is still served, like with a read-only
+/// directory), and the reason says why and how to fix it.
+fn check_cache_dir(file: &Path) -> std::result::Result<(), String> {
+    trusted::check_dir(parent_dir(file), "token cache directory", CACHE_STAKE)
+        .map_err(|why| format!("{why} Until then the token cache on disk is not used."))
+}
 
 enum ReadFailure {
     Missing,
@@ -379,7 +408,8 @@ fn read_secure(path: &Path, what: &str) -> std::result::Result<Map<String, Value
             if meta.is_dir() { "directory" } else { "special file" }
         )));
     }
-    check_owner_and_mode(&meta, path, what).map_err(ReadFailure::Insecure)?;
+    trusted::check(&meta, path, what, "read or replace your token", trusted::Policy::Secret)
+        .map_err(ReadFailure::Insecure)?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(ReadFailure::Corrupt(format!(
             "the {what} {p} is larger than 1 MiB, so it is not a token file; remove it."
@@ -443,13 +473,17 @@ fn parse_token(
             }
         }
         let access_token = match map.remove("access_token") {
-            Some(Value::String(s)) if !s.trim().is_empty() => Secret::new(s),
+            Some(Value::String(s)) => Secret::new(s),
             Some(other) => {
                 wipe(other);
-                return Err(format!("the {what} {p} has an empty or non-string \"access_token\"; {fix}."));
+                return Err(format!("the {what} {p} has a non-string \"access_token\"; {fix}."));
             }
             None => return Err(format!("the {what} {p} has no \"access_token\"; {fix}.")),
         };
+        // As strict as a token from the endpoint: a newline here would come out of `--format env`.
+        if let Some(why) = crate::api::access_token_problem(access_token.expose()) {
+            return Err(format!("the {what} {p} has an \"access_token\" that {why}; {fix}."));
+        }
         let expires_at = match map.get("expires_at") {
             None | Some(Value::Null) if allow_no_expiry => None,
             None | Some(Value::Null) => {
@@ -633,18 +667,6 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-fn is_symlink_error(e: &io::Error) -> bool {
-    #[cfg(unix)]
-    {
-        e.raw_os_error() == Some(libc::ELOOP)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = e;
-        false
-    }
-}
-
 fn is_not_regular_error(e: &io::Error) -> bool {
     #[cfg(unix)]
     {
@@ -654,35 +676,6 @@ fn is_not_regular_error(e: &io::Error) -> bool {
     {
         let _ = e;
         false
-    }
-}
-
-fn check_owner_and_mode(meta: &fs::Metadata, path: &Path, what: &str) -> std::result::Result<(), String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let p = path.display();
-        let mode = meta.mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "the {what} {p} is accessible by group or others (mode {mode:#o}); run `chmod 600 {p}`."
-            ));
-        }
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
-        if meta.uid() != me {
-            return Err(format!(
-                "the {what} {p} is owned by uid {}, not by this user (uid {me}); remove it, or `chown` it \
-                 if it is really yours.",
-                meta.uid()
-            ));
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (meta, path, what);
-        Ok(())
     }
 }
 
@@ -891,6 +884,9 @@ mod tests {
             ("{}", "access_token"),
             ("{\"access_token\": \"\", \"expires_at\": 5}", "access_token"),
             ("{\"access_token\": 12, \"expires_at\": 5}", "access_token"),
+            // A newline would come out of `token --format env` as a second line.
+            (&format!("{{\"access_token\": \"{SECRET}\\nX=TOPSECRET\", \"expires_at\": 5}}"), "HTTP header"),
+            (&format!("{{\"access_token\": \"{SECRET} \", \"expires_at\": 5}}"), "HTTP header"),
             (&format!("{{\"access_token\": \"{SECRET}\"}}"), "expires_at"),
             (&format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": null}}"), "expires_at"),
             (&format!("{{\"access_token\": \"{SECRET}\", \"expires_at\": \"soon TOPSECRET\"}}"), "expires_at"),
@@ -951,11 +947,11 @@ mod tests {
         let err = DiskCache::new(&path).write(&tok(Some(99), None)).unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::Internal);
         assert!(
-            err.message.contains(&path.display().to_string()) && err.message.contains("renaming"),
+            err.message().contains(&path.display().to_string()) && err.message().contains("renaming"),
             "{}",
-            err.message
+            err.message()
         );
-        assert!(!err.message.contains("TOPSECRET"));
+        assert!(!err.message().contains("TOPSECRET"));
         assert!(leftovers(tmp.path()).is_empty(), "{:?}", leftovers(tmp.path()));
 
         // A read-only directory (meaningless for root, who may write anyway).
@@ -966,7 +962,7 @@ mod tests {
             put(&file, "{\"access_token\":\"sk-ant-oat01-old\",\"expires_at\":1}", 0o600);
             fs::set_permissions(&ro, fs::Permissions::from_mode(0o500)).unwrap();
             let err = DiskCache::new(&file).write(&tok(Some(99), None)).unwrap_err();
-            assert!(err.message.contains(&file.display().to_string()), "{}", err.message);
+            assert!(err.message().contains(&file.display().to_string()), "{}", err.message());
             assert!(leftovers(&ro).is_empty());
             assert!(fs::read_to_string(&file).unwrap().contains("sk-ant-oat01-old"));
             fs::set_permissions(&ro, fs::Permissions::from_mode(0o700)).unwrap();
@@ -975,7 +971,7 @@ mod tests {
         let blocked = tmp.path().join("plain");
         fs::write(&blocked, "x").unwrap();
         let err = DiskCache::new(blocked.join("cache.json")).write(&tok(Some(99), None)).unwrap_err();
-        assert!(err.message.contains("creating directory"), "{}", err.message);
+        assert!(err.message().contains("creating directory"), "{}", err.message());
     }
 
     #[test]
@@ -1002,7 +998,11 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(200));
         assert!(started.elapsed() < Duration::from_secs(20));
         assert_eq!(err.kind, crate::ErrorKind::Internal);
-        assert!(err.message.contains("cache.json.lock") && err.message.contains("another process"), "{}", err.message);
+        assert!(
+            err.message().contains("cache.json.lock") && err.message().contains("another process"),
+            "{}",
+            err.message()
+        );
         drop(guard);
         let _again = b.lock(Duration::from_secs(5)).unwrap();
     }
@@ -1014,7 +1014,7 @@ mod tests {
         fs::write(&target, "keep").unwrap();
         std::os::unix::fs::symlink(&target, tmp.path().join("cache.json.lock")).unwrap();
         let err = DiskCache::new(tmp.path().join("cache.json")).lock(Duration::from_millis(100)).unwrap_err();
-        assert!(err.message.contains("symlink"), "{}", err.message);
+        assert!(err.message().contains("symlink"), "{}", err.message());
         assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
     }
 
@@ -1116,7 +1116,7 @@ mod tests {
         assert_ne!(q, other);
         let err = env_cache_path(&Env::fixed::<[(&str, &str); 0], &str, &str>([]), "k").unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::Config);
-        assert!(err.message.contains("HOME"), "{}", err.message);
+        assert!(err.message().contains("HOME"), "{}", err.message());
     }
 
     #[test]
@@ -1138,11 +1138,11 @@ mod tests {
         assert_eq!(read_user_oauth(&path).unwrap().expires_at, None);
         put(&path, r#"{"refresh_token":"sk-ant-ort01-TOPSECRET"}"#, 0o600);
         let err = read_user_oauth(&path).unwrap_err();
-        assert!(err.message.contains("access_token") && !err.message.contains("TOPSECRET"), "{}", err.message);
+        assert!(err.message().contains("access_token") && !err.message().contains("TOPSECRET"), "{}", err.message());
         put(&path, &format!(r#"{{"access_token":"{SECRET}"}}"#), 0o644);
-        assert!(read_user_oauth(&path).unwrap_err().message.contains("chmod 600"));
+        assert!(read_user_oauth(&path).unwrap_err().message().contains("chmod 600"));
         let err = read_user_oauth(&tmp.path().join("nope.json")).unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::Config);
-        assert!(err.message.contains("does not exist"), "{}", err.message);
+        assert!(err.message().contains("does not exist"), "{}", err.message());
     }
 }

@@ -555,7 +555,7 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert_eq!(err.message, "down");
+        assert_eq!(err.message(), "down");
     }
 
     #[tokio::test]

@@ -280,7 +280,7 @@ mod tests {
     fn err(r: Result<()>) -> String {
         let e = r.expect_err("expected an error");
         assert_eq!(e.kind, crate::ErrorKind::Config);
-        e.message
+        e.message().to_string()
     }
 
     const UUID: &str = "123e4567-e89b-12d3-a456-426614174000";

@@ -12,7 +12,7 @@ pub use env::Env;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{scrub, Error, Result};
+use crate::error::{Error, Result};
 use crate::identity::IdentitySpec;
 use crate::secret::Secret;
 
@@ -213,6 +213,23 @@ pub const ENV_IDENTITY_TOKEN: &str = "ANTHROPIC_IDENTITY_TOKEN";
 pub const ENV_BASE_URL: &str = "ANTHROPIC_BASE_URL";
 pub const ENV_SCOPE: &str = "ANTHROPIC_SCOPE";
 
+/// The SDKs' variables that hold secrets (a key, a bearer, an identity JWT).
+/// With [`crate::identity::IdentitySpec::secret_env_vars`], what `exec` keeps
+/// from its command.
+pub const SECRET_ENV_VARS: [&str; 3] = [ENV_API_KEY, ENV_AUTH_TOKEN, ENV_IDENTITY_TOKEN];
+/// The SDKs' federation settings: a process given a token by `exec` must not
+/// federate on its own, so `exec` removes these too.
+pub const FEDERATION_ENV_VARS: [&str; 8] = [
+    ENV_PROFILE,
+    ENV_FEDERATION_RULE_ID,
+    ENV_ORGANIZATION_ID,
+    ENV_SERVICE_ACCOUNT_ID,
+    ENV_WORKSPACE_ID,
+    ENV_IDENTITY_TOKEN_FILE,
+    ENV_IDENTITY_TOKEN,
+    ENV_SCOPE,
+];
+
 /// Name of the pointer file that selects the active profile.
 pub const ACTIVE_CONFIG_FILE: &str = "active_config";
 /// The profile used when nothing names one.
@@ -267,6 +284,11 @@ pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
     }
     // Step 2: a static bearer token.
     if let Some(token) = env.get(ENV_AUTH_TOKEN) {
+        if let Some(why) = crate::api::access_token_problem(&token) {
+            return Err(Error::config(format!(
+                "{ENV_AUTH_TOKEN} {why}; set it to the bearer token alone (no quotes, spaces or newline), or unset it"
+            )));
+        }
         let shadowed = shadowed_settings(env, &config_dir);
         return Ok(Resolved {
             resolution: Resolution::StaticBearer {
@@ -342,7 +364,7 @@ pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
         match attempt {
             Ok(resolution) => return Ok(Resolved { resolution, step, step_kind: Step::ActiveProfile, config_dir }),
             Err(e) if user_configured => return Err(e),
-            Err(e) => ignored = Some(e.message),
+            Err(e) => ignored = Some(e.into_message()),
         }
     }
     Err(nothing_configured(
@@ -399,13 +421,19 @@ fn exists(path: &Path) -> bool {
 }
 
 /// The trimmed content of `<config_dir>/active_config`; `None` when it is
-/// missing or empty.
-fn read_active_pointer(path: &Path) -> Result<Option<String>> {
+/// missing or empty. The file and the config dir must pass the same
+/// ownership rule as profiles ([`crate::trusted`]): the pointer chooses the profile.
+pub(crate) fn read_active_pointer(path: &Path) -> Result<Option<String>> {
+    use crate::trusted::{self, OpenError, Policy};
     use std::io::Read;
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
+    if let Some(dir) = path.parent() {
+        trusted::check_dir(dir, "config directory", profile::PROFILE_STAKE).map_err(Error::config)?;
+    }
+    let file = match trusted::open(path, "active profile file", profile::PROFILE_STAKE, Policy::Settings) {
+        Ok((f, _)) => f,
+        Err(OpenError::Missing) => return Ok(None),
+        Err(OpenError::Refused(why)) => return Err(Error::config(why)),
+        Err(OpenError::Io(e)) => {
             return Err(Error::config(format!(
                 "the active profile file {} could not be read: {e}; fix its permissions or remove it",
                 path.display()
@@ -590,7 +618,7 @@ fn pick_base_url(
 /// The base URL must be `https://host…`, or plain http on a loopback host
 /// (SPEC §1). Checked here too so the message can name where it came from.
 pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
-    let shown = shown_url(url);
+    let shown = crate::error::redact_url(url);
     let field = match origin {
         Origin::ProfileFile(_) => format!("base_url from {origin} (base_url)"),
         _ => format!("base_url from {origin}"),
@@ -640,31 +668,6 @@ pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// A user-supplied URL as it may appear in a message: `user:password@`,
-/// query and fragment (where credentials hide) replaced by `…`, scrubbed, cut.
-fn shown_url(url: &str) -> String {
-    let mut s = url.to_string();
-    if let Some(i) = s.find(['?', '#']) {
-        s.truncate(i);
-        s.push('…');
-    }
-    match s.find("://") {
-        Some(scheme_end) => {
-            let start = scheme_end + 3;
-            let end = s[start..].find('/').map(|i| start + i).unwrap_or(s.len());
-            if let Some(at) = s[start..end].rfind('@') {
-                s.replace_range(start..start + at + 1, "…@");
-            }
-        }
-        None => {
-            if let Some(at) = s.rfind('@') {
-                s.replace_range(..at + 1, "…@");
-            }
-        }
-    }
-    scrub(&s, &[], 200)
 }
 
 /// Assemble and validate a federation configuration from the layers:

@@ -1,9 +1,10 @@
 //! Profile files: `<config_dir>/configs/<profile>.json` (SPEC §3).
 //!
-//! The file is not secret, but it decides where an identity token is sent,
-//! so we refuse one that group or others can write (like the SDKs), cap its
-//! size, bound its nesting, and report every problem with the file's path,
-//! the key and the fix.
+//! The file is not secret, but it decides where an identity token is sent
+//! and what runs as you, so it must be this user's (or root's) and writable by
+//! nobody else, and so must `configs/` (the rule is [`crate::trusted`]'s); we
+//! cap its size, bound its nesting, and report every problem with the file's
+//! path, the key and the fix.
 //!
 //! Paths inside the file (`identity_token.path`, `credentials_path`) are used
 //! as the official SDKs use them: a relative path is relative to the process's
@@ -21,6 +22,7 @@ use super::ids::looks_secret;
 use super::{Env, Origin};
 use crate::error::{scrub, Error, Result};
 use crate::identity::IdentitySpec;
+use crate::trusted;
 
 /// Largest profile file we read.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -141,36 +143,28 @@ pub fn load(config_dir: &Path, name: &str, env: &Env) -> Result<Profile> {
     parse(&bytes, name, &path, env)
 }
 
-/// Read a config file: must be a regular file, not group/world-writable
-/// (unix), at most [`MAX_CONFIG_BYTES`].
+/// What whoever controls a profile file (or the directory that holds it) could do.
+pub(crate) const PROFILE_STAKE: &str = "choose where your identity token is sent and which command runs as you";
+
+/// Read a config file: the `configs/` directory and the file itself must pass
+/// [`trusted::Policy::Settings`] (this user's or root's, not writable by group
+/// or others, a symlink only if it is this user's or root's), the file must be
+/// a regular file of at most [`MAX_CONFIG_BYTES`].
 pub fn read_config_file(path: &Path, name: &str) -> Result<Vec<u8>> {
     let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::config(format!(
+    if let Some(dir) = path.parent() {
+        trusted::check_dir(dir, "profile directory", PROFILE_STAKE).map_err(Error::config)?;
+    }
+    let (file, meta) = trusted::open(path, "config file", PROFILE_STAKE, trusted::Policy::Settings).map_err(|e| match e {
+        trusted::OpenError::Missing => Error::config(format!(
             "config file not found at {shown} (profile {name:?}): create it, pick another profile with ANTHROPIC_PROFILE, or point ANTHROPIC_CONFIG_DIR at the directory that holds configs/{name}.json"
         )),
-        std::io::ErrorKind::PermissionDenied => Error::config(format!(
+        trusted::OpenError::Refused(why) => Error::config(format!("{why} (profile {name:?})")),
+        trusted::OpenError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Error::config(format!(
             "config file {shown} (profile {name:?}) is not readable by this process: {e}; check its mode and owner"
         )),
-        _ => Error::config(format!("config file {shown} (profile {name:?}) could not be opened: {e}")),
+        trusted::OpenError::Io(e) => Error::config(format!("config file {shown} (profile {name:?}) could not be opened: {e}")),
     })?;
-    let meta =
-        file.metadata().map_err(|e| Error::config(format!("config file {shown} could not be inspected: {e}")))?;
-    if !meta.is_file() {
-        return Err(Error::config(format!(
-            "config file {shown} (profile {name:?}) is not a regular file: point the profile at a JSON file"
-        )));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o022 != 0 {
-            return Err(Error::config(format!(
-                "config file {shown} is writable by group or others (mode {mode:#o}), so someone else could redirect your identity token; run `chmod go-w {shown}` (or `chmod 600 {shown}`) and retry"
-            )));
-        }
-    }
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(too_big(path, meta.len()));
     }
@@ -517,10 +511,10 @@ mod tests {
         ] {
             let e = validate_name(bad, &o).expect_err(bad);
             assert_eq!(e.kind, crate::ErrorKind::Config);
-            assert!(e.message.contains(why), "{bad:?}: {}", e.message);
-            assert!(e.message.contains("environment variable ANTHROPIC_PROFILE"), "{}", e.message);
+            assert!(e.message().contains(why), "{bad:?}: {}", e.message());
+            assert!(e.message().contains("environment variable ANTHROPIC_PROFILE"), "{}", e.message());
         }
-        assert!(validate_name(&"a".repeat(201), &o).unwrap_err().message.contains("characters long"));
+        assert!(validate_name(&"a".repeat(201), &o).unwrap_err().message().contains("characters long"));
     }
 
     #[test]
@@ -531,7 +525,7 @@ mod tests {
             "x",
             r#"{"authentication":{"type":"oidc_federation","identity_token":{"source":"carrier_pigeon"}}}"#,
         );
-        let m = load(d.path(), "x", &env()).unwrap_err().message;
+        let m = load(d.path(), "x", &env()).unwrap_err().into_message();
         assert!(m.contains(&path.display().to_string()), "{m}");
         assert!(m.contains("\"carrier_pigeon\" is not supported"), "{m}");
         assert!(m.contains("file, env, command, url"), "{m}");
@@ -591,8 +585,8 @@ mod tests {
             let path = write(d.path(), "bad", text);
             let e = load(d.path(), "bad", &env()).expect_err(text);
             assert_eq!(e.kind, crate::ErrorKind::Config);
-            assert!(e.message.contains(want), "{text}: {}", e.message);
-            assert!(e.message.contains(&path.display().to_string()), "{}", e.message);
+            assert!(e.message().contains(want), "{text}: {}", e.message());
+            assert!(e.message().contains(&path.display().to_string()), "{}", e.message());
         }
         // a number version 1 is fine
         write(d.path(), "v", r#"{"version": 1, "authentication": {"type": "user_oauth"}}"#);
@@ -603,7 +597,7 @@ mod tests {
     fn bom_is_refused() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "b", "\u{feff}{\"authentication\":{\"type\":\"user_oauth\"}}");
-        assert!(load(d.path(), "b", &env()).unwrap_err().message.contains("byte-order mark"));
+        assert!(load(d.path(), "b", &env()).unwrap_err().message().contains("byte-order mark"));
     }
 
     #[test]
@@ -612,7 +606,7 @@ mod tests {
         // Far deeper than any stack could take recursively.
         let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
         write(d.path(), "deep", &deep);
-        let m = load(d.path(), "deep", &env()).unwrap_err().message;
+        let m = load(d.path(), "deep", &env()).unwrap_err().into_message();
         assert!(m.contains("nested more than"), "{m}");
         // Nesting inside strings does not count.
         let text = format!(r#"{{"x": "{}", "authentication": {{"type": "user_oauth"}}}}"#, "[".repeat(1000));
@@ -633,17 +627,17 @@ mod tests {
             "x".repeat(MAX_CONFIG_BYTES as usize)
         );
         write(d.path(), "big", &big);
-        let m = load(d.path(), "big", &env()).unwrap_err().message;
+        let m = load(d.path(), "big", &env()).unwrap_err().into_message();
         assert!(m.contains("too large"), "{m}");
     }
 
     #[test]
     fn missing_file_and_directory() {
         let d = tempfile::tempdir().unwrap();
-        let m = load(d.path(), "nope", &env()).unwrap_err().message;
+        let m = load(d.path(), "nope", &env()).unwrap_err().into_message();
         assert!(m.contains("not found") && m.contains("nope.json"), "{m}");
         fs::create_dir_all(config_path(d.path(), "dir")).unwrap();
-        let m = load(d.path(), "dir", &env()).unwrap_err().message;
+        let m = load(d.path(), "dir", &env()).unwrap_err().into_message();
         assert!(m.contains("not a regular file"), "{m}");
     }
 
@@ -655,7 +649,7 @@ mod tests {
         let p = write(d.path(), "w", r#"{"authentication":{"type":"user_oauth"}}"#);
         for mode in [0o664, 0o646, 0o666] {
             fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-            let m = load(d.path(), "w", &env()).unwrap_err().message;
+            let m = load(d.path(), "w", &env()).unwrap_err().into_message();
             assert!(m.contains("writable by group or others"), "{m}");
             assert!(m.contains(&format!("chmod go-w {}", p.display())), "{m}");
         }
@@ -673,10 +667,10 @@ mod tests {
             r#"{{"authentication":{{"type":"oidc_federation","identity_token":{{"source":"url","url":"https://x","headers":{{"A":5}},"field":"{jwt}"}}}}}}"#
         );
         write(d.path(), "s", &text);
-        let m = load(d.path(), "s", &env()).unwrap_err().message;
+        let m = load(d.path(), "s", &env()).unwrap_err().into_message();
         assert!(!m.contains("eyJ"), "{m}");
         write(d.path(), "t", &format!(r#"{{"authentication":{{"type":"{jwt}"}}}}"#));
-        let m = load(d.path(), "t", &env()).unwrap_err().message;
+        let m = load(d.path(), "t", &env()).unwrap_err().into_message();
         assert!(!m.contains("eyJ"), "{m}");
     }
 }

@@ -62,8 +62,8 @@ fn fed(r: Resolved) -> (FederationConfig, String, Step) {
 
 fn cfg_err(r: Result<Resolved>) -> String {
     let e = r.expect_err("expected an error");
-    assert_eq!(e.kind, crate::ErrorKind::Config, "{}", e.message);
-    e.message
+    assert_eq!(e.kind, crate::ErrorKind::Config, "{}", e.message());
+    e.message().to_string()
 }
 
 // ---------------------------------------------------------------- config_dir
@@ -82,7 +82,7 @@ fn config_dir_order() {
         assert_eq!(config_dir(&none, &e).unwrap(), PathBuf::from("/home/u/.config/anthropic"));
         let e = Env::fixed([("HOME", "/home/u")]);
         assert_eq!(config_dir(&none, &e).unwrap(), PathBuf::from("/home/u/.config/anthropic"));
-        let m = config_dir(&none, &Env::fixed::<[(&str, &str); 0], &str, &str>([])).unwrap_err().message;
+        let m = config_dir(&none, &Env::fixed::<[(&str, &str); 0], &str, &str>([])).unwrap_err().into_message();
         assert!(m.contains(ENV_CONFIG_DIR), "{m}");
     }
 }
@@ -513,6 +513,6 @@ fn base_url_messages_never_show_credentials() {
         "gopher://example.com/#hunter2pass",
     ] {
         let err = check_base_url(url, &Origin::EnvVar("ANTHROPIC_BASE_URL".into())).expect_err(url);
-        assert!(!err.message.contains("hunter2pass"), "{url}: {}", err.message);
+        assert!(!err.message().contains("hunter2pass"), "{url}: {}", err.message());
     }
 }

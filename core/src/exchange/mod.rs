@@ -167,7 +167,7 @@ where
         drop(assertion);
         let Failure { mut error, retryable, retry_after, refused_token } = failure;
         if refused_token && resent {
-            error.message.push_str(
+            error.append(
                 " Note: this attempt re-sent the same identity token as an earlier attempt: the identity-token \
                  source returned the same single-use token again, and the server accepts each token only once. \
                  Make the source return a fresh token for each exchange (or let the first exchange's result be \
@@ -184,7 +184,7 @@ where
         let delay = match retry_after {
             Some(wait) => {
                 if wait >= left {
-                    error.message.push_str(&format!(
+                    error.append(format!(
                         " Not retrying: the server asked to wait {} (Retry-After), more than the {} left of the \
                          {} budget for this exchange.",
                         secs(wait),
@@ -198,7 +198,7 @@ where
             None => backoff(policy, attempt_no),
         };
         if delay >= left {
-            error.message.push_str(&format!(
+            error.append(format!(
                 " Not retrying: the next attempt would exceed the {} budget for this exchange.",
                 secs(policy.max_total)
             ));
@@ -220,9 +220,7 @@ fn backoff(policy: &RetryPolicy, attempt_no: u32) -> Duration {
 
 fn after_attempts(mut error: Error, attempts: u32, started: Instant) -> Error {
     if attempts > 1 {
-        error
-            .message
-            .push_str(&format!(" (gave up after {attempts} attempts in {:.1} s)", started.elapsed().as_secs_f64()));
+        error.append(format!(" (gave up after {attempts} attempts in {:.1} s)", started.elapsed().as_secs_f64()));
     }
     error
 }
@@ -237,6 +235,10 @@ fn secs(d: Duration) -> String {
 }
 
 /// The JSON body. Optional ids go only when set and non-empty; `scope` never.
+/// It carries the assertion, so no copy is left behind: the buffer is sized
+/// up front (no reallocation leaves a partial copy in freed memory) and the
+/// map's copy of the assertion is zeroed once encoded; the caller sends the
+/// buffer with [`crate::secret::wiped_body`].
 fn request_body(params: &ExchangeParams, assertion: &str) -> Result<Vec<u8>> {
     let mut body = Map::new();
     body.insert("grant_type".into(), Value::from(GRANT_TYPE_JWT_BEARER));
@@ -248,8 +250,20 @@ fn request_body(params: &ExchangeParams, assertion: &str) -> Result<Vec<u8>> {
             body.insert(name.into(), Value::from(v));
         }
     }
-    serde_json::to_vec(&Value::Object(body))
-        .map_err(|e| Error::internal(format!("cannot encode the token request: {e}")))
+    let room = 512 + body.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len) * 6).sum::<usize>();
+    let mut out = Vec::with_capacity(room);
+    let mut body = Value::Object(body);
+    let encoded = serde_json::to_writer(&mut out, &body);
+    if let Some(Value::String(s)) = body.get_mut("assertion") {
+        zeroize::Zeroize::zeroize(s);
+    }
+    match encoded {
+        Ok(()) => Ok(out),
+        Err(e) => {
+            zeroize::Zeroize::zeroize(&mut out);
+            Err(Error::internal(format!("cannot encode the token request: {e}")))
+        }
+    }
 }
 
 /// Check the inputs that need no network; an error here sends nothing.
@@ -303,7 +317,7 @@ async fn attempt(params: &ExchangeParams, assertion: &Secret, timeout: Duration)
     headers.insert("anthropic-beta", HeaderValue::from_static(BETA_HEADER_VALUE));
     headers.insert(USER_AGENT, header_value("User-Agent", params.user_agent.trim()).map_err(Failure::fatal)?);
 
-    let request = client.post(&endpoint).headers(headers).body(body).timeout(timeout);
+    let request = client.post(&endpoint).headers(headers).body(crate::secret::wiped_body(body)).timeout(timeout);
     let work = async {
         let resp = request.send().await.map_err(|e| transport_failure(&e, &endpoint, timeout, jwt))?;
         judge(resp, params, &endpoint, jwt, timeout).await

@@ -30,13 +30,12 @@ pub struct Parsed {
 /// caller zeroises the raw body no plain copy of it is left behind.
 pub fn parse_success(obj: &mut serde_json::Map<String, Value>, assertion: &str) -> Result<Parsed, String> {
     let access_token = match obj.remove("access_token") {
-        Some(Value::String(s)) if !s.is_empty() => Secret::new(s),
-        Some(Value::String(_)) => return Err("its access_token is empty".into()),
+        Some(Value::String(s)) => Secret::new(s),
         None | Some(Value::Null) => return Err("it has no access_token".into()),
         Some(other) => return Err(format!("its access_token is {}, not a string", crate::json::type_name(&other))),
     };
-    if !access_token.expose().bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err("its access_token contains spaces or characters that cannot go into an HTTP header".into());
+    if let Some(why) = crate::api::access_token_problem(access_token.expose()) {
+        return Err(format!("its access_token {why}"));
     }
     match obj.get("token_type") {
         // The official SDKs accept an answer without token_type; so do we.
@@ -120,10 +119,9 @@ fn number_secs(int: Option<i64>, float: Option<f64>) -> Result<i64, String> {
     }
 }
 
-/// Scrub, cut, and flatten control characters (no log injection).
+/// Trim, then [`scrub`] (which flattens control characters and cuts).
 pub fn clean(text: &str, secrets: &[&str], max: usize) -> String {
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    scrub(flat.trim(), secrets, max)
+    scrub(text.trim(), secrets, max)
 }
 
 /// The safe part of an error body.

@@ -240,9 +240,9 @@ fn assert_clean(err: &Error, secrets: &[&str]) {
     let printed = [
         err.to_string(),
         format!("{err:?}"),
-        err.message.clone(),
-        format!("{:?}", err.error_code),
-        format!("{:?}", err.request_id),
+        err.message().to_string(),
+        format!("{:?}", err.error_code()),
+        format!("{:?}", err.request_id()),
     ];
     for p in &printed {
         for s in secrets {
@@ -297,15 +297,15 @@ fn base_url_policy() {
     for (bad, why) in cases {
         let e = check_base_url(bad).expect_err(bad);
         assert_eq!(e.kind, ErrorKind::Config, "{bad}");
-        assert!(e.message.contains(why), "{bad}: {}", e.message);
-        assert!(e.message.contains("https://api.anthropic.com"), "{bad}: the fix is missing: {}", e.message);
-        assert!(!e.message.contains("sk-ant-") && !e.message.contains(":pw@"), "{bad}: {}", e.message);
+        assert!(e.message().contains(why), "{bad}: {}", e.message());
+        assert!(e.message().contains("https://api.anthropic.com"), "{bad}: the fix is missing: {}", e.message());
+        assert!(!e.message().contains("sk-ant-") && !e.message().contains(":pw@"), "{bad}: {}", e.message());
         if !bad.is_empty() && !bad.contains('@') && !bad.contains('?') {
             let host_part = bad.split("://").last().unwrap_or(bad).split(['/', ':']).next().unwrap_or("");
             assert!(
-                e.message.to_ascii_lowercase().contains(&host_part.to_ascii_lowercase()),
+                e.message().to_ascii_lowercase().contains(&host_part.to_ascii_lowercase()),
                 "{bad}: URL not named: {}",
-                e.message
+                e.message()
             );
         }
     }
@@ -447,9 +447,9 @@ fn token_type_and_expires_in_over_the_wire() {
                 (Err(why), Err(e)) => {
                     assert_eq!(e.kind, ErrorKind::Unavailable, "case {i}");
                     assert_eq!(e.status, Some(200), "case {i}");
-                    assert_eq!(e.request_id.as_deref(), Some("req_tt"), "case {i}");
-                    assert!(e.message.contains(why), "case {i}: {}", e.message);
-                    assert!(e.message.contains("req_tt"), "case {i}: {}", e.message);
+                    assert_eq!(e.request_id(), Some("req_tt"), "case {i}");
+                    assert!(e.message().contains(why), "case {i}: {}", e.message());
+                    assert!(e.message().contains("req_tt"), "case {i}: {}", e.message());
                     assert_clean(&e, &[JWT]);
                 }
                 (w, g) => panic!("case {i}: wanted {w:?}, got {:?}", g.map(|t| t.expires_in)),
@@ -505,17 +505,17 @@ fn non_json_or_non_object_success_is_not_a_token_endpoint() {
         let e = once(&s, JWT).await.expect_err("html");
         assert_eq!(e.kind, ErrorKind::Unavailable);
         assert_eq!(e.status, Some(200));
-        assert!(e.message.contains("did not answer like a token endpoint"), "{}", e.message);
-        assert!(e.message.contains("text/html") && e.message.contains("HTTP 200"), "{}", e.message);
-        assert!(!e.message.contains("MARKER-BODY"), "{}", e.message);
+        assert!(e.message().contains("did not answer like a token endpoint"), "{}", e.message());
+        assert!(e.message().contains("text/html") && e.message().contains("HTTP 200"), "{}", e.message());
+        assert!(!e.message().contains("MARKER-BODY"), "{}", e.message());
         assert_clean(&e, &[JWT]);
         let e = once(&s, JWT).await.expect_err("array");
-        assert!(e.message.contains("an array, not a JSON object"), "{}", e.message);
-        assert!(e.message.contains("application/json"), "{}", e.message);
+        assert!(e.message().contains("an array, not a JSON object"), "{}", e.message());
+        assert!(e.message().contains("application/json"), "{}", e.message());
         assert_clean(&e, &[JWT]);
         let e = once(&s, JWT).await.expect_err("no content type");
-        assert!(e.message.contains("content-type none"), "{}", e.message);
-        assert!(!e.message.contains("MARKER-BODY"), "{}", e.message);
+        assert!(e.message().contains("content-type none"), "{}", e.message());
+        assert!(!e.message().contains("MARKER-BODY"), "{}", e.message());
     });
 }
 
@@ -539,8 +539,8 @@ fn denied_401_has_hint_status_request_id_and_code() {
         let e = once(&s, JWT).await.expect_err("401");
         assert_eq!(e.kind, ErrorKind::Denied);
         assert_eq!(e.status, Some(401));
-        assert_eq!(e.request_id.as_deref(), Some("req_011CAbc"));
-        assert_eq!(e.error_code.as_deref(), Some("authentication_error"));
+        assert_eq!(e.request_id(), Some("req_011CAbc"));
+        assert_eq!(e.error_code(), Some("authentication_error"));
         for part in [
             "HTTP 401",
             "req_011CAbc",
@@ -552,16 +552,16 @@ fn denied_401_has_hint_status_request_id_and_code() {
             "Workload identity page",
             &s.base_url,
         ] {
-            assert!(e.message.contains(part), "missing {part:?} in {}", e.message);
+            assert!(e.message().contains(part), "missing {part:?} in {}", e.message());
         }
-        assert!(!e.message.contains("failed.."), "{}", e.message);
+        assert!(!e.message().contains("failed.."), "{}", e.message());
         assert_clean(&e, &[JWT]);
 
         let mut p = params(&s.base_url);
         p.workspace_id = Some("wrkspc_01X".into());
         let e = exchange_once(&p, &Secret::new(JWT)).await.expect_err("401");
-        assert!(!e.message.contains("No workspace_id was given"), "{}", e.message);
-        assert!(e.message.contains("exchanged only once"), "{}", e.message);
+        assert!(!e.message().contains("No workspace_id was given"), "{}", e.message());
+        assert!(e.message().contains("exchanged only once"), "{}", e.message());
     });
 }
 
@@ -577,9 +577,9 @@ fn invalid_grant_400_rfc_shape() {
         })
         .await;
         let e = once(&s, JWT).await.expect_err("400");
-        assert_eq!((e.kind, e.status, e.error_code.as_deref()), (ErrorKind::Denied, Some(400), Some("invalid_grant")));
-        assert!(e.message.contains("invalid_grant: jti reused (see https://docs.example/e)"), "{}", e.message);
-        assert!(e.message.contains("exchanged only once") && e.message.contains("req_ig"), "{}", e.message);
+        assert_eq!((e.kind, e.status, e.error_code()), (ErrorKind::Denied, Some(400), Some("invalid_grant")));
+        assert!(e.message().contains("invalid_grant: jti reused (see https://docs.example/e)"), "{}", e.message());
+        assert!(e.message().contains("exchanged only once") && e.message().contains("req_ig"), "{}", e.message());
         assert_clean(&e, &[JWT]);
     });
 }
@@ -603,36 +603,30 @@ fn other_4xx_and_5xx() {
         .await;
         let e = once(&s, JWT).await.expect_err("400");
         assert_eq!((e.kind, e.status), (ErrorKind::Denied, Some(400)));
-        assert!(e.message.contains("federation_rule_id is not a well-formed fdrl_ tagged ID"), "{}", e.message);
-        assert!(e.message.contains("Check the federation_rule_id"), "{}", e.message);
-        assert!(!e.message.contains("exchanged only once"), "{}", e.message);
+        assert!(e.message().contains("federation_rule_id is not a well-formed fdrl_ tagged ID"), "{}", e.message());
+        assert!(e.message().contains("Check the federation_rule_id"), "{}", e.message());
+        assert!(!e.message().contains("exchanged only once"), "{}", e.message());
         let e = once(&s, JWT).await.expect_err("403");
-        assert_eq!(
-            (e.kind, e.status, e.error_code.as_deref()),
-            (ErrorKind::Denied, Some(403), Some("permission_error"))
-        );
+        assert_eq!((e.kind, e.status, e.error_code()), (ErrorKind::Denied, Some(403), Some("permission_error")));
         let e = once(&s, JWT).await.expect_err("404");
         assert_eq!((e.kind, e.status), (ErrorKind::Denied, Some(404)));
         assert!(
-            e.message.contains("no token endpoint at this address") && e.message.contains("404 page not found"),
+            e.message().contains("no token endpoint at this address") && e.message().contains("404 page not found"),
             "{}",
-            e.message
+            e.message()
         );
         let e = once(&s, JWT).await.expect_err("500");
-        assert_eq!((e.kind, e.status, e.request_id.as_deref()), (ErrorKind::Unavailable, Some(500), Some("req_d")));
-        assert!(e.message.contains("api_error: Internal server error"), "{}", e.message);
+        assert_eq!((e.kind, e.status, e.request_id()), (ErrorKind::Unavailable, Some(500), Some("req_d")));
+        assert!(e.message().contains("api_error: Internal server error"), "{}", e.message());
         let e = once(&s, JWT).await.expect_err("502");
         assert_eq!((e.kind, e.status), (ErrorKind::Unavailable, Some(502)));
-        assert!(e.message.contains("non-JSON answer (content-type text/html"), "{}", e.message);
-        assert!(!e.message.contains("MARKER-BODY"), "{}", e.message);
+        assert!(e.message().contains("non-JSON answer (content-type text/html"), "{}", e.message());
+        assert!(!e.message().contains("MARKER-BODY"), "{}", e.message());
         let e = once(&s, JWT).await.expect_err("429");
-        assert_eq!(
-            (e.kind, e.status, e.error_code.as_deref()),
-            (ErrorKind::Unavailable, Some(429), Some("rate_limit_error"))
-        );
+        assert_eq!((e.kind, e.status, e.error_code()), (ErrorKind::Unavailable, Some(429), Some("rate_limit_error")));
         let e = once(&s, JWT).await.expect_err("empty 400");
-        assert!(e.message.contains("empty body"), "{}", e.message);
-        assert_eq!(e.request_id, None);
+        assert!(e.message().contains("empty body"), "{}", e.message());
+        assert_eq!(e.request_id(), None);
     });
 }
 
@@ -705,11 +699,11 @@ fn response_size_limit() {
         for what in ["content-length", "chunked"] {
             let e = once(&s, JWT).await.expect_err(what);
             assert_eq!((e.kind, e.status), (ErrorKind::Unavailable, Some(200)), "{what}");
-            assert!(e.message.contains("1048576-byte (1 MiB) limit"), "{what}: {}", e.message);
+            assert!(e.message().contains("1048576-byte (1 MiB) limit"), "{what}: {}", e.message());
         }
         let e = once(&s, JWT).await.expect_err("big 401");
-        assert_eq!((e.kind, e.status, e.request_id.as_deref()), (ErrorKind::Denied, Some(401), Some("req_big")));
-        assert!(e.message.contains("1 MiB"), "{}", e.message);
+        assert_eq!((e.kind, e.status, e.request_id()), (ErrorKind::Denied, Some(401), Some("req_big")));
+        assert!(e.message().contains("1 MiB"), "{}", e.message());
     });
 }
 
@@ -721,15 +715,15 @@ fn assertion_limits_refuse_before_sending() {
         let e = once(&s, &big).await.expect_err("too big");
         assert_eq!(e.kind, ErrorKind::Identity);
         assert!(
-            e.message.contains("16384") && e.message.contains("16 KiB") && e.message.contains("nothing was sent"),
+            e.message().contains("16384") && e.message().contains("16 KiB") && e.message().contains("nothing was sent"),
             "{}",
-            e.message
+            e.message()
         );
-        assert!(!e.message.contains(&big[..40]), "{}", e.message);
+        assert!(!e.message().contains(&big[..40]), "{}", e.message());
         for empty in ["", "   \n\t"] {
             let e = once(&s, empty).await.expect_err("empty");
             assert_eq!(e.kind, ErrorKind::Identity);
-            assert!(e.message.contains("empty"), "{}", e.message);
+            assert!(e.message().contains("empty"), "{}", e.message());
         }
         assert_eq!(s.hits().len(), 0, "nothing may be sent");
         let exact = format!("eyJ{}", "a".repeat(MAX_ASSERTION_BYTES - 3));
@@ -754,24 +748,21 @@ fn redirects_are_never_followed() {
         .await;
         for code in codes {
             let e = once(&s, JWT).await.expect_err("redirect");
-            assert_eq!(
-                (e.kind, e.status, e.request_id.as_deref()),
-                (ErrorKind::Unavailable, Some(code), Some("req_r"))
-            );
-            assert!(e.message.contains(&format!("HTTP {code}")), "{}", e.message);
+            assert_eq!((e.kind, e.status, e.request_id()), (ErrorKind::Unavailable, Some(code), Some("req_r")));
+            assert!(e.message().contains(&format!("HTTP {code}")), "{}", e.message());
             assert!(
-                e.message.contains("redirecting to host 127.0.0.1") && e.message.contains("never followed"),
+                e.message().contains("redirecting to host 127.0.0.1") && e.message().contains("never followed"),
                 "{}",
-                e.message
+                e.message()
             );
-            assert!(!e.message.contains(&target.port.to_string()), "only the host may be named: {}", e.message);
-            assert!(!e.message.contains("leak="), "{}", e.message);
+            assert!(!e.message().contains(&target.port.to_string()), "only the host may be named: {}", e.message());
+            assert!(!e.message().contains("leak="), "{}", e.message());
             assert_clean(&e, &[JWT]);
         }
         let e = exchange_with_retry(&params(&s.base_url), &fast_policy(3), fresh_jwts(&Arc::default()))
             .await
             .expect_err("relative");
-        assert!(e.message.contains("redirecting to host 127.0.0.1"), "{}", e.message);
+        assert!(e.message().contains("redirecting to host 127.0.0.1"), "{}", e.message());
         assert_eq!(s.hits().len(), 6, "a redirect is not retried");
         assert_eq!(target.hits().len(), 0, "the redirect target must never be contacted");
     });
@@ -792,11 +783,11 @@ fn connection_refused_is_unavailable_and_retried() {
         assert_eq!(e.kind, ErrorKind::Unavailable);
         assert_eq!(e.status, None);
         assert!(
-            e.message.contains("cannot connect to the token endpoint") && e.message.contains(&base),
+            e.message().contains("cannot connect to the token endpoint") && e.message().contains(&base),
             "{}",
-            e.message
+            e.message()
         );
-        assert!(e.message.contains("gave up after 3 attempts"), "{}", e.message);
+        assert!(e.message().contains("gave up after 3 attempts"), "{}", e.message());
         assert_eq!(calls.load(Ordering::SeqCst), 3, "a fresh assertion for each attempt");
     });
 }
@@ -829,13 +820,13 @@ fn a_server_that_never_answers_times_out() {
         let started = Instant::now();
         let e = exchange_with_retry(&params(&s.base_url), &policy, fresh_jwts(&calls)).await.expect_err("hang");
         assert_eq!(e.kind, ErrorKind::Unavailable);
-        assert!(e.message.contains("did not answer within 0.3 s"), "{}", e.message);
+        assert!(e.message().contains("did not answer within 0.3 s"), "{}", e.message());
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(s.hits().len(), 2);
         let policy = RetryPolicy { timeout: Duration::from_millis(300), ..fast_policy(1) };
         let e = exchange_with_retry(&params(&s.base_url), &policy, fresh_jwts(&calls)).await.expect_err("slow body");
         assert_eq!(e.kind, ErrorKind::Unavailable);
-        assert!(e.message.contains("did not finish sending its body within 0.3 s"), "{}", e.message);
+        assert!(e.message().contains("did not finish sending its body within 0.3 s"), "{}", e.message());
         assert!(started.elapsed() < Duration::from_secs(15), "time-outs must be honoured");
     });
 }
@@ -903,9 +894,9 @@ fn retry_after_beyond_the_budget_stops_at_once() {
         assert_eq!(s.hits().len(), 1);
         assert_eq!((e.kind, e.status), (ErrorKind::Unavailable, Some(503)));
         assert!(
-            e.message.contains("Retry-After") && e.message.contains("120 s") && e.message.contains("5 s budget"),
+            e.message().contains("Retry-After") && e.message().contains("120 s") && e.message().contains("5 s budget"),
             "{}",
-            e.message
+            e.message()
         );
     });
 }
@@ -930,9 +921,9 @@ fn retry_budget_exhaustion() {
         assert!((2..10).contains(&n), "{n} attempts");
         assert_eq!(e.kind, ErrorKind::Unavailable);
         assert!(
-            e.message.contains("budget") && e.message.contains(&format!("gave up after {n} attempts")),
+            e.message().contains("budget") && e.message().contains(&format!("gave up after {n} attempts")),
             "{}",
-            e.message
+            e.message()
         );
     });
 }
@@ -945,7 +936,7 @@ fn attempts_are_bounded() {
             .await
             .expect_err("500s");
         assert_eq!(s.hits().len(), 3);
-        assert!(e.message.contains("gave up after 3 attempts"), "{}", e.message);
+        assert!(e.message().contains("gave up after 3 attempts"), "{}", e.message());
         assert_eq!(RetryPolicy::default().max_attempts, 3);
         assert_eq!(RetryPolicy::default().timeout, Duration::from_secs(30));
     });
@@ -964,7 +955,7 @@ fn client_errors_are_not_retried() {
         assert_eq!((e.kind, e.status), (ErrorKind::Denied, Some(400)));
         let e = exchange_with_retry(&params(&s.base_url), &fast_policy(3), fresh_jwts(&calls)).await.expect_err("401");
         assert_eq!((e.kind, e.status), (ErrorKind::Denied, Some(401)));
-        assert!(!e.message.contains("same identity token"), "{}", e.message);
+        assert!(!e.message().contains("same identity token"), "{}", e.message());
         assert_eq!(s.hits().len(), 2);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     });
@@ -986,11 +977,11 @@ fn a_401_after_resending_the_same_jwt_says_so() {
         let e = exchange_with_retry(&params(&s.base_url), &fast_policy(3), same_jwt(&calls)).await.expect_err("401");
         assert_eq!((e.kind, e.status), (ErrorKind::Denied, Some(401)));
         assert!(
-            e.message.contains("re-sent the same identity token") && e.message.contains("single-use"),
+            e.message().contains("re-sent the same identity token") && e.message().contains("single-use"),
             "{}",
-            e.message
+            e.message()
         );
-        assert!(e.message.contains("gave up after 2 attempts"), "{}", e.message);
+        assert!(e.message().contains("gave up after 2 attempts"), "{}", e.message());
         assert_clean(&e, &[JWT]);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         let hits = s.hits();
@@ -1000,7 +991,7 @@ fn a_401_after_resending_the_same_jwt_says_so() {
             .await
             .expect_err("401");
         assert_eq!(e.status, Some(401));
-        assert!(!e.message.contains("same identity token"), "{}", e.message);
+        assert!(!e.message().contains("same identity token"), "{}", e.message());
     });
 }
 
@@ -1056,9 +1047,9 @@ fn missing_required_ids_are_config_errors() {
         let e = exchange_once(&p, &Secret::new(JWT)).await.expect_err("rule");
         assert_eq!(e.kind, ErrorKind::Config);
         assert!(
-            e.message.contains("federation_rule_id") && e.message.contains("ANTHROPIC_FEDERATION_RULE_ID"),
+            e.message().contains("federation_rule_id") && e.message().contains("ANTHROPIC_FEDERATION_RULE_ID"),
             "{}",
-            e.message
+            e.message()
         );
         assert_eq!(s.hits().len(), 0);
     });

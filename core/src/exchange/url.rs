@@ -4,7 +4,7 @@
 
 use reqwest::Url;
 
-use crate::error::{scrub, Error, Result};
+use crate::error::{redact_url, Error, Result};
 
 /// The token endpoint's path under the base URL.
 pub const TOKEN_PATH: &str = "/v1/oauth/token";
@@ -26,62 +26,37 @@ pub fn token_endpoint(base_url: &str) -> Result<String> {
     Ok(format!("{base}{TOKEN_PATH}"))
 }
 
-/// A form of a user-supplied URL that is safe to print: no userinfo, no
-/// query or fragment values, secrets scrubbed, length bounded.
-fn shown(raw: &str) -> String {
-    let cleaned = match Url::parse(raw.trim()) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            if u.query().is_some() {
-                u.set_query(Some("…"));
-            }
-            if u.fragment().is_some() {
-                u.set_fragment(Some("…"));
-            }
-            u.to_string()
-        }
-        // Not a URL: cut at the first '@', '?' or '#' so a pasted secret does
-        // not travel into the message.
-        Err(_) => {
-            let cut = raw.find(['@', '?', '#']).map(|i| format!("{}…", &raw[..i])).unwrap_or_else(|| raw.to_string());
-            cut.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-        }
-    };
-    scrub(&cleaned, &[], 200)
-}
-
 fn parse_base_url(raw: &str) -> Result<Url> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(Error::config(format!("the base URL is empty; {FIX}")));
     }
     let url = Url::parse(trimmed)
-        .map_err(|e| Error::config(format!("the base URL \"{}\" is not a valid URL ({e}); {FIX}", shown(raw))))?;
+        .map_err(|e| Error::config(format!("the base URL \"{}\" is not a valid URL ({e}); {FIX}", redact_url(raw))))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Error::config(format!(
             "the base URL \"{}\" carries credentials (user:password@); remove them (e.g. https://api.anthropic.com): \
              the token exchange authenticates with the identity token, never with credentials in the URL",
-            shown(raw)
+            redact_url(raw)
         )));
     }
     if url.query().is_some() {
         return Err(Error::config(format!(
             "the base URL \"{}\" has a query string; remove it (the base URL is a scheme, host, port and \
              optional path, e.g. https://api.anthropic.com)",
-            shown(raw)
+            redact_url(raw)
         )));
     }
     if url.fragment().is_some() {
         return Err(Error::config(format!(
             "the base URL \"{}\" has a #fragment; remove it (e.g. https://api.anthropic.com)",
-            shown(raw)
+            redact_url(raw)
         )));
     }
     match url.scheme() {
         "https" => {
             if url.host().is_none() {
-                return Err(Error::config(format!("the base URL \"{}\" has no host; {FIX}", shown(raw))));
+                return Err(Error::config(format!("the base URL \"{}\" has no host; {FIX}", redact_url(raw))));
             }
             Ok(url)
         }
@@ -91,11 +66,13 @@ fn parse_base_url(raw: &str) -> Result<Url> {
             } else {
                 Err(Error::config(format!(
                     "refusing the base URL \"{}\": plain http:// would send the identity token unencrypted; {FIX}",
-                    shown(raw)
+                    redact_url(raw)
                 )))
             }
         }
-        other => Err(Error::config(format!("the base URL \"{}\" uses the scheme \"{other}:\"; {FIX}", shown(raw)))),
+        other => {
+            Err(Error::config(format!("the base URL \"{}\" uses the scheme \"{other}:\"; {FIX}", redact_url(raw))))
+        }
     }
 }
 

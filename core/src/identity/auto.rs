@@ -28,7 +28,7 @@ use super::presets::{self, PROBE_TIMEOUT};
 use super::url::{check_url, send, HttpRequest};
 use super::{aws, spiffe, IdentitySpec};
 use crate::config::Env;
-use crate::error::{Error, Result};
+use crate::error::{redact_url, Error, Result};
 
 /// What `auto` chose and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,22 +105,22 @@ pub async fn detect_with_probes(env: &Env, audience: Option<&str>) -> Result<Det
     if g {
         return Ok(Detection {
             spec: IdentitySpec::GcpMetadata { audience: aud },
-            reason: format!("the Google Cloud metadata server answered at {gce}"),
+            reason: format!("the Google Cloud metadata server answered at {}", redact_url(&gce)),
         });
     }
     if a {
         return Ok(Detection {
             spec: IdentitySpec::AzureImds { audience: aud, client_id: None },
-            reason: format!("Azure IMDS answered at {azure}"),
+            reason: format!("Azure IMDS answered at {}", redact_url(&azure)),
         });
     }
     if w {
         return Ok(Detection {
             spec: IdentitySpec::AwsSts { audience: aud, region: None, duration_seconds: None, signing_algorithm: None },
-            reason: format!("EC2 instance metadata (IMDSv2) answered at {imds}"),
+            reason: format!("EC2 instance metadata (IMDSv2) answered at {}", redact_url(&imds)),
         });
     }
-    Err(nothing_found(env, &gce, &azure, &imds))
+    Err(nothing_found(env, &redact_url(&gce), &redact_url(&azure), &redact_url(&imds)))
 }
 
 fn nothing_found(env: &Env, gce: &str, azure: &str, imds: &str) -> Error {

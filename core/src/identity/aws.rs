@@ -690,7 +690,7 @@ async fn imds_credentials(env: &Env, source: &str) -> Result<Resolved> {
     let base = imds_base(env);
     let what = format!("{source}: EC2 instance metadata ({base})");
     let token = imds_session_token(&base, &what, CREDENTIALS_TIMEOUT).await.map_err(|e| {
-        if e.message.contains("cannot connect") || e.message.contains("timed out") {
+        if e.message().contains("cannot connect") || e.message().contains("timed out") {
             no_credentials(
                 source,
                 &format!("{base} is not reachable: not on EC2, or the hop limit is too low for containers"),

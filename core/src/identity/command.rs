@@ -147,7 +147,9 @@ pub(crate) async fn run_with_timeout(
         if tail.is_empty() {
             e
         } else {
-            Error { message: format!("{} (stderr: {tail})", e.message), ..e }
+            let mut e = e;
+            e.append(format!(" (stderr: {tail})"));
+            e
         }
     })
 }

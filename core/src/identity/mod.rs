@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Env;
-use crate::error::{scrub, Error, Result};
+use crate::error::{Error, Result};
 use crate::secret::Secret;
 
 pub mod auto;
@@ -204,7 +204,8 @@ impl IdentitySpec {
 
     /// A secret-free description for messages, e.g. `file /var/run/…/token`,
     /// `environment variable ANTHROPIC_IDENTITY_TOKEN`, `command "gcloud …"`,
-    /// `url https://…/${VAR}` (the template, never expanded values).
+    /// `url https://…/${VAR}?key=…` (the template, never expanded values,
+    /// query values withheld: [`crate::error::redact_url`]).
     pub fn describe(&self) -> String {
         match self {
             IdentitySpec::File { path } => format!("identity token file {}", path.display()),
@@ -212,7 +213,7 @@ impl IdentitySpec {
             IdentitySpec::Command { command, .. } => {
                 format!("identity token command {:?}", command.first().map(String::as_str).unwrap_or(""))
             }
-            IdentitySpec::Url { url, .. } => format!("identity token url {}", url::redact_userinfo(url)),
+            IdentitySpec::Url { url, .. } => format!("identity token url {}", crate::error::redact_url(url)),
             IdentitySpec::GithubActions { .. } => {
                 format!("GitHub Actions OIDC token (${})", presets::GITHUB_REQUEST_URL_VAR)
             }
@@ -250,9 +251,64 @@ impl IdentitySpec {
     }
 }
 
+impl IdentitySpec {
+    /// The environment variables that hold this source's secrets: the
+    /// identity token itself, or a credential whose only use is to mint one.
+    /// `exec` removes them from its command's environment (with the SDKs'
+    /// own secret variables, [`crate::config::SECRET_ENV_VARS`]). This is
+    /// the one declaration per source; a new source must say here what it
+    /// reads.
+    ///
+    /// Deliberately not listed: ambient cloud credentials that the workload
+    /// holds for other purposes too and whose service the command can reach
+    /// anyway (AWS keys and profiles for `aws_sts`, Azure's
+    /// `IDENTITY_HEADER` for `azure_imds`, the metadata servers), and paths
+    /// (`ANTHROPIC_IDENTITY_TOKEN_FILE`, `SPIFFE_ENDPOINT_SOCKET`). A `url`
+    /// source lists every variable its URL and header templates expand: their
+    /// values are treated as secrets everywhere (scrubbed from messages too).
+    pub fn secret_env_vars(&self) -> Vec<String> {
+        let ci =
+            |kind: presets::CiVar, var: &Option<String>| vec![var.clone().unwrap_or_else(|| kind.default_var().into())];
+        match self {
+            IdentitySpec::Env { var } => vec![var.clone()],
+            IdentitySpec::Url { url, headers, .. } => {
+                let mut vars = expand::variables(url);
+                vars.extend(headers.values().flat_map(|h| expand::variables(h)));
+                vars.sort();
+                vars.dedup();
+                vars
+            }
+            IdentitySpec::GithubActions { .. } => vec![presets::GITHUB_REQUEST_TOKEN_VAR.into()],
+            IdentitySpec::Gitlab { var } => ci(presets::CiVar::Gitlab, var),
+            IdentitySpec::Circleci { var } => ci(presets::CiVar::Circleci, var),
+            IdentitySpec::Bitbucket { var } => ci(presets::CiVar::Bitbucket, var),
+            IdentitySpec::Terraform { var } => ci(presets::CiVar::Terraform, var),
+            // Whatever `auto` may pick from the environment.
+            IdentitySpec::Auto { audience } => [
+                IdentitySpec::GithubActions { audience: audience.clone() },
+                IdentitySpec::Gitlab { var: None },
+                IdentitySpec::Circleci { var: None },
+                IdentitySpec::Bitbucket { var: None },
+                IdentitySpec::Terraform { var: None },
+            ]
+            .iter()
+            .flat_map(IdentitySpec::secret_env_vars)
+            .collect(),
+            IdentitySpec::File { .. }
+            | IdentitySpec::Command { .. }
+            | IdentitySpec::GcpMetadata { .. }
+            | IdentitySpec::AzureImds { .. }
+            | IdentitySpec::Kubernetes { .. }
+            | IdentitySpec::AwsSts { .. }
+            | IdentitySpec::Spiffe { .. } => vec![],
+        }
+    }
+}
+
 /// Obtain a fresh identity token from the source.
 pub async fn fetch(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
-    let result = match spec {
+    // No token-shaped text reaches a message: the error type scrubs its text.
+    match spec {
         IdentitySpec::Auto { audience } => match auto::detect_with_probes(env, audience.as_deref()).await {
             Ok(found) => {
                 crate::diag::emit(crate::diag::INFO, || {
@@ -263,9 +319,7 @@ pub async fn fetch(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
             Err(e) => Err(e),
         },
         _ => fetch_concrete(spec, env).await,
-    };
-    // Last line of defence: no token-shaped text in any message.
-    result.map_err(|e| Error { message: scrub(&e.message, &[], 4000), ..e })
+    }
 }
 
 async fn fetch_concrete(spec: &IdentitySpec, env: &Env) -> Result<Secret> {

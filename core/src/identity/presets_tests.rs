@@ -27,9 +27,9 @@ use super::tests::{err, run};
 
 fn assert_clean(e: &Error, secrets: &[&str]) {
     for s in secrets {
-        assert!(!e.message.contains(s), "message leaks {s:?}: {}", e.message);
+        assert!(!e.message().contains(s), "message leaks {s:?}: {}", e.message());
     }
-    assert!(!e.message.contains("eyJhbGci"), "message leaks a JWT: {}", e.message);
+    assert!(!e.message().contains("eyJhbGci"), "message leaks a JWT: {}", e.message());
 }
 
 fn env_of(vars: &[(&str, &str)]) -> Env {
@@ -175,17 +175,17 @@ fn ci_variable_errors_name_the_variable_and_the_platform_setting() {
     for (spec, var, fixes) in cases {
         let e = err(&spec, &env_of(&[(var, "")]));
         assert_eq!(e.kind, ErrorKind::Identity);
-        assert!(e.message.contains(&spec.describe()), "{}", e.message);
-        assert!(e.message.contains(&format!("{var} is not set")), "{}", e.message);
+        assert!(e.message().contains(&spec.describe()), "{}", e.message());
+        assert!(e.message().contains(&format!("{var} is not set")), "{}", e.message());
         for f in fixes {
-            assert!(e.message.contains(f), "{var}: missing {f:?} in {}", e.message);
+            assert!(e.message().contains(f), "{var}: missing {f:?} in {}", e.message());
         }
     }
     let e = err(&IdentitySpec::Gitlab { var: Some("MY_TOK".into()) }, &env_of(&[]));
-    assert!(e.message.contains("id_tokens: MY_TOK: aud:"), "{}", e.message);
+    assert!(e.message().contains("id_tokens: MY_TOK: aud:"), "{}", e.message());
     // Multi-line values are refused by the shared finish step.
     let e = err(&IdentitySpec::Circleci { var: None }, &env_of(&[("CIRCLE_OIDC_TOKEN_V2", "a\nb")]));
-    assert!(e.message.contains("several lines"), "{}", e.message);
+    assert!(e.message().contains("several lines"), "{}", e.message());
 }
 
 // ---------------------------------------------------------------- Google Cloud
@@ -228,12 +228,12 @@ fn gcp_metadata_requests_a_full_identity_token() {
     let spec = IdentitySpec::GcpMetadata { audience: Some("no-sa".into()) };
     let e = err(&spec, &env);
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("HTTP 404") && e.message.contains("service account"), "{}", e.message);
+    assert!(e.message().contains("HTTP 404") && e.message().contains("service account"), "{}", e.message());
 
     // GCE_METADATA_HOST may not send plain http to an arbitrary host.
     let e = err(&IdentitySpec::GcpMetadata { audience: None }, &env_of(&[("GCE_METADATA_HOST", "evil.example.com")]));
     assert_eq!(e.kind, ErrorKind::Config);
-    assert!(e.message.contains("GCE_METADATA_HOST"), "{}", e.message);
+    assert!(e.message().contains("GCE_METADATA_HOST"), "{}", e.message());
 }
 
 // ---------------------------------------------------------------- Azure
@@ -290,7 +290,7 @@ fn azure_imds_and_app_service() {
 
     let spec = IdentitySpec::AzureImds { audience: Some("unassigned".into()), client_id: None };
     let e = err(&spec, &env);
-    assert!(e.message.contains("Identity not found") && e.message.contains("managed identity"), "{}", e.message);
+    assert!(e.message().contains("Identity not found") && e.message().contains("managed identity"), "{}", e.message());
 
     // App Service: IDENTITY_ENDPOINT + IDENTITY_HEADER win over IMDS.
     let env = env_of(&[
@@ -305,7 +305,7 @@ fn azure_imds_and_app_service() {
         ("IDENTITY_HEADER", "wrong-header-SECRET"),
     ]);
     let e = err(&spec, &env);
-    assert!(e.message.contains("HTTP 401"), "{}", e.message);
+    assert!(e.message().contains("HTTP 401"), "{}", e.message());
     assert_clean(&e, &["wrong-header-SECRET"]);
 
     // App Service on Linux uses a link-local address: allowed there, not for IMDS.
@@ -344,7 +344,7 @@ fn kubernetes_projected_token() {
         "expirationSeconds",
         "mountPath",
     ] {
-        assert!(e.message.contains(needle), "missing {needle:?}: {}", e.message);
+        assert!(e.message().contains(needle), "missing {needle:?}: {}", e.message());
     }
     // Without a configured path the message names the default.
     assert!(IdentitySpec::Kubernetes { path: None }.describe().contains("/var/run/secrets/anthropic.com/token"));
@@ -576,7 +576,11 @@ fn aws_sts_signed_with_environment_credentials() {
     );
     let e = err(&aws_spec(), &env);
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("SignatureDoesNotMatch") && e.message.contains("invalid or expired"), "{}", e.message);
+    assert!(
+        e.message().contains("SignatureDoesNotMatch") && e.message().contains("invalid or expired"),
+        "{}",
+        e.message()
+    );
     assert_clean(&e, &["wrong-secret-XYZ"]);
 
     // Outbound federation disabled: the hint names the IAM call.
@@ -596,8 +600,8 @@ fn aws_sts_signed_with_environment_credentials() {
         ],
     );
     let e = err(&spec, &env);
-    assert!(e.message.contains("enable-outbound-web-identity-federation"), "{}", e.message);
-    assert!(e.message.contains("environment variables AWS_ACCESS_KEY_ID"), "{}", e.message);
+    assert!(e.message().contains("enable-outbound-web-identity-federation"), "{}", e.message());
+    assert!(e.message().contains("environment variables AWS_ACCESS_KEY_ID"), "{}", e.message());
     assert_clean(&e, &[SECRET_KEY, SESSION]);
 }
 
@@ -608,7 +612,7 @@ fn aws_sts_config_errors() {
     // No region anywhere.
     let e = err(&aws_spec(), &aws_env(&fake, &base));
     assert_eq!(e.kind, ErrorKind::Config);
-    assert!(e.message.contains("AWS_REGION") && e.message.contains("region"), "{}", e.message);
+    assert!(e.message().contains("AWS_REGION") && e.message().contains("region"), "{}", e.message());
     // Bad values.
     for spec in [
         IdentitySpec::AwsSts {
@@ -652,8 +656,8 @@ fn aws_sts_config_errors() {
         "src",
     ))
     .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Config, "{}", e.message);
-    assert!(e.message.contains("AWS_ENDPOINT_URL_STS"), "{}", e.message);
+    assert_eq!(e.kind, ErrorKind::Config, "{}", e.message());
+    assert!(e.message().contains("AWS_ENDPOINT_URL_STS"), "{}", e.message());
 }
 
 #[test]
@@ -680,14 +684,18 @@ fn aws_shared_files() {
         vars.push(("AWS_PROFILE", profile));
         vars.push(("AWS_REGION", "us-east-1"));
         let e = err(&aws_spec(), &aws_env(&fake, &vars));
-        assert_eq!(e.kind, ErrorKind::Config, "{}", e.message);
-        assert!(e.message.contains("does not support") && e.message.contains("export-credentials"), "{}", e.message);
+        assert_eq!(e.kind, ErrorKind::Config, "{}", e.message());
+        assert!(
+            e.message().contains("does not support") && e.message().contains("export-credentials"),
+            "{}",
+            e.message()
+        );
     }
     // A profile that does not exist.
     let mut vars = files.to_vec();
     vars.push(("AWS_PROFILE", "nope"));
     let e = err(&aws_spec(), &aws_env(&fake, &vars));
-    assert!(e.message.contains("AWS_PROFILE is nope"), "{}", e.message);
+    assert!(e.message().contains("AWS_PROFILE is nope"), "{}", e.message());
     assert_clean(&e, &[SECRET_KEY]);
     // HOME-based default paths.
     let home = tempfile::tempdir().unwrap();
@@ -726,7 +734,7 @@ fn aws_web_identity_container_and_imds_credentials() {
         ],
     );
     let e = err(&aws_spec(), &env);
-    assert!(e.message.contains("AccessDenied") && e.message.contains("trust policy"), "{}", e.message);
+    assert!(e.message().contains("AccessDenied") && e.message().contains("trust policy"), "{}", e.message());
 
     // ECS: the relative URI on the container endpoint.
     let env = aws_env(
@@ -755,7 +763,7 @@ fn aws_web_identity_container_and_imds_credentials() {
         ],
     );
     let e = err(&aws_spec(), &env);
-    assert!(e.message.contains("HTTP 401") && e.message.contains("Pod Identity"), "{}", e.message);
+    assert!(e.message().contains("HTTP 401") && e.message().contains("Pod Identity"), "{}", e.message());
     assert_clean(&e, &["wrong-auth-SECRET"]);
     // The full URI may not be plain http to an arbitrary host.
     let env =
@@ -787,10 +795,10 @@ fn aws_web_identity_container_and_imds_credentials() {
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
         "instance metadata",
     ] {
-        assert!(e.message.contains(needle), "missing {needle}: {}", e.message);
+        assert!(e.message().contains(needle), "missing {needle}: {}", e.message());
     }
     let env = aws_env(&fake, &[("AWS_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")]);
-    assert!(err(&aws_spec(), &env).message.contains("AWS_EC2_METADATA_DISABLED"));
+    assert!(err(&aws_spec(), &env).message().contains("AWS_EC2_METADATA_DISABLED"));
 }
 
 // ---------------------------------------------------------------- SPIFFE
@@ -941,7 +949,7 @@ fn spiffe_workload_api_over_grpc() {
     assert_eq!(run(&spec, &env_of(&[])).unwrap().expose(), format!("{JWT}.3.24"));
     // An ID the agent does not have.
     let e = err(&spiffe_spec(Some("spiffe://example.org/other")), &env);
-    assert!(e.message.contains("no JWT-SVID for spiffe://example.org/other"), "{}", e.message);
+    assert!(e.message().contains("no JWT-SVID for spiffe://example.org/other"), "{}", e.message());
 }
 
 #[cfg(feature = "spiffe-workload-api")]
@@ -953,13 +961,13 @@ fn spiffe_workload_api_errors() {
     let env = env_of(&[("SPIFFE_ENDPOINT_SOCKET", &format!("unix://{}", sock.display()))]);
     let e = err(&spiffe_spec(None), &env);
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("gRPC status 7") && e.message.contains("no identity issued"), "{}", e.message);
-    assert!(e.message.contains("PermissionDenied") && e.message.contains("registration"), "{}", e.message);
+    assert!(e.message().contains("gRPC status 7") && e.message().contains("no identity issued"), "{}", e.message());
+    assert!(e.message().contains("PermissionDenied") && e.message().contains("registration"), "{}", e.message());
 
     // No agent at the socket path.
     let env = env_of(&[("SPIFFE_ENDPOINT_SOCKET", &format!("unix://{}/absent.sock", dir.path().display()))]);
     let e = err(&spiffe_spec(None), &env);
-    assert!(e.message.contains("does not exist") && e.message.contains("SPIRE agent"), "{}", e.message);
+    assert!(e.message().contains("does not exist") && e.message().contains("SPIRE agent"), "{}", e.message());
 }
 
 #[test]
@@ -967,7 +975,7 @@ fn spiffe_config_errors_and_helper_file() {
     let dir = tempfile::tempdir().unwrap();
     // Not configured at all.
     let e = err(&spiffe_spec(None), &env_of(&[]));
-    assert!(e.message.contains("SPIFFE_ENDPOINT_SOCKET is not set"), "{}", e.message);
+    assert!(e.message().contains("SPIFFE_ENDPOINT_SOCKET is not set"), "{}", e.message());
     // tcp:// is not supported; a bad SPIFFE ID is a config error.
     let e = err(&spiffe_spec(None), &env_of(&[("SPIFFE_ENDPOINT_SOCKET", "tcp://127.0.0.1:8081")]));
     assert_eq!(e.kind, ErrorKind::Config);
@@ -980,7 +988,7 @@ fn spiffe_config_errors_and_helper_file() {
     assert_eq!(run(&spec, &env_of(&[])).unwrap().expose(), JWT);
     let spec =
         IdentitySpec::Spiffe { audience: None, socket: None, spiffe_id: None, path: Some(dir.path().join("nope")) };
-    assert!(err(&spec, &env_of(&[])).message.contains("jwt_svid_file_name"));
+    assert!(err(&spec, &env_of(&[])).message().contains("jwt_svid_file_name"));
     let spec =
         IdentitySpec::Spiffe { audience: None, socket: Some("unix:///x".into()), spiffe_id: None, path: Some(f) };
     assert_eq!(err(&spec, &env_of(&[])).kind, ErrorKind::Config);
@@ -1117,7 +1125,7 @@ fn auto_with_nothing_names_everything_looked_for() {
         "id_tokens: ANTHROPIC_ID_TOKEN: aud: https://api.anthropic.com",
         "oidc: true",
     ] {
-        assert!(e.message.contains(needle), "missing {needle:?}: {}", e.message);
+        assert!(e.message().contains(needle), "missing {needle:?}: {}", e.message());
     }
 }
 
@@ -1163,8 +1171,8 @@ fn preset_names_for_the_cli() {
         IdentitySpec::GcpMetadata { audience: Some("a".into()) }
     );
     let e = IdentitySpec::preset("gitlab", Some("a".into())).unwrap_err();
-    assert!(e.message.contains("id_tokens"), "{}", e.message);
+    assert!(e.message().contains("id_tokens"), "{}", e.message());
     let e = IdentitySpec::preset("heroku", None).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Config);
-    assert!(e.message.contains("gcp-metadata"), "{}", e.message);
+    assert!(e.message().contains("gcp-metadata"), "{}", e.message());
 }

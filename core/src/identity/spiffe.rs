@@ -374,7 +374,7 @@ mod tests {
     fn socket_addresses() {
         assert_eq!(socket_path("unix:///run/a.sock", "o", "s").unwrap(), PathBuf::from("/run/a.sock"));
         assert_eq!(socket_path("unix:/run/a.sock", "o", "s").unwrap(), PathBuf::from("/run/a.sock"));
-        assert!(socket_path("tcp://127.0.0.1:1", "o", "s").unwrap_err().message.contains("tcp"));
+        assert!(socket_path("tcp://127.0.0.1:1", "o", "s").unwrap_err().message().contains("tcp"));
         assert!(socket_path("/run/a.sock", "o", "s").is_err());
         assert!(socket_path("unix://relative", "o", "s").is_err());
     }

@@ -29,12 +29,12 @@ pub(super) fn err(spec: &IdentitySpec, env: &Env) -> Error {
 
 /// Every error must name its source and leak nothing.
 fn assert_clean(e: &Error, spec: &IdentitySpec, secrets: &[&str]) {
-    assert!(e.message.contains(&spec.describe()), "message does not name the source: {}", e.message);
+    assert!(e.message().contains(&spec.describe()), "message does not name the source: {}", e.message());
     for s in secrets {
-        assert!(!e.message.contains(s), "message leaks {s:?}: {}", e.message);
+        assert!(!e.message().contains(s), "message leaks {s:?}: {}", e.message());
     }
-    assert!(!e.message.contains("eyJhbGci"), "message leaks a JWT: {}", e.message);
-    assert!(!e.message.contains("sk-ant-"), "message leaks a token: {}", e.message);
+    assert!(!e.message().contains("eyJhbGci"), "message leaks a JWT: {}", e.message());
+    assert!(!e.message().contains("sk-ant-"), "message leaks a token: {}", e.message());
 }
 
 // ---------------------------------------------------------------- file
@@ -59,9 +59,9 @@ fn file_errors_name_the_path_and_the_fix() {
     let missing = IdentitySpec::File { path: dir.path().join("nope") };
     let e = err(&missing, &Env::default());
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("does not exist"), "{}", e.message);
-    assert!(e.message.contains("projected service-account token"), "{}", e.message);
-    assert!(e.message.contains("audience"), "{}", e.message);
+    assert!(e.message().contains("does not exist"), "{}", e.message());
+    assert!(e.message().contains("projected service-account token"), "{}", e.message());
+    assert!(e.message().contains("audience"), "{}", e.message());
     assert_clean(&e, &missing, &[]);
 
     for content in ["", "  \n\t \n"] {
@@ -70,25 +70,25 @@ fn file_errors_name_the_path_and_the_fix() {
         let spec = IdentitySpec::File { path: p };
         let e = err(&spec, &Env::default());
         assert_eq!(e.kind, ErrorKind::Identity);
-        assert!(e.message.contains("empty"), "{}", e.message);
+        assert!(e.message().contains("empty"), "{}", e.message());
         assert_clean(&e, &spec, &[]);
     }
 
     let spec = IdentitySpec::File { path: dir.path().to_path_buf() };
     let e = err(&spec, &Env::default());
-    assert!(e.message.contains("directory"), "{}", e.message);
+    assert!(e.message().contains("directory"), "{}", e.message());
 
     let p = dir.path().join("two-lines");
     std::fs::write(&p, format!("{JWT}\n{JWT}\n")).unwrap();
     let spec = IdentitySpec::File { path: p };
     let e = err(&spec, &Env::default());
-    assert!(e.message.contains("several lines"), "{}", e.message);
+    assert!(e.message().contains("several lines"), "{}", e.message());
     assert_clean(&e, &spec, &[]);
 
     let p = dir.path().join("binary");
     std::fs::write(&p, [0xff, 0xfe, 0x00, 0x80]).unwrap();
     let e = err(&IdentitySpec::File { path: p }, &Env::default());
-    assert!(e.message.contains("UTF-8"), "{}", e.message);
+    assert!(e.message().contains("UTF-8"), "{}", e.message());
 
     let e = err(&IdentitySpec::File { path: PathBuf::new() }, &Env::default());
     assert_eq!(e.kind, ErrorKind::Config);
@@ -103,7 +103,7 @@ fn file_size_is_capped() {
     std::fs::write(&p, "a".repeat(MAX_LOCAL_TOKEN_BYTES + 1)).unwrap();
     let e = err(&IdentitySpec::File { path: p }, &Env::default());
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("limit"), "{}", e.message);
+    assert!(e.message().contains("limit"), "{}", e.message());
 }
 
 #[cfg(unix)]
@@ -119,7 +119,7 @@ fn file_unreadable_and_fifo() {
     // No writer ever appears: a blocking open would wait forever. The file is
     // opened non-blocking, so the FIFO is seen and refused at once.
     let e = err(&IdentitySpec::File { path: fifo }, &Env::default());
-    assert!(e.message.contains("not a regular file"), "{}", e.message);
+    assert!(e.message().contains("not a regular file"), "{}", e.message());
 
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
@@ -131,7 +131,7 @@ fn file_unreadable_and_fifo() {
     let spec = IdentitySpec::File { path: p };
     let e = err(&spec, &Env::default());
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("permission denied"), "{}", e.message);
+    assert!(e.message().contains("permission denied"), "{}", e.message());
     assert_clean(&e, &spec, &[]);
 }
 
@@ -146,15 +146,15 @@ fn env_source() {
     for var in ["UNSET_VAR", "BLANK"] {
         let spec = IdentitySpec::Env { var: var.into() };
         let e = err(&spec, &env);
-        assert_eq!(e.kind, ErrorKind::Identity, "{}", e.message);
-        assert!(e.message.contains(var), "{}", e.message);
+        assert_eq!(e.kind, ErrorKind::Identity, "{}", e.message());
+        assert!(e.message().contains(var), "{}", e.message());
         assert_clean(&e, &spec, &[]);
     }
     let e = err(&IdentitySpec::Env { var: "".into() }, &env);
     assert_eq!(e.kind, ErrorKind::Config);
     let e = err(&IdentitySpec::Env { var: format!("X={JWT}") }, &env);
     assert_eq!(e.kind, ErrorKind::Config);
-    assert!(!e.message.contains(JWT), "{}", e.message);
+    assert!(!e.message().contains(JWT), "{}", e.message());
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn command_inherits_environment_and_gets_null_stdin() {
     let e = err(&spec, &Env::default());
     assert!(t.elapsed() < Duration::from_secs(15));
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("empty"), "{}", e.message);
+    assert!(e.message().contains("empty"), "{}", e.message());
     assert_clean(&e, &spec, &[]);
 }
 
@@ -203,9 +203,9 @@ fn command_failure_reports_status_and_scrubbed_stderr_tail() {
     let spec = cmd(&["sh", "-c", &script], None);
     let e = err(&spec, &Env::default());
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("exited with status 3"), "{}", e.message);
-    assert!(e.message.contains("final reason: no credentials"), "{}", e.message);
-    assert!(e.message.contains("[redacted"), "{}", e.message);
+    assert!(e.message().contains("exited with status 3"), "{}", e.message());
+    assert!(e.message().contains("final reason: no credentials"), "{}", e.message());
+    assert!(e.message().contains("[redacted"), "{}", e.message());
     assert_clean(&e, &spec, &[JWT, "AbCdEf_123"]);
 
     // Long stderr: only the tail, about 500 characters.
@@ -218,32 +218,32 @@ fn command_failure_reports_status_and_scrubbed_stderr_tail() {
         None,
     );
     let e = err(&spec, &Env::default());
-    assert!(e.message.contains("THE-END"), "{}", e.message);
-    assert!(!e.message.contains("line 1 of noise"), "{}", e.message);
-    assert!(e.message.len() < 1000, "{} chars", e.message.len());
+    assert!(e.message().contains("THE-END"), "{}", e.message());
+    assert!(!e.message().contains("line 1 of noise"), "{}", e.message());
+    assert!(e.message().len() < 1000, "{} chars", e.message().len());
 
     // Killed by a signal.
     let spec = cmd(&["sh", "-c", "kill -9 $$"], None);
     let e = err(&spec, &Env::default());
-    assert!(e.message.contains("signal 9"), "{}", e.message);
-    assert!(e.message.contains("no stderr output"), "{}", e.message);
+    assert!(e.message().contains("signal 9"), "{}", e.message());
+    assert!(e.message().contains("no stderr output"), "{}", e.message());
 }
 
 #[test]
 fn command_config_and_spawn_errors() {
     let e = err(&cmd(&[], None), &Env::default());
     assert_eq!(e.kind, ErrorKind::Config);
-    assert!(e.message.contains("identity token command") && e.message.contains("empty"), "{}", e.message);
+    assert!(e.message().contains("identity token command") && e.message().contains("empty"), "{}", e.message());
     let e = err(&cmd(&[""], None), &Env::default());
     assert_eq!(e.kind, ErrorKind::Config);
     let e = err(&cmd(&["true"], Some(0)), &Env::default());
     assert_eq!(e.kind, ErrorKind::Config);
-    assert!(e.message.contains("timeout_s"), "{}", e.message);
+    assert!(e.message().contains("timeout_s"), "{}", e.message());
 
     let spec = cmd(&["/nonexistent/get-token-xyz", "--flag"], None);
     let e = err(&spec, &Env::default());
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("not found") && e.message.contains("/nonexistent/get-token-xyz"), "{}", e.message);
+    assert!(e.message().contains("not found") && e.message().contains("/nonexistent/get-token-xyz"), "{}", e.message());
 
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("not-exec");
@@ -251,12 +251,12 @@ fn command_config_and_spawn_errors() {
     let spec = IdentitySpec::Command { command: vec![p.to_str().unwrap().to_string()], timeout_s: None };
     let e = err(&spec, &Env::default());
     // execve needs an x bit even for root.
-    assert!(e.message.contains("permission denied"), "{}", e.message);
+    assert!(e.message().contains("permission denied"), "{}", e.message());
     assert_eq!(e.kind, ErrorKind::Identity);
 
     let spec = cmd(&["sh", "-c", "printf 'line1\\nline2\\n'"], None);
     let e = err(&spec, &Env::default());
-    assert!(e.message.contains("several lines"), "{}", e.message);
+    assert!(e.message().contains("several lines"), "{}", e.message());
 }
 
 #[cfg(unix)]
@@ -309,7 +309,7 @@ fn command_timeout_kills_child_and_grandchildren() {
     let e = err(&spec, &Env::default());
     assert!(t.elapsed() < Duration::from_secs(20), "took {:?}", t.elapsed());
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("timed out after 1s") && e.message.contains("timeout_s"), "{}", e.message);
+    assert!(e.message().contains("timed out after 1s") && e.message().contains("timeout_s"), "{}", e.message());
     assert_clean(&e, &spec, &[]);
     let (sh, sleep) = (read_pid(&p1), read_pid(&p2));
     // The direct child was reaped by us (no zombie with us as parent).
@@ -325,7 +325,7 @@ fn command_exits_but_background_child_holds_stdout() {
     let script = format!("sleep 300 & echo $! > {}; echo tok", p.display());
     let spec = cmd(&["sh", "-c", &script], Some(1));
     let e = err(&spec, &Env::default());
-    assert!(e.message.contains("output pipe stayed open"), "{}", e.message);
+    assert!(e.message().contains("output pipe stayed open"), "{}", e.message());
     assert_dead(read_pid(&p), "the background child");
 }
 
@@ -338,12 +338,12 @@ fn command_output_is_bounded_and_the_child_killed() {
     let e = err(&spec, &Env::default());
     assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains(&format!("more than {MAX_LOCAL_TOKEN_BYTES} bytes")), "{}", e.message);
-    assert!(e.message.len() < 600, "{}", e.message);
+    assert!(e.message().contains(&format!("more than {MAX_LOCAL_TOKEN_BYTES} bytes")), "{}", e.message());
+    assert!(e.message().len() < 600, "{}", e.message());
     // Exactly at the cap is fine.
     let spec = cmd(&["head", "-c", &MAX_LOCAL_TOKEN_BYTES.to_string(), "/dev/zero"], None);
     let e = err(&spec, &Env::default()); // NULs are not a token, but not over the cap either
-    assert!(e.message.contains("control characters"), "{}", e.message);
+    assert!(e.message().contains("control characters"), "{}", e.message());
     let spec = cmd(&["sh", "-c", &format!("head -c {MAX_LOCAL_TOKEN_BYTES} /dev/zero | tr '\\0' a")], None);
     assert_eq!(run(&spec, &Env::default()).unwrap().len(), MAX_LOCAL_TOKEN_BYTES);
 }
@@ -491,7 +491,7 @@ fn url_plain_body_with_expanded_url_and_headers() {
     let server = Server::start(|_| ok(format!("\n {JWT} \n")));
     let env = host_env(&server, &[("Q", "qsecret-456")]);
     let spec = url_spec(
-        "http://${HOST}/identity/$$x?q=${Q}",
+        &format!("{}/identity/$$x?q=${{Q}}", server.base),
         &[("Metadata-Flavor", "Google"), ("Authorization", "Bearer ${API_KEY}")],
         None,
     );
@@ -517,31 +517,31 @@ fn url_field_extraction() {
         ok(body)
     });
     let env = host_env(&server, &[]);
-    let at = |path: &str, field: Option<&str>| url_spec(&format!("http://${{HOST}}{path}"), &[], field);
+    let at = |path: &str, field: Option<&str>| url_spec(&format!("{}{path}", server.base), &[], field);
     assert_eq!(run(&at("/ok", Some("value")), &env).unwrap().expose(), JWT);
 
     let spec = at("/num", Some("value"));
     let e = err(&spec, &env);
-    assert!(e.message.contains("not a string"), "{}", e.message);
+    assert!(e.message().contains("not a string"), "{}", e.message());
     assert_clean(&e, &spec, &[]);
 
     let spec = at("/nofield", Some("value"));
     let e = err(&spec, &env);
-    assert!(e.message.contains("no member \"value\"") && e.message.contains("\"token\""), "{}", e.message);
+    assert!(e.message().contains("no member \"value\"") && e.message().contains("\"token\""), "{}", e.message());
     assert_clean(&e, &spec, &[JWT, "zzzz"]);
 
     let spec = at("/text", Some("value"));
     let e = err(&spec, &env);
-    assert!(e.message.contains("not JSON"), "{}", e.message);
+    assert!(e.message().contains("not JSON"), "{}", e.message());
     assert_clean(&e, &spec, &[JWT]);
 
     let e = err(&at("/array", Some("value")), &env);
-    assert!(e.message.contains("not an object"), "{}", e.message);
+    assert!(e.message().contains("not an object"), "{}", e.message());
 
     // A JSON object without `field`: say which field to set, don't send JSON as a JWT.
     let spec = at("/json-no-field", None);
     let e = err(&spec, &env);
-    assert!(e.message.contains("set field") && e.message.contains("\"value\""), "{}", e.message);
+    assert!(e.message().contains("set field") && e.message().contains("\"value\""), "{}", e.message());
     assert_clean(&e, &spec, &[JWT]);
 
     let e = err(&at("/ok", Some(" ")), &env);
@@ -572,41 +572,45 @@ fn url_errors_show_the_template_never_the_values() {
     let headers = [("Authorization", "Bearer ${API_KEY}")];
     let secrets = ["hdr-secret-123", "qsecret-456", JWT];
 
-    let spec = url_spec("http://${HOST}/denied?q=${Q}", &headers, Some("value"));
+    let spec = url_spec(&format!("{}/denied?q=${{Q}}", server.base), &headers, Some("value"));
     let e = err(&spec, &env);
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("HTTP 403") && e.message.contains("bad auth"), "{}", e.message);
-    assert!(e.message.contains("http://${HOST}/denied?q=${Q}"), "{}", e.message);
+    assert!(e.message().contains("HTTP 403") && e.message().contains("bad auth"), "{}", e.message());
+    assert!(e.message().contains(&format!("{}/denied?q=${{Q}}", server.base)), "{}", e.message());
     assert_clean(&e, &spec, &secrets);
 
     // A literal credential header (no variable) is scrubbed too.
-    let spec = url_spec("http://${HOST}/denied", &[("Authorization", "Bearer literal-secret-789")], None);
+    let spec = url_spec(&format!("{}/denied", server.base), &[("Authorization", "Bearer literal-secret-789")], None);
     let e = err(&spec, &env);
-    assert!(e.message.contains("HTTP 403"), "{}", e.message);
+    assert!(e.message().contains("HTTP 403"), "{}", e.message());
     assert_clean(&e, &spec, &["literal-secret-789"]);
 
-    let spec = url_spec("http://${HOST}/moved?q=${Q}", &headers, None);
+    let spec = url_spec(&format!("{}/moved?q=${{Q}}", server.base), &headers, None);
     let e = err(&spec, &env);
-    assert!(e.message.contains("redirect") && e.message.contains("302"), "{}", e.message);
-    assert!(e.message.contains("http://${HOST}/moved?q=${Q}"), "{}", e.message);
+    assert!(e.message().contains("redirect") && e.message().contains("302"), "{}", e.message());
+    assert!(e.message().contains(&format!("{}/moved?q=${{Q}}", server.base)), "{}", e.message());
     assert_clean(&e, &spec, &secrets);
     assert_eq!(server.hits().iter().filter(|h| h.target.contains("elsewhere")).count(), 0);
 
-    let spec = url_spec("http://${HOST}/boom", &headers, None);
+    let spec = url_spec(&format!("{}/boom", server.base), &headers, None);
     let e = err(&spec, &env);
-    assert!(e.message.contains("HTTP 500"), "{}", e.message);
+    assert!(e.message().contains("HTTP 500"), "{}", e.message());
 
-    let spec = url_spec("http://${HOST}/empty", &headers, None);
+    let spec = url_spec(&format!("{}/empty", server.base), &headers, None);
     let e = err(&spec, &env);
-    assert!(e.message.contains("empty"), "{}", e.message);
+    assert!(e.message().contains("empty"), "{}", e.message());
     assert_clean(&e, &spec, &secrets);
 
     // Unset variable: named, nothing sent.
     let before = server.hits().len();
-    let spec = url_spec("http://${HOST}/x", &[("Authorization", "Bearer ${NOT_SET_ANYWHERE}")], None);
+    let spec = url_spec(&format!("{}/x", server.base), &[("Authorization", "Bearer ${NOT_SET_ANYWHERE}")], None);
     let e = err(&spec, &env);
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("NOT_SET_ANYWHERE") && e.message.contains("header authorization"), "{}", e.message);
+    assert!(
+        e.message().contains("NOT_SET_ANYWHERE") && e.message().contains("header authorization"),
+        "{}",
+        e.message()
+    );
     assert_eq!(server.hits().len(), before);
 
     // Connection refused: the expanded URL (with its secret) is not shown.
@@ -614,20 +618,45 @@ fn url_errors_show_the_template_never_the_values() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let env2 = Env::fixed([("PORT", closed.to_string()), ("Q", "qsecret-456".to_string())]);
-    let spec = url_spec("http://127.0.0.1:${PORT}/x?q=${Q}", &[], None);
+    let env2 = Env::fixed([("Q", "qsecret-456".to_string())]);
+    let spec = url_spec(&format!("http://127.0.0.1:{closed}/x?q=${{Q}}"), &[], None);
     let e = err(&spec, &env2);
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("cannot connect"), "{}", e.message);
+    assert!(e.message().contains("cannot connect"), "{}", e.message());
     assert_clean(&e, &spec, &["qsecret-456"]);
 
     // Invalid header name / value.
-    let e = err(&url_spec("http://${HOST}/x", &[("Bad Header", "v")], None), &env);
+    let e = err(&url_spec(&format!("{}/x", server.base), &[("Bad Header", "v")], None), &env);
     assert_eq!(e.kind, ErrorKind::Config);
     let env3 = host_env(&server, &[("NL", "a\nb-secret")]);
-    let e = err(&url_spec("http://${HOST}/x", &[("X-Token", "${NL}")], None), &env3);
+    let e = err(&url_spec(&format!("{}/x", server.base), &[("X-Token", "${NL}")], None), &env3);
     assert_eq!(e.kind, ErrorKind::Config);
-    assert!(e.message.contains("x-token") && !e.message.contains("b-secret"), "{}", e.message);
+    assert!(e.message().contains("x-token") && !e.message().contains("b-secret"), "{}", e.message());
+}
+
+#[test]
+fn url_variables_cannot_choose_the_host() {
+    // `${VAR}` in the scheme, host or port would let the environment send the
+    // headers (here a bearer) to another host: refused before any request.
+    let server = Server::start(|_| ok(JWT.to_string()));
+    let env = host_env(&server, &[("PORT", "1"), ("SCHEME", "http")]);
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    for template in [
+        "http://${HOST}/x".to_string(),
+        "http://127.0.0.1:${PORT}/x".to_string(),
+        format!("${{SCHEME}}://127.0.0.1:{port}/x"),
+    ] {
+        let spec = url_spec(&template, &[("Authorization", "Bearer ${API_KEY}")], None);
+        let e = err(&spec, &env);
+        assert_eq!(e.kind, ErrorKind::Config, "{template}");
+        assert!(e.message().contains("scheme, host or port"), "{}", e.message());
+        assert_clean(&e, &spec, &["hdr-secret-123"]);
+    }
+    assert_eq!(server.hits().len(), 0, "nothing was sent");
+    // In the path and the query they are fine.
+    let spec = url_spec(&format!("{}/${{PORT}}?s=${{SCHEME}}", server.base), &[], None);
+    assert_eq!(run(&spec, &env).unwrap().expose(), JWT);
+    assert_eq!(server.hits()[0].target, "/1?s=http");
 }
 
 #[test]
@@ -640,21 +669,21 @@ fn url_body_is_capped() {
     });
     let env = host_env(&server, &[]);
     for path in ["/declared", "/chunked"] {
-        let spec = url_spec(&format!("http://${{HOST}}{path}"), &[], None);
+        let spec = url_spec(&format!("{}{path}", server.base), &[], None);
         let e = err(&spec, &env);
         assert_eq!(e.kind, ErrorKind::Identity);
-        assert!(e.message.contains("more than 1048576 bytes"), "{path}: {}", e.message);
+        assert!(e.message().contains("more than 1048576 bytes"), "{path}: {}", e.message());
     }
-    let spec = url_spec("http://${HOST}/chunked-ok", &[], None);
+    let spec = url_spec(&format!("{}/chunked-ok", server.base), &[], None);
     assert_eq!(run(&spec, &env).unwrap().len(), 1000);
-    let spec = url_spec("http://${HOST}/exact", &[], None);
+    let spec = url_spec(&format!("{}/exact", server.base), &[], None);
     assert_eq!(run(&spec, &env).unwrap().len(), url::MAX_BODY_BYTES);
 }
 
 #[test]
 fn url_times_out() {
     let server = Server::start(|_| Reply::Hang);
-    let source = "identity token url http://${HOST}/hang";
+    let source = "identity token url http://127.0.0.1/hang";
     let req = url::TokenGet {
         url: reqwest::Url::parse(&format!("{}/hang", server.base)).unwrap(),
         headers: Default::default(),
@@ -667,7 +696,7 @@ fn url_times_out() {
     let e = block_on(url::get_token(req, source)).err().unwrap();
     assert!(t.elapsed() < Duration::from_secs(20));
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("timed out after 1s") && e.message.contains(source), "{}", e.message);
+    assert!(e.message().contains("timed out after 1s") && e.message().contains(source), "{}", e.message());
     assert_eq!(server.hits().len(), 1);
 }
 
@@ -703,8 +732,8 @@ fn url_scheme_host_and_userinfo_rules() {
     for (u, expect) in refused {
         let e = url::check_url(u, "src", &[]).err().unwrap_or_else(|| panic!("{u} should be refused"));
         assert_eq!(e.kind, ErrorKind::Config, "{u}");
-        assert!(e.message.contains(expect), "{u}: {}", e.message);
-        assert!(!e.message.contains("hunter2") && !e.message.contains("tokenonly"), "{}", e.message);
+        assert!(e.message().contains(expect), "{u}: {}", e.message());
+        assert!(!e.message().contains("hunter2") && !e.message().contains("tokenonly"), "{}", e.message());
     }
     // Through fetch: refused before any request, and the template's password is not shown.
     let spec = url_spec("https://me:hunter2@example.com/${X}", &[], None);
@@ -714,7 +743,7 @@ fn url_scheme_host_and_userinfo_rules() {
     assert_clean(&e, &spec, &["hunter2"]);
     // A scheme that comes from a variable is not echoed either.
     let e = err(&url_spec("${U}", &[], None), &Env::fixed([("U", "sk-secretscheme:abc")]));
-    assert!(!e.message.contains("secretscheme"), "{}", e.message);
+    assert!(!e.message().contains("secretscheme"), "{}", e.message());
 }
 
 // ---------------------------------------------------------------- GitHub Actions
@@ -774,7 +803,7 @@ fn github_actions_errors() {
     let env = actions_env(&server, "?api-version=2.0", "wrong-token-SECRET");
     let e = err(&spec, &env);
     assert_eq!(e.kind, ErrorKind::Identity);
-    assert!(e.message.contains("HTTP 401") && e.message.contains("id-token: write"), "{}", e.message);
+    assert!(e.message().contains("HTTP 401") && e.message().contains("id-token: write"), "{}", e.message());
     assert_clean(&e, &spec, &["wrong-token-SECRET"]);
 
     for env in [
@@ -784,8 +813,8 @@ fn github_actions_errors() {
     ] {
         let e = err(&spec, &env);
         assert_eq!(e.kind, ErrorKind::Identity);
-        assert!(e.message.contains("permissions: id-token: write"), "{}", e.message);
-        assert!(e.message.contains("ACTIONS_ID_TOKEN_REQUEST_"), "{}", e.message);
+        assert!(e.message().contains("permissions: id-token: write"), "{}", e.message());
+        assert!(e.message().contains("ACTIONS_ID_TOKEN_REQUEST_"), "{}", e.message());
         assert_clean(&e, &spec, &[]);
     }
 

@@ -2,10 +2,12 @@
 //! GET whose answer is the token. Also the engine behind the HTTP presets
 //! (GitHub Actions now; GCP and Azure metadata later).
 //!
-//! - `${VAR}` is expanded from [`Env`] in the URL and header values (see
-//!   [`super::expand`]); messages show the URL *template*, never expanded
-//!   values or header values, and every expanded value is scrubbed from any
-//!   text that reaches a message.
+//! - `${VAR}` is expanded from [`Env`] in the URL's path, query and fragment
+//!   and in header values (see [`super::expand`]); never in the scheme, host
+//!   or port, so the environment cannot send the request and its headers
+//!   elsewhere. Messages show the URL *template* (query values withheld, see
+//!   [`crate::error::redact_url`]), never expanded values or header values,
+//!   and every expanded value is scrubbed from any text that reaches a message.
 //! - Schemes: `https` anywhere; plain `http` only for loopback hosts and the
 //!   cloud metadata hosts ([`PLAIN_HTTP_HOSTS`]). URLs with credentials
 //!   (`user:pass@`) are refused.
@@ -21,7 +23,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
 
-use super::expand::expand;
+use super::expand::{expand, expand_url};
 use super::finish;
 use crate::config::Env;
 use crate::error::{scrub, Error, Result};
@@ -59,7 +61,7 @@ pub(crate) async fn fetch(
     source: &str,
 ) -> Result<Secret> {
     let field = check_field(field, source)?;
-    let expanded = expand(template, env, source, "the url")?;
+    let expanded = expand_url(template, env, source)?;
     let mut secrets = expanded.values;
     let url = check_url(&expanded.text, source, &secrets)?;
     let mut map = HeaderMap::new();
@@ -262,7 +264,7 @@ pub(crate) async fn send(req: HttpRequest, fail: &(dyn Fn(String) -> Error + Syn
     let HttpRequest { method, url, headers, body, secrets, timeout } = req;
     let mut builder = client.request(method, url).headers(headers).timeout(timeout);
     if let Some(body) = body {
-        builder = builder.body(body.expose().to_string());
+        builder = builder.body(crate::secret::wiped_body(body.expose().as_bytes().to_vec()));
     }
     let resp = builder.send().await.map_err(|e| fail(transport_error(&e, timeout, &secrets)))?;
     let status = resp.status();
@@ -395,20 +397,5 @@ async fn read_body(
             Ok(None) => return Ok(body),
             Err(e) => return Err(transport_error(&e, timeout, secrets)),
         }
-    }
-}
-
-/// The URL template for messages, with any `user:pass@` replaced.
-pub(crate) fn redact_userinfo(template: &str) -> String {
-    let Some(scheme_end) = template.find("://") else {
-        return template.to_string();
-    };
-    let auth_start = scheme_end + 3;
-    let rest = &template[auth_start..];
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    match authority.rfind('@') {
-        Some(at) => format!("{}[redacted]@{}", &template[..auth_start], &template[auth_start + at + 1..]),
-        None => template.to_string(),
     }
 }
