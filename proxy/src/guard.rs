@@ -343,7 +343,7 @@ mod tests {
     fn allow_host_values_are_checked() {
         for bad in ["", "http://x", "x:80", "a/b", "a b", "a..b"] {
             let e = HostRule::new(&[bad.into()]).unwrap_err();
-            assert!(e.message.contains("--allow-host"), "{e}");
+            assert!(e.message().contains("--allow-host"), "{e}");
         }
         assert!(HostRule::new(&["[fd00::1]".into(), "fd00::2".into(), "Proxy.Internal.".into()]).is_ok());
     }

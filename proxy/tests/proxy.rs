@@ -791,7 +791,7 @@ fn allow_host_adds_a_name() {
     let mut c = ProxyConfig::new(Listen::parse("127.0.0.1:0").unwrap());
     c.allow_hosts = vec!["http://x.example:80/".into()];
     let err = block_on(Proxy::bind(p, c)).err().expect("refused");
-    assert!(err.kind == ErrorKind::Config && err.message.contains("--allow-host"), "{err}");
+    assert!(err.kind == ErrorKind::Config && err.message().contains("--allow-host"), "{err}");
 }
 
 #[test]
@@ -936,7 +936,7 @@ fn a_unix_socket_path_that_is_a_symlink_or_a_file_is_refused_and_left_alone() {
     std::os::unix::fs::symlink(d.join("nowhere.sock"), d.join("dangling.sock")).unwrap();
     for p in [d.join("link.sock"), d.join("dangling.sock"), victim.clone()] {
         let err = bind(&p);
-        assert!(err.kind == ErrorKind::Config && err.message.contains("not a socket"), "{err}");
+        assert!(err.kind == ErrorKind::Config && err.message().contains("not a socket"), "{err}");
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine");
     assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o644);
@@ -967,7 +967,7 @@ fn a_stale_socket_is_replaced_a_live_one_is_not_and_the_mode_is_exact() {
         block_on(Proxy::bind(provider(&fx.emu.base_url(), &fx.jwt, d), ProxyConfig::new(Listen::Unix(sock.clone()))))
             .err()
             .expect("a live socket is not replaced");
-    assert!(again.message.contains("another process is listening"), "{again}");
+    assert!(again.message().contains("another process is listening"), "{again}");
     assert_eq!(private_dirs_left(d), Vec::<String>::new());
     px.shutdown();
     assert!(!sock.exists());
