@@ -450,6 +450,7 @@ pub fn diagnose_with(options: &ProviderOptions, doctor: &DoctorOptions) -> Repor
 
 /// The diagnosis. Never fails: every problem is a finding.
 pub async fn diagnose_async(options: &ProviderOptions, doctor: &DoctorOptions) -> Report {
+    crate::diag::init_from(&options.env);
     let mut report = Report::new(doctor.exchange);
     let resolved = match config::resolve(&options.overrides, &options.env) {
         Ok(r) => r,
@@ -1151,6 +1152,7 @@ async fn run_exchange(
     let params = ExchangeParams::for_federation(
         cfg,
         format!("anthropic-wif/{} ({}; doctor)", crate::VERSION, options.face.as_str()),
+        &options.env,
     );
     // Under the cache lock, so no other process exchanges at the same time.
     let lock = match &cache {

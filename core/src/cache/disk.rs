@@ -1053,7 +1053,7 @@ mod tests {
     #[test]
     #[ignore = "helper process, run by lock_holder_killed_releases_the_lock"]
     fn lock_holder_child() {
-        let Some(path) = std::env::var_os(CHILD_ENV) else { return };
+        let Some(path) = Env::capture().get(CHILD_ENV) else { return };
         let _guard = DiskCache::new(PathBuf::from(path)).lock(Duration::from_secs(10)).unwrap();
         // libtest may print "test … ... " before this on the same line.
         println!("\nLOCKED");
