@@ -1156,21 +1156,13 @@ async fn run_exchange(
     );
     // Under the cache lock, so no other process exchanges at the same time.
     let lock = match &cache {
-        Some(path) => {
-            let d = DiskCache::new(path);
-            let timeout = options.lock_timeout;
-            match tokio::task::spawn_blocking(move || d.lock(timeout)).await {
-                Ok(Ok(guard)) => Some(guard),
-                Ok(Err(e)) => {
-                    exchange_error(report, &e);
-                    return;
-                }
-                Err(e) => {
-                    exchange_error(report, &Error::internal(format!("lock task failed: {e}")));
-                    return;
-                }
+        Some(path) => match DiskCache::new(path).lock_async(options.lock_timeout).await {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                exchange_error(report, &e);
+                return;
             }
-        }
+        },
         None => None,
     };
     report.exchange.performed = true;

@@ -84,7 +84,8 @@ pub struct ProviderOptions {
     /// alone, because the SDKs wrap providers in their own cache.
     pub min_remaining: Option<i64>,
     pub retry: RetryPolicy,
-    /// Bound on waiting for another process's exchange (the file lock).
+    /// Bound on waiting for another exchange of the same cache file (the
+    /// in-process queue and the file lock together).
     pub lock_timeout: Duration,
 }
 
@@ -357,13 +358,9 @@ impl Provider {
                 return Ok(t);
             }
         }
-        let lock = {
-            let d = disk.clone();
-            let timeout = self.inner.options.lock_timeout;
-            tokio::task::spawn_blocking(move || d.lock(timeout))
-                .await
-                .map_err(|e| Error::internal(format!("lock task failed: {e}")))?
-        };
+        // One task per process and cache file waits for the file lock; the
+        // others queue in memory without a thread each (cache/disk.rs).
+        let lock = disk.lock_async(self.inner.options.lock_timeout).await;
         // A lock that cannot be had at all (read-only or full directory, a
         // symlink in its place) must not cost the caller its token: go on
         // without it. Waiting too long for another holder stays an error.
