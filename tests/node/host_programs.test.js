@@ -3,25 +3,16 @@
 // environment, and hundreds of providers parked on one cache file.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const { spawn } = require('node:child_process');
 const { Worker } = require('node:worker_threads');
 
 const { Provider } = require('anthropic-wif');
-const { startEmulator, sandbox, federationOptions, ROOT, RULE, ORG, SVAC } = require('./_helpers.js');
+const { emulatorAndSandbox, startEmulator, federationOptions, federationEnv, ROOT } = require('./_helpers.js');
 
-let emu;
-let sb;
-before(async () => {
-  emu = await startEmulator();
-  sb = sandbox();
-});
-after(async () => {
-  await emu.stop();
-  sb.cleanup();
-});
+const fixture = emulatorAndSandbox();
 
 /** Runs `node -e script …args` with `env`; resolves { code, signal, stdout, stderr }. */
 function runNode(script, args, env, timeoutMs) {
@@ -97,15 +88,9 @@ if (!isMainThread) {
 `;
 
 test('writing process.env on the main thread while the main thread and four workers call doctor() and getToken()', async () => {
+  const { emu, sb } = fixture;
   await emu.reset();
-  const env = {
-    ...sb.env,
-    ANTHROPIC_BASE_URL: emu.baseURL,
-    ANTHROPIC_FEDERATION_RULE_ID: RULE,
-    ANTHROPIC_ORGANIZATION_ID: ORG,
-    ANTHROPIC_SERVICE_ACCOUNT_ID: SVAC,
-    ANTHROPIC_IDENTITY_TOKEN: await emu.mintJwt(),
-  };
+  const env = federationEnv(emu.baseURL, sb.env, { ANTHROPIC_IDENTITY_TOKEN: await emu.mintJwt() });
   // The workers run the same script: it is passed again as argv[3].
   const r = await runNode(RACE_SCRIPT, [ROOT, '6', RACE_SCRIPT], env, 120_000);
   // The old engine called getenv on its own threads and died with SIGSEGV here.
@@ -154,22 +139,18 @@ function runWorker(env) {
 }
 
 /** The environment of one deployment: env federation against `e`, its own cache directory. */
-async function deploymentEnv(e, name) {
+async function deploymentEnv(e, sb, name) {
   const dir = sb.path(name);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const jwtFile = sb.path(name, 'jwt');
   fs.writeFileSync(jwtFile, await e.mintJwt());
-  return {
+  const base = {
     PATH: process.env.PATH || '',
     HOME: dir,
     XDG_CACHE_HOME: sb.path(name, 'cache'),
     ANTHROPIC_CONFIG_DIR: sb.path(name, 'config'),
-    ANTHROPIC_BASE_URL: e.baseURL,
-    ANTHROPIC_FEDERATION_RULE_ID: RULE,
-    ANTHROPIC_ORGANIZATION_ID: ORG,
-    ANTHROPIC_SERVICE_ACCOUNT_ID: SVAC,
-    ANTHROPIC_IDENTITY_TOKEN_FILE: jwtFile,
   };
+  return federationEnv(e.baseURL, base, { ANTHROPIC_IDENTITY_TOKEN_FILE: jwtFile });
 }
 
 /** Runs `fn` with the main thread's process.env replaced by `vars` (restored after). */
@@ -186,11 +167,12 @@ async function withMainEnv(vars, fn) {
 }
 
 test('a worker started with its own env uses that deployment, not the main thread\'s', async () => {
+  const { emu, sb } = fixture;
   const other = await startEmulator();
   try {
     await emu.reset();
-    const a = await deploymentEnv(emu, 'deployment-a');
-    const b = await deploymentEnv(other, 'deployment-b');
+    const a = await deploymentEnv(emu, sb, 'deployment-a');
+    const b = await deploymentEnv(other, sb, 'deployment-b');
     // Main thread configured for A, the worker for B.
     const r = await withMainEnv(a, () => runWorker(b));
     assert.ok(r.ok, r.error);
@@ -217,6 +199,7 @@ test('a worker started with its own env uses that deployment, not the main threa
 // item 13: hundreds of providers waiting for one cache file
 
 test('600 providers waiting for one cache file leave an unrelated provider fast, and share one exchange', async () => {
+  const { emu, sb } = fixture;
   await emu.reset();
   const jwtFile = sb.path('waiters-jwt');
   const options = (cache) =>

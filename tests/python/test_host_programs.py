@@ -143,34 +143,15 @@ def test_a_token_call_reads_the_environment_as_it_is_now(emulator: Emulator, mon
 
 
 FORK_PARENT = """
-    import errno, fcntl, json, os, sys, threading, time
+    import json, os, sys, threading, time
     import anthropic_wif
     from anthropic_wif import sources
 
     kwargs = json.loads(sys.argv[1])
     kwargs["identity_token"] = sources.File(kwargs["identity_token"])
-    lock_path = kwargs["credentials_path"] + ".lock"
     provider = anthropic_wif.Provider(**kwargs)
     threading.Thread(target=provider, daemon=True).start()  # the emulator holds this exchange
-
-    def held():
-        try:
-            fd = os.open(lock_path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        except OSError as err:
-            if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                return True
-            raise
-        finally:
-            os.close(fd)
-
-    while not held():
-        time.sleep(0.01)
+    sys.stdin.readline()  # the test saw the lock taken and the exchange reach the emulator
     pid = os.fork()
     if pid == 0:
         time.sleep(300)  # a worker that lives on (killed by the test)
@@ -181,7 +162,12 @@ FORK_PARENT = """
 
 
 def _try_flock(path: Path) -> bool:
-    fd = os.open(str(path), os.O_RDWR)
+    """Whether the lock on `path` is free (taken and released at once); a
+    missing file counts as free."""
+    try:
+        fd = os.open(str(path), os.O_RDWR)
+    except FileNotFoundError:
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -213,22 +199,26 @@ def test_a_forked_child_does_not_keep_the_cache_lock_of_a_dead_parent(emulator: 
     emulator.faults({"kind": "delay", "ms": 60_000})
     parent = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(FORK_PARENT), json.dumps(kwargs)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     child = None
+    lock = Path(str(cache) + ".lock")
     try:
-        assert parent.stdout is not None
+        assert parent.stdin is not None and parent.stdout is not None
+        deadline = time.monotonic() + 30
+        # Mid-exchange: it holds the lock and its request is at the emulator.
+        while _try_flock(lock) or emulator.stats()["faults_pending"]:
+            assert parent.poll() is None, f"the parent died: {parent.stderr.read() if parent.stderr else ''}"
+            assert time.monotonic() < deadline, "the parent never got to its exchange"
+            time.sleep(0.02)
+        parent.stdin.write("fork\n")
+        parent.stdin.flush()
         line = parent.stdout.readline()
         assert line, f"the parent did not fork: {parent.stderr.read() if parent.stderr else ''}"
         child = int(json.loads(line)["child"])
-        lock = Path(str(cache) + ".lock")
-        assert not _try_flock(lock), "the parent holds the lock before it dies"
-        deadline = time.monotonic() + 30
-        while emulator.stats()["faults_pending"]:  # its exchange has reached the emulator
-            assert time.monotonic() < deadline, "the parent's exchange never reached the emulator"
-            time.sleep(0.02)
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
         os.kill(child, 0)  # the child lives on
@@ -246,7 +236,7 @@ def test_a_forked_child_does_not_keep_the_cache_lock_of_a_dead_parent(emulator: 
         if parent.poll() is None:
             parent.kill()
             parent.wait(timeout=30)
-        for stream in (parent.stdout, parent.stderr):
+        for stream in (parent.stdin, parent.stdout, parent.stderr):
             if stream is not None:
                 stream.close()
         if child is not None:
