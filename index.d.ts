@@ -198,14 +198,19 @@ export interface ProviderOptions {
    */
   minRemaining?: number;
   /**
-   * How long, in seconds, to wait for another process that holds the
-   * on-disk cache lock (it is exchanging); then fail with a `WifError` of
-   * kind `internal`. Default 60.
+   * How long, in seconds, to wait for another process (or another provider
+   * of this process) that holds the on-disk cache lock (it is exchanging);
+   * then fail with a `WifError` of kind `internal`. Default 60.
    */
   lockTimeout?: number;
   /**
-   * The environment to resolve from, instead of the live process environment
-   * (nothing else is visible). Useful in worker threads and tests.
+   * The environment to resolve from and for identity sources to read
+   * (nothing else is visible), fixed for the provider's life. Default: a copy
+   * of the calling thread's `process.env` (in a worker, the worker's own),
+   * taken at construction and again at every call that may exchange, so a
+   * variable the program sets later (a fresh identity token) is used. The
+   * engine never reads the process environment itself. `ANTHROPIC_WIF_LOG`
+   * is read from `process.env` either way.
    */
   env?: Record<string, string | undefined>;
 }

@@ -4,8 +4,9 @@
 //   const client = new Anthropic({ credentials: new Provider().credentials() });
 //
 // This file is the thin JS face of the Rust engine: it loads the native addon,
-// turns its error records into WifError subclasses, and keeps the warm path
-// (a fresh token already in memory) synchronous up to the returned promise.
+// turns its error records into WifError subclasses, keeps the warm path
+// (a fresh token already in memory) synchronous up to the returned promise,
+// and hands the engine the caller's environment (see callerEnv).
 'use strict';
 
 const path = require('node:path');
@@ -116,6 +117,23 @@ function callNative(fn) {
 
 const kNative = Symbol('anthropic-wif.native');
 const kCredentials = Symbol('anthropic-wif.credentials');
+const kCallerEnv = Symbol('anthropic-wif.callerEnv');
+
+/**
+ * A copy of this thread's `process.env`, taken here, on the JS thread: the
+ * environment the engine resolves from and its identity sources read. The
+ * engine never reads the process environment itself: on its own threads that
+ * would race this program's writes to `process.env` (a crash), and in a
+ * worker it would see the main thread's variables instead of the worker's.
+ */
+function callerEnv() {
+  return { ...process.env };
+}
+
+/** Whether `options` fixes the environment (the `env` option); else the caller's is used. */
+function fixesEnv(options) {
+  return !!options && options.env !== undefined && options.env !== null;
+}
 
 /**
  * A source of Claude API access tokens through workload identity federation.
@@ -130,6 +148,7 @@ class Provider {
   #generation = 0;
   #token = '';
   #expiresAt = null;
+  #callerEnv = true;
 
   constructor(options) {
     if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
@@ -144,8 +163,12 @@ class Provider {
       throw new ConfigurationError(`new Provider(options): options must be plain data (${e.message})`, { kind: 'config' });
     }
     const handle = options && options[kNative];
+    // Without the `env` option, every call that may exchange takes a fresh
+    // copy of process.env: identity sources read variables at each exchange.
+    this.#callerEnv = handle ? options[kCallerEnv] : !fixesEnv(options);
     Object.defineProperty(this, kNative, {
-      value: handle || callNative(() => new native.NativeProvider(json)),
+      // (With the `env` option, the addon takes only ANTHROPIC_WIF_LOG from this copy.)
+      value: handle || callNative(() => new native.NativeProvider(json, callerEnv())),
       enumerable: false,
     });
     const self = this;
@@ -182,7 +205,7 @@ class Provider {
           return Promise.resolve({ token: this.#token, expiresAt: this.#expiresAt });
         }
       }
-      return nat.token(force).then(unwrap);
+      return nat.token(force, this.#callerEnv ? callerEnv() : null).then(unwrap);
     } catch (e) {
       return Promise.reject(fromThrown(e));
     }
@@ -204,7 +227,7 @@ class Provider {
     }
     const nat = this[kNative];
     const other = callNative(() => nat.forBaseUrl(baseURL));
-    return new Provider({ [kNative]: other });
+    return new Provider({ [kNative]: other, [kCallerEnv]: this.#callerEnv });
   }
 
   /** Forget the in-memory token; the next getToken re-checks the disk cache. */
@@ -246,7 +269,7 @@ function doctor(options, doctorOptions) {
   try {
     const json = plainObjectArg(options, 'doctor(options): options');
     const djson = plainObjectArg(doctorOptions, 'doctor(options, doctorOptions): doctorOptions');
-    return callNative(() => native.doctor(json, djson)).then((outcome) => {
+    return callNative(() => native.doctor(json, djson, callerEnv())).then((outcome) => {
       if (outcome.error) throw fromRecord(outcome.error);
       return JSON.parse(outcome.json);
     });

@@ -11,7 +11,11 @@
 //!   `status`, `requestId`, `errorCode`) that `index.js` turns into a
 //!   `WifError` subclass. napi's errors cannot carry those fields, so async
 //!   failures resolve with `{ error }` and sync ones throw a JSON message with
-//!   a fixed marker prefix.
+//!   a fixed marker prefix;
+//! - the caller's environment: `index.js` passes a copy of the calling
+//!   thread's `process.env` (a worker's is its own) at construction and with
+//!   each call that may exchange, unless the `env` option fixes one. The
+//!   engine never calls `getenv` (core/src/config/env.rs).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -117,13 +121,24 @@ fn opt_string(map: &Map<String, Value>, name: &str) -> Result<Option<String>, Er
     }
 }
 
-/// Turn the JSON of the JS options object into engine options.
-fn parse_options(json: &str) -> Result<ProviderOptions, Error> {
-    parse_options_for(json, "new Provider(options)")
+/// Turn the JSON of the JS options object into engine options, resolving
+/// from the `env` option when given, else from `caller` (a copy of the
+/// caller's `process.env`). `ANTHROPIC_WIF_LOG` is taken from `caller` even
+/// with the `env` option: the log level is the program's, not the provider's.
+fn parse_options(json: &str, caller: Option<HashMap<String, String>>) -> Result<ProviderOptions, Error> {
+    parse_options_for(json, "new Provider(options)", caller)
 }
 
 /// [`parse_options`], with `call` (e.g. `doctor(options)`) naming the API in messages.
-fn parse_options_for(json: &str, call: &str) -> Result<ProviderOptions, Error> {
+fn parse_options_for(
+    json: &str,
+    call: &str,
+    caller: Option<HashMap<String, String>>,
+) -> Result<ProviderOptions, Error> {
+    let caller = caller.map(Env::fixed);
+    if let Some(env) = &caller {
+        anthropic_wif_core::diag::init_from(env);
+    }
     let value: Value = serde_json::from_str(json)
         .map_err(|e| Error::config(format!("{call}: options are not serialisable as JSON ({e})")))?;
     let map = match value {
@@ -170,7 +185,7 @@ fn parse_options_for(json: &str, call: &str) -> Result<ProviderOptions, Error> {
         names: FieldNames::CamelCase,
     };
 
-    let mut options = ProviderOptions::new(Face::Node);
+    let mut options = ProviderOptions::new(Face::Node, Env::default());
     options.overrides = overrides;
 
     match map.get("noCache") {
@@ -215,7 +230,15 @@ fn parse_options_for(json: &str, call: &str) -> Result<ProviderOptions, Error> {
         }
     }
     match map.get("env") {
-        None | Some(Value::Null) => {}
+        None | Some(Value::Null) => match caller {
+            Some(env) => options.env = env,
+            None => {
+                return Err(Error::internal(format!(
+                    "{call}: the addon was called without the environment; load it through the package \
+                     (require('anthropic-wif')), not directly"
+                )))
+            }
+        },
         Some(Value::Object(vars)) => {
             let mut fixed = HashMap::with_capacity(vars.len());
             for (k, v) in vars {
@@ -277,10 +300,12 @@ impl NativeProvider {
 
 #[napi]
 impl NativeProvider {
-    /// `optionsJson`: `JSON.stringify(options ?? {})`. Throws a marked error.
+    /// `optionsJson`: `JSON.stringify(options ?? {})`; `env`: a copy of the
+    /// caller's `process.env` (with `options.env`, only its `ANTHROPIC_WIF_LOG`
+    /// counts). Throws a marked error.
     #[napi(constructor)]
-    pub fn new(options_json: String) -> napi::Result<Self> {
-        let options = parse_options(&options_json).map_err(|e| throw(&e))?;
+    pub fn new(options_json: String, env: Option<HashMap<String, String>>) -> napi::Result<Self> {
+        let options = parse_options(&options_json, env).map_err(|e| throw(&e))?;
         let inner = Provider::new(options).map_err(|e| throw(&e))?;
         Ok(NativeProvider::wrap(inner))
     }
@@ -308,15 +333,28 @@ impl NativeProvider {
     }
 
     /// A promise of `{ token }` or `{ error }`, computed on the core runtime.
+    /// `vars`: a copy of the caller's `process.env` taken just now, read by
+    /// identity sources if this call exchanges; `null` when `options.env`
+    /// fixed the environment at construction.
     #[napi(ts_return_type = "Promise<NativeOutcome>")]
-    pub fn token<'env>(&self, env: &'env napi::Env, force_refresh: bool) -> napi::Result<Object<'env>> {
+    pub fn token<'env>(
+        &self,
+        env: &'env napi::Env,
+        force_refresh: bool,
+        vars: Option<HashMap<String, String>>,
+    ) -> napi::Result<Object<'env>> {
         type Resolver = Box<dyn FnOnce(NapiEnv) -> napi::Result<NativeOutcome> + Send>;
         let (deferred, promise) = env.create_deferred::<NativeOutcome, Resolver>()?;
         let provider = self.inner.clone();
         let rt = anthropic_wif_core::runtime::runtime();
         // The work runs in its own task so that even a panic in it settles the
         // promise (as an internal error) instead of leaving it pending forever.
-        let work = rt.spawn(async move { provider.token(force_refresh).await });
+        let work = rt.spawn(async move {
+            match vars {
+                Some(vars) => provider.token_in(force_refresh, &Env::fixed(vars)).await,
+                None => provider.token(force_refresh).await,
+            }
+        });
         rt.spawn(async move {
             let outcome = match work.await {
                 Ok(Ok(t)) => NativeOutcome { token: Some(to_js_token(&t)), error: None },
@@ -403,13 +441,19 @@ pub struct NativeReport {
     pub error: Option<NativeError>,
 }
 
-/// `doctor(optionsJson, doctorJson)`: the core diagnosis (`anthropic-wif
-/// doctor --json`), computed on the core runtime. Bad options throw a marked
-/// config error synchronously; a configuration that does not resolve is a
-/// finding in the report, not an error.
+/// `doctor(optionsJson, doctorJson, env)`: the core diagnosis (`anthropic-wif
+/// doctor --json`), computed on the core runtime; `vars` as for
+/// `new NativeProvider`. Bad options throw a marked config error
+/// synchronously; a configuration that does not resolve is a finding in the
+/// report, not an error.
 #[napi(ts_return_type = "Promise<NativeReport>")]
-pub fn doctor<'env>(env: &'env napi::Env, options_json: String, doctor_json: String) -> napi::Result<Object<'env>> {
-    let options = parse_options_for(&options_json, "doctor(options)").map_err(|e| throw(&e))?;
+pub fn doctor<'env>(
+    env: &'env napi::Env,
+    options_json: String,
+    doctor_json: String,
+    vars: Option<HashMap<String, String>>,
+) -> napi::Result<Object<'env>> {
+    let options = parse_options_for(&options_json, "doctor(options)", vars).map_err(|e| throw(&e))?;
     let doctor_options = parse_doctor_options(&doctor_json).map_err(|e| throw(&e))?;
     type Resolver = Box<dyn FnOnce(NapiEnv) -> napi::Result<NativeReport> + Send>;
     let (deferred, promise) = env.create_deferred::<NativeReport, Resolver>()?;
@@ -461,9 +505,27 @@ pub fn build_profile() -> String {
 mod tests {
     use super::*;
 
+    fn parse_options_none(json: &str) -> Result<ProviderOptions, Error> {
+        parse_options(json, Some(HashMap::new()))
+    }
+
+    #[test]
+    fn the_environment_is_the_callers_unless_the_env_option_fixes_it() {
+        let caller = || Some(HashMap::from([("FROM".to_string(), "caller".to_string())]));
+        let o = parse_options("{}", caller()).unwrap();
+        assert_eq!(o.env.get("FROM").as_deref(), Some("caller"));
+        let o = parse_options(r#"{"env":{"FROM":"option"}}"#, caller()).unwrap();
+        assert_eq!(o.env.get("FROM").as_deref(), Some("option"));
+        let o = parse_options(r#"{"env":{"FROM":"option"}}"#, None).unwrap();
+        assert_eq!(o.env.get("FROM").as_deref(), Some("option"));
+        let e = parse_options("{}", None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(e.message().contains("without the environment"), "{}", e.message());
+    }
+
     #[test]
     fn options_are_parsed_and_checked() {
-        let o = parse_options(
+        let o = parse_options_none(
             r#"{"federationRuleId":"fdrl_x","organizationId":"u","baseURL":"http://127.0.0.1:1",
                 "identityToken":{"source":"file","path":"/t"},"noCache":true,"minRemaining":60,
                 "env":{"A":"b"}}"#,
@@ -477,21 +539,21 @@ mod tests {
         assert_eq!(o.env.get("A").as_deref(), Some("b"));
         assert_eq!(o.overrides.names, FieldNames::CamelCase);
 
-        let e = parse_options(r#"{"baseUrl":"x"}"#).unwrap_err();
+        let e = parse_options_none(r#"{"baseUrl":"x"}"#).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Config);
         assert!(e.message().contains("baseURL"), "{}", e.message());
-        let e = parse_options(r#"{"organizationId":5}"#).unwrap_err();
+        let e = parse_options_none(r#"{"organizationId":5}"#).unwrap_err();
         assert!(e.message().contains("organizationId must be a string"), "{}", e.message());
-        let e = parse_options(r#"{"identityToken":{"source":"nope"}}"#).unwrap_err();
+        let e = parse_options_none(r#"{"identityToken":{"source":"nope"}}"#).unwrap_err();
         assert!(e.message().contains("identityToken"), "{}", e.message());
-        assert!(parse_options("null").is_ok());
-        assert!(parse_options("{}").is_ok());
+        assert!(parse_options_none("null").is_ok());
+        assert!(parse_options_none("{}").is_ok());
 
-        let o = parse_options(r#"{"lockTimeout":0.5}"#).unwrap();
+        let o = parse_options_none(r#"{"lockTimeout":0.5}"#).unwrap();
         assert_eq!(o.lock_timeout, Duration::from_millis(500));
-        let e = parse_options(r#"{"lockTimeout":-1}"#).unwrap_err();
+        let e = parse_options_none(r#"{"lockTimeout":-1}"#).unwrap_err();
         assert!(e.message().contains("lockTimeout"), "{}", e.message());
-        let e = parse_options_for(r#"{"bogus":1}"#, "doctor(options)").unwrap_err();
+        let e = parse_options_for(r#"{"bogus":1}"#, "doctor(options)", Some(HashMap::new())).unwrap_err();
         assert!(e.message().starts_with("doctor(options): unknown option bogus"), "{}", e.message());
     }
 

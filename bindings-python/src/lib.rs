@@ -17,19 +17,23 @@
 //! - runs the core diagnosis (`doctor`) and hands its report out as the JSON
 //!   text of `anthropic-wif doctor --json` (the Python layer parses it);
 //! - rebuilds the core provider in a forked child (its locks and runtime
-//!   belong to the parent's threads, which the child does not have).
+//!   belong to the parent's threads, which the child does not have);
+//! - hands the engine a copy of `os.environ` taken under the GIL (at
+//!   construction, and at each call the warm path cannot answer): the engine
+//!   never calls `getenv` on its own threads, where it would race the
+//!   program's `os.environ[…] = …` (core/src/config/env.rs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once, RwLock};
 
-use anthropic_wif_core::config::{FieldNames, Overrides};
+use anthropic_wif_core::config::{Env, FieldNames, Overrides};
 use anthropic_wif_core::doctor::DoctorOptions;
 use anthropic_wif_core::identity::IdentitySpec;
 use anthropic_wif_core::{AccessToken, Error, ErrorKind, Face, Provider, ProviderOptions, Secret};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyType};
+use pyo3::types::{PyBytes, PyDict, PyType};
 
 // ---------------------------------------------------------------------------
 // fork awareness
@@ -64,12 +68,60 @@ fn install_atfork() {
 /// runtime's workers, so the only hand-offs to the caller are the start and
 /// the result, instead of a wake-up for every step between a caller-driven
 /// future and the connection task.
-fn start_on_runtime(provider: Provider, force_refresh: bool) -> std::sync::mpsc::Receiver<Result<AccessToken, Error>> {
+fn start_on_runtime(
+    provider: Provider,
+    force_refresh: bool,
+    env: Env,
+) -> std::sync::mpsc::Receiver<Result<AccessToken, Error>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     anthropic_wif_core::runtime::runtime().spawn(async move {
-        let _ = tx.send(provider.token(force_refresh).await);
+        let _ = tx.send(provider.token_in(force_refresh, &env).await);
     });
     rx
+}
+
+// ---------------------------------------------------------------------------
+// the environment
+
+/// `os.environ`, looked up once.
+static ENVIRON: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A copy of `os.environ` as it is now, taken under the GIL, so no Python
+/// thread writes it meanwhile: the environment the official SDK would read.
+/// Variables that are not valid Unicode are left out.
+///
+/// On POSIX CPython (and PyPy) `os.environ` keeps the variables as bytes in
+/// its `_data` dict; reading that directly costs a few microseconds where
+/// `os.environ.copy()` decodes every name and value in Python (tens of
+/// microseconds). Anything else falls back to the public `copy()`.
+fn environ_snapshot(py: Python<'_>) -> PyResult<Env> {
+    let environ = ENVIRON.get_or_try_init(py, || Ok::<_, PyErr>(py.import("os")?.getattr("environ")?.unbind()))?;
+    let environ = environ.bind(py);
+    if let Some(vars) = environ.getattr("_data").ok().and_then(|d| bytes_dict(&d)) {
+        return Ok(Env::fixed(vars));
+    }
+    let copy = environ.call_method0("copy")?;
+    let dict = copy.cast::<PyDict>()?;
+    let mut vars = Vec::with_capacity(dict.len());
+    for (name, value) in dict.iter() {
+        if let (Ok(name), Ok(value)) = (name.extract::<String>(), value.extract::<String>()) {
+            vars.push((name, value));
+        }
+    }
+    Ok(Env::fixed(vars))
+}
+
+/// The UTF-8 items of a dict of bytes to bytes; `None` if it is not one.
+fn bytes_dict(data: &Bound<'_, PyAny>) -> Option<Vec<(String, String)>> {
+    let data = data.cast::<PyDict>().ok()?;
+    let mut vars = Vec::with_capacity(data.len());
+    for (name, value) in data.iter() {
+        let (name, value) = (name.cast::<PyBytes>().ok()?, value.cast::<PyBytes>().ok()?);
+        if let (Ok(n), Ok(v)) = (std::str::from_utf8(name.as_bytes()), std::str::from_utf8(value.as_bytes())) {
+            vars.push((n.to_owned(), v.to_owned()));
+        }
+    }
+    Some(vars)
 }
 
 /// Wait for [`start_on_runtime`]'s result without the GIL, waking every
@@ -214,7 +266,9 @@ fn config_error(message: String) -> Error {
 /// The engine's provider options built from the Python keyword arguments
 /// (already type-checked by `anthropic_wif._provider`). Building them does no
 /// I/O and resolves nothing: a malformed identity-source dict or a negative
-/// `min_remaining` is refused here, everything else when resolved.
+/// `min_remaining` is refused here, everything else when resolved. They hold
+/// the copy of `os.environ` taken when they were built (the configuration is
+/// resolved from it).
 #[pyclass(frozen, module = "anthropic_wif._native", name = "NativeOptions")]
 struct NativeOptions {
     options: ProviderOptions,
@@ -286,7 +340,7 @@ impl NativeOptions {
             credentials_path: opt_string(credentials_path).map(Into::into),
             names: FieldNames::SnakeCase,
         };
-        let mut options = ProviderOptions::new(Face::Python);
+        let mut options = ProviderOptions::new(Face::Python, environ_snapshot(py)?);
         options.overrides = overrides;
         options.disk_cache = disk_cache;
         options.min_remaining = min_remaining;
@@ -495,7 +549,7 @@ impl NativeProvider {
             }
         }
         let provider = self.provider(py)?;
-        let rx = start_on_runtime(provider, force_refresh);
+        let rx = start_on_runtime(provider, force_refresh, environ_snapshot(py)?);
         match wait_for_token(py, rx)? {
             Ok(token) => self.wrap(py, token),
             Err(e) => Err(to_pyerr(py, &e)),
@@ -522,8 +576,10 @@ impl NativeProvider {
     ) -> PyResult<()> {
         let py = slf.py();
         let provider = slf.get().provider(py)?;
+        let env = environ_snapshot(py)?;
         let this: Py<NativeProvider> = slf.unbind();
-        let work = anthropic_wif_core::runtime::runtime().spawn(async move { provider.token(force_refresh).await });
+        let work =
+            anthropic_wif_core::runtime::runtime().spawn(async move { provider.token_in(force_refresh, &env).await });
         complete_future(work, event_loop, future, resolve, move |py, token| this.get().wrap(py, token));
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anthropic_wif_core::config::{FieldNames, Overrides};
+use anthropic_wif_core::config::{Env, FieldNames, Overrides};
 use anthropic_wif_core::identity::IdentitySpec;
 use anthropic_wif_core::{Error, Face, ProviderOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -168,8 +168,11 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
+    /// The engine's options. The environment is snapshot here, on the main
+    /// thread, before any engine thread exists; the CLI never writes its
+    /// environment, so one snapshot serves the whole run.
     pub fn provider_options(&self) -> Result<ProviderOptions, Error> {
-        let mut o = ProviderOptions::new(Face::Cli);
+        let mut o = ProviderOptions::new(Face::Cli, Env::capture());
         o.overrides = Overrides {
             profile: self.profile.clone(),
             federation_rule_id: self.federation_rule_id.clone(),

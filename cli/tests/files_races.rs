@@ -186,8 +186,7 @@ fn sixty_four_processes_on_a_cold_then_an_expiring_cache() {
 }
 
 fn provider_options(sb: &Sandbox) -> ProviderOptions {
-    let mut o = ProviderOptions::new(Face::Python);
-    o.env = Env::fixed(sb.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut o = ProviderOptions::new(Face::Python, Env::fixed(sb.env.iter().map(|(k, v)| (k.clone(), v.clone()))));
     o.overrides = Overrides::default();
     o
 }

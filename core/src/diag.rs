@@ -1,33 +1,56 @@
 //! Diagnostics on stderr (`-v`, or `ANTHROPIC_WIF_LOG=info|debug` in any face).
 //! Callers pass only secret-free text; there is no way to log a `Secret`
 //! except by exposing it, which this crate never does here.
+//!
+//! `ANTHROPIC_WIF_LOG` is read from the first environment snapshot a face
+//! hands the engine ([`init_from`], called by `Provider::new` and the doctor),
+//! never from the process environment: engine threads do not call `getenv`
+//! (config/env.rs says why).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// 0 = quiet, 1 = info (`-v`), 2 = debug (`-vv`). 255 = not yet initialised.
-static LEVEL: AtomicU8 = AtomicU8::new(255);
+use crate::config::Env;
+
+/// 0 = quiet, 1 = info (`-v`), 2 = debug (`-vv`). 255 = not yet initialised (quiet).
+static LEVEL: AtomicU8 = AtomicU8::new(UNSET);
+
+const UNSET: u8 = 255;
 
 pub const INFO: u8 = 1;
 pub const DEBUG: u8 = 2;
 
-/// Set the verbosity (the CLI's `-v` count).
+/// The variable that turns diagnostics on in the bindings.
+pub const ENV_LOG: &str = "ANTHROPIC_WIF_LOG";
+
+/// Set the verbosity (the CLI's `-v` count). Wins over [`init_from`].
 pub fn set_verbosity(level: u8) {
     LEVEL.store(level.min(2), Ordering::Relaxed);
 }
 
-/// Current verbosity; the first call reads `ANTHROPIC_WIF_LOG`.
-pub fn verbosity() -> u8 {
-    let v = LEVEL.load(Ordering::Relaxed);
-    if v != 255 {
-        return v;
+/// Take the verbosity from `ANTHROPIC_WIF_LOG` in `env`, unless it is set
+/// already (by [`set_verbosity`] or an earlier snapshot).
+pub fn init_from(env: &Env) {
+    if LEVEL.load(Ordering::Relaxed) != UNSET {
+        return;
     }
-    let from_env = match std::env::var("ANTHROPIC_WIF_LOG").unwrap_or_default().to_ascii_lowercase().as_str() {
+    let _ = LEVEL.compare_exchange(UNSET, level_from(env), Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// The verbosity `ANTHROPIC_WIF_LOG` asks for in `env`.
+fn level_from(env: &Env) -> u8 {
+    match env.get(ENV_LOG).unwrap_or_default().to_ascii_lowercase().as_str() {
         "debug" | "trace" | "2" => DEBUG,
         "info" | "1" | "true" => INFO,
         _ => 0,
-    };
-    LEVEL.store(from_env, Ordering::Relaxed);
-    from_env
+    }
+}
+
+/// Current verbosity (quiet until [`set_verbosity`] or [`init_from`]).
+pub fn verbosity() -> u8 {
+    match LEVEL.load(Ordering::Relaxed) {
+        UNSET => 0,
+        v => v,
+    }
 }
 
 pub fn enabled(level: u8) -> bool {
@@ -46,6 +69,15 @@ pub fn emit(level: u8, message: impl FnOnce() -> String) {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::Env;
+
+    #[test]
+    fn the_level_comes_from_the_snapshot() {
+        assert_eq!(super::level_from(&Env::fixed([("ANTHROPIC_WIF_LOG", "Debug")])), super::DEBUG);
+        assert_eq!(super::level_from(&Env::fixed([("ANTHROPIC_WIF_LOG", "info")])), super::INFO);
+        assert_eq!(super::level_from(&Env::fixed([("ANTHROPIC_WIF_LOG", "nonsense")])), 0);
+        assert_eq!(super::level_from(&Env::default()), 0);
+    }
     #[test]
     fn emitted_lines_are_scrubbed() {
         // emit() writes to stderr; check the transformation it applies.

@@ -450,6 +450,7 @@ pub fn diagnose_with(options: &ProviderOptions, doctor: &DoctorOptions) -> Repor
 
 /// The diagnosis. Never fails: every problem is a finding.
 pub async fn diagnose_async(options: &ProviderOptions, doctor: &DoctorOptions) -> Report {
+    crate::diag::init_from(&options.env);
     let mut report = Report::new(doctor.exchange);
     let resolved = match config::resolve(&options.overrides, &options.env) {
         Ok(r) => r,
@@ -1147,24 +1148,17 @@ async fn run_exchange(
     let params = ExchangeParams::for_federation(
         cfg,
         format!("anthropic-wif/{} ({}; doctor)", crate::VERSION, options.face.as_str()),
+        &options.env,
     );
     // Under the cache lock, so no other process exchanges at the same time.
     let lock = match &cache {
-        Some(path) => {
-            let d = DiskCache::new(path);
-            let timeout = options.lock_timeout;
-            match tokio::task::spawn_blocking(move || d.lock(timeout)).await {
-                Ok(Ok(guard)) => Some(guard),
-                Ok(Err(e)) => {
-                    exchange_error(report, &e);
-                    return;
-                }
-                Err(e) => {
-                    exchange_error(report, &Error::internal(format!("lock task failed: {e}")));
-                    return;
-                }
+        Some(path) => match DiskCache::new(path).lock_async(options.lock_timeout).await {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                exchange_error(report, &e);
+                return;
             }
-        }
+        },
         None => None,
     };
     report.exchange.performed = true;

@@ -6,6 +6,13 @@
 //! fresh identity token and exchanges it, writing the result back. N threads
 //! or N processes asking at once therefore make one exchange: a correctness
 //! matter, because the server accepts each identity JWT only once.
+//!
+//! The environment is a snapshot ([`Env`]) handed in by the face: the one
+//! taken at construction resolves the configuration; identity sources read
+//! variables at each exchange (an `env` source, a CI preset, `${VAR}` in a
+//! url), so faces that live inside a host program pass a fresh snapshot with
+//! every call that may exchange ([`Provider::token_in`]). The warm path reads
+//! no environment at all.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +72,8 @@ impl Face {
 #[derive(Clone, Debug)]
 pub struct ProviderOptions {
     pub overrides: Overrides,
+    /// The environment the configuration is resolved from (and identity
+    /// sources read, unless a call brings a fresher snapshot).
     pub env: Env,
     pub face: Face,
     /// Read and write the on-disk cache (and take its lock). Default true.
@@ -75,15 +84,19 @@ pub struct ProviderOptions {
     /// alone, because the SDKs wrap providers in their own cache.
     pub min_remaining: Option<i64>,
     pub retry: RetryPolicy,
-    /// Bound on waiting for another process's exchange (the file lock).
+    /// Bound on waiting for another exchange of the same cache file (the
+    /// in-process queue and the file lock together).
     pub lock_timeout: Duration,
 }
 
 impl ProviderOptions {
-    pub fn new(face: Face) -> Self {
+    /// Defaults for `face`, resolving from `env`: a snapshot the face took on
+    /// its own thread (config/env.rs); the engine never reads the process
+    /// environment itself.
+    pub fn new(face: Face, env: Env) -> Self {
         ProviderOptions {
             overrides: Overrides::default(),
-            env: Env::Process,
+            env,
             face,
             disk_cache: true,
             min_remaining: None,
@@ -141,6 +154,7 @@ impl std::fmt::Debug for Provider {
 impl Provider {
     /// Resolve and validate the configuration (no network I/O).
     pub fn new(options: ProviderOptions) -> Result<Self> {
+        diag::init_from(&options.env);
         let resolved = config::resolve(&options.overrides, &options.env)?;
         let mut notice = None;
         let source = match &resolved.resolution {
@@ -150,6 +164,7 @@ impl Provider {
                 let params = ExchangeParams::for_federation(
                     cfg,
                     format!("anthropic-wif/{} ({})", crate::VERSION, options.face.as_str()),
+                    &options.env,
                 );
                 let disk = if options.disk_cache {
                     let path = match &cfg.credentials_path {
@@ -267,8 +282,18 @@ impl Provider {
     }
 
     /// A token with enough life left, from memory, disk, or a new exchange.
-    /// `force_refresh` (after a 401 from the API) skips both caches.
+    /// `force_refresh` (after a 401 from the API) skips both caches. Identity
+    /// sources read the snapshot taken at construction: for programs that
+    /// never change their environment (the CLI, the proxy).
     pub async fn token(&self, force_refresh: bool) -> Result<AccessToken> {
+        self.token_in(force_refresh, &self.inner.options.env).await
+    }
+
+    /// [`Provider::token`], with identity sources reading `env`: a snapshot
+    /// the caller just took of its environment (the bindings take one on the
+    /// calling thread whenever the warm path misses). Concurrent callers share
+    /// one exchange, made with the snapshot of the caller that started it.
+    pub async fn token_in(&self, force_refresh: bool, env: &Env) -> Result<AccessToken> {
         if !force_refresh {
             if let Some(t) = self.cached() {
                 return Ok(t);
@@ -280,10 +305,11 @@ impl Provider {
             Source::Federation { .. } => {
                 let margin = self.inner.options.min_remaining.unwrap_or(0);
                 let this = self.clone();
+                let env = env.clone();
                 let t = self
                     .inner
                     .memory
-                    .get_or_refresh(force_refresh, margin, move |force| async move { this.obtain(force).await })
+                    .get_or_refresh(force_refresh, margin, move |force| async move { this.obtain(force, &env).await })
                     .await?;
                 Ok(t.into())
             }
@@ -334,25 +360,21 @@ impl Provider {
     /// sharing the cache backs off for [`REFRESH_FAILURE_BACKOFF_SECONDS`]
     /// (recorded in the lock file), so an endpoint that is down is not
     /// hammered by callers that still hold a valid token.
-    async fn obtain(&self, force: bool) -> Result<CachedToken> {
+    async fn obtain(&self, force: bool, env: &Env) -> Result<CachedToken> {
         let Source::Federation { config, params, disk } = &self.inner.source else {
             return Err(Error::internal("obtain() on a non-federation provider"));
         };
         let Some(disk) = disk else {
-            return self.exchange(config, params, &self.inner.options.retry).await;
+            return self.exchange(config, params, &self.inner.options.retry, env).await;
         };
         if !force {
             if let FromDisk::Fresh(t) = self.judge_disk(disk) {
                 return Ok(t);
             }
         }
-        let lock = {
-            let d = disk.clone();
-            let timeout = self.inner.options.lock_timeout;
-            tokio::task::spawn_blocking(move || d.lock(timeout))
-                .await
-                .map_err(|e| Error::internal(format!("lock task failed: {e}")))?
-        };
+        // One task per process and cache file waits for the file lock; the
+        // others queue in memory without a thread each (cache/disk.rs).
+        let lock = disk.lock_async(self.inner.options.lock_timeout).await;
         // A lock that cannot be had at all (read-only or full directory, a
         // symlink in its place) must not cost the caller its token: go on
         // without it. Waiting too long for another holder stays an error.
@@ -379,7 +401,7 @@ impl Provider {
             }
         }
         let Some((old, left)) = fallback else {
-            let token = self.exchange(config, params, &self.inner.options.retry).await;
+            let token = self.exchange(config, params, &self.inner.options.retry, env).await;
             if let Ok(t) = &token {
                 self.write_disk(disk, t);
                 if let Some(l) = lock.as_ref().filter(|l| l.refresh_backoff_until().is_some()) {
@@ -414,7 +436,7 @@ impl Provider {
             timeout: base.timeout.min(QUICK_REFRESH_BUDGET),
             ..base.clone()
         };
-        match self.exchange(config, params, &quick).await {
+        match self.exchange(config, params, &quick, env).await {
             Ok(t) => {
                 self.write_disk(disk, &t);
                 if let Some(l) = lock.as_ref().filter(|l| l.refresh_backoff_until().is_some()) {
@@ -502,9 +524,9 @@ impl Provider {
         config: &FederationConfig,
         params: &ExchangeParams,
         policy: &RetryPolicy,
+        env: &Env,
     ) -> Result<CachedToken> {
         let spec = &config.identity.value;
-        let env = &self.inner.options.env;
         diag::emit(diag::INFO, || {
             format!("exchanging an identity token from {} at {}", spec.describe(), params.base_url)
         });

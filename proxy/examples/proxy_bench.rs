@@ -119,8 +119,7 @@ fn main() {
         emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, 3600),
     )
     .expect("jwt");
-    let mut o = ProviderOptions::new(Face::Proxy);
-    o.env = Env::fixed([("HOME", dir.path().display().to_string())]);
+    let mut o = ProviderOptions::new(Face::Proxy, Env::fixed([("HOME", dir.path().display().to_string())]));
     o.disk_cache = false;
     o.overrides = Overrides {
         federation_rule_id: Some("fdrl_01BenchRule000000000000000".into()),

@@ -62,8 +62,7 @@ fn write_jwt(emu: &Emulator, path: &Path) {
 }
 
 fn provider(base_url: &str, jwt: &Path, dir: &Path) -> Provider {
-    let mut o = ProviderOptions::new(Face::Proxy);
-    o.env = Env::fixed([("HOME", dir.display().to_string())]);
+    let mut o = ProviderOptions::new(Face::Proxy, Env::fixed([("HOME", dir.display().to_string())]));
     o.overrides = Overrides {
         federation_rule_id: Some(RULE.into()),
         organization_id: Some(ORG.into()),
@@ -642,8 +641,10 @@ fn only_loopback_unless_allowed() {
 
 #[test]
 fn a_static_bearer_configuration_is_refused() {
-    let mut o = ProviderOptions::new(Face::Proxy);
-    o.env = Env::fixed([("ANTHROPIC_AUTH_TOKEN", "sk-ant-oat01-static"), ("HOME", "/nonexistent")]);
+    let o = ProviderOptions::new(
+        Face::Proxy,
+        Env::fixed([("ANTHROPIC_AUTH_TOKEN", "sk-ant-oat01-static"), ("HOME", "/nonexistent")]),
+    );
     let p = Provider::new(o).unwrap();
     let err = block_on(Proxy::bind(p, ProxyConfig::new(Listen::parse("127.0.0.1:0").unwrap()))).err().expect("refused");
     assert!(err.message().contains("ANTHROPIC_AUTH_TOKEN") && err.message().contains("federated"), "{err}");

@@ -11,7 +11,7 @@ const path = require('node:path');
 const util = require('node:util');
 
 const wif = require('anthropic-wif');
-const { startEmulator, sandbox, RULE, ORG, SVAC, ROOT } = require('./_helpers.js');
+const { startEmulator, sandbox, federationEnv, ROOT } = require('./_helpers.js');
 
 const MATRIX = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests', 'fault-matrix.json'), 'utf8'));
 
@@ -125,14 +125,7 @@ async function runCase(c, { via = 'provider' } = {}) {
     const jwtFile = sb.path('identity-token');
     fs.writeFileSync(jwtFile, jwt, { mode: 0o600 });
     // The configuration comes from the environment, as with the CLI.
-    const env = {
-      ...sb.env,
-      ANTHROPIC_BASE_URL: emu.baseURL,
-      ANTHROPIC_FEDERATION_RULE_ID: RULE,
-      ANTHROPIC_ORGANIZATION_ID: ORG,
-      ANTHROPIC_SERVICE_ACCOUNT_ID: SVAC,
-      ANTHROPIC_IDENTITY_TOKEN_FILE: jwtFile,
-    };
+    const env = federationEnv(emu.baseURL, sb.env, { ANTHROPIC_IDENTITY_TOKEN_FILE: jwtFile });
     if (c.setup === 'connection_refused') env.ANTHROPIC_BASE_URL = await closedPortURL();
     else if (c.setup === 'slow_loris') {
       loris = await slowLorisServer();

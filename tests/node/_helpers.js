@@ -104,6 +104,24 @@ function sandbox() {
 }
 
 /**
+ * For a test file: an emulator and a sandbox started before its tests and
+ * stopped after them (node:test hooks). Returns `{ emu, sb }`, filled in by the hook.
+ */
+function emulatorAndSandbox() {
+  const { before, after } = require('node:test');
+  const fixture = { emu: null, sb: null };
+  before(async () => {
+    fixture.emu = await startEmulator();
+    fixture.sb = sandbox();
+  });
+  after(async () => {
+    await fixture.emu.stop();
+    fixture.sb.cleanup();
+  });
+  return fixture;
+}
+
+/**
  * An identity-token source that asks the emulator for a fresh single-use JWT
  * at every exchange (a real program, run by the engine without a shell).
  */
@@ -129,6 +147,21 @@ function federationOptions(emu, sb, extra = {}) {
   };
 }
 
+/**
+ * An environment that configures federation against `baseURL` the way the
+ * CLI reads it (ANTHROPIC_* variables), on top of `base` (e.g. a sandbox's env).
+ */
+function federationEnv(baseURL, base, extra = {}) {
+  return {
+    ...base,
+    ANTHROPIC_BASE_URL: baseURL,
+    ANTHROPIC_FEDERATION_RULE_ID: RULE,
+    ANTHROPIC_ORGANIZATION_ID: ORG,
+    ANTHROPIC_SERVICE_ACCOUNT_ID: SVAC,
+    ...extra,
+  };
+}
+
 /** Throws when `text` holds anything that looks like an access token or a JWT, or one of `secrets`. */
 function assertNoSecrets(text, secrets = [], what = 'text') {
   for (const s of secrets) {
@@ -148,8 +181,10 @@ module.exports = {
   cliBinary,
   startEmulator,
   sandbox,
+  emulatorAndSandbox,
   jwtCommand,
   federationOptions,
+  federationEnv,
   assertNoSecrets,
   sleep,
 };

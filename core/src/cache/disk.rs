@@ -198,19 +198,79 @@ impl DiskCache {
     }
 
     /// Take the cross-process lock on `<file>.lock` (never the cache file),
-    /// waiting at most `timeout`. Blocking: call it from a blocking thread.
-    /// The OS releases the lock when its holder exits, however it dies; the
-    /// guard releases it on drop. The lock file is created 0600 and left in
-    /// place (removing it would race with other acquirers).
-    pub fn lock(&self, timeout: Duration) -> Result<LockGuard> {
-        let path = &self.lock_path;
-        let fail = |what: &str, e: io::Error| {
-            Error::internal(format!("could not {what} the token cache lock file {}: {e}", path.display()))
+    /// waiting at most `timeout`, without a thread: the way the engine waits.
+    ///
+    /// Callers in one process queue first on an in-process async lock keyed
+    /// by the lock file's path, so however many providers of this process
+    /// wait for the same cache file, one task polls the file lock (every 1 to
+    /// 25 ms, on the runtime's timer) and the others sleep until it is handed
+    /// to them, in turn. `timeout` bounds both waits together.
+    ///
+    /// The OS releases the lock when its holder exits, however it dies, and
+    /// a child the holder forked never keeps it (module `fork` below); the guard
+    /// releases it on drop.
+    pub async fn lock_async(&self, timeout: Duration) -> Result<LockGuard> {
+        let deadline = Instant::now() + timeout;
+        let queue = lock_queue(&self.lock_path);
+        let turn = match tokio::time::timeout(timeout, queue.lock_owned()).await {
+            Ok(turn) => turn,
+            Err(_) => return Err(self.lock_timed_out(timeout)),
         };
+        let file = self.open_lock()?;
+        let mut pause = Duration::from_millis(1);
+        while let Some(wait) = self.attempt(&file, deadline, timeout, &mut pause)? {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(LockGuard { file, path: self.lock_path.clone(), _turn: Some(turn) })
+    }
+
+    /// [`DiskCache::lock_async`] for synchronous callers: blocks this thread
+    /// (sleeping between attempts) and skips the in-process queue.
+    pub fn lock(&self, timeout: Duration) -> Result<LockGuard> {
+        let deadline = Instant::now() + timeout;
+        let file = self.open_lock()?;
+        let mut pause = Duration::from_millis(1);
+        while let Some(wait) = self.attempt(&file, deadline, timeout, &mut pause)? {
+            std::thread::sleep(wait);
+        }
+        Ok(LockGuard { file, path: self.lock_path.clone(), _turn: None })
+    }
+
+    /// One try at the file lock: `None` when it is ours, else how long to
+    /// sleep before the next try (short sleeps growing to 25 ms, with jitter
+    /// so waiters of different processes do not poll in lockstep); an error
+    /// past the deadline.
+    fn attempt(
+        &self,
+        file: &LockFile,
+        deadline: Instant,
+        timeout: Duration,
+        pause: &mut Duration,
+    ) -> Result<Option<Duration>> {
+        match file.file.try_lock() {
+            Ok(()) => return Ok(None),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => return Err(self.lock_failed("lock", e)),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(self.lock_timed_out(timeout));
+        }
+        let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64 / 2));
+        let wait = (*pause + jitter).min(deadline - now);
+        *pause = (*pause * 2).min(Duration::from_millis(25));
+        Ok(Some(wait))
+    }
+
+    /// Open (creating it 0600, never through a symlink) the lock file, its
+    /// directory created 0700 if missing. The lock file is left in place
+    /// (removing it would race with other acquirers).
+    fn open_lock(&self) -> Result<LockFile> {
+        let path = &self.lock_path;
         let dir = parent_dir(path);
-        ensure_dir(dir).map_err(|e| fail(&format!("create the directory {} for", dir.display()), e))?;
+        ensure_dir(dir).map_err(|e| self.lock_failed(&format!("create the directory {} for", dir.display()), e))?;
         check_cache_dir(path).map_err(Error::internal)?;
-        let file = open_lock_file(path).map_err(|e| {
+        let lock = open_lock_file(path).map_err(|e| {
             if is_symlink_error(&e) {
                 Error::internal(format!(
                     "the token cache lock file {} is a symlink; refusing to follow it. Remove it (`rm {}`).",
@@ -218,48 +278,42 @@ impl DiskCache {
                     path.display()
                 ))
             } else {
-                fail("open", e)
+                self.lock_failed("open", e)
             }
         })?;
         // Someone else's lock file (or one anyone can write) could be held
         // forever or carry a forged refresh back-off: refuse it.
-        let meta = file.metadata().map_err(|e| fail("inspect", e))?;
+        let meta = lock.file.metadata().map_err(|e| self.lock_failed("inspect", e))?;
         trusted::check(&meta, path, "token cache lock file", CACHE_STAKE, trusted::Policy::Settings)
             .map_err(Error::internal)?;
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(LockGuard { file, path: path.clone() }),
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => return Err(fail("lock", e)),
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::internal(format!(
-                    "timed out after {:.1} s waiting for the token cache lock {}: another process holds it \
-                     (it is exchanging a token, or hangs). The lock is released when that process exits; \
-                     find it with `fuser {}` or raise the lock time-out.",
-                    timeout.as_secs_f64(),
-                    path.display(),
-                    path.display()
-                ))
-                .with_error_code(Some(LOCK_TIMEOUT_CODE.into())));
-            }
-            // Short sleeps with jitter, so waiters do not poll in lockstep.
-            let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64 / 2));
-            std::thread::sleep((pause + jitter).min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(25));
-        }
+        Ok(lock)
+    }
+
+    fn lock_failed(&self, what: &str, e: io::Error) -> Error {
+        Error::internal(format!("could not {what} the token cache lock file {}: {e}", self.lock_path.display()))
+    }
+
+    fn lock_timed_out(&self, timeout: Duration) -> Error {
+        let p = self.lock_path.display();
+        Error::internal(format!(
+            "timed out after {:.1} s waiting for the token cache lock {p}: another process (or another provider \
+             in this process) holds it (it is exchanging a token, or hangs). The lock is released when that \
+             process exits; find it with `fuser {p}` or raise the lock time-out.",
+            timeout.as_secs_f64(),
+        ))
+        .with_error_code(Some(LOCK_TIMEOUT_CODE.into()))
     }
 }
 
-/// Holds the cache lock; released on drop.
+/// Holds the cache lock; released on drop (then the next waiter of this
+/// process gets its turn).
 #[derive(Debug)]
 pub struct LockGuard {
-    file: File,
+    file: LockFile,
     path: PathBuf,
+    /// This process's turn at the lock file ([`DiskCache::lock_async`]);
+    /// dropped after the file lock is released.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl LockGuard {
@@ -273,7 +327,7 @@ impl LockGuard {
     /// written only by the lock holder, so the record needs no lock of its own.
     pub fn refresh_backoff_until(&self) -> Option<i64> {
         use std::io::Seek;
-        let mut f = &self.file;
+        let mut f = &self.file.file;
         f.seek(io::SeekFrom::Start(0)).ok()?;
         let mut text = String::new();
         f.take(4096).read_to_string(&mut text).ok()?;
@@ -285,7 +339,7 @@ impl LockGuard {
     /// failure only means the next process tries the endpoint again.
     pub fn set_refresh_backoff_until(&self, until: Option<i64>) {
         use std::io::Seek;
-        let mut f = &self.file;
+        let mut f = &self.file.file;
         let _ = f.set_len(0);
         if let Some(until) = until {
             let _ = f.seek(io::SeekFrom::Start(0));
@@ -296,7 +350,207 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        let _ = self.file.unlock();
+        // Unlocked before its descriptor leaves the fork registry (LockFile's
+        // drop), so a fork in between hands the child nothing locked.
+        let _ = self.file.file.unlock();
+    }
+}
+
+/// The in-process queue in front of one lock file: an async mutex per lock
+/// path, shared by every provider of this process while any of them uses it.
+fn lock_queue(path: &Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    use std::sync::{Arc, Weak};
+    let mut map = queues().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(q) = map.get(path).and_then(Weak::upgrade) {
+        return q;
+    }
+    map.retain(|_, q| q.strong_count() > 0);
+    let q = Arc::new(tokio::sync::Mutex::new(()));
+    map.insert(path.to_path_buf(), Arc::downgrade(&q));
+    q
+}
+
+type Queues = std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Weak<tokio::sync::Mutex<()>>>>;
+
+/// This process's queues. A forked child starts with none (the fork handler
+/// forgets the parent's, whose holders are tasks the child does not have, and
+/// whose mutex a parent thread may have held at the fork).
+fn queues() -> &'static Queues {
+    use std::sync::atomic::Ordering;
+    fork::install();
+    let current = fork::QUEUES.load(Ordering::Acquire);
+    if !current.is_null() {
+        // SAFETY: set below from a leaked Box, never freed.
+        return unsafe { &*current };
+    }
+    let fresh: *mut Queues = Box::into_raw(Box::default());
+    match fork::QUEUES.compare_exchange(std::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: `fresh` is a leaked Box, never freed from now on.
+        Ok(_) => unsafe { &*fresh },
+        Err(other) => {
+            // Another thread won: free ours (never shared) and use theirs.
+            // SAFETY: `fresh` came from Box::into_raw above and was not published.
+            drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: a leaked Box, never freed.
+            unsafe { &*other }
+        }
+    }
+}
+
+/// An open lock file, registered with [`fork`] while open so that a forked
+/// child never keeps its lock alive.
+#[derive(Debug)]
+struct LockFile {
+    file: File,
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        // Out of the registry before the descriptor is closed (the `File`
+        // field drops after this), so the child handler never touches a
+        // number that is being reused.
+        fork::forget(&self.file);
+    }
+}
+
+/// A forked child must never hold the parent's cache lock.
+///
+/// `flock` locks belong to an open file description, which `fork` shares
+/// with the child: if the parent then died (OOM kill, crash), a child that
+/// lives on (a `multiprocessing` or gunicorn worker) would hold the lock
+/// forever and every process sharing the cache would time out. So every
+/// open lock file is recorded here, and a `pthread_atfork` child handler
+/// points each recorded descriptor at `/dev/null` in the child (with `dup2`,
+/// async-signal-safe; never `LOCK_UN`, which would release the parent's
+/// lock): the description loses the child's reference and the lock stays
+/// the parent's alone, released when it unlocks or exits. Opening a lock
+/// file and recording it happen under a read lock that the fork's prepare
+/// handler takes for writing, so no descriptor is forked between the two.
+/// `exec` needs none of this: lock files are opened `O_CLOEXEC`.
+///
+/// Windows has no fork: std's `File::lock` there is `LockFileEx` on a handle,
+/// and the handles we open are not inheritable, so a child process never
+/// holds the lock.
+mod fork {
+    use std::fs::File;
+    use std::sync::atomic::{AtomicPtr, Ordering};
+    use std::sync::Once;
+
+    /// This process's lock queues (see `queues`); reset in a forked child.
+    pub(super) static QUEUES: AtomicPtr<super::Queues> = AtomicPtr::new(std::ptr::null_mut());
+
+    #[cfg(unix)]
+    mod imp {
+        use std::cell::UnsafeCell;
+        use std::sync::atomic::{AtomicI32, Ordering};
+
+        /// Descriptors of the open lock files (-1: free slot).
+        pub(super) static FDS: [AtomicI32; 256] = [const { AtomicI32::new(-1) }; 256];
+
+        pub(super) struct Barrier(pub(super) UnsafeCell<libc::pthread_rwlock_t>);
+        // SAFETY: a pthread rwlock is made to be shared between threads.
+        unsafe impl Sync for Barrier {}
+        /// Held for reading while a lock file is opened and recorded, for
+        /// writing by a fork in progress.
+        pub(super) static BARRIER: Barrier = Barrier(UnsafeCell::new(libc::PTHREAD_RWLOCK_INITIALIZER));
+
+        pub(super) extern "C" fn prepare() {
+            // SAFETY: a statically initialised rwlock.
+            unsafe { libc::pthread_rwlock_wrlock(BARRIER.0.get()) };
+        }
+
+        pub(super) extern "C" fn parent() {
+            // SAFETY: taken for writing by `prepare` on this thread.
+            unsafe { libc::pthread_rwlock_unlock(BARRIER.0.get()) };
+        }
+
+        /// In the child, where only the forking thread exists: async-signal-safe
+        /// calls only (atomics, open, dup2, fcntl, close).
+        pub(super) extern "C" fn child() {
+            for slot in FDS.iter() {
+                let fd = slot.swap(-1, Ordering::SeqCst);
+                if fd < 0 {
+                    continue;
+                }
+                // SAFETY: plain system calls on descriptor numbers; `fd` is open
+                // (recorded until its owner unrecords it, before closing it).
+                unsafe {
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+                    if null >= 0 {
+                        // `fd` stays a valid descriptor (of /dev/null), so its
+                        // owner, should it ever run here, closes that instead.
+                        libc::dup2(null, fd);
+                        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                        libc::close(null);
+                    } else {
+                        libc::close(fd);
+                    }
+                }
+            }
+            super::QUEUES.store(std::ptr::null_mut(), Ordering::SeqCst);
+            // The forking thread holds the barrier for writing; in the child
+            // it starts over unlocked (no other thread exists to hold it).
+            // SAFETY: no other thread exists in the child.
+            unsafe { BARRIER.0.get().write(libc::PTHREAD_RWLOCK_INITIALIZER) };
+        }
+    }
+
+    /// Register the fork handlers (once per process; a child inherits them).
+    pub(super) fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            #[cfg(unix)]
+            // SAFETY: the handlers only lock/unlock a static rwlock and, in the
+            // child, make async-signal-safe calls.
+            unsafe {
+                libc::pthread_atfork(Some(imp::prepare), Some(imp::parent), Some(imp::child));
+            }
+        });
+    }
+
+    /// Run `open` and record the file it opens, with no fork in between.
+    pub(super) fn open_recorded(open: impl FnOnce() -> std::io::Result<File>) -> std::io::Result<File> {
+        install();
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            struct ReadLocked;
+            impl Drop for ReadLocked {
+                fn drop(&mut self) {
+                    // SAFETY: taken for reading below, on this thread.
+                    unsafe { libc::pthread_rwlock_unlock(imp::BARRIER.0.get()) };
+                }
+            }
+            // SAFETY: a statically initialised rwlock; released by `ReadLocked`.
+            unsafe { libc::pthread_rwlock_rdlock(imp::BARRIER.0.get()) };
+            let _read = ReadLocked;
+            let file = open()?;
+            let fd = file.as_raw_fd();
+            let recorded =
+                imp::FDS.iter().any(|slot| slot.compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst).is_ok());
+            if !recorded {
+                return Err(std::io::Error::other(
+                    "more than 256 token cache lock files are open in this process at once",
+                ));
+            }
+            Ok(file)
+        }
+        #[cfg(not(unix))]
+        open()
+    }
+
+    /// Take `file` out of the record (before it is closed).
+    pub(super) fn forget(file: &File) {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = file.as_raw_fd();
+            if let Some(slot) = imp::FDS.iter().find(|s| s.load(Ordering::SeqCst) == fd) {
+                let _ = slot.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = file;
     }
 }
 
@@ -652,16 +906,19 @@ fn open_read_nofollow(path: &Path) -> io::Result<File> {
     opts.open(path)
 }
 
-fn open_lock_file(path: &Path) -> io::Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
-    }
-    let file = opts.open(path)?;
-    if !file.metadata()?.is_file() {
+fn open_lock_file(path: &Path) -> io::Result<LockFile> {
+    let file = fork::open_recorded(|| {
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+        }
+        opts.open(path)
+    })?;
+    let file = LockFile { file };
+    if !file.file.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
     Ok(file)
@@ -1048,47 +1305,68 @@ mod tests {
     }
 
     const CHILD_ENV: &str = "ANTHROPIC_WIF_TEST_LOCK_CHILD";
+    const FORK_ENV: &str = "ANTHROPIC_WIF_TEST_LOCK_FORK";
 
-    /// Not a test: the child process of `lock_holder_killed_releases_the_lock`.
+    /// Not a test: the child process of the `lock_holder_*` tests. It takes
+    /// the lock and, with FORK_ENV set, forks a grandchild that lives on.
     #[test]
-    #[ignore = "helper process, run by lock_holder_killed_releases_the_lock"]
+    #[ignore = "helper process, run by the lock_holder_* tests"]
     fn lock_holder_child() {
-        let Some(path) = std::env::var_os(CHILD_ENV) else { return };
+        let env = Env::capture();
+        let Some(path) = env.get(CHILD_ENV) else { return };
         let _guard = DiskCache::new(PathBuf::from(path)).lock(Duration::from_secs(10)).unwrap();
+        let mut grandchild = 0;
+        if env.is_set(FORK_ENV) {
+            // SAFETY: the child only sleeps (async-signal-safe) and exits.
+            grandchild = unsafe { libc::fork() };
+            if grandchild == 0 {
+                unsafe {
+                    libc::sleep(120);
+                    libc::_exit(0);
+                }
+            }
+        }
         // libtest may print "test … ... " before this on the same line.
-        println!("\nLOCKED");
+        println!("\nLOCKED {grandchild}");
         io::stdout().flush().unwrap();
         std::thread::sleep(Duration::from_secs(120)); // killed long before
+    }
+
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Start `lock_holder_child` on `path`; returns it once it holds the
+    /// lock, with the pid of its grandchild when it forked one.
+    fn spawn_lock_holder(path: &Path, fork: bool) -> (KillOnDrop, i32) {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "cache::disk::tests::lock_holder_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if fork {
+            cmd.env(FORK_ENV, "1");
+        }
+        let mut child = KillOnDrop(cmd.spawn().unwrap());
+        let stdout = child.0.stdout.take().unwrap();
+        for line in io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("LOCKED ") {
+                return (child, rest.trim().parse().unwrap());
+            }
+        }
+        panic!("child did not take the lock");
     }
 
     #[test]
     fn lock_holder_killed_releases_the_lock() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("cache.json");
-        struct KillOnDrop(std::process::Child);
-        impl Drop for KillOnDrop {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "cache::disk::tests::lock_holder_child", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &path)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut child = KillOnDrop(child);
-        let stdout = child.0.stdout.take().unwrap();
-        let mut locked = false;
-        for line in io::BufReader::new(stdout).lines() {
-            if line.unwrap().contains("LOCKED") {
-                locked = true;
-                break;
-            }
-        }
-        assert!(locked, "child did not take the lock");
+        let (mut child, _) = spawn_lock_holder(&path, false);
         let cache = DiskCache::new(&path);
         assert!(cache.lock(Duration::from_millis(100)).is_err(), "the child holds the lock");
         let started = Instant::now();
@@ -1098,6 +1376,72 @@ mod tests {
         child.0.wait().unwrap();
         waiter.join().unwrap().unwrap();
         assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn lock_holder_that_forked_and_died_releases_the_lock() {
+        // The holder forks a process that lives on, then is SIGKILLed: the
+        // lock must go with the holder (issue 10, item 12). With a plain
+        // flock the grandchild shared the locked file description and kept
+        // the lock until it exited.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache.json");
+        let (mut child, grandchild) = spawn_lock_holder(&path, true);
+        assert!(grandchild > 0);
+        struct KillPid(i32);
+        impl Drop for KillPid {
+            fn drop(&mut self) {
+                // SAFETY: plain kill(2) of the grandchild this test made.
+                unsafe { libc::kill(self.0, libc::SIGKILL) };
+            }
+        }
+        let grandchild = KillPid(grandchild);
+        let cache = DiskCache::new(&path);
+        assert!(cache.lock(Duration::from_millis(100)).is_err(), "the child holds the lock");
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        // SAFETY: signal 0 only checks that the process exists.
+        assert_eq!(unsafe { libc::kill(grandchild.0, 0) }, 0, "the grandchild lives on");
+        let started = Instant::now();
+        cache.lock(Duration::from_secs(10)).expect("the lock went with its holder");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn async_waiters_queue_in_the_process_and_time_out_together() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache.json");
+        crate::runtime::block_on(async {
+            let holder = DiskCache::new(&path).lock_async(Duration::from_secs(5)).await.unwrap();
+            // Waiting in the in-process queue counts against the time-out.
+            let started = Instant::now();
+            let err = DiskCache::new(&path).lock_async(Duration::from_millis(200)).await.unwrap_err();
+            assert!(started.elapsed() >= Duration::from_millis(200) && started.elapsed() < Duration::from_secs(10));
+            assert_eq!(err.error_code(), Some(LOCK_TIMEOUT_CODE));
+            assert!(err.message().contains("another provider in this process"), "{}", err.message());
+            // Many waiters: served one at a time, each exactly once.
+            let inside = Arc::new(AtomicUsize::new(0));
+            let served = Arc::new(AtomicUsize::new(0));
+            let waiters: Vec<_> = (0..200)
+                .map(|_| {
+                    let (path, inside, served) = (path.clone(), inside.clone(), served.clone());
+                    tokio::spawn(async move {
+                        let _g = DiskCache::new(&path).lock_async(Duration::from_secs(30)).await.unwrap();
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+                        tokio::task::yield_now().await;
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        served.fetch_add(1, Ordering::SeqCst);
+                    })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(served.load(Ordering::SeqCst), 0);
+            drop(holder);
+            for w in waiters {
+                w.await.unwrap();
+            }
+            assert_eq!(served.load(Ordering::SeqCst), 200);
+        });
     }
 
     #[test]

@@ -336,9 +336,7 @@ impl Fixture {
         self
     }
     fn options(&self) -> ProviderOptions {
-        let mut o = ProviderOptions::new(Face::Cli);
-        o.env = Env::fixed(self.vars.clone());
-        o
+        ProviderOptions::new(Face::Cli, Env::fixed(self.vars.clone()))
     }
     fn run(&self) -> Report {
         diagnose(&self.options(), false)

@@ -47,11 +47,13 @@ pub struct ExchangeParams {
     pub workspace_id: Option<String>,
     /// e.g. `anthropic-wif/0.1.0 (cli)`.
     pub user_agent: String,
+    /// Proxies and CA certificates, from the environment snapshot.
+    pub net: crate::runtime::NetSettings,
 }
 
 impl ExchangeParams {
     /// The parameters for a resolved federation configuration.
-    pub fn for_federation(cfg: &crate::config::FederationConfig, user_agent: String) -> Self {
+    pub fn for_federation(cfg: &crate::config::FederationConfig, user_agent: String, env: &crate::config::Env) -> Self {
         ExchangeParams {
             base_url: cfg.base_url.value.clone(),
             federation_rule_id: cfg.federation_rule_id.value.clone(),
@@ -59,6 +61,7 @@ impl ExchangeParams {
             service_account_id: cfg.service_account_id.as_ref().map(|v| v.value.clone()),
             workspace_id: cfg.workspace_id.as_ref().map(|v| v.value.clone()),
             user_agent,
+            net: crate::runtime::NetSettings::from_env(env),
         }
     }
 }
@@ -309,7 +312,7 @@ fn header_value(name: &str, value: &str) -> Result<HeaderValue> {
 async fn attempt(params: &ExchangeParams, assertion: &Secret, timeout: Duration) -> Result<TokenResponse, Failure> {
     let (endpoint, jwt) = check_inputs(params, assertion).map_err(Failure::fatal)?;
     let body = request_body(params, jwt).map_err(Failure::fatal)?;
-    let client = crate::runtime::http_client().map_err(Failure::fatal)?;
+    let client = crate::runtime::http_client(&params.net).map_err(Failure::fatal)?;
 
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -201,6 +201,7 @@ fn params(base_url: &str) -> ExchangeParams {
         service_account_id: None,
         workspace_id: None,
         user_agent: "anthropic-wif/test (cli)".into(),
+        net: Default::default(),
     }
 }
 

@@ -101,7 +101,7 @@ pub async fn detect_with_probes(env: &Env, audience: Option<&str>) -> Result<Det
     let gce = presets::gce_base(env);
     let azure = presets::azure_imds_base(env);
     let imds = aws::imds_base(env);
-    let (g, a, w) = tokio::join!(probe_gcp(&gce), probe_azure(&azure), probe_aws(&imds));
+    let (g, a, w) = tokio::join!(probe_gcp(&gce, env), probe_azure(&azure, env), probe_aws(&imds, env));
     if g {
         return Ok(Detection {
             spec: IdentitySpec::GcpMetadata { audience: aud },
@@ -177,26 +177,26 @@ fn nothing_found(env: &Env, gce: &str, azure: &str, imds: &str) -> Error {
     ))
 }
 
-async fn probe(method: Method, url: &str, header: (&'static str, &'static str)) -> bool {
+async fn probe(method: Method, url: &str, header: (&'static str, &'static str), env: &Env) -> bool {
     let Ok(url) = check_url(url, "auto", &[]) else { return false };
     let mut headers = HeaderMap::new();
     headers.insert(HeaderName::from_static(header.0), HeaderValue::from_static(header.1));
     let fail = |w: String| Error::identity(w);
     let req = HttpRequest { method, url, headers, body: None, secrets: vec![], timeout: PROBE_TIMEOUT };
-    send(req, &fail).await.is_ok_and(|a| a.is_success())
+    send(req, env, &fail).await.is_ok_and(|a| a.is_success())
 }
 
 /// Google's metadata server answers `/computeMetadata/v1/` only with the
 /// `Metadata-Flavor: Google` request header. (Response headers are not
 /// surfaced by the engine; the header requirement plus the path suffice.)
-async fn probe_gcp(base: &str) -> bool {
-    probe(Method::GET, &format!("{base}/computeMetadata/v1/instance/id"), ("metadata-flavor", "Google")).await
+async fn probe_gcp(base: &str, env: &Env) -> bool {
+    probe(Method::GET, &format!("{base}/computeMetadata/v1/instance/id"), ("metadata-flavor", "Google"), env).await
 }
 
-async fn probe_azure(base: &str) -> bool {
-    probe(Method::GET, &format!("{base}/metadata/instance?api-version=2021-02-01"), ("metadata", "true")).await
+async fn probe_azure(base: &str, env: &Env) -> bool {
+    probe(Method::GET, &format!("{base}/metadata/instance?api-version=2021-02-01"), ("metadata", "true"), env).await
 }
 
-async fn probe_aws(base: &str) -> bool {
-    probe(Method::PUT, &format!("{base}/latest/api/token"), ("x-aws-ec2-metadata-token-ttl-seconds", "60")).await
+async fn probe_aws(base: &str, env: &Env) -> bool {
+    probe(Method::PUT, &format!("{base}/latest/api/token"), ("x-aws-ec2-metadata-token-ttl-seconds", "60"), env).await
 }

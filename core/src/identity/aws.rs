@@ -98,7 +98,8 @@ pub(crate) async fn fetch(p: StsParams<'_>, env: &Env, source: &str) -> Result<S
         },
     };
     let endpoint = sts_endpoint(env, &region, source)?;
-    get_web_identity_token(&creds.creds, &endpoint, &region, aud, duration, alg, source).await
+    let asked = Asked { aud, duration, alg };
+    get_web_identity_token(&creds.creds, &endpoint, &region, asked, env, source).await
 }
 
 fn no_region(source: &str) -> Error {
@@ -155,15 +156,22 @@ fn host_header(url: &Url) -> String {
     }
 }
 
+/// The token asked of STS: audience, lifetime, signing algorithm.
+struct Asked<'a> {
+    aud: &'a str,
+    duration: u32,
+    alg: &'a str,
+}
+
 async fn get_web_identity_token(
     creds: &Credentials,
     endpoint: &Url,
     region: &str,
-    aud: &str,
-    duration: u32,
-    alg: &str,
+    asked: Asked<'_>,
+    env: &Env,
     source: &str,
 ) -> Result<Secret> {
+    let Asked { aud, duration, alg } = asked;
     let duration_s = duration.to_string();
     let body = sigv4::form_encode(&[
         ("Action", "GetWebIdentityToken"),
@@ -211,6 +219,7 @@ async fn get_web_identity_token(
             secrets: secrets.clone(),
             timeout: super::url::URL_TIMEOUT,
         },
+        env,
         &fail,
     )
     .await?;
@@ -589,6 +598,7 @@ async fn assume_role_with_web_identity(
             secrets: secrets.clone(),
             timeout: super::url::URL_TIMEOUT,
         },
+        env,
         &fail,
     )
     .await?;
@@ -657,6 +667,7 @@ async fn container_credentials(env: &Env, source: &str) -> Result<Option<Credent
             secrets: secrets.clone(),
             timeout: CREDENTIALS_TIMEOUT,
         },
+        env,
         &fail,
     )
     .await?;
@@ -689,7 +700,7 @@ fn json_credentials(body: &Secret, origin: &str) -> std::result::Result<Credenti
 async fn imds_credentials(env: &Env, source: &str) -> Result<Resolved> {
     let base = imds_base(env);
     let what = format!("{source}: EC2 instance metadata ({base})");
-    let token = imds_session_token(&base, &what, CREDENTIALS_TIMEOUT).await.map_err(|e| {
+    let token = imds_session_token(&base, &what, CREDENTIALS_TIMEOUT, env).await.map_err(|e| {
         if e.message().contains("cannot connect") || e.message().contains("timed out") {
             no_credentials(
                 source,
@@ -716,7 +727,7 @@ async fn imds_credentials(env: &Env, source: &str) -> Result<Resolved> {
             timeout: CREDENTIALS_TIMEOUT,
         })
     };
-    let answer = send(get("/latest/meta-data/iam/security-credentials/")?, &fail).await?;
+    let answer = send(get("/latest/meta-data/iam/security-credentials/")?, env, &fail).await?;
     if answer.status == 404 {
         return Err(fail("has no IAM role (security-credentials answered 404)".into()));
     }
@@ -727,12 +738,12 @@ async fn imds_credentials(env: &Env, source: &str) -> Result<Resolved> {
     if role.is_empty() || role.contains(['/', '?', '#', '%']) {
         return Err(fail("listed no usable IAM role name".into()));
     }
-    let answer = send(get(&format!("/latest/meta-data/iam/security-credentials/{role}"))?, &fail).await?;
+    let answer = send(get(&format!("/latest/meta-data/iam/security-credentials/{role}"))?, env, &fail).await?;
     if !answer.is_success() {
         return Err(fail(refusal(&answer, &secrets)));
     }
     let creds = json_credentials(&answer.body, &format!("EC2 instance role {role}")).map_err(fail)?;
-    let region = match send(get("/latest/meta-data/placement/region")?, &fail).await {
+    let region = match send(get("/latest/meta-data/placement/region")?, env, &fail).await {
         Ok(a) if a.is_success() => Some(a.body.expose().trim().to_string()).filter(|r| valid_region(r, "", "").is_ok()),
         _ => None,
     };
@@ -740,13 +751,14 @@ async fn imds_credentials(env: &Env, source: &str) -> Result<Resolved> {
 }
 
 /// IMDSv2: `PUT /latest/api/token` with a TTL header.
-pub(crate) async fn imds_session_token(base: &str, what: &str, timeout: Duration) -> Result<Secret> {
+pub(crate) async fn imds_session_token(base: &str, what: &str, timeout: Duration, env: &Env) -> Result<Secret> {
     let url = check_url(&format!("{base}/latest/api/token"), what, &[])?;
     let mut headers = HeaderMap::new();
     headers.insert(HeaderName::from_static("x-aws-ec2-metadata-token-ttl-seconds"), HeaderValue::from_static("300"));
     let fail = |w: String| Error::identity(format!("{what} {w}"));
     let answer =
-        send(HttpRequest { method: Method::PUT, url, headers, body: None, secrets: vec![], timeout }, &fail).await?;
+        send(HttpRequest { method: Method::PUT, url, headers, body: None, secrets: vec![], timeout }, env, &fail)
+            .await?;
     if !answer.is_success() {
         return Err(fail(format!("{} (IMDSv2 session token; IMDSv1 is not supported)", refusal(&answer, &[]))));
     }

@@ -1,8 +1,11 @@
 //! `{"source": "command", "command": [argv…], "timeout_s": 30}`: run a program
 //! (no shell) and take its stdout as the token.
 //!
-//! - The child inherits this process's environment and working directory;
-//!   stdin is `/dev/null`, stdout and stderr are pipes.
+//! - The child's environment is the caller's snapshot ([`Env`]: the calling
+//!   thread's `os.environ` or `process.env` in the bindings, the CLI's own
+//!   environment), not the process environment, which the engine never reads;
+//!   it inherits the working directory; stdin is `/dev/null`, stdout and
+//!   stderr are pipes.
 //! - stdout is bounded ([`MAX_LOCAL_TOKEN_BYTES`]); more is an error and the
 //!   child is killed at once.
 //! - On time-out the child is killed. On Unix it runs in its own process group
@@ -18,6 +21,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{finish, MAX_LOCAL_TOKEN_BYTES};
+use crate::config::Env;
 use crate::error::{scrub, Error, Result};
 use crate::secret::Secret;
 
@@ -30,7 +34,7 @@ const STDERR_KEEP_BYTES: usize = 8 * 1024;
 /// How much of the stderr tail reaches a message.
 const STDERR_MESSAGE_CHARS: usize = 500;
 
-pub(crate) async fn run(argv: &[String], timeout_s: Option<u64>, source: &str) -> Result<Secret> {
+pub(crate) async fn run(argv: &[String], timeout_s: Option<u64>, env: &Env, source: &str) -> Result<Secret> {
     let Some(program) = argv.first().filter(|p| !p.is_empty()) else {
         return Err(Error::config(format!(
             "{source}: the command is empty; give the program and its arguments as a JSON array, e.g. {{\"source\": \"command\", \"command\": [\"/usr/local/bin/get-token\", \"--audience\", \"https://api.anthropic.com\"]}}"
@@ -42,16 +46,20 @@ pub(crate) async fn run(argv: &[String], timeout_s: Option<u64>, source: &str) -
             "{source}: timeout_s is {timeout_s}; it must be between 1 and {MAX_TIMEOUT_S} seconds (default {DEFAULT_TIMEOUT_S})"
         )));
     }
-    run_with_timeout(program, &argv[1..], Duration::from_secs(timeout_s), source).await
+    run_with_timeout(program, &argv[1..], Duration::from_secs(timeout_s), env, source).await
 }
 
 pub(crate) async fn run_with_timeout(
     program: &str,
     args: &[String],
     timeout: Duration,
+    env: &Env,
     source: &str,
 ) -> Result<Secret> {
     let mut cmd = tokio::process::Command::new(program);
+    // Cleared and refilled: with the environment untouched, spawning would
+    // read the process environment (and with posix_spawnp, PATH) here.
+    cmd.env_clear().envs(env.vars());
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);

@@ -327,7 +327,7 @@ async fn fetch_concrete(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
     match spec {
         IdentitySpec::File { path } => file::read(path, &source).await,
         IdentitySpec::Env { var } => env::read(var, env, &source),
-        IdentitySpec::Command { command, timeout_s } => command::run(command, *timeout_s, &source).await,
+        IdentitySpec::Command { command, timeout_s } => command::run(command, *timeout_s, env, &source).await,
         IdentitySpec::Url { url, headers, field } => url::fetch(url, headers, field.as_deref(), env, &source).await,
         IdentitySpec::GithubActions { audience } => presets::github_actions(audience.as_deref(), env, &source).await,
         IdentitySpec::Gitlab { var } => presets::ci_var(presets::CiVar::Gitlab, var.as_deref(), env, &source),

@@ -109,7 +109,7 @@ pub(crate) async fn github_actions(configured_audience: Option<&str>, env: &Env,
             "the request token lasts only as long as the job, and the job needs `permissions: id-token: write`; audience requested: {aud}"
         ),
     };
-    get_token(req, source).await
+    get_token(req, env, source).await
 }
 
 // ------------------------------------------------------------ CI variables
@@ -212,7 +212,7 @@ pub(crate) async fn gcp_metadata(configured_audience: Option<&str>, env: &Env, s
         timeout: URL_TIMEOUT,
         fix: format!("{GCP_FIX} (a 404 means no service account is attached); audience requested: {aud}"),
     };
-    get_token(req, source).await
+    get_token(req, env, source).await
 }
 
 // ------------------------------------------------------------ Azure
@@ -282,7 +282,7 @@ pub(crate) async fn azure_imds(
         timeout: URL_TIMEOUT,
         fix: format!("{fix}; resource requested: {aud}"),
     };
-    get_token(req, source).await
+    get_token(req, env, source).await
 }
 
 // ------------------------------------------------------------ Kubernetes

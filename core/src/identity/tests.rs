@@ -158,11 +158,13 @@ fn env_source() {
 }
 
 #[test]
-fn env_source_reads_the_live_process_environment() {
-    // PATH is always set in the test process; Env::Process must see it.
-    let path = std::env::var("PATH").unwrap();
-    let got = run(&IdentitySpec::Env { var: "PATH".into() }, &Env::Process).unwrap();
-    assert_eq!(got.expose(), path.trim());
+fn env_source_reads_the_snapshot_not_the_process_environment() {
+    // PATH is set in the test process; the snapshot's value is the one read.
+    let env = Env::fixed([("PATH", "from-the-snapshot")]);
+    let got = run(&IdentitySpec::Env { var: "PATH".into() }, &env).unwrap();
+    assert_eq!(got.expose(), "from-the-snapshot");
+    let e = err(&IdentitySpec::Env { var: "PATH".into() }, &Env::default());
+    assert!(e.message().contains("PATH is not set"), "{}", e.message());
 }
 
 // ---------------------------------------------------------------- command
@@ -181,10 +183,12 @@ fn command_stdout_is_the_token() {
 }
 
 #[test]
-fn command_inherits_environment_and_gets_null_stdin() {
-    let home = std::env::var("PATH").unwrap();
-    let spec = cmd(&["sh", "-c", "printf %s \"$PATH\""], None);
-    assert_eq!(run(&spec, &Env::default()).unwrap().expose(), home.trim());
+fn command_gets_the_snapshot_as_its_environment_and_null_stdin() {
+    // The child's environment is the snapshot, nothing of the process's (HOME
+    // is set in the test process): spawning never reads the process environment.
+    let env = Env::fixed([("PATH", "/usr/bin:/bin"), ("WIF_ONLY_IN_SNAPSHOT", "yes")]);
+    let spec = cmd(&["sh", "-c", "printf %s \"$PATH|$WIF_ONLY_IN_SNAPSHOT|${HOME:-unset}\""], None);
+    assert_eq!(run(&spec, &env).unwrap().expose(), "/usr/bin:/bin|yes|unset");
     // `cat` with a null stdin ends at once with no output: an empty token.
     let spec = cmd(&["cat"], Some(20));
     let t = Instant::now();
@@ -693,7 +697,7 @@ fn url_times_out() {
         fix: "check it".into(),
     };
     let t = Instant::now();
-    let e = block_on(url::get_token(req, source)).err().unwrap();
+    let e = block_on(url::get_token(req, &Env::default(), source)).err().unwrap();
     assert!(t.elapsed() < Duration::from_secs(20));
     assert_eq!(e.kind, ErrorKind::Identity);
     assert!(e.message().contains("timed out after 1s") && e.message().contains(source), "{}", e.message());

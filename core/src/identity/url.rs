@@ -97,7 +97,7 @@ pub(crate) async fn fetch(
         fix: "check the url, its headers and the variables they use (run the same GET with curl to compare)"
             .to_string(),
     };
-    get_token(req, source).await
+    get_token(req, env, source).await
 }
 
 fn is_credential_header(name: &str) -> bool {
@@ -259,8 +259,8 @@ impl HttpAnswer {
 /// Send one request. Transport failures, redirects (never followed) and
 /// over-long or non-UTF-8 success bodies become `fail(what)`; any other
 /// status is returned for the caller to interpret.
-pub(crate) async fn send(req: HttpRequest, fail: &(dyn Fn(String) -> Error + Sync)) -> Result<HttpAnswer> {
-    let client = crate::runtime::http_client()?;
+pub(crate) async fn send(req: HttpRequest, env: &Env, fail: &(dyn Fn(String) -> Error + Sync)) -> Result<HttpAnswer> {
+    let client = crate::runtime::http_client(&crate::runtime::NetSettings::from_env(env))?;
     let HttpRequest { method, url, headers, body, secrets, timeout } = req;
     let mut builder = client.request(method, url).headers(headers).timeout(timeout);
     if let Some(body) = body {
@@ -296,11 +296,12 @@ pub(crate) fn refusal(answer: &HttpAnswer, secrets: &[Secret]) -> String {
 }
 
 /// Perform the GET and extract the token.
-pub(crate) async fn get_token(req: TokenGet, source: &str) -> Result<Secret> {
+pub(crate) async fn get_token(req: TokenGet, env: &Env, source: &str) -> Result<Secret> {
     let TokenGet { url, headers, field, secrets, timeout, fix } = req;
     let fail = |what: String| Error::identity(format!("{source}: {what}; {fix}"));
     let answer = send(
         HttpRequest { method: reqwest::Method::GET, url, headers, body: None, secrets: secrets.clone(), timeout },
+        env,
         &fail,
     )
     .await?;
