@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 export CARGO_TARGET_DIR="$(target_dir)"
 export ANTHROPIC_WIF_BIN="$CARGO_TARGET_DIR/release/anthropic-wif"
+export ANTHROPIC_WIF_EMULATOR="$CARGO_TARGET_DIR/release/wif-emulator"
 
 echo "== building release binaries" >&2
-cargo build --release --quiet -p anthropic-wif-cli
+cargo build --release --quiet -p anthropic-wif-cli -p anthropic-wif-emulator
 VENV="$(pwd)/.venv-bench" ensure_test_venv
 VENV="$(pwd)/.venv-bench"
 MATURIN_PEP517_ARGS="--profile release" "$VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps .

@@ -6,14 +6,15 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 echo "== building anthropic-wif (release)" >&2
-cargo build --release --quiet -p anthropic-wif-cli
+cargo build --release --quiet -p anthropic-wif-cli -p anthropic-wif-emulator
 BIN="$(target_dir)/release/anthropic-wif"
+EMULATOR="$(target_dir)/release/wif-emulator"
 
 work=$(mktemp -d)
 cleanup() { [ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-start_emulator "$BIN" "$work/emulator.out"
+start_emulator "$EMULATOR" "$work/emulator.out"
 echo "== emulator listening at $EMU_BASE_URL" >&2
 
 # What a workload has: an identity token file from its platform (here minted by the emulator)

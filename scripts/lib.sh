@@ -3,11 +3,17 @@
 target_dir() {
   if [ -n "${CARGO_TARGET_DIR:-}" ]; then echo "$CARGO_TARGET_DIR"; else echo "$(pwd)/target"; fi
 }
-# start_emulator BIN OUTFILE [ARGS…]: start `anthropic-wif emulator` in the background on a free loopback
-# port, wait for its ready line, and set EMU_PID and EMU_BASE_URL.
+# The binaries the test suites run: the CLI under test is $ANTHROPIC_WIF_BIN, the emulator (test tooling,
+# its own `wif-emulator` binary, not part of the CLI) is $ANTHROPIC_WIF_EMULATOR; unset, each is the
+# debug build under the target dir. tests/python/conftest.py, tests/e2e/proxy_harness.py and
+# tests/node/_helpers.js apply this same rule.
+cli_bin() { echo "${ANTHROPIC_WIF_BIN:-$(target_dir)/debug/anthropic-wif}"; }
+emulator_bin() { echo "${ANTHROPIC_WIF_EMULATOR:-$(target_dir)/debug/wif-emulator}"; }
+# start_emulator BIN OUTFILE [ARGS…]: start the emulator binary BIN (`wif-emulator`) in the background on a
+# free loopback port, wait for its ready line, and set EMU_PID and EMU_BASE_URL.
 start_emulator() {
   local bin="$1" out="$2"; shift 2
-  "$bin" emulator --listen 127.0.0.1:0 "$@" >"$out" 2>"$out.err" &
+  "$bin" --listen 127.0.0.1:0 "$@" >"$out" 2>"$out.err" &
   EMU_PID=$!
   for _ in $(seq 1 200); do
     if grep -q base_url "$out" 2>/dev/null; then break; fi

@@ -2,33 +2,35 @@
 // a base URL and a placeholder credential.
 //
 // Run: npm install @anthropic-ai/sdk at the repository root (the test scripts do), build the debug
-// binary (cargo build -p anthropic-wif-cli), then `node --test tests/e2e/proxy_sdk.test.mjs`.
-// ANTHROPIC_WIF_BIN overrides the binary; ANTHROPIC_SDK_PATH where the SDK is imported from.
+// binaries (cargo build -p anthropic-wif-cli -p anthropic-wif-emulator), then `node --test tests/e2e/proxy_sdk.test.mjs`.
+// ANTHROPIC_WIF_BIN and ANTHROPIC_WIF_EMULATOR override the binaries; ANTHROPIC_SDK_PATH where the SDK is imported from.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 
 const { default: Anthropic } = await import(process.env.ANTHROPIC_SDK_PATH ?? '@anthropic-ai/sdk');
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = process.env.ANTHROPIC_WIF_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'debug', 'anthropic-wif');
+// The binaries: $ANTHROPIC_WIF_BIN (the CLI under test) and $ANTHROPIC_WIF_EMULATOR, else the debug builds.
+const { cliBinary, emulatorBinary } = createRequire(import.meta.url)('../node/_helpers.js');
+const BIN = cliBinary();
+const EMULATOR = emulatorBinary();
 const RULE = 'fdrl_01TestRule000000000000000';
 const ORG = '00000000-0000-4000-8000-000000000001';
 const MESSAGES = [{ role: 'user', content: 'hello' }];
 
-function start(args, env) {
-  const child = spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+function start(bin, args, env) {
+  const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const ready = new Promise((ok, fail) => {
     const rl = createInterface({ input: child.stdout });
     rl.once('line', (l) => ok(JSON.parse(l)));
-    child.once('exit', (c) => fail(new Error(`${args[0]} exited ${c}: ${stderr}`)));
+    child.once('exit', (c) => fail(new Error(`${bin} ${args[0]} exited ${c}: ${stderr}`)));
   });
   return { child, ready, stderr: () => stderr };
 }
@@ -49,11 +51,11 @@ async function rotateJwt() {
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'wif-proxy-node-'));
   env = { PATH: process.env.PATH, HOME: dir, XDG_CACHE_HOME: join(dir, 'cache'), ANTHROPIC_CONFIG_DIR: join(dir, 'config') };
-  emu = start(['emulator', '--listen', '127.0.0.1:0', '--stream-delay-ms', '100'], env);
+  emu = start(EMULATOR, ['--listen', '127.0.0.1:0', '--stream-delay-ms', '100'], env);
   emuUrl = (await emu.ready).base_url;
   jwtFile = join(dir, 'identity-token');
   await rotateJwt();
-  proxy = start(['proxy', '--listen', '127.0.0.1:0', '--base-url', emuUrl, '--federation-rule-id', RULE,
+  proxy = start(BIN, ['proxy', '--listen', '127.0.0.1:0', '--base-url', emuUrl, '--federation-rule-id', RULE,
     '--organization-id', ORG, '--identity-token-file', jwtFile], env);
   proxyUrl = (await proxy.ready).base_url;
 });
