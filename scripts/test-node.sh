@@ -31,7 +31,7 @@ if [ -f package-lock.json ]; then
 else
   npm install --no-audit --no-fund --foreground-scripts
 fi
-node scripts/node-install.js --check
+node bindings-node/scripts/node-install.js --check
 
 echo "== node: the emulator (anthropic-wif CLI, debug)"
 cargo build -p anthropic-wif-cli
@@ -51,7 +51,7 @@ trap 'rm -rf "$WORK"' EXIT
 TARBALL=$(npm pack --ignore-scripts --pack-destination "$WORK" --silent | tail -n 1)
 TARBALL="$WORK/$TARBALL"
 tar -tzf "$TARBALL" > "$WORK/contents"
-for f in package/index.js package/index.mjs package/index.d.ts package/index.d.mts package/scripts/node-install.js \
+for f in package/bindings-node/index.js package/bindings-node/index.mjs package/bindings-node/index.d.ts package/bindings-node/index.d.mts package/bindings-node/scripts/node-install.js package/bindings-node/loader.js \
          package/Cargo.toml package/Cargo.lock package/bindings-node/src/lib.rs package/core/src/lib.rs; do
   grep -qx "$f" "$WORK/contents" || { echo "test-node.sh: $f is missing from the tarball" >&2; exit 1; }
 done
@@ -82,12 +82,12 @@ fi
 echo "== node: build from the packed sources (no prebuilt binary for this platform)"
 mkdir -p "$WORK/src"
 tar -xzf "$TARBALL" -C "$WORK/src"
-rm -f "$WORK"/src/package/anthropic-wif.*.node
+rm -f "$WORK"/src/package/bindings-node/anthropic-wif.*.node
 (
   cd "$WORK/src/package"
   # npm stores 1985 mtimes; with a shared CARGO_TARGET_DIR cargo would call the
   # checkout's artifacts fresh. Touch the sources so this really compiles them.
   find . -name '*.rs' -exec touch {} +
-  node scripts/node-install.js
+  node bindings-node/scripts/node-install.js
   node -e 'const { Provider } = require("."); if (typeof Provider !== "function") process.exit(1); console.log("built from the packed sources: ok")'
 )
