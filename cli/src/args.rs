@@ -31,6 +31,8 @@ pub enum Command {
     Exec(crate::exec::ExecArgs),
     /// Serve a local reverse proxy to the Claude API that injects fresh access tokens.
     Proxy(crate::proxy::ProxyArgs),
+    /// Exit 0 when the local proxy's /healthz answers 200 (for exec probes and HEALTHCHECK; no curl needed).
+    Probe(crate::probe::ProbeArgs),
     /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
     #[command(after_help = COMPLETIONS_AFTER_HELP)]
     Completions(CompletionsArgs),
@@ -55,7 +57,7 @@ pub struct CompletionsArgs {
 
 #[derive(Args, Debug)]
 pub struct ManArgs {
-    /// A subcommand (token, doctor, exec, proxy, completions, man) for its own page `anthropic-wif-<name>(1)`.
+    /// A subcommand (token, doctor, exec, proxy, probe, completions, man) for its own page `anthropic-wif-<name>(1)`.
     pub subcommand: Option<String>,
 }
 

@@ -5,6 +5,7 @@ mod args;
 mod docs;
 mod doctor;
 mod exec;
+mod probe;
 mod proxy;
 
 use std::io::Write;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Doctor(d) => doctor::run(d),
         Command::Exec(a) => exec::run(a),
         Command::Proxy(a) => proxy::run(a),
+        Command::Probe(a) => probe::run(a),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
     }

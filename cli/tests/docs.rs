@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 mod common;
 use common::bin;
 
-const SUBCOMMANDS: [&str; 6] = ["token", "doctor", "exec", "proxy", "completions", "man"];
+const SUBCOMMANDS: [&str; 7] = ["token", "doctor", "exec", "proxy", "probe", "completions", "man"];
 
 fn run(args: &[&str]) -> Output {
     Command::new(bin()).args(args).stdin(Stdio::null()).output().expect("runs")
