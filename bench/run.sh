@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark, side by side with the official SDKs, in one run:  bash bench/run.sh
+# (the last one, bench/install_bench.sh, installs the release artefacts; see bench/INSTALL.md)
 # Release builds throughout; loopback only; bounded load. Figures on a shared 2-core machine vary ±20 %.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,3 +28,7 @@ node bench/node_bench.mjs
 echo
 echo "## proxy overhead vs direct calls"
 bash bench/proxy_bench.sh
+echo
+echo "## install time and size vs the official SDKs (the release artefacts of scripts/dist.sh)"
+ls dist/anthropic_wif-*.whl >/dev/null 2>&1 || bash scripts/dist.sh
+bash bench/install_bench.sh
