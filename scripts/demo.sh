@@ -3,7 +3,7 @@
 # the emulator, and trade an identity token for an access token — then again from the cache, then
 # call the API with it.
 #
-# A debug build (no optimisation, no LTO): the first run compiles ~170 crates in a few minutes on two
+# A debug build (no optimisation, no LTO): the first run compiles ~130 crates in a few minutes on two
 # cores and shows every one of them; later runs start at once. The binaries stay in target/debug/
 # for trying things by hand (README, "Try it locally").
 set -euo pipefail
