@@ -25,17 +25,16 @@ fn ok(args: &[&str]) -> String {
     stdout(&o)
 }
 
+/// Runs `cmd` with `input` on its stdin; returns its output.
+fn with_stdin(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawns");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Runs `script` in a fresh non-interactive bash; returns stdout.
 fn bash(script: &str) -> String {
-    let mut child = Command::new("bash")
-        .args(["--norc", "--noprofile", "-s"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bash runs");
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = with_stdin(Command::new("bash").args(["--norc", "--noprofile", "-s"]), script);
     assert!(o.status.success(), "bash failed: {}", String::from_utf8_lossy(&o.stderr));
     stdout(&o)
 }
@@ -85,15 +84,8 @@ fn zsh_and_fish_scripts_name_the_binary_and_its_flags() {
 
 /// Renders a man page as `man` does (groff with preconv for UTF-8 input), treating every warning as a failure.
 fn groff_clean(page: &str, what: &str) -> String {
-    let mut child = Command::new("groff")
-        .args(["-k", "-man", "-Tutf8", "-ww", "-P-cbou"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("groff runs (Debian: groff-base, which man-db needs)");
-    child.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
+    // groff-base, which man-db needs.
+    let o = with_stdin(Command::new("groff").args(["-k", "-man", "-Tutf8", "-ww", "-P-cbou"]), page);
     assert!(o.status.success() && o.stderr.is_empty(), "{what}: {}", String::from_utf8_lossy(&o.stderr));
     // groff typesets `-` as a hyphen or minus sign; compare flags as typed.
     stdout(&o).replace(['\u{2010}', '\u{2212}'], "-")
