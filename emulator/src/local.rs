@@ -32,6 +32,7 @@ impl PrivateDir {
         let mut last = None;
         for _ in 0..16 {
             let dir = base.join(format!("wif-emulator-{}-{:016x}", std::process::id(), fastrand::u64(..)));
+            #[cfg_attr(not(unix), allow(unused_mut))] // only Unix sets a mode
             let mut b = fs::DirBuilder::new();
             #[cfg(unix)]
             {
