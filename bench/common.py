@@ -20,12 +20,16 @@ def release_bin() -> Path:
     return target_dir() / "release" / "anthropic-wif"
 
 
+def release_emulator() -> Path:
+    return target_dir() / "release" / "wif-emulator"
+
+
 class Emulator:
-    """`anthropic-wif emulator` as a child process on a free loopback port."""
+    """`wif-emulator` as a child process on a free loopback port."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [str(release_bin()), "emulator", "--listen", "127.0.0.1:0", *args],
+            [str(release_emulator()), "--listen", "127.0.0.1:0", *args],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { Provider } = require(ROOT);
-const { binaryPath } = require(path.join(ROOT, 'scripts', 'node-install.js'));
+const { binaryPath } = require(path.join(ROOT, 'bindings-node', 'scripts', 'node-install.js'));
 const { startEmulator, sandbox, RULE, ORG, SVAC } = require(path.join(ROOT, 'tests', 'node', '_helpers.js'));
 
 const WARM_CALLS = Number(process.env.BENCH_WARM_CALLS || 1_000_000);

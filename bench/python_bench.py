@@ -34,25 +34,24 @@ ORG = "2f1c5e0a-8d4b-4a6e-9c3f-7b1d2e3f4a5b"
 SVAC = "svac_01BenchServiceAcctAbCdEf"
 
 
-def find_cli() -> str:
-    explicit = os.environ.get("ANTHROPIC_WIF_BIN")
+def find_emulator() -> str:
+    explicit = os.environ.get("ANTHROPIC_WIF_EMULATOR")
     if explicit:
         return explicit
     target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
     for profile in ("release", "debug"):
-        candidate = target / profile / "anthropic-wif"
+        candidate = target / profile / "wif-emulator"
         if candidate.exists():
             return str(candidate)
-    found = shutil.which("anthropic-wif")
-    if found:
-        return found
-    raise SystemExit("anthropic-wif binary not found: cargo build --release -p anthropic-wif-cli (or set ANTHROPIC_WIF_BIN)")
+    raise SystemExit(
+        "wif-emulator binary not found: cargo build --release -p anthropic-wif-emulator (or set ANTHROPIC_WIF_EMULATOR)"
+    )
 
 
 class Emulator:
-    def __init__(self, cli: str) -> None:
+    def __init__(self, exe: str) -> None:
         self.proc = subprocess.Popen(
-            [cli, "emulator", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
+            [exe, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -119,7 +118,7 @@ def main() -> int:
         raise SystemExit("the benchmark needs the official SDK: pip install 'anthropic>=2.10'")
     import anthropic_wif
 
-    cli = find_cli()
+    emulator = find_emulator()
     for name in list(os.environ):
         if name.startswith("ANTHROPIC_"):
             del os.environ[name]
@@ -129,7 +128,7 @@ def main() -> int:
     os.environ["ANTHROPIC_CONFIG_DIR"] = str(tmp / "config")
     jwt_file = tmp / "identity.jwt"
 
-    emu = Emulator(cli)
+    emu = Emulator(emulator)
     try:
 
         # Fresh single-use JWTs, minted up front so no control request runs

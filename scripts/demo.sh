@@ -1,31 +1,40 @@
 #!/usr/bin/env bash
-# The main job, offline: build the credential process, start the local token-endpoint emulator,
-# and trade an identity token for an access token — then again from the cache, then call the API.
+# The main job, offline: build the credential process and the local token-endpoint emulator, start
+# the emulator, and trade an identity token for an access token — then again from the cache, then
+# call the API with it.
+#
+# A debug build (no optimisation, no LTO): the first run compiles ~130 crates in a few minutes on two
+# cores and shows every one of them; later runs start at once. The binaries stay in target/debug/
+# for trying things by hand (README, "Try it locally").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-echo "== building anthropic-wif (release)" >&2
-cargo build --release --quiet -p anthropic-wif-cli
-BIN="$(target_dir)/release/anthropic-wif"
+echo "== building anthropic-wif and wif-emulator (cargo build, debug; cargo's progress follows)" >&2
+cargo build -p anthropic-wif-cli -p anthropic-wif-emulator
+BIN="$(target_dir)/debug/anthropic-wif"
+EMULATOR="$(target_dir)/debug/wif-emulator"
 
 work=$(mktemp -d)
-cleanup() { [ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null; rm -rf "$work"; }
+cleanup() { [ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-start_emulator "$BIN" "$work/emulator.out"
-echo "== emulator listening at $EMU_BASE_URL" >&2
-
-# What a workload has: an identity token file from its platform (here minted by the emulator)
-# and the federation settings, in the same environment variables the official SDKs read.
-mint_jwt "$EMU_BASE_URL" >"$work/identity-token"
-export ANTHROPIC_BASE_URL="$EMU_BASE_URL"
-export ANTHROPIC_FEDERATION_RULE_ID=fdrl_01DemoRule0000000000000000
-export ANTHROPIC_ORGANIZATION_ID=00000000-0000-4000-8000-000000000001
-export ANTHROPIC_SERVICE_ACCOUNT_ID=svac_01DemoServiceAccount000000
-export ANTHROPIC_IDENTITY_TOKEN_FILE="$work/identity-token"
+# What a workload has: the federation settings in the variables the official SDKs read, and an
+# identity token file from its platform. `wif-emulator --print-env` prints exactly that (its token
+# file always holds an unused test JWT).
+"$EMULATOR" --print-env >"$work/env" 2>"$work/emulator.err" &
+EMU_PID=$!
+for _ in $(seq 1 200); do
+  grep -q '^export ANTHROPIC_IDENTITY_TOKEN_FILE=' "$work/env" 2>/dev/null && break
+  kill -0 "$EMU_PID" 2>/dev/null || { cat "$work/emulator.err" >&2; echo "the emulator failed to start" >&2; exit 1; }
+  sleep 0.05
+done
+# shellcheck disable=SC1091
+source "$work/env"
+# Keep the demo's cache and config away from yours.
 export ANTHROPIC_CONFIG_DIR="$work/config" XDG_CACHE_HOME="$work/cache"
-unset ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN ANTHROPIC_PROFILE
+echo "== emulator listening at $ANTHROPIC_BASE_URL; the workload's environment:" >&2
+grep '^export' "$work/env" | sed 's/^/   /' >&2
 
 echo "== anthropic-wif token   (exchanges the identity token)" >&2
 "$BIN" token -v
@@ -33,7 +42,7 @@ echo "== anthropic-wif token   (again: served from the shared cache, no exchange
 "$BIN" token -v
 echo "== calling the Messages API with the token" >&2
 TOKEN=$("$BIN" token --format token)
-python3 - "$EMU_BASE_URL" "$TOKEN" <<'PY'
+python3 - "$ANTHROPIC_BASE_URL" "$TOKEN" <<'PY'
 import json, sys, urllib.request
 base, token = sys.argv[1], sys.argv[2]
 req = urllib.request.Request(base + "/v1/messages", method="POST",
@@ -46,3 +55,4 @@ print("   reply:", msg["content"][0]["text"], file=sys.stderr)
 stats = json.load(urllib.request.urlopen(base + "/_emulator/stats"))
 print("   exchanges made by the emulator:", stats["exchanges"], file=sys.stderr)
 PY
+echo "== done. Try it by hand: README.md, \"Try it locally\" (the binaries are in $(target_dir)/debug/)" >&2

@@ -3,35 +3,31 @@
 target_dir() {
   if [ -n "${CARGO_TARGET_DIR:-}" ]; then echo "$CARGO_TARGET_DIR"; else echo "$(pwd)/target"; fi
 }
-# start_emulator BIN OUTFILE [ARGS…]: start `anthropic-wif emulator` in the background on a free loopback
-# port, wait for its ready line, and set EMU_PID and EMU_BASE_URL.
-start_emulator() {
-  local bin="$1" out="$2"; shift 2
-  "$bin" emulator --listen 127.0.0.1:0 "$@" >"$out" 2>"$out.err" &
-  EMU_PID=$!
-  for _ in $(seq 1 200); do
-    if grep -q base_url "$out" 2>/dev/null; then break; fi
-    if ! kill -0 "$EMU_PID" 2>/dev/null; then cat "$out.err" >&2; echo "emulator failed to start" >&2; return 1; fi
-    sleep 0.05
+# The binaries the test suites run: the CLI under test is $ANTHROPIC_WIF_BIN, the emulator (test tooling,
+# its own `wif-emulator` binary, not part of the CLI) is $ANTHROPIC_WIF_EMULATOR; unset, each is the
+# debug build under the target dir. tests/python/conftest.py, tests/e2e/proxy_harness.py and
+# tests/node/_helpers.js apply this same rule.
+cli_bin() { echo "${ANTHROPIC_WIF_BIN:-$(target_dir)/debug/anthropic-wif}"; }
+emulator_bin() { echo "${ANTHROPIC_WIF_EMULATOR:-$(target_dir)/debug/wif-emulator}"; }
+# path_without_cargo: $PATH without the directories that hold cargo or rustc, as on a machine without
+# Rust (installs of the prebuilt artefacts are tested with it).
+path_without_cargo() {
+  local out="" d
+  local IFS=:
+  for d in $PATH; do
+    [ -n "$d" ] || continue
+    if [ -x "$d/cargo" ] || [ -x "$d/rustc" ]; then continue; fi
+    out="${out:+$out:}$d"
   done
-  EMU_BASE_URL=$(sed -n 's/.*"base_url":"\([^"]*\)".*/\1/p' "$out" | head -n1)
-  [ -n "$EMU_BASE_URL" ] || { echo "emulator printed no base_url" >&2; return 1; }
+  echo "$out"
 }
-# mint_jwt BASE_URL: a fresh single-use test JWT from the emulator.
-mint_jwt() {
-  python3 - "$1" <<'PY'
-import json, sys, urllib.request
-req = urllib.request.Request(sys.argv[1] + "/_emulator/jwt", data=b"{}", headers={"Content-Type": "application/json"})
-print(json.load(urllib.request.urlopen(req))["jwt"])
-PY
-}
-# ensure_test_venv: the test venv (.venv-test, shared with scripts/test-python.sh) with pytest and the
-# official `anthropic` SDK; sets VENV.
+# ensure_test_venv: the test venv (.venv-test, shared with scripts/test-python.sh) with pytest, the
+# official `anthropic` SDK and PyYAML (tests/e2e reads the Kubernetes example); sets VENV.
 ensure_test_venv() {
   VENV="${VENV:-$(pwd)/.venv-test}"
   if [ ! -x "$VENV/bin/python" ]; then "${PYTHON:-python3}" -m venv "$VENV"; fi
-  if ! "$VENV/bin/python" -c 'import pytest, anthropic' 2>/dev/null; then
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pytest>=7" "anthropic>=2.10"
+  if ! "$VENV/bin/python" -c 'import pytest, anthropic, yaml' 2>/dev/null; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pytest>=7" "anthropic>=2.10" pyyaml
   fi
 }
 # run_pytest DIR…: pytest in the test venv; "no tests collected" (exit 5) is a failure.

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Build everything and run every test suite: Rust (core, CLI, emulator), Python (the module with the
-# official `anthropic` SDK as client), cross-language end-to-end tests, Node (the module with the
-# official `@anthropic-ai/sdk` as client), and the proxy against a headless Chromium. Works on a fresh machine
-# with Rust, Python >= 3.9 and Node >= 18; Chromium is installed with apt-get when missing (scripts/lib.sh).
+# Build everything and run every test suite: Rust (core, CLI, emulator, proxy); then the release
+# artefacts (scripts/dist.sh: wheel, sdist, npm packages, CLI archive), installed the way users
+# install them (fresh venv / fresh app, install scripts off, cargo hidden from PATH), under the
+# Python and Node suites with the official SDKs as clients; the cross-language end-to-end tests
+# with the CLI from the release archive, the proxy against a headless Chromium (installed with apt-get
+# when missing, scripts/lib.sh); and the from-source paths (the sdist, `npm install <checkout>`).
+# Needs Rust, Python >= 3.9, Node >= 18 and the package registries (crates.io, PyPI, npm: it installs
+# the build tools, pytest, the SDKs and the npm dev dependencies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 source scripts/lib.sh
 export CARGO_TARGET_DIR="$(target_dir)"
 START=$(date +%s)
@@ -15,18 +20,41 @@ cargo build --workspace --exclude anthropic-wif-python --exclude anthropic-wif-n
 step "rust: cargo test"
 cargo test --workspace --exclude anthropic-wif-python --exclude anthropic-wif-node
 
-step "python: the module and its tests"
-bash scripts/test-python.sh
+step "dist: every release artefact for this platform (scripts/dist.sh)"
+bash scripts/dist.sh
+VERSION=$(node -p "require('./package.json').version")
+TAG=$(node -p "require('./bindings-node/loader.js').platformTag()")
 
-step "end to end: CLI and official SDKs together (tests/e2e)"
+# Everything installed from dist/ lives here; rebuilt on every run.
+WORK="$CARGO_TARGET_DIR/installed"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+step "the CLI archive, unpacked: its binary is the CLI under test from here on"
+tar -xzf "dist/anthropic-wif-$VERSION-$TAG.tar.gz" -C "$WORK"
+export ANTHROPIC_WIF_BIN="$WORK/anthropic-wif-$VERSION-$TAG/anthropic-wif"
+export ANTHROPIC_WIF_EMULATOR="$CARGO_TARGET_DIR/debug/wif-emulator"
+"$ANTHROPIC_WIF_BIN" --version
+
+step "python: the wheel in a fresh venv (no cargo), tests/python"
+export VENV="$WORK/venv"
+bash scripts/test-python.sh --wheel "$(ls dist/anthropic_wif-"$VERSION"-*.whl)"
+
+step "node: the packed packages in a fresh app (no cargo, no install scripts), tests/node"
+export NODE_APP="$WORK/app"
+bash scripts/test-node.sh --packages dist
+
+step "end to end: the CLI, the installed modules and the official SDKs (tests/e2e, Python)"
 ensure_test_venv
-run_pytest tests/e2e
+ANTHROPIC_WIF_NODE_APP="$NODE_APP" PATH="$(path_without_cargo)" run_pytest tests/e2e
 
-step "node: the module and its tests"
-bash scripts/test-node.sh
-
-step "end to end: the proxy with the official Node SDK and a headless Chromium (tests/e2e)"
+step "end to end: the proxy and the token cache with the official Node SDK and a headless Chromium (tests/e2e, in the app)"
 ensure_chromium
-ANTHROPIC_WIF_BIN="$CARGO_TARGET_DIR/debug/anthropic-wif" node --test tests/e2e/
+(cd "$NODE_APP" && PATH="$(path_without_cargo)" node --test tests/e2e/)
+
+step "from source: the sdist with Rust (pip, dev profile) and without (maturin names what is missing)"
+bash scripts/test-source.sh --sdist "dist/anthropic_wif-$VERSION.tar.gz"
+
+step "from source: npm install <checkout> builds the addon with cargo"
+bash scripts/test-source.sh --npm-checkout
 
 step "all suites passed in $(( $(date +%s) - START )) s"

@@ -48,12 +48,21 @@ extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
 }
 
+#[cfg(unix)]
 fn install_atfork() {
     ATFORK.call_once(|| {
         // SAFETY: registering a handler that only does an atomic increment.
         unsafe {
             libc::pthread_atfork(None, None, Some(after_fork_in_child));
         }
+    });
+}
+
+/// No fork() on Windows: a child process starts afresh, so there is nothing to watch.
+#[cfg(not(unix))]
+fn install_atfork() {
+    ATFORK.call_once(|| {
+        let _ = after_fork_in_child;
     });
 }
 

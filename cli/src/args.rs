@@ -31,9 +31,34 @@ pub enum Command {
     Exec(crate::exec::ExecArgs),
     /// Serve a local reverse proxy to the Claude API that injects fresh access tokens.
     Proxy(crate::proxy::ProxyArgs),
-    /// Run a local stand-in for the token endpoint and a minimal Messages API (tests and demos).
-    #[command(disable_help_flag = true)]
-    Emulator(EmulatorArgs),
+    /// Exit 0 when the local proxy's /healthz answers 200 (for exec probes and HEALTHCHECK; no curl needed).
+    Probe(crate::probe::ProbeArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(after_help = COMPLETIONS_AFTER_HELP)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) of anthropic-wif, or of one of its subcommands.
+    #[command(after_help = "Read it with `anthropic-wif man | man -l -`, or install it: \
+                            `anthropic-wif man > ~/.local/share/man/man1/anthropic-wif.1`.")]
+    Man(ManArgs),
+}
+
+const COMPLETIONS_AFTER_HELP: &str = "\
+Install (per user):
+  bash  anthropic-wif completions bash > ~/.local/share/bash-completion/completions/anthropic-wif
+  zsh   anthropic-wif completions zsh > ~/.zfunc/_anthropic-wif   (with fpath+=(~/.zfunc) before compinit)
+  fish  anthropic-wif completions fish > ~/.config/fish/completions/anthropic-wif.fish";
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// A subcommand (token, doctor, exec, proxy, probe, completions, man) for its own page `anthropic-wif-<name>(1)`.
+    pub subcommand: Option<String>,
 }
 
 const DOCTOR_AFTER_HELP: &str = "\
@@ -65,13 +90,6 @@ pub struct DoctorArgs {
     /// The audience your federation rule expects (default: the preset's --audience, else https://api.anthropic.com).
     #[arg(long, value_name = "AUD")]
     pub expected_audience: Option<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct EmulatorArgs {
-    /// Emulator options (--listen, --token-lifetime, --rule, --stream-delay-ms; --help for details).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

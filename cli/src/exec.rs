@@ -15,8 +15,9 @@
 //! On Unix the process then *becomes* CMD (execvp): every signal (terminal
 //! Ctrl-C, SIGTERM from a supervisor, SIGWINCH, job control) reaches CMD
 //! directly and exactly once, and CMD's exit status — a code, or death by a
-//! signal — is the status the caller sees. Elsewhere CMD runs as a child and
-//! its exit code is passed on.
+//! signal — is the status the caller sees. Elsewhere (Windows has no exec)
+//! CMD runs as a child: Ctrl-C reaches it through the shared console while
+//! this process waits it out, and its exit code is passed on whole.
 
 use std::process::{Command, ExitCode};
 
@@ -110,8 +111,22 @@ fn spawn_or_exec(mut cmd: Command, program: &str) -> ExitCode {
 
 #[cfg(not(unix))]
 fn spawn_or_exec(mut cmd: Command, program: &str) -> ExitCode {
+    // No exec() here: CMD runs as a child. A console's Ctrl-C / Ctrl-Break reaches every process
+    // attached to it, CMD included; this process swallows it and keeps waiting, so it neither dies
+    // before CMD nor loses CMD's exit status.
+    #[cfg(windows)]
+    let _interrupts = swallow_console_interrupts();
     match cmd.status() {
-        Ok(s) => ExitCode::from(s.code().unwrap_or(1).clamp(0, 255) as u8),
+        // Windows exit codes are 32-bit (0xC000013A after Ctrl-C, for one): passed on whole.
+        Ok(s) => std::process::exit(s.code().unwrap_or(1)),
         Err(e) => cannot_run(program, &e),
     }
+}
+
+/// While the returned listeners live, a console Ctrl-C or Ctrl-Break is delivered to them (tokio's
+/// console control handler reports it handled) instead of terminating this process.
+#[cfg(windows)]
+fn swallow_console_interrupts() -> (Option<tokio::signal::windows::CtrlC>, Option<tokio::signal::windows::CtrlBreak>) {
+    let _rt = anthropic_wif_core::runtime::runtime().enter();
+    (tokio::signal::windows::ctrl_c().ok(), tokio::signal::windows::ctrl_break().ok())
 }

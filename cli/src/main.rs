@@ -2,8 +2,10 @@
 //! parsing and output formats only; everything else lives in the core crate.
 
 mod args;
+mod docs;
 mod doctor;
 mod exec;
+mod probe;
 mod proxy;
 
 use std::io::Write;
@@ -18,6 +20,16 @@ use args::{Cli, Command, Format, TokenArgs};
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e)
+            if e.kind() == clap::error::ErrorKind::InvalidSubcommand
+                && std::env::args_os().nth(1).is_some_and(|a| a == "emulator") =>
+        {
+            eprintln!(
+                "anthropic-wif: error [config]: the emulator is test tooling and not part of this binary; run the \
+                 `wif-emulator` binary instead (`cargo build -p anthropic-wif-emulator` in a checkout builds it)"
+            );
+            return ExitCode::from(2);
+        }
         Err(e) => {
             // --help/--version go to stdout with status 0; usage errors to stderr with 2.
             let _ = e.print();
@@ -27,9 +39,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Token(t) => run_token(t),
         Command::Doctor(d) => doctor::run(d),
-        Command::Emulator(e) => run_emulator(e.args),
         Command::Exec(a) => exec::run(a),
         Command::Proxy(a) => proxy::run(a),
+        Command::Probe(a) => probe::run(a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
     }
 }
 
@@ -74,9 +88,4 @@ fn run_token(t: TokenArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
-}
-
-fn run_emulator(args: Vec<String>) -> ExitCode {
-    let code = anthropic_wif_emulator::main_with_args(&args);
-    ExitCode::from(code.clamp(0, 255) as u8)
 }

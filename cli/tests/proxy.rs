@@ -373,3 +373,39 @@ fn bad_proxy_flags_are_configuration_errors() {
     let (status, _, body) = exchange_raw(px.addr(), &req, Duration::from_secs(20));
     assert_eq!(status, 200, "{body}");
 }
+
+/// `anthropic-wif probe`: what the distroless image's exec probes run (it has no curl).
+#[test]
+fn probe_reports_the_proxy_health_by_exit_code() {
+    let mut sb = Sandbox::new();
+    sb.federation_env();
+    let px = ProxyProc::start(&sb, &["--quiet"]);
+    let probe = |url: &str| sb.command(&["probe", url]).output().unwrap();
+    let healthz = format!("{}/healthz", px.base);
+    // Ready once the first token is in (the proxy fetches it in the background at start).
+    let t = Instant::now();
+    loop {
+        let o = probe(&healthz);
+        if o.status.success() {
+            assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{}", stderr(&o));
+            break;
+        }
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(t.elapsed() < Duration::from_secs(20), "never ready: {}", stderr(&o));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(probe(&format!("{}/livez", px.base)).status.success());
+    // A 404 is not healthy, and says what it got.
+    let o = probe(&format!("{}/no-such-path", px.base));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("HTTP 404"), "{}", stderr(&o));
+    drop(px);
+    // Nothing listening: 1, naming the URL.
+    let o = probe(&healthz);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(&healthz), "{}", stderr(&o));
+    // Not a loopback http URL: a usage error.
+    for bad in ["http://10.1.2.3:8787/healthz", "https://127.0.0.1:8787/healthz"] {
+        assert_eq!(probe(bad).status.code(), Some(2), "{bad}");
+    }
+}

@@ -6,9 +6,11 @@
 //! In-process (Rust tests): [`Emulator::start`] runs the server on its own
 //! thread with its own tokio runtime, so it works from sync tests and next to
 //! any other runtime; dropping the [`Emulator`] stops it.
-//! As a process: `anthropic-wif emulator` calls [`run_cli`] (or [`main_with_args`]),
-//! which prints one line `{"base_url":"http://127.0.0.1:PORT"}` and serves
-//! until SIGTERM/SIGINT.
+//! As a process: the `wif-emulator` binary calls [`main_with_args`] (then
+//! [`run_cli`]), which prints one line `{"base_url":"http://127.0.0.1:PORT"}`
+//! (or, with `--print-env`, ready-to-paste `export` lines) and serves until
+//! SIGTERM/SIGINT. It is test tooling: the `anthropic-wif` release binary does
+//! not contain it.
 //!
 //! The emulator never checks JWT signatures (it has no issuer keys); it checks
 //! the request shape (SPEC §1), `exp`/`nbf`, single use of each `jti` (a JWT
@@ -18,11 +20,13 @@
 mod faults;
 mod ids;
 mod jwt;
+mod local;
 mod server;
 mod state;
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,6 +36,7 @@ use tokio::sync::watch;
 pub use faults::{Endpoint, Fault, FaultKind};
 pub use ids::{is_tagged, is_uuid};
 pub use jwt::{test_jwt, DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_JWT_TTL, DEFAULT_SUBJECT};
+pub use local::{LOCAL_ORGANIZATION, LOCAL_RULE, LOCAL_SERVICE_ACCOUNT};
 pub use state::{RecordedRequest, Stats};
 
 use state::State;
@@ -63,6 +68,14 @@ pub struct EmulatorConfig {
     pub issuer: String,
     /// Largest accepted request body (default 2 MiB; larger → 413).
     pub max_body_bytes: usize,
+    /// A file kept holding an unused test JWT: (re)written with a fresh one
+    /// after every successful exchange, like a platform rotating a projected
+    /// token (default none). `--print-env` sets it to a private temporary file.
+    pub identity_token_file: Option<PathBuf>,
+    /// [`run_cli`] only: print ready-to-paste `export` lines (and keep
+    /// `identity_token_file` in a private temporary directory) instead of the
+    /// JSON ready line.
+    pub print_env: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -75,19 +88,24 @@ impl Default for EmulatorConfig {
             stream_deltas: 5,
             issuer: DEFAULT_ISSUER.to_owned(),
             max_body_bytes: 2 * 1024 * 1024,
+            identity_token_file: None,
+            print_env: false,
         }
     }
 }
 
-/// `anthropic-wif emulator --help`.
+/// `wif-emulator --help`.
 pub const USAGE: &str = "\
-Usage: anthropic-wif emulator [OPTIONS]
+Usage: wif-emulator [OPTIONS]
 
 A local stand-in for Anthropic's token endpoint (POST /v1/oauth/token) and a
 minimal Messages API (POST /v1/messages), for tests and demos. Prints one line
 {\"base_url\":\"http://127.0.0.1:PORT\"} when ready, then serves until SIGTERM/SIGINT.
 
 Options:
+  --print-env             print ready-to-paste `export` lines instead (base URL,
+                          ids, and an identity token file the emulator keeps
+                          filled with an unused test JWT)
   --listen ADDR           address to listen on [default: 127.0.0.1:0]
   --token-lifetime SECS   lifetime of minted tokens, capped at twice the
                           identity token's remaining life [default: 600]
@@ -103,8 +121,8 @@ POST /_emulator/revoke, POST /_emulator/reset, GET|POST /_emulator/config.
 ";
 
 impl EmulatorConfig {
-    /// Parse the emulator's command-line options (the arguments after
-    /// `emulator`; a leading program name is not expected). `--help` / `-h`
+    /// Parse the emulator's command-line options (without the program
+    /// name). `--help` / `-h`
     /// yields `Err(USAGE)`; use [`wants_help`] to tell it from an error.
     pub fn from_args(args: &[String]) -> Result<EmulatorConfig, String> {
         let mut c = EmulatorConfig::default();
@@ -118,9 +136,14 @@ impl EmulatorConfig {
             if name == "--help" || name == "-h" {
                 return Err(USAGE.to_owned());
             }
+            if arg == "--print-env" {
+                c.print_env = true;
+                i += 1;
+                continue;
+            }
             let known = ["--listen", "--token-lifetime", "--rule", "--stream-delay-ms", "--stream-deltas"];
             if !known.contains(&name) {
-                return Err(format!("unknown option {arg:?} for `anthropic-wif emulator`; see --help"));
+                return Err(format!("unknown option {arg:?} for `wif-emulator`; see --help"));
             }
             let value = match inline {
                 Some(v) => v,
@@ -229,7 +252,7 @@ impl Emulator {
             rt.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(l) => server::serve(l, st, rx).await,
-                    Err(e) => eprintln!("anthropic-wif emulator: cannot use the listening socket: {e}"),
+                    Err(e) => eprintln!("wif-emulator: cannot use the listening socket: {e}"),
                 }
             });
             rt.shutdown_timeout(Duration::from_secs(1));
@@ -331,16 +354,37 @@ impl Drop for Emulator {
 }
 
 /// Run the emulator in the foreground: bind, print exactly one line
-/// `{"base_url":"http://127.0.0.1:PORT"}` to stdout (flushed), serve until
-/// SIGTERM or SIGINT, then shut down gracefully.
-pub fn run_cli(config: EmulatorConfig) -> Result<(), String> {
+/// `{"base_url":"http://127.0.0.1:PORT"}` to stdout (flushed; with
+/// `print_env`, the `export` lines instead), serve until SIGTERM or SIGINT,
+/// then shut down gracefully.
+pub fn run_cli(mut config: EmulatorConfig) -> Result<(), String> {
     let listen = config.listen;
+    // Removed when this function returns, however it returns.
+    let private = if config.print_env {
+        let dir = local::PrivateDir::create()
+            .map_err(|e| format!("cannot create a private directory for the identity token: {e}"))?;
+        config.identity_token_file = Some(dir.token_file());
+        Some(dir)
+    } else {
+        None
+    };
+    if let Some(file) = &config.identity_token_file {
+        server::refill_identity_token(file, &config.issuer)
+            .map_err(|e| format!("cannot write the identity token file {}: {e}", file.display()))?;
+    }
     let listener = bind(listen).map_err(|e| {
         format!("cannot listen on {listen}: {e} (choose another --listen address; 127.0.0.1:0 picks a free port)")
     })?;
     let addr = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
     let base_url = base_url_for(addr);
     let rt = build_runtime().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let ready = match (&private, &config.identity_token_file) {
+        (Some(_), Some(file)) => {
+            let rule = config.rules.first().map(String::as_str).unwrap_or(LOCAL_RULE);
+            local::export_lines(&base_url, rule, file)
+        }
+        _ => serde_json::json!({ "base_url": base_url }).to_string() + "\n",
+    };
     let state = Arc::new(State::new(config, base_url.clone()));
     let result = rt.block_on(async move {
         let listener =
@@ -353,9 +397,8 @@ pub fn run_cli(config: EmulatorConfig) -> Result<(), String> {
             signals.await;
             let _ = tx.send(true);
         });
-        let line = serde_json::json!({ "base_url": base_url }).to_string();
         let mut out = io::stdout().lock();
-        writeln!(out, "{line}")
+        out.write_all(ready.as_bytes())
             .and_then(|_| out.flush())
             .map_err(|e| format!("cannot write the ready line to stdout: {e}"))?;
         drop(out);
@@ -363,6 +406,7 @@ pub fn run_cli(config: EmulatorConfig) -> Result<(), String> {
         Ok(())
     });
     rt.shutdown_timeout(Duration::from_secs(1));
+    drop(private);
     result
 }
 
@@ -386,8 +430,7 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send, Str
     })
 }
 
-/// The whole `anthropic-wif emulator` subcommand: parse `args` (those after
-/// `emulator`), print help to stdout (exit 0), errors to stderr (exit 2 for
+/// The whole `wif-emulator` program: parse `args` (without the program name), print help to stdout (exit 0), errors to stderr (exit 2 for
 /// usage, 1 for run-time failures), else serve. Returns the exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
     if wants_help(args) {
@@ -398,14 +441,14 @@ pub fn main_with_args(args: &[String]) -> i32 {
     let config = match EmulatorConfig::from_args(args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("anthropic-wif emulator: {e}");
+            eprintln!("wif-emulator: {e}");
             return 2;
         }
     };
     match run_cli(config) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("anthropic-wif emulator: {e}");
+            eprintln!("wif-emulator: {e}");
             1
         }
     }

@@ -547,10 +547,23 @@ async fn token_endpoint(
         return Outcome::Respond(denied());
     };
     let token = state.mint(lifetime);
+    if let Some(file) = &state.initial.identity_token_file {
+        if let Err(e) = refill_identity_token(file, &state.initial.issuer) {
+            eprintln!("wif-emulator: cannot refill the identity token file {}: {e}", file.display());
+        }
+    }
     Outcome::Respond(json_resp(
         200,
         &json!({"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": "user:inference"}),
     ))
+}
+
+/// Writes a fresh test JWT (default subject and audience) to `file`: the
+/// identity token a workload would find there next.
+pub(crate) fn refill_identity_token(file: &std::path::Path, issuer: &str) -> std::io::Result<()> {
+    let claims =
+        crate::jwt::default_claims(issuer, crate::DEFAULT_SUBJECT, crate::DEFAULT_AUDIENCE, crate::DEFAULT_JWT_TTL);
+    crate::local::write_identity_token(file, &crate::jwt::encode_claims(&claims))
 }
 
 // ---------------------------------------------------------------------------

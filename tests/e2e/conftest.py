@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from proxy_harness import binary, emulator_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE = "fdrl_01E2eRule0000000000000000"
@@ -17,18 +18,19 @@ SVAC = "svac_01E2eServiceAccount00000000"
 
 
 def cli_bin() -> Path:
-    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
-    exe = Path(os.environ.get("ANTHROPIC_WIF_BIN") or target / "debug" / "anthropic-wif")
-    if not exe.exists():
-        pytest.fail(f"{exe} is missing: run `cargo build -p anthropic-wif-cli` first (scripts/test.sh does)")
-    return exe
+    try:
+        return Path(binary())
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 class EmulatorProc:
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [str(cli_bin()), "emulator", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
-        )
+        try:
+            exe = emulator_binary()
+        except RuntimeError as e:
+            pytest.fail(str(e))
+        self.proc = subprocess.Popen([exe, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
         self.base_url = json.loads(self.proc.stdout.readline())["base_url"]  # type: ignore[union-attr]
 
     def _post(self, path: str, body: dict | None = None) -> dict:

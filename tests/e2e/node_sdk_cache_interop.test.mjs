@@ -2,28 +2,30 @@
 // the SDK cached for a profile is used by `anthropic-wif token` without an exchange, and a token the CLI
 // cached is used by the SDK's client for real API calls without an exchange.
 //
-// Run: npm install at the repository root (the SDK is a devDependency), build the debug binary
-// (cargo build -p anthropic-wif-cli), then `node --test tests/e2e/`. ANTHROPIC_WIF_BIN overrides the binary.
+// Run: npm install at the repository root (the SDK is a devDependency), build the debug binaries
+// (cargo build -p anthropic-wif-cli -p anthropic-wif-emulator), then `node --test tests/e2e/`. ANTHROPIC_WIF_BIN and ANTHROPIC_WIF_EMULATOR override the binaries.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, statSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 
 const { default: Anthropic } = await import(process.env.ANTHROPIC_SDK_PATH ?? '@anthropic-ai/sdk');
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = process.env.ANTHROPIC_WIF_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'debug', 'anthropic-wif');
+// The binaries: $ANTHROPIC_WIF_BIN (the CLI under test) and $ANTHROPIC_WIF_EMULATOR, else the debug builds.
+const { cliBinary, emulatorBinary } = createRequire(import.meta.url)('../node/_helpers.js');
+const BIN = cliBinary();
+const EMULATOR = emulatorBinary();
 const MESSAGE = { model: 'claude-sonnet-5-5', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] };
 
 let dir, emu, emuUrl;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'wif-node-interop-'));
-  emu = spawn(BIN, ['emulator', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  emu = spawn(EMULATOR, ['--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise((ok, fail) => {
     createInterface({ input: emu.stdout }).once('line', ok);
     emu.once('exit', (c) => fail(new Error(`emulator exited ${c}`)));

@@ -13,12 +13,23 @@ RULE = "fdrl_01TestRule000000000000000"
 ORG = "00000000-0000-4000-8000-000000000001"
 
 
-def binary() -> str:
-    """$ANTHROPIC_WIF_BIN, else the debug build under $CARGO_TARGET_DIR (or ./target)."""
-    if os.environ.get("ANTHROPIC_WIF_BIN"):
-        return os.environ["ANTHROPIC_WIF_BIN"]
+def _binary(var: str, name: str, build: str) -> str:
+    """$var, else the debug build `name` under $CARGO_TARGET_DIR (or ./target): scripts/lib.sh's rule."""
     target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
-    return str(target / "debug" / "anthropic-wif")
+    exe = Path(os.environ.get(var) or target / "debug" / name)
+    if not exe.exists():
+        raise RuntimeError(f"{exe} is missing: run `cargo build -p {build}` (scripts/test.sh does) or set {var}")
+    return str(exe)
+
+
+def binary() -> str:
+    """The `anthropic-wif` CLI under test ($ANTHROPIC_WIF_BIN)."""
+    return _binary("ANTHROPIC_WIF_BIN", "anthropic-wif", "anthropic-wif-cli")
+
+
+def emulator_binary() -> str:
+    """The emulator, test tooling with its own binary ($ANTHROPIC_WIF_EMULATOR)."""
+    return _binary("ANTHROPIC_WIF_EMULATOR", "wif-emulator", "anthropic-wif-emulator")
 
 
 def _ready_line(proc: subprocess.Popen) -> dict:
@@ -36,7 +47,7 @@ class Stack:
         d = Path(self.dir.name)
         self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(d), "XDG_CACHE_HOME": str(d / "cache"),
                     "ANTHROPIC_CONFIG_DIR": str(d / "config")}
-        self.emu = subprocess.Popen([binary(), "emulator", "--listen", "127.0.0.1:0", *emulator_args],
+        self.emu = subprocess.Popen([emulator_binary(), "--listen", "127.0.0.1:0", *emulator_args],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
         self.emu_url = _ready_line(self.emu)["base_url"]
         self.jwt_file = d / "identity-token"

@@ -2,8 +2,8 @@
 // a base URL and a placeholder credential.
 //
 // Run: npm install @anthropic-ai/sdk at the repository root (the test scripts do), build the debug
-// binary (cargo build -p anthropic-wif-cli), then `node --test tests/e2e/proxy_sdk.test.mjs`.
-// ANTHROPIC_WIF_BIN overrides the binary; ANTHROPIC_SDK_PATH where the SDK is imported from.
+// binaries (cargo build -p anthropic-wif-cli -p anthropic-wif-emulator), then `node --test tests/e2e/proxy_sdk.test.mjs`.
+// ANTHROPIC_WIF_BIN and ANTHROPIC_WIF_EMULATOR override the binaries; ANTHROPIC_SDK_PATH where the SDK is imported from.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 

@@ -1,28 +1,29 @@
 // The emulator and `anthropic-wif proxy` as real processes, for the Node end-to-end tests of the proxy
 // (proxy_sdk.test.mjs, proxy_browser.test.mjs). Not a test file itself.
 //
-// ANTHROPIC_WIF_BIN overrides the binary (default: the debug build under $CARGO_TARGET_DIR or ./target).
+// The binaries: $ANTHROPIC_WIF_BIN (the CLI under test) and $ANTHROPIC_WIF_EMULATOR, else the debug builds.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const BIN = process.env.ANTHROPIC_WIF_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'debug', 'anthropic-wif');
+const { cliBinary, emulatorBinary } = createRequire(import.meta.url)('../node/_helpers.js');
+export const BIN = cliBinary();
+const EMULATOR = emulatorBinary();
 const RULE = 'fdrl_01TestRule000000000000000';
 const ORG = '00000000-0000-4000-8000-000000000001';
 
-/** Spawn `anthropic-wif ARGS`; `ready` resolves to its JSON ready line. */
-function start(args, env) {
-  const child = spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Spawn `bin ARGS`; `ready` resolves to its JSON ready line. */
+function start(bin, args, env) {
+  const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const ready = new Promise((ok, fail) => {
     const rl = createInterface({ input: child.stdout });
     rl.once('line', (l) => ok(JSON.parse(l)));
-    child.once('exit', (c) => fail(new Error(`${args[0]} exited ${c}: ${stderr}`)));
+    child.once('exit', (c) => fail(new Error(`${bin} ${args[0]} exited ${c}: ${stderr}`)));
   });
   return { child, ready, stderr: () => stderr };
 }
@@ -34,7 +35,7 @@ function start(args, env) {
 export async function proxyStack({ emulatorArgs = [], proxyArgs = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'wif-proxy-node-'));
   const env = { PATH: process.env.PATH, HOME: dir, XDG_CACHE_HOME: join(dir, 'cache'), ANTHROPIC_CONFIG_DIR: join(dir, 'config') };
-  const emu = start(['emulator', '--listen', '127.0.0.1:0', ...emulatorArgs], env);
+  const emu = start(EMULATOR, ['--listen', '127.0.0.1:0', ...emulatorArgs], env);
   const emuUrl = (await emu.ready).base_url;
   const jwtFile = join(dir, 'identity-token');
   const s = {
@@ -61,7 +62,7 @@ export async function proxyStack({ emulatorArgs = [], proxyArgs = [] } = {}) {
     },
   };
   await s.rotateJwt();
-  s.proxy = start(['proxy', '--listen', '127.0.0.1:0', '--base-url', emuUrl, '--federation-rule-id', RULE,
+  s.proxy = start(BIN, ['proxy', '--listen', '127.0.0.1:0', '--base-url', emuUrl, '--federation-rule-id', RULE,
     '--organization-id', ORG, '--identity-token-file', jwtFile, ...proxyArgs], env);
   s.proxyUrl = (await s.proxy.ready).base_url;
   return s;

@@ -1,6 +1,10 @@
 // Shared helpers for the Node tests: a real emulator process on loopback
-// (`anthropic-wif emulator`), a sandbox directory, and provider options that
-// point at both. Not a test file (node --test only picks *.test.* files).
+// (`wif-emulator`), a sandbox directory, and provider options that point at
+// both. Not a test file (node --test only picks *.test.* files).
+//
+// The package under test is whatever `require('anthropic-wif')` resolves to:
+// this checkout (a self-reference) when the tests run in place, the installed
+// package when scripts/test-node.sh --packages copies them into a fresh app.
 'use strict';
 
 const fs = require('node:fs');
@@ -10,16 +14,28 @@ const { spawn } = require('node:child_process');
 const readline = require('node:readline');
 
 const ROOT = path.resolve(__dirname, '..', '..');
+/** The directory of the anthropic-wif package under test (see above). */
+const PKG = path.dirname(require.resolve('anthropic-wif/package.json'));
 const RULE = 'fdrl_01TestRule000000000000000';
 const ORG = '00000000-0000-4000-8000-000000000001';
 const SVAC = 'svac_01TestServiceAccount0000000';
 
-/** The `anthropic-wif` CLI binary that serves the emulator. */
-function cliBinary() {
-  if (process.env.ANTHROPIC_WIF_BIN) return process.env.ANTHROPIC_WIF_BIN;
+/** `$<envVar>`, else the debug build `name` under $CARGO_TARGET_DIR (or ./target): scripts/lib.sh's rule. */
+function binary(envVar, name) {
+  if (process.env[envVar]) return process.env[envVar];
   const target = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
   const exe = process.platform === 'win32' ? '.exe' : '';
-  return path.join(target, 'debug', `anthropic-wif${exe}`);
+  return path.join(target, 'debug', `${name}${exe}`);
+}
+
+/** The `anthropic-wif` CLI binary under test ($ANTHROPIC_WIF_BIN). */
+function cliBinary() {
+  return binary('ANTHROPIC_WIF_BIN', 'anthropic-wif');
+}
+
+/** The emulator binary ($ANTHROPIC_WIF_EMULATOR): test tooling, not part of the CLI. */
+function emulatorBinary() {
+  return binary('ANTHROPIC_WIF_EMULATOR', 'wif-emulator');
 }
 
 const running = new Set();
@@ -28,15 +44,15 @@ process.on('exit', () => {
 });
 
 /**
- * Starts `anthropic-wif emulator --listen 127.0.0.1:0 …args` and waits for its
+ * Starts `wif-emulator --listen 127.0.0.1:0 …args` and waits for its
  * `{"base_url": …}` line. Returns a handle with the control endpoints.
  */
 async function startEmulator(args = []) {
-  const bin = cliBinary();
+  const bin = emulatorBinary();
   if (!fs.existsSync(bin)) {
-    throw new Error(`the emulator binary ${bin} is missing: run \`cargo build -p anthropic-wif-cli\` (scripts/test-node.sh does)`);
+    throw new Error(`the emulator binary ${bin} is missing: run \`cargo build -p anthropic-wif-emulator\` (scripts/test-node.sh does)`);
   }
-  const child = spawn(bin, ['emulator', '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(bin, ['--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   running.add(child);
   child.on('exit', () => running.delete(child));
   const rl = readline.createInterface({ input: child.stdout });
@@ -175,10 +191,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 module.exports = {
   ROOT,
+  PKG,
   RULE,
   ORG,
   SVAC,
   cliBinary,
+  emulatorBinary,
   startEmulator,
   sandbox,
   emulatorAndSandbox,

@@ -8,7 +8,7 @@ const Anthropic = require('@anthropic-ai/sdk').default;
 
 const { Provider } = require('anthropic-wif');
 const { execFileSync } = require('node:child_process');
-const { startEmulator, sandbox, federationOptions, jwtCommand, cliBinary, ROOT, RULE, ORG, SVAC } = require('./_helpers.js');
+const { startEmulator, sandbox, federationOptions, jwtCommand, cliBinary, PKG, RULE, ORG, SVAC } = require('./_helpers.js');
 
 let emu;
 let sb;
@@ -190,7 +190,7 @@ test('new Provider() with no options resolves like the CLI with no flags, and sh
   const cli = JSON.parse(execFileSync(cliBinary(), ['token'], { env, encoding: 'utf8' }));
   assert.match(cli.access_token, /^sk-ant-oat01-/);
   // ... and a Node process with the same environment and no options finds its token.
-  const script = `require(${JSON.stringify(ROOT)}).Provider && new (require(${JSON.stringify(ROOT)}).Provider)().getToken()
+  const script = `require(${JSON.stringify(PKG)}).Provider && new (require(${JSON.stringify(PKG)}).Provider)().getToken()
     .then((t) => process.stdout.write(JSON.stringify(t)), (e) => { process.stderr.write(e.name + ': ' + e.message); process.exit(1); })`;
   const node = JSON.parse(execFileSync(process.execPath, ['-e', script], { env, encoding: 'utf8' }));
   assert.equal(node.token, cli.access_token);

@@ -9,7 +9,13 @@ const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const ts = require('typescript');
 
-const { ROOT } = require('./_helpers.js');
+const { PKG } = require('./_helpers.js');
+
+// The entry points and their declarations, as the package under test's own package.json names them.
+const { exports: EXPORTS } = require(path.join(PKG, 'package.json'));
+const CJS_TYPES = path.join(PKG, EXPORTS['.'].require.types);
+const ESM_ENTRY = path.join(PKG, EXPORTS['.'].import.default);
+const ESM_TYPES = path.join(PKG, EXPORTS['.'].import.types);
 
 test('tsc --strict accepts the typed usage (CommonJS and ESM) and rejects the misuses', () => {
   const tsc = require.resolve('typescript/bin/tsc');
@@ -41,8 +47,8 @@ function declaredExports(file) {
 }
 
 test('index.d.ts declares every runtime export of index.js, and nothing more', () => {
-  const runtime = require(ROOT);
-  const { values, classes } = declaredExports(path.join(ROOT, 'index.d.ts'));
+  const runtime = require(PKG);
+  const { values, classes } = declaredExports(CJS_TYPES);
   assert.deepEqual([...values].sort(), Object.keys(runtime).sort());
   // Every public method of Provider is declared.
   const methods = Object.getOwnPropertyNames(runtime.Provider.prototype).filter((n) => n !== 'constructor' && !n.startsWith('_') && n !== 'toJSON');
@@ -53,7 +59,7 @@ test('index.d.ts declares every runtime export of index.js, and nothing more', (
 });
 
 test('index.d.mts declares every runtime export of index.mjs', async () => {
-  const esm = await import(path.join(ROOT, 'index.mjs'));
-  const { values } = declaredExports(path.join(ROOT, 'index.d.mts'));
+  const esm = await import(ESM_ENTRY);
+  const { values } = declaredExports(ESM_TYPES);
   assert.deepEqual([...values].sort(), Object.keys(esm).sort());
 });

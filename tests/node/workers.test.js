@@ -6,7 +6,7 @@ const assert = require('node:assert/strict');
 const { Worker } = require('node:worker_threads');
 
 const { Provider } = require('anthropic-wif');
-const { startEmulator, sandbox, federationOptions, ROOT } = require('./_helpers.js');
+const { startEmulator, sandbox, federationOptions, PKG } = require('./_helpers.js');
 
 let emu;
 let sb;
@@ -38,7 +38,7 @@ const wif = require(workerData.root);
 
 function runWorker(options) {
   return new Promise((resolve, reject) => {
-    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { root: ROOT, options } });
+    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { root: PKG, options } });
     w.once('message', resolve);
     w.once('error', reject);
     w.once('exit', (code) => {
@@ -77,7 +77,7 @@ test('terminating a worker while its exchange is in flight is safe', async () =>
     parentPort.postMessage('started');
   `;
   for (let i = 0; i < 3; i++) {
-    const w = new Worker(src, { eval: true, workerData: { root: ROOT, options } });
+    const w = new Worker(src, { eval: true, workerData: { root: PKG, options } });
     await new Promise((resolve, reject) => {
       w.once('message', resolve);
       w.once('error', reject);

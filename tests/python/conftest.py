@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -32,31 +31,36 @@ MODEL = "claude-wif-emulator"
 
 # Read once: the isolation fixture below clears ANTHROPIC_* variables.
 _CLI_BIN = os.environ.get("ANTHROPIC_WIF_BIN")
+_EMULATOR_BIN = os.environ.get("ANTHROPIC_WIF_EMULATOR")
 
 
-def cli_binary() -> str:
-    explicit = _CLI_BIN
+def _binary(explicit: Optional[str], name: str, build: str, var: str) -> str:
+    """`explicit` ($var), else the debug build `name` under $CARGO_TARGET_DIR (scripts/lib.sh's rule)."""
     if explicit:
         return explicit
     target = os.environ.get("CARGO_TARGET_DIR") or str(REPO / "target")
-    candidate = Path(target) / "debug" / "anthropic-wif"
+    candidate = Path(target) / "debug" / name
     if candidate.exists():
         return str(candidate)
-    found = shutil.which("anthropic-wif")
-    if found:
-        return found
-    pytest.fail(
-        "anthropic-wif CLI binary not found: run `cargo build -p anthropic-wif-cli` or set ANTHROPIC_WIF_BIN",
-        pytrace=False,
-    )
+    pytest.fail(f"{name} binary not found: run `cargo build -p {build}` or set {var}", pytrace=False)
+
+
+def cli_binary() -> str:
+    """The `anthropic-wif` CLI under test."""
+    return _binary(_CLI_BIN, "anthropic-wif", "anthropic-wif-cli", "ANTHROPIC_WIF_BIN")
+
+
+def emulator_binary() -> str:
+    """The emulator (test tooling, its own binary)."""
+    return _binary(_EMULATOR_BIN, "wif-emulator", "anthropic-wif-emulator", "ANTHROPIC_WIF_EMULATOR")
 
 
 class Emulator:
-    """A running `anthropic-wif emulator` process and its control API."""
+    """A running `wif-emulator` process and its control API."""
 
     def __init__(self, *extra_args: str, env: Optional[Dict[str, str]] = None) -> None:
         self.proc = subprocess.Popen(
-            [cli_binary(), "emulator", "--listen", "127.0.0.1:0", *extra_args],
+            [emulator_binary(), "--listen", "127.0.0.1:0", *extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

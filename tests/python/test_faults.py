@@ -21,7 +21,7 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 
 from _faults import HERE, MATRIX, Result, leaks, run_many
-from conftest import cli_binary
+from conftest import cli_binary, emulator_binary
 
 ONLY = os.environ.get("FAULT_CASE")
 CONCURRENCY = int(os.environ.get("FAULT_CONCURRENCY", "8"))
@@ -82,7 +82,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[Tuple[str
     home = tmp_path_factory.mktemp("fault-home")
     with pytest.MonkeyPatch.context() as mp:
         for name in list(os.environ):
-            if name.startswith("ANTHROPIC_") and name != "ANTHROPIC_WIF_BIN":
+            if name.startswith("ANTHROPIC_") and name not in ("ANTHROPIC_WIF_BIN", "ANTHROPIC_WIF_EMULATOR"):
                 mp.delenv(name, raising=False)
         mp.setenv("HOME", str(home))
         mp.setenv("XDG_CACHE_HOME", str(home / ".cache"))
@@ -103,7 +103,13 @@ def test_fault_case(results: Dict[Tuple[str, str], Result], name: str, via: str)
 
 @pytest.mark.skipif(bool(ONLY), reason="FAULT_CASE runs one case")
 def test_leak_prone_rows_with_debug_logging_leave_no_secret_on_stderr(tmp_path: Path) -> None:
-    env = dict(os.environ, ANTHROPIC_WIF_LOG="debug", ANTHROPIC_WIF_BIN=cli_binary(), PYTHONPATH=str(HERE))
+    env = dict(
+        os.environ,
+        ANTHROPIC_WIF_LOG="debug",
+        ANTHROPIC_WIF_BIN=cli_binary(),
+        ANTHROPIC_WIF_EMULATOR=emulator_binary(),
+        PYTHONPATH=str(HERE),
+    )
     out = subprocess.run(
         [sys.executable, str(HERE / "_faults.py"), *LOG_ROWS],
         capture_output=True,

@@ -816,6 +816,7 @@ fn ensure_dir(dir: &Path) -> io::Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         ensure_dir(parent)?;
     }
+    #[cfg_attr(not(unix), allow(unused_mut))] // only Unix sets a mode
     let mut builder = fs::DirBuilder::new();
     #[cfg(unix)]
     {

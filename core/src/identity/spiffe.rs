@@ -14,8 +14,9 @@
 //! the cargo feature `spiffe-workload-api` (default; it brings in hyper's
 //! HTTP/2 client); without it only spiffe-helper files work.
 
-// Without the Workload API client, its helpers and fakes are unused.
-#![cfg_attr(not(feature = "spiffe-workload-api"), allow(unused_imports, dead_code))]
+// Without the Workload API client (the feature is off, or no Unix sockets: Windows), its helpers and
+// fakes are unused.
+#![cfg_attr(not(all(unix, feature = "spiffe-workload-api")), allow(unused_imports, dead_code))]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -106,15 +107,19 @@ pub(crate) fn socket_path(addr: &str, origin: &str, source: &str) -> Result<Path
     }
 }
 
-#[cfg(not(feature = "spiffe-workload-api"))]
+#[cfg(not(all(unix, feature = "spiffe-workload-api")))]
 async fn call(_path: &Path, _aud: &str, _spiffe_id: Option<&str>, source: &str) -> Result<Secret> {
+    let why = if cfg!(unix) {
+        "this build of anthropic-wif has no SPIFFE Workload API client (cargo feature spiffe-workload-api)"
+    } else {
+        "the SPIFFE Workload API client talks over a Unix domain socket, which this platform's build does not support"
+    };
     Err(Error::config(format!(
-        "{source}: this build of anthropic-wif has no SPIFFE Workload API client (cargo feature spiffe-workload-api); \
-         run spiffe-helper and use {{\"source\": \"spiffe\", \"path\": …}} instead"
+        "{source}: {why}; run spiffe-helper and use {{\"source\": \"spiffe\", \"path\": …}} instead"
     )))
 }
 
-#[cfg(feature = "spiffe-workload-api")]
+#[cfg(all(unix, feature = "spiffe-workload-api"))]
 async fn call(path: &Path, aud: &str, spiffe_id: Option<&str>, source: &str) -> Result<Secret> {
     let at = format!("{source}: the Workload API at unix://{}", path.display());
     let fail = |what: String| Error::identity(format!("{at} {what}; {API_FIX}"));

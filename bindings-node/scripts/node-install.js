@@ -1,20 +1,25 @@
 #!/usr/bin/env node
-// Build (or find) the native addon of the `anthropic-wif` npm package.
+// Build the native addon of the `anthropic-wif` npm package from source, for
+// contributors and platforms without a prebuilt package.
 //
-// Needs only Node's standard library and, when it builds, `cargo`: npm runs a
-// folder dependency's install script before that folder's own dependencies
-// exist, so nothing from node_modules may be required here.
+// Needs only Node's standard library and `cargo`: npm runs a folder
+// dependency's install script before that folder's own dependencies exist, so
+// nothing from node_modules may be required here. The published package has
+// no install script: its addon comes prebuilt in a platform package
+// (loader.js); this script is the root package.json's `install` hook in a
+// checkout, so `npm install` there and `npm install /path/to/checkout` build
+// from source as before.
 //
-//   node scripts/node-install.js            npm `install` hook: in a git checkout,
-//                                            build (cargo is incremental); elsewhere
-//                                            (a packed tarball) use the shipped
-//                                            binary when it loads, else build.
-//   node scripts/node-install.js --build    always build (release unless --debug)
-//   node scripts/node-install.js --debug    build the debug profile
-//   node scripts/node-install.js --check    exit 0 when a loadable binary exists
+//   node bindings-node/scripts/node-install.js          npm `install` hook: in a git checkout,
+//                                                        build (cargo is incremental); elsewhere
+//                                                        (a copy of the sources) keep an addon that
+//                                                        loads, else build.
+//   node bindings-node/scripts/node-install.js --build  always build (release unless --debug)
+//   node bindings-node/scripts/node-install.js --debug  build the debug profile
+//   node bindings-node/scripts/node-install.js --check  exit 0 when a loadable from-source addon exists
 //
-// The binary lands in the package root as `anthropic-wif.<platform>-<arch>[-<libc>].node`,
-// next to index.js, which loads exactly that name.
+// The binary lands in bindings-node/ as `anthropic-wif.<platform>-<arch>[-<libc>].node`,
+// next to loader.js, which loads exactly that name before it looks for a platform package.
 //
 // Environment: ANTHROPIC_WIF_BUILD_PROFILE=debug|release, CARGO (the cargo to run),
 // CARGO_TARGET_DIR (honoured by cargo).
@@ -23,34 +28,15 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
+const { platformTag, localBinaryPath } = require('../loader.js');
 
-const ROOT = path.resolve(__dirname, '..');
+/** The repository root (the cargo workspace and the root package.json). */
+const ROOT = path.resolve(__dirname, '..', '..');
 const CRATE = 'anthropic-wif-node';
-
-/** `linux-x64-gnu`, `linux-arm64-musl`, `darwin-arm64`, `win32-x64-msvc`, … */
-function platformTag() {
-  const { platform, arch } = process;
-  if (platform === 'linux') {
-    let libc = 'gnu';
-    try {
-      const report = process.report && process.report.getReport();
-      const header = report && (typeof report === 'string' ? JSON.parse(report).header : report.header);
-      if (header && !header.glibcVersionRuntime) libc = 'musl';
-    } catch {
-      // Keep the glibc default: a wrong guess only means a rebuild.
-    }
-    return `${platform}-${arch}-${libc}`;
-  }
-  if (platform === 'win32') return `${platform}-${arch}-msvc`;
-  return `${platform}-${arch}`;
-}
-
-function binaryName() {
-  return `anthropic-wif.${platformTag()}.node`;
-}
+const USAGE = 'node bindings-node/scripts/node-install.js [--build] [--debug|--release] [--check]';
 
 function binaryPath() {
-  return path.join(ROOT, binaryName());
+  return localBinaryPath();
 }
 
 function say(msg) {
@@ -89,7 +75,7 @@ function cargoBuild(profile) {
   const args = ['build', '-p', CRATE, '--manifest-path', manifest, '--message-format=json-render-diagnostics'];
   if (profile === 'release') args.push('--release');
   if (fs.existsSync(path.join(ROOT, 'Cargo.lock')) && !fs.existsSync(path.join(ROOT, '.git'))) {
-    // A packed tarball ships the lock file the binary was tested with.
+    // A copy of the sources (not a git checkout): build exactly the locked dependencies.
     args.push('--locked');
   }
   say(`building the native addon: ${cargoCommand()} build -p ${CRATE}${profile === 'release' ? ' --release' : ''} (in ${ROOT})`);
@@ -101,7 +87,7 @@ function cargoBuild(profile) {
   });
   if (r.error) fail(`cannot run ${cargoCommand()}: ${r.error.message}`);
   if (r.status !== 0) {
-    fail(`cargo build failed (exit ${r.status}); the compiler output is above. Rust >= 1.88 is needed (rustup update).`);
+    fail(`cargo build failed (exit ${r.status}); the compiler output is above. Rust >= 1.89 is needed (rustup update).`);
   }
   let artifact = null;
   for (const line of r.stdout.split('\n')) {
@@ -121,7 +107,7 @@ function cargoBuild(profile) {
   return artifact;
 }
 
-/** Copies the cdylib next to index.js atomically (temp file + rename). */
+/** Copies the cdylib next to loader.js atomically (temp file + rename). */
 function install(artifact) {
   const dest = binaryPath();
   const tmp = `${dest}.${process.pid}.tmp`;
@@ -145,7 +131,7 @@ function main(argv) {
   const want = new Set(argv);
   for (const a of want) {
     if (!['--build', '--debug', '--release', '--check'].includes(a)) {
-      fail(`unknown argument ${a}; usage: node scripts/node-install.js [--build] [--debug|--release] [--check]`);
+      fail(`unknown argument ${a}; usage: ${USAGE}`);
     }
   }
   const dest = binaryPath();
@@ -167,7 +153,7 @@ function main(argv) {
 
   const problem = loadProblem(dest);
   if (!forceBuild && !isCheckout && problem === null) {
-    // A packed tarball with a binary for this platform: nothing to do.
+    // A copy of the sources with an addon for this platform already built: nothing to do.
     return;
   }
   if (!hasSources) {
@@ -180,14 +166,14 @@ function main(argv) {
     }
     fail(
       `no usable prebuilt binary for ${platformTag()} (${problem}) and cargo is not on PATH: ` +
-        'install Rust >= 1.88 (https://rustup.rs), then run `npm rebuild anthropic-wif` ' +
-        '(or `node scripts/node-install.js` in the package folder)',
+        'install Rust >= 1.89 (https://rustup.rs), then run `npm rebuild anthropic-wif` ' +
+        '(or `node bindings-node/scripts/node-install.js` in the checkout)',
     );
   }
   install(cargoBuild(profile));
 }
 
-module.exports = { platformTag, binaryName, binaryPath };
+module.exports = { binaryPath };
 
 if (require.main === module) {
   main(process.argv.slice(2));

@@ -9,30 +9,8 @@
 // and hands the engine the caller's environment (see callerEnv).
 'use strict';
 
-const path = require('node:path');
-const fs = require('node:fs');
-const { binaryName } = require('./scripts/node-install.js');
-
-function loadAddon() {
-  const file = path.join(__dirname, binaryName());
-  if (!fs.existsSync(file)) {
-    const built = fs.readdirSync(__dirname).filter((f) => /^anthropic-wif\..+\.node$/.test(f));
-    throw new Error(
-      `anthropic-wif: the native addon ${binaryName()} is missing from ${__dirname}` +
-        (built.length ? ` (found only ${built.join(', ')})` : '') +
-        '. Build it with Rust >= 1.88 installed: `npm rebuild anthropic-wif`, or in a checkout `npm install` ' +
-        '(both run `node scripts/node-install.js`, which runs cargo).',
-    );
-  }
-  try {
-    return require(file);
-  } catch (e) {
-    throw new Error(
-      `anthropic-wif: cannot load the native addon ${file}: ${e && e.message}. ` +
-        'Rebuild it for this machine: `npm rebuild anthropic-wif` (needs Rust >= 1.88).',
-    );
-  }
-}
+// The addon: a from-source build next to this file, else the platform package (loader.js).
+const { loadAddon } = require('./loader.js');
 
 const native = loadAddon();
 
