@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build everything and run every test suite: Rust (core, CLI, emulator), Python (the module with the
 # official `anthropic` SDK as client), cross-language end-to-end tests, Node (the module with the
-# official `@anthropic-ai/sdk` as client), and the proxy against a headless Chromium. Works on a fresh machine
-# with Rust, Python >= 3.9 and Node >= 18; Chromium is installed with apt-get when missing (scripts/lib.sh).
+# official `@anthropic-ai/sdk` as client), the proxy against a headless Chromium, and the real Claude Code
+# against the emulator through each way of running it. Works on a fresh machine with Rust, Python >= 3.9 and
+# Node >= 18; Chromium is installed with apt-get when missing (scripts/lib.sh), Claude Code from the npm
+# registry into .tools/ (once; WIF_TOOLS_DIR elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -25,7 +27,10 @@ run_pytest tests/e2e
 step "node: the module and its tests"
 bash scripts/test-node.sh
 
-step "end to end: the proxy with the official Node SDK and a headless Chromium (tests/e2e)"
+step "end to end: Claude Code, the pinned release from npm (cached in the tools dir)"
+node tests/e2e/claude_code.mjs install
+
+step "end to end: the proxy with the official Node SDK and a headless Chromium, the real Claude Code (tests/e2e)"
 ensure_chromium
 ANTHROPIC_WIF_BIN="$CARGO_TARGET_DIR/debug/anthropic-wif" node --test tests/e2e/
 
