@@ -4,7 +4,8 @@
 // flag, and so does the emulator, with the same 401.
 //
 // Works: the proxy (Claude Code holds a placeholder); a `user_oauth` profile without `client_id` whose
-// credentials file holds `anthropic-wif token`'s output (Claude Code then adds the flag itself);
+// credentials file holds `anthropic-wif token`'s output, or is written by `anthropic-wif token
+// --credentials-path` (README's recipe; Claude Code then adds the flag itself);
 // Claude Code's own federation from the SDK environment variables; and `exec` with ANTHROPIC_BETAS.
 // Fails: `exec` as it is (ANTHROPIC_AUTH_TOKEN: bare Bearer) and the `apiKeyHelper` recipe (x-api-key and
 // Bearer): no flag, 401, and Claude Code retries (up to 11 attempts, backing off, for minutes, printing
@@ -14,8 +15,8 @@
 // node --test tests/e2e/claude_code.test.mjs. Each run's headers are printed as test diagnostics.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 import { BIN } from './proxy_stack.mjs';
 import { claudeStack, CLAUDE_CODE_VERSION, REPLY } from './claude_code.mjs';
@@ -116,6 +117,37 @@ test('user_oauth profile without client_id, credentials from `anthropic-wif toke
   }
   // Claude Code only read the profile: the file still holds what we wrote.
   assert.equal(JSON.parse(readFileSync(join(configDir, 'credentials', 'claude.json'), 'utf8')).access_token, accessToken);
+});
+
+test('the README recipe: a user_oauth profile whose credentials file `anthropic-wif token --credentials-path` keeps', async (t) => {
+  // As README.md shows it: the profile written with the shell's default umask, the credentials file
+  // written by `anthropic-wif token` itself (the SDKs' format, 0600, atomically, in a 0700 directory).
+  const configDir = join(s.dir, 'readme-config');
+  mkdirSync(join(configDir, 'configs'), { recursive: true });
+  writeFileSync(join(configDir, 'configs', 'claude-code.json'), '{"version": "1.0", "authentication": {"type": "user_oauth"}}\n', { mode: 0o644 });
+  const credentials = join(configDir, 'credentials', 'claude-code.json');
+  await s.rotateJwt();
+  const exchangesBefore = (await s.control('/_emulator/stats')).exchanges;
+  const keep = () => s.wif(['token', ...s.federationArgs(), '--credentials-path', credentials]);
+  const first = keep();
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(statSync(credentials).mode & 0o777, 0o600);
+  assert.equal(statSync(dirname(credentials)).mode & 0o777, 0o700);
+  const written = JSON.parse(readFileSync(credentials, 'utf8'));
+  assert.equal(written.version, '1.0');
+  assert.equal(written.type, 'oauth_token');
+  assert.equal(written.access_token, JSON.parse(first.stdout).access_token);
+  // Running it again while the token has life left exchanges nothing (the identity token is not re-sent).
+  assert.equal(keep().code, 0);
+  assert.equal((await s.control('/_emulator/stats')).exchanges, exchangesBefore + 1);
+
+  const r = await s.run({ env: { ANTHROPIC_PROFILE: 'claude-code', ANTHROPIC_CONFIG_DIR: configDir, ANTHROPIC_BASE_URL: s.emuUrl } });
+  report(t, r);
+  assertAnswered(r);
+  for (const req of r.requests) {
+    assert.equal(req.headers.authorization, `Bearer ${written.access_token}`);
+    assert.ok(betas(req).includes(OAUTH_BETA));
+  }
 });
 
 test('`anthropic-wif exec -- claude` today: a bare Bearer without the flag, refused with 401 (retried until stopped)', async (t) => {
