@@ -76,6 +76,21 @@ fn headers_json(list: &[(String, String)]) -> Value {
     Value::Object(headers)
 }
 
+/// The fields every recorded request shows: method, path, headers, arrival time.
+fn request_json(
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    received_at: f64,
+) -> serde_json::Map<String, Value> {
+    let mut v = serde_json::Map::new();
+    v.insert("method".into(), Value::from(method));
+    v.insert("path".into(), Value::from(path));
+    v.insert("headers".into(), headers_json(headers));
+    v.insert("received_at".into(), Value::from(received_at));
+    v
+}
+
 impl RecordedRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -83,20 +98,16 @@ impl RecordedRequest {
     }
 
     pub(crate) fn to_json(&self) -> Value {
-        serde_json::json!({
-            "method": self.method,
-            "path": self.path,
-            "headers": headers_json(&self.headers),
-            "body": self.body,
-            "raw_body": self.raw_body,
-            "received_at": self.received_at,
-        })
+        let mut v = request_json(&self.method, &self.path, &self.headers, self.received_at);
+        v.insert("body".into(), self.body.clone());
+        v.insert("raw_body".into(), Value::from(self.raw_body.as_str()));
+        Value::Object(v)
     }
 }
 
 /// A request to the API side (every route but the token endpoint and the control endpoints: the
 /// Messages API, and unknown paths that got a 404), as received, with the status it was answered.
-/// The body is not kept (clients such as Claude Code send tens of KiB per request); its size is.
+/// The body is not kept (clients such as Claude Code send tens of KiB per request).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiRequest {
     pub method: String,
@@ -117,13 +128,9 @@ impl ApiRequest {
     }
 
     pub(crate) fn to_json(&self) -> Value {
-        serde_json::json!({
-            "method": self.method,
-            "path": self.path,
-            "headers": headers_json(&self.headers),
-            "status": self.status,
-            "received_at": self.received_at,
-        })
+        let mut v = request_json(&self.method, &self.path, &self.headers, self.received_at);
+        v.insert("status".into(), self.status.map_or(Value::Null, Value::from));
+        Value::Object(v)
     }
 }
 
@@ -157,6 +164,14 @@ impl Settings {
 }
 
 const MAX_RECORDED: usize = 10_000;
+
+/// Append to a recorded list, dropping the oldest entry beyond [`MAX_RECORDED`].
+fn push_bounded<T>(list: &mut VecDeque<T>, item: T) {
+    if list.len() >= MAX_RECORDED {
+        list.pop_front();
+    }
+    list.push_back(item);
+}
 
 pub(crate) struct Inner {
     pub settings: Settings,
@@ -212,11 +227,7 @@ impl State {
     }
 
     pub fn record(&self, r: RecordedRequest) {
-        let mut g = self.lock();
-        if g.requests.len() >= MAX_RECORDED {
-            g.requests.pop_front();
-        }
-        g.requests.push_back(r);
+        push_bounded(&mut self.lock().requests, r);
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -224,11 +235,7 @@ impl State {
     }
 
     pub fn record_api(&self, r: ApiRequest) {
-        let mut g = self.lock();
-        if g.api_requests.len() >= MAX_RECORDED {
-            g.api_requests.pop_front();
-        }
-        g.api_requests.push_back(r);
+        push_bounded(&mut self.lock().api_requests, r);
     }
 
     pub fn api_requests(&self) -> Vec<ApiRequest> {

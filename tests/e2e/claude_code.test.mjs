@@ -69,6 +69,16 @@ function assertAnswered(r) {
   }
 }
 
+/** Every request carried a bearer (`token`, or any access token), no x-api-key, and the beta flag. */
+function assertBearerWithFlag(r, token) {
+  for (const req of r.requests) {
+    if (token) assert.equal(req.headers.authorization, `Bearer ${token}`);
+    else assert.match(req.headers.authorization, /^Bearer sk-ant-oat01-/);
+    assert.equal(req.headers['x-api-key'], undefined);
+    assert.ok(betas(req).includes(OAUTH_BETA), req.headers['anthropic-beta']);
+  }
+}
+
 /** A bounded run that is expected to be refused: stop once the emulator has said 401 twice. */
 const refusedTwice = (reqs) => reqs.filter((r) => r.status === 401).length >= 2;
 
@@ -91,11 +101,7 @@ test('proxy: ANTHROPIC_BASE_URL to `anthropic-wif proxy` and a placeholder token
   assertAnswered(r);
   // What reached the API: the proxy's token and flag in place of the placeholder, Claude Code's own
   // betas kept.
-  for (const req of r.requests) {
-    assert.match(req.headers.authorization, /^Bearer sk-ant-oat01-/);
-    assert.equal(req.headers['x-api-key'], undefined);
-    assert.ok(betas(req).includes(OAUTH_BETA));
-  }
+  assertBearerWithFlag(r);
 });
 
 test('user_oauth profile without client_id, credentials from `anthropic-wif token`: Claude Code sends the flag and answers', async (t) => {
@@ -110,11 +116,7 @@ test('user_oauth profile without client_id, credentials from `anthropic-wif toke
   const r = await s.run({ env: { ANTHROPIC_PROFILE: 'claude', ANTHROPIC_CONFIG_DIR: configDir, ANTHROPIC_BASE_URL: s.emuUrl } });
   report(t, r);
   assertAnswered(r);
-  for (const req of r.requests) {
-    assert.equal(req.headers.authorization, `Bearer ${accessToken}`);
-    assert.equal(req.headers['x-api-key'], undefined);
-    assert.ok(betas(req).includes(OAUTH_BETA), req.headers['anthropic-beta']);
-  }
+  assertBearerWithFlag(r, accessToken);
   // Claude Code only read the profile: the file still holds what we wrote.
   assert.equal(JSON.parse(readFileSync(join(configDir, 'credentials', 'claude.json'), 'utf8')).access_token, accessToken);
 });
@@ -144,10 +146,7 @@ test('the README recipe: a user_oauth profile whose credentials file `anthropic-
   const r = await s.run({ env: { ANTHROPIC_PROFILE: 'claude-code', ANTHROPIC_CONFIG_DIR: configDir, ANTHROPIC_BASE_URL: s.emuUrl } });
   report(t, r);
   assertAnswered(r);
-  for (const req of r.requests) {
-    assert.equal(req.headers.authorization, `Bearer ${written.access_token}`);
-    assert.ok(betas(req).includes(OAUTH_BETA));
-  }
+  assertBearerWithFlag(r, written.access_token);
 });
 
 test('`anthropic-wif exec -- claude` today: a bare Bearer without the flag, refused with 401 (retried until stopped)', async (t) => {
@@ -183,11 +182,7 @@ test('`exec` with ANTHROPIC_BETAS=oauth-2025-04-20: Claude Code adds the flag an
   const r = await s.run({ wrap: [BIN, 'exec', ...s.federationArgs(), '--'], env: { ANTHROPIC_BETAS: OAUTH_BETA } });
   report(t, r);
   assertAnswered(r);
-  for (const req of r.requests) {
-    assert.match(req.headers.authorization, /^Bearer sk-ant-oat01-/);
-    assert.equal(req.headers['x-api-key'], undefined);
-    assert.ok(betas(req).includes(OAUTH_BETA));
-  }
+  assertBearerWithFlag(r);
 });
 
 test("Claude Code's own federation (the SDK environment variables): it exchanges the identity token itself and caches the result", async (t) => {
@@ -204,11 +199,11 @@ test("Claude Code's own federation (the SDK environment variables): it exchanges
   });
   report(t, r);
   assertAnswered(r);
+  assertBearerWithFlag(r);
   assert.equal((await s.control('/_emulator/stats')).exchanges, exchangesBefore + 1);
   const [exchange] = (await s.control('/_emulator/requests')).slice(tokenRequestsBefore);
   t.diagnostic(`token request: user-agent: ${exchange.headers['user-agent']} | anthropic-beta: ${exchange.headers['anthropic-beta']}`);
   assert.equal(exchange.headers['user-agent'], `claude-cli/${CLAUDE_CODE_VERSION} (external, sdk-cli)`);
-  for (const req of r.requests) assert.ok(betas(req).includes(OAUTH_BETA));
   // Its cache: <config dir>/credentials/federation/<hash>.json, 0600 in 0700 directories, SDK format.
   const cacheDir = join(r.home, '.config', 'anthropic', 'credentials', 'federation');
   assert.ok(existsSync(cacheDir), 'Claude Code cached the federation token');
