@@ -4,7 +4,9 @@
 # install them (fresh venv / fresh app, install scripts off, cargo hidden from PATH), under the
 # Python and Node suites with the official SDKs as clients; the cross-language end-to-end tests
 # with the CLI from the release archive, the proxy against a headless Chromium (installed with apt-get
-# when missing, scripts/lib.sh); and the from-source paths (the sdist, `npm install <checkout>`).
+# when missing, scripts/lib.sh), the real Claude Code against the emulator through each way of running it
+# (the pinned release from the npm registry, cached in .tools/ or $WIF_TOOLS_DIR); and the from-source
+# paths (the sdist, `npm install <checkout>`).
 # Needs Rust, Python >= 3.9, Node >= 18 and the package registries (crates.io, PyPI, npm: it installs
 # the build tools, pytest, the SDKs and the npm dev dependencies).
 set -euo pipefail
@@ -47,7 +49,12 @@ step "end to end: the CLI, the installed modules and the official SDKs (tests/e2
 ensure_test_venv
 ANTHROPIC_WIF_NODE_APP="$NODE_APP" PATH="$(path_without_cargo)" run_pytest tests/e2e
 
-step "end to end: the proxy and the token cache with the official Node SDK and a headless Chromium (tests/e2e, in the app)"
+step "end to end: Claude Code, the pinned release from npm (cached in the tools dir)"
+# One tools dir for the install here and the tests run from the app below.
+export WIF_TOOLS_DIR="${WIF_TOOLS_DIR:-$ROOT/.tools}"
+node tests/e2e/claude_code.mjs install
+
+step "end to end: the proxy and the token cache with the official Node SDK, a headless Chromium and the real Claude Code (tests/e2e, in the app)"
 ensure_chromium
 (cd "$NODE_APP" && PATH="$(path_without_cargo)" node --test tests/e2e/)
 

@@ -1,7 +1,8 @@
 //! A local stand-in for Anthropic's workload-identity token endpoint
 //! (`POST /v1/oauth/token`, RFC 7523 jwt-bearer) and a minimal Messages API
 //! (`POST /v1/messages`, JSON and SSE), with control endpoints for tests:
-//! counters, recorded requests, test JWTs, fault injection, revocation, reset.
+//! counters, recorded token and API requests, test JWTs, fault injection,
+//! revocation, reset.
 //!
 //! In-process (Rust tests): [`Emulator::start`] runs the server on its own
 //! thread with its own tokio runtime, so it works from sync tests and next to
@@ -37,7 +38,7 @@ pub use faults::{Endpoint, Fault, FaultKind};
 pub use ids::{is_tagged, is_uuid};
 pub use jwt::{test_jwt, DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_JWT_TTL, DEFAULT_SUBJECT};
 pub use local::{LOCAL_ORGANIZATION, LOCAL_RULE, LOCAL_SERVICE_ACCOUNT};
-pub use state::{RecordedRequest, Stats};
+pub use state::{ApiRequest, RecordedRequest, Stats};
 
 use state::State;
 
@@ -116,7 +117,7 @@ Options:
   -h, --help              print this help
 
 Control endpoints (for tests): GET /_emulator/stats, GET /_emulator/requests,
-POST /_emulator/jwt {\"sub\",\"aud\",\"ttl\"}, POST /_emulator/faults {\"faults\":[…]},
+GET /_emulator/api-requests, POST /_emulator/jwt {\"sub\",\"aud\",\"ttl\"}, POST /_emulator/faults {\"faults\":[…]},
 POST /_emulator/revoke, POST /_emulator/reset, GET|POST /_emulator/config.
 ";
 
@@ -278,6 +279,12 @@ impl Emulator {
     /// The token requests received so far, oldest first (the last 10 000).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests()
+    }
+
+    /// The API requests (Messages API and unknown routes) received so far, with the status each
+    /// was answered, oldest first (the last 10 000).
+    pub fn api_requests(&self) -> Vec<ApiRequest> {
+        self.state.api_requests()
     }
 
     /// Queue faults for the next requests (each applies `count` times).

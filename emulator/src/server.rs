@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use crate::faults::{Endpoint, Fault, FaultKind};
 use crate::ids;
 use crate::jwt;
-use crate::state::{RecordedRequest, State};
+use crate::state::{ApiRequest, RecordedRequest, State};
 
 pub(crate) const BETA_OAUTH: &str = "oauth-2025-04-20";
 pub(crate) const BETA_FEDERATION: &str = "oidc-federation-2026-04-01";
@@ -99,8 +99,28 @@ fn error_body(status: u16, message: &str) -> Value {
     json!({"type": "error", "error": {"type": error_type_for(status), "message": message}})
 }
 
+/// Marks a response built by [`error_resp`]: [`handle`] adds the request id to its body, as the API
+/// does (`{"type":"error","error":{…},"request_id":"req_…"}`, the same id as the `request-id` header).
+#[derive(Clone, Copy)]
+struct ApiErrorBody;
+
 fn error_resp(status: u16, message: &str) -> Resp {
-    json_resp(status, &error_body(status, message))
+    let mut r = json_resp(status, &error_body(status, message));
+    r.extensions_mut().insert(ApiErrorBody);
+    r
+}
+
+/// Add `request_id` (the `request-id` header's value) to a body [`error_resp`] built; injected
+/// faults with a given body are served exactly as given.
+fn add_request_id(r: &mut Resp) {
+    if r.extensions_mut().remove::<ApiErrorBody>().is_none() {
+        return;
+    }
+    let Some(rid) = r.headers().get("request-id").and_then(|v| v.to_str().ok()).map(str::to_owned) else { return };
+    let Body::Full(Some(bytes)) = r.body() else { return };
+    let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(bytes) else { return };
+    m.insert("request_id".into(), Value::from(rid));
+    *r.body_mut() = Body::Full(Some(Bytes::from(Value::Object(m).to_string())));
 }
 
 fn denied() -> Resp {
@@ -189,6 +209,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, shutdown: watch::Rece
             if let Ok(v) = HeaderValue::from_str(&rid) {
                 r.headers_mut().entry("request-id").or_insert(v);
             }
+            add_request_id(&mut r);
             Ok(r)
         }
         Outcome::Abort => Err(Aborted),
@@ -213,11 +234,30 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, rid: &str, shutdown: 
             state.lock().stats.invalid += 1;
             method_not_allowed(&method, &path, "POST")
         }
+        (p, _) if p.starts_with("/_emulator/") => control(state, req, &path, &method).await,
+        _ => api(state, req, rid, shutdown).await,
+    }
+}
+
+/// The API side (the Messages API; anything else is a 404), each request recorded with its
+/// headers and the status it got (`GET /_emulator/api-requests`).
+async fn api(state: &Arc<State>, req: Request<Incoming>, rid: &str, shutdown: watch::Receiver<bool>) -> Outcome {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let path_and_query = req.uri().path_and_query().map_or_else(|| path.clone(), |p| p.as_str().to_owned());
+    let headers = header_list(req.headers());
+    let received_at = jwt::now_unix_f64();
+    let out = match (path.as_str(), &method) {
         (MESSAGES_PATH, &Method::POST) => messages_endpoint(state, req, rid, shutdown).await,
         (MESSAGES_PATH, _) => method_not_allowed(&method, &path, "POST"),
-        (p, _) if p.starts_with("/_emulator/") => control(state, req, &path, &method).await,
         _ => Outcome::Respond(error_resp(404, &format!("no such endpoint: {method} {path}"))),
-    }
+    };
+    let status = match &out {
+        Outcome::Respond(r) => Some(r.status().as_u16()),
+        Outcome::Abort => None,
+    };
+    state.record_api(ApiRequest { method: method.to_string(), path: path_and_query, headers, status, received_at });
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -263,11 +303,13 @@ fn too_large(limit: usize) -> Outcome {
     Outcome::Respond(error_resp(413, &format!("request body is larger than {limit} bytes")))
 }
 
+/// Header names (lower case) and values (lossy UTF-8), in arrival order.
+fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers.iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
+}
+
 fn record(state: &State, method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) {
-    let headers = headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
+    let headers = header_list(headers);
     state.record(RecordedRequest {
         method: method.to_string(),
         path: path.to_owned(),
@@ -578,10 +620,11 @@ fn split_text(text: &str, n: usize) -> Vec<String> {
 }
 
 fn authorize_message(state: &State, headers: &HeaderMap) -> Result<(), String> {
+    // The emulator issues no API keys, so any x-api-key is refused, whatever else the request
+    // carries (Claude Code's apiKeyHelper sends the token as x-api-key and as Bearer), in the API's
+    // words for a key it does not know.
     if headers.contains_key("x-api-key") {
-        return Err("invalid x-api-key: this server accepts only OAuth access tokens (Authorization: Bearer); \
-                    do not send x-api-key with a federation token"
-            .into());
+        return Err("invalid x-api-key".into());
     }
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = match auth.split_once(' ') {
@@ -744,6 +787,10 @@ async fn control(state: &Arc<State>, req: Request<Incoming>, path: &str, method:
             let list: Vec<Value> = state.requests().iter().map(RecordedRequest::to_json).collect();
             Outcome::Respond(json_resp(200, &Value::Array(list)))
         }
+        "/_emulator/api-requests" if get => {
+            let list: Vec<Value> = state.api_requests().iter().map(ApiRequest::to_json).collect();
+            Outcome::Respond(json_resp(200, &Value::Array(list)))
+        }
         "/_emulator/jwt" if post => {
             let v = match control_json(req, limit).await {
                 Ok(v) => v,
@@ -791,7 +838,11 @@ async fn control(state: &Arc<State>, req: Request<Incoming>, path: &str, method:
                 "this request followed a redirect from the token endpoint; clients must never follow redirects there",
             ))
         }
-        "/_emulator/health" | "/_emulator/stats" | "/_emulator/requests" | "/_emulator/config" => {
+        "/_emulator/health"
+        | "/_emulator/stats"
+        | "/_emulator/requests"
+        | "/_emulator/api-requests"
+        | "/_emulator/config" => {
             method_not_allowed(method, path, if path == "/_emulator/config" { "GET, POST" } else { "GET" })
         }
         "/_emulator/jwt" | "/_emulator/faults" | "/_emulator/revoke" | "/_emulator/reset" => {

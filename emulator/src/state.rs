@@ -1,5 +1,5 @@
 //! The emulator's shared state: settings, minted tokens, seen `jti`s, fault
-//! queues, recorded token requests and counters.
+//! queues, recorded token and API requests, and counters.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,33 +54,83 @@ pub struct RecordedRequest {
     pub received_at: f64,
 }
 
+/// The first value of header `name` (case-insensitive) in a recorded header list.
+fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// A recorded header list as a JSON object; repeated headers are joined with ", ".
+fn headers_json(list: &[(String, String)]) -> Value {
+    let mut headers = serde_json::Map::new();
+    for (k, v) in list {
+        match headers.get_mut(k) {
+            Some(Value::String(prev)) => {
+                prev.push_str(", ");
+                prev.push_str(v);
+            }
+            _ => {
+                headers.insert(k.clone(), Value::from(v.as_str()));
+            }
+        }
+    }
+    Value::Object(headers)
+}
+
+/// The fields every recorded request shows: method, path, headers, arrival time.
+fn request_json(
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    received_at: f64,
+) -> serde_json::Map<String, Value> {
+    let mut v = serde_json::Map::new();
+    v.insert("method".into(), Value::from(method));
+    v.insert("path".into(), Value::from(path));
+    v.insert("headers".into(), headers_json(headers));
+    v.insert("received_at".into(), Value::from(received_at));
+    v
+}
+
 impl RecordedRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
 
     pub(crate) fn to_json(&self) -> Value {
-        let mut headers = serde_json::Map::new();
-        for (k, v) in &self.headers {
-            match headers.get_mut(k) {
-                Some(Value::String(prev)) => {
-                    prev.push_str(", ");
-                    prev.push_str(v);
-                }
-                _ => {
-                    headers.insert(k.clone(), Value::from(v.as_str()));
-                }
-            }
-        }
-        serde_json::json!({
-            "method": self.method,
-            "path": self.path,
-            "headers": headers,
-            "body": self.body,
-            "raw_body": self.raw_body,
-            "received_at": self.received_at,
-        })
+        let mut v = request_json(&self.method, &self.path, &self.headers, self.received_at);
+        v.insert("body".into(), self.body.clone());
+        v.insert("raw_body".into(), Value::from(self.raw_body.as_str()));
+        Value::Object(v)
+    }
+}
+
+/// A request to the API side (every route but the token endpoint and the control endpoints: the
+/// Messages API, and unknown paths that got a 404), as received, with the status it was answered.
+/// The body is not kept (clients such as Claude Code send tens of KiB per request).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiRequest {
+    pub method: String,
+    /// The path and query as sent (Claude Code sends `/v1/messages?beta=true`).
+    pub path: String,
+    /// Lower-case header names, in arrival order (repeated headers repeat).
+    pub headers: Vec<(String, String)>,
+    /// The answer's status; `None` when the connection was closed without one (an injected fault).
+    pub status: Option<u16>,
+    /// Unix seconds (fractional) of arrival.
+    pub received_at: f64,
+}
+
+impl ApiRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_in(&self.headers, name)
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        let mut v = request_json(&self.method, &self.path, &self.headers, self.received_at);
+        v.insert("status".into(), self.status.map_or(Value::Null, Value::from));
+        Value::Object(v)
     }
 }
 
@@ -115,6 +165,14 @@ impl Settings {
 
 const MAX_RECORDED: usize = 10_000;
 
+/// Append to a recorded list, dropping the oldest entry beyond [`MAX_RECORDED`].
+fn push_bounded<T>(list: &mut VecDeque<T>, item: T) {
+    if list.len() >= MAX_RECORDED {
+        list.pop_front();
+    }
+    list.push_back(item);
+}
+
 pub(crate) struct Inner {
     pub settings: Settings,
     pub seen_jti: HashSet<String>,
@@ -122,6 +180,7 @@ pub(crate) struct Inner {
     pub token_faults: VecDeque<Fault>,
     pub message_faults: VecDeque<Fault>,
     pub requests: VecDeque<RecordedRequest>,
+    pub api_requests: VecDeque<ApiRequest>,
     pub stats: Stats,
 }
 
@@ -141,6 +200,7 @@ impl State {
                 token_faults: VecDeque::new(),
                 message_faults: VecDeque::new(),
                 requests: VecDeque::new(),
+                api_requests: VecDeque::new(),
                 stats: Stats::default(),
             }),
             initial,
@@ -167,15 +227,19 @@ impl State {
     }
 
     pub fn record(&self, r: RecordedRequest) {
-        let mut g = self.lock();
-        if g.requests.len() >= MAX_RECORDED {
-            g.requests.pop_front();
-        }
-        g.requests.push_back(r);
+        push_bounded(&mut self.lock().requests, r);
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.iter().cloned().collect()
+    }
+
+    pub fn record_api(&self, r: ApiRequest) {
+        push_bounded(&mut self.lock().api_requests, r);
+    }
+
+    pub fn api_requests(&self) -> Vec<ApiRequest> {
+        self.lock().api_requests.iter().cloned().collect()
     }
 
     pub fn push_faults(&self, faults: Vec<Fault>) -> usize {
@@ -243,6 +307,7 @@ impl State {
         g.token_faults.clear();
         g.message_faults.clear();
         g.requests.clear();
+        g.api_requests.clear();
         g.stats = Stats::default();
     }
 }

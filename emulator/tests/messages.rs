@@ -90,6 +90,75 @@ async fn message_auth_rules() {
 }
 
 #[tokio::test]
+async fn api_errors_have_the_api_shape_and_requests_are_recorded() {
+    let emu = start();
+    let base = emu.base_url();
+    let c = client();
+    let t = token(&c, &base).await;
+    let body = message_body(false).to_string();
+    // The API's error shape: type, error {type, message}, request_id equal to the header.
+    let check = |r: &Reply, status: u16, message: &str| {
+        assert_eq!(r.status, status, "{}", r.text);
+        let rid = r.header("request-id").expect("request-id header");
+        let want = json!({"type": "error", "error": {"type": if status == 401 { "authentication_error" } else { "not_found_error" },
+                          "message": message}, "request_id": rid});
+        assert_eq!(r.json(), want);
+    };
+    // No beta flag: what Claude Code gets with ANTHROPIC_AUTH_TOKEN.
+    let no_beta = send(
+        c.post(format!("{base}/v1/messages?beta=true"))
+            .header("authorization", format!("Bearer {t}"))
+            .header("anthropic-beta", "claude-code-20250219")
+            .header("user-agent", "claude-cli/test")
+            .body(body.clone()),
+    )
+    .await;
+    check(&no_beta, 401, "OAuth authentication is currently not supported.");
+    // The token as x-api-key next to the bearer: what Claude Code's apiKeyHelper sends.
+    let api_key = send(messages_req(&c, &base, &t).header("x-api-key", t.as_str()).body(body.clone())).await;
+    check(&api_key, 401, "invalid x-api-key");
+    check(&send(c.get(format!("{base}/v1/models"))).await, 404, "no such endpoint: GET /v1/models");
+    // An injected fault with its own body is served exactly as given.
+    control(
+        &c,
+        &base,
+        "faults",
+        json!({"faults": [{"kind": "status", "status": 401, "endpoint": "messages",
+                                                     "body": {"type": "error"}}]}),
+    )
+    .await;
+    assert_eq!(send(messages_req(&c, &base, &t).body(body.clone())).await.json(), json!({"type": "error"}));
+    assert_eq!(send(messages_req(&c, &base, &t).body(body.clone())).await.status, 200);
+
+    // Every API request is recorded with its headers and status; token and control requests are not.
+    let recorded = emu.api_requests();
+    let summary: Vec<(&str, &str, Option<u16>)> =
+        recorded.iter().map(|r| (r.method.as_str(), r.path.as_str(), r.status)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("POST", "/v1/messages?beta=true", Some(401)),
+            ("POST", "/v1/messages", Some(401)),
+            ("GET", "/v1/models", Some(404)),
+            ("POST", "/v1/messages", Some(401)),
+            ("POST", "/v1/messages", Some(200)),
+        ]
+    );
+    assert_eq!(recorded[0].header("User-Agent"), Some("claude-cli/test"));
+    assert_eq!(recorded[0].header("anthropic-beta"), Some("claude-code-20250219"));
+    assert_eq!(recorded[1].header("x-api-key"), Some(t.as_str()));
+    let over_http = send(c.get(format!("{base}/_emulator/api-requests"))).await.json();
+    assert_eq!(over_http.as_array().expect("array").len(), 5);
+    assert_eq!(over_http[0]["path"], "/v1/messages?beta=true");
+    assert_eq!(over_http[0]["status"], 401);
+    assert_eq!(over_http[0]["headers"]["user-agent"], "claude-cli/test");
+    assert!(over_http[0]["received_at"].as_f64().expect("received_at") > 1.0e9);
+    assert_eq!(emu.requests().len(), 1, "the token endpoint's list holds the one exchange");
+    control(&c, &base, "reset", json!({})).await;
+    assert_eq!(send(c.get(format!("{base}/_emulator/api-requests"))).await.json(), json!([]));
+}
+
+#[tokio::test]
 async fn expired_token_is_refused() {
     let emu = start_with(EmulatorConfig { token_lifetime: 1, ..Default::default() });
     let base = emu.base_url();

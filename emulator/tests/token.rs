@@ -171,11 +171,13 @@ async fn denials_are_opaque_401() {
     let c = client();
     let check_denied = |r: &Reply| {
         assert_eq!(r.status, 401, "{}", r.text);
+        let rid = r.header("request-id").expect("rid");
+        assert!(rid.starts_with("req_"));
         assert_eq!(
             r.json(),
-            json!({"type":"error","error":{"type":"authentication_error","message":"Authentication failed"}})
+            json!({"type":"error","error":{"type":"authentication_error","message":"Authentication failed"},
+                   "request_id": rid})
         );
-        assert!(r.header("request-id").expect("rid").starts_with("req_"));
     };
     // Reused jti.
     let j = jwt(&c, &base, json!({})).await;

@@ -1,5 +1,6 @@
 // The emulator and `anthropic-wif proxy` as real processes, for the Node end-to-end tests of the proxy
-// (proxy_sdk.test.mjs, proxy_browser.test.mjs). Not a test file itself.
+// (proxy_sdk.test.mjs, proxy_browser.test.mjs) and of Claude Code (claude_code.mjs). Not a test file
+// itself.
 //
 // The binaries: $ANTHROPIC_WIF_BIN (the CLI under test) and $ANTHROPIC_WIF_EMULATOR, else the debug builds.
 import { spawn } from 'node:child_process';
@@ -15,8 +16,18 @@ const EMULATOR = emulatorBinary();
 const RULE = 'fdrl_01TestRule000000000000000';
 const ORG = '00000000-0000-4000-8000-000000000001';
 
+/** The flags that point an `anthropic-wif` command at the emulator with a test rule and a token file. */
+export function federationArgs(baseUrl, jwtFile) {
+  return ['--base-url', baseUrl, '--federation-rule-id', RULE, '--organization-id', ORG, '--identity-token-file', jwtFile];
+}
+
+/** Spawn `anthropic-wif ARGS`; `ready` resolves to its JSON ready line. */
+export function spawnWif(args, env) {
+  return spawnReady(BIN, args, env);
+}
+
 /** Spawn `bin ARGS`; `ready` resolves to its JSON ready line. */
-function start(bin, args, env) {
+function spawnReady(bin, args, env) {
   const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
@@ -29,16 +40,28 @@ function start(bin, args, env) {
 }
 
 /**
- * An emulator, a fresh identity token in a file, and a proxy in front of the emulator, in a temporary
- * HOME. `close()` stops both (SIGTERM) and returns the proxy's exit code and log.
+ * The emulator as a process on a free loopback port: the one place the end-to-end tests start it.
+ * Resolves when it is ready, to `{ child, url, stderr() }`; stop it with `child.kill('SIGTERM')`.
  */
-export async function proxyStack({ emulatorArgs = [], proxyArgs = [] } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'wif-proxy-node-'));
+export async function startEmulator(env, args = []) {
+  const emu = spawnReady(EMULATOR, ['--listen', '127.0.0.1:0', ...args], env);
+  return { child: emu.child, url: (await emu.ready).base_url, stderr: emu.stderr };
+}
+
+/**
+ * An emulator and a fresh identity token in a file, in a temporary HOME. `startProxy()` puts
+ * `anthropic-wif proxy` in front of the emulator (sets `proxy` and `proxyUrl`); `close()` stops
+ * both (SIGTERM) and returns the proxy's exit code and log (null and '' without a proxy).
+ */
+export async function emulatorStack({ emulatorArgs = [], prefix = 'wif-e2e-' } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   const env = { PATH: process.env.PATH, HOME: dir, XDG_CACHE_HOME: join(dir, 'cache'), ANTHROPIC_CONFIG_DIR: join(dir, 'config') };
-  const emu = start(EMULATOR, ['--listen', '127.0.0.1:0', ...emulatorArgs], env);
-  const emuUrl = (await emu.ready).base_url;
+  const emu = await startEmulator(env, emulatorArgs);
+  const emuUrl = emu.url;
   const jwtFile = join(dir, 'identity-token');
   const s = {
+    dir,
+    env,
     emuUrl,
     jwtFile,
     /** GET (no body) or POST a JSON body to the emulator's control API. */
@@ -52,18 +75,31 @@ export async function proxyStack({ emulatorArgs = [], proxyArgs = [] } = {}) {
       writeFileSync(jwtFile + '.tmp', jwt);
       renameSync(jwtFile + '.tmp', jwtFile);
     },
+    /** Start `anthropic-wif proxy` in front of the emulator, exchanging the identity token file. */
+    async startProxy(proxyArgs = []) {
+      s.proxy = spawnWif(['proxy', '--listen', '127.0.0.1:0', ...federationArgs(emuUrl, jwtFile), ...proxyArgs], env);
+      s.proxyUrl = (await s.proxy.ready).base_url;
+      return s.proxyUrl;
+    },
     async close() {
-      const exited = new Promise((ok) => s.proxy.child.once('exit', ok));
-      s.proxy.child.kill('SIGTERM');
-      const code = await exited;
+      let code = null;
+      if (s.proxy) {
+        const exited = s.proxy.child.exitCode !== null ? s.proxy.child.exitCode : new Promise((ok) => s.proxy.child.once('exit', ok));
+        s.proxy.child.kill('SIGTERM');
+        code = await exited;
+      }
       emu.child.kill('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
-      return { code, log: s.proxy.stderr() };
+      return { code, log: s.proxy ? s.proxy.stderr() : '' };
     },
   };
   await s.rotateJwt();
-  s.proxy = start(BIN, ['proxy', '--listen', '127.0.0.1:0', '--base-url', emuUrl, '--federation-rule-id', RULE,
-    '--organization-id', ORG, '--identity-token-file', jwtFile, ...proxyArgs], env);
-  s.proxyUrl = (await s.proxy.ready).base_url;
+  return s;
+}
+
+/** An [emulatorStack] with the proxy started. */
+export async function proxyStack({ emulatorArgs = [], proxyArgs = [] } = {}) {
+  const s = await emulatorStack({ emulatorArgs, prefix: 'wif-proxy-node-' });
+  await s.startProxy(proxyArgs);
   return s;
 }
