@@ -24,7 +24,7 @@ use std::time::Duration;
 use anthropic_wif_core::config::{Env, FieldNames, Overrides};
 use anthropic_wif_core::doctor::{self, DoctorOptions};
 use anthropic_wif_core::identity::IdentitySpec;
-use anthropic_wif_core::{AccessToken, Error, ErrorKind, Face, Provider, ProviderOptions};
+use anthropic_wif_core::{AccessToken, Error, ErrorKind, HandOutMargin, Provider, ProviderOptions};
 use napi::bindgen_prelude::Object;
 use napi::{Env as NapiEnv, Status};
 use napi_derive::napi;
@@ -185,7 +185,7 @@ fn parse_options_for(
         names: FieldNames::CamelCase,
     };
 
-    let mut options = ProviderOptions::new(Face::Node, Env::default());
+    let mut options = ProviderOptions::new("node", Env::default());
     options.overrides = overrides;
 
     match map.get("noCache") {
@@ -198,7 +198,7 @@ fn parse_options_for(
     match map.get("minRemaining") {
         None | Some(Value::Null) => {}
         Some(Value::Number(n)) => match n.as_i64() {
-            Some(secs) if (0..=86_400).contains(&secs) => options.min_remaining = Some(secs),
+            Some(secs) if (0..=86_400).contains(&secs) => options.min_remaining = HandOutMargin::AtLeast(secs),
             _ => {
                 return Err(Error::config(format!(
                     "option minRemaining must be a whole number of seconds between 0 and 86400, got {n}"
@@ -535,7 +535,7 @@ mod tests {
         assert_eq!(o.overrides.base_url.as_deref(), Some("http://127.0.0.1:1"));
         assert_eq!(o.overrides.identity_token, Some(IdentitySpec::File { path: "/t".into() }));
         assert!(!o.disk_cache);
-        assert_eq!(o.min_remaining, Some(60));
+        assert_eq!(o.min_remaining, HandOutMargin::AtLeast(60));
         assert_eq!(o.env.get("A").as_deref(), Some("b"));
         assert_eq!(o.overrides.names, FieldNames::CamelCase);
 

@@ -4,7 +4,7 @@
 //! configuration, fetches identity tokens, exchanges them, caches the result in
 //! memory and on disk and serialises exchanges across threads and processes.
 //! This module only:
-//! - builds core `ProviderOptions` from keyword arguments (`Face::Python`,
+//! - builds core `ProviderOptions` from keyword arguments (client `python`,
 //!   snake_case field names in messages) and a core `Provider` from them;
 //! - hands tokens out as the `AccessToken` class the Python layer chose (the
 //!   SDK's own class when `anthropic` is importable), reusing the Python
@@ -29,7 +29,7 @@ use std::sync::{Mutex, Once, RwLock};
 use anthropic_wif_core::config::{Env, FieldNames, Overrides};
 use anthropic_wif_core::doctor::DoctorOptions;
 use anthropic_wif_core::identity::IdentitySpec;
-use anthropic_wif_core::{AccessToken, Error, ErrorKind, Face, Provider, ProviderOptions, Secret};
+use anthropic_wif_core::{AccessToken, Error, ErrorKind, HandOutMargin, Provider, ProviderOptions, Secret};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -340,10 +340,12 @@ impl NativeOptions {
             credentials_path: opt_string(credentials_path).map(Into::into),
             names: FieldNames::SnakeCase,
         };
-        let mut options = ProviderOptions::new(Face::Python, environ_snapshot(py)?);
+        let mut options = ProviderOptions::new("python", environ_snapshot(py)?);
         options.overrides = overrides;
         options.disk_cache = disk_cache;
-        options.min_remaining = min_remaining;
+        if let Some(m) = min_remaining {
+            options.min_remaining = HandOutMargin::AtLeast(m);
+        }
         Ok(NativeOptions { options })
     }
 }

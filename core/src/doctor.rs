@@ -1147,7 +1147,7 @@ async fn run_exchange(
 ) {
     let params = ExchangeParams::for_federation(
         cfg,
-        format!("anthropic-wif/{} ({}; doctor)", crate::VERSION, options.face.as_str()),
+        format!("anthropic-wif/{} ({}; doctor)", crate::VERSION, options.client),
         &options.env,
     );
     // Under the cache lock, so no other process exchanges at the same time.

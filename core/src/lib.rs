@@ -43,8 +43,9 @@ pub mod trusted;
 #[cfg(test)]
 mod proptests;
 
+pub use cache::policy::HandOutMargin;
 pub use error::{Error, ErrorKind, Result};
-pub use provider::{AccessToken, Face, Provider, ProviderOptions};
+pub use provider::{AccessToken, Provider, ProviderOptions};
 pub use secret::Secret;
 
 /// The crate version, used in the User-Agent.

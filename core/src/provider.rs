@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::cache::disk::{self, DiskCache, DiskRead};
 use crate::cache::memory::MemoryCache;
+use crate::cache::policy::HandOutMargin;
 use crate::cache::refresh_windows;
 use crate::cache::CachedToken;
 use crate::config::{self, Env, FederationConfig, Origin, Overrides, Resolution, Resolved};
@@ -49,40 +50,24 @@ enum FromDisk {
     Nothing,
 }
 
-/// Which face is calling: sets the User-Agent and the default hand-out margin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Face {
-    Cli,
-    Python,
-    Node,
-    Proxy,
-}
-
-impl Face {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Face::Cli => "cli",
-            Face::Python => "python",
-            Face::Node => "node",
-            Face::Proxy => "proxy",
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct ProviderOptions {
     pub overrides: Overrides,
     /// The environment the configuration is resolved from (and identity
     /// sources read, unless a call brings a fresher snapshot).
     pub env: Env,
-    pub face: Face,
+    /// Who is calling (`cli`, `python`, `node`, `proxy`, or a Rust
+    /// program's name): the comment of the exchange's User-Agent,
+    /// `anthropic-wif/<version> (<client>)`. Nothing else depends on it.
+    pub client: String,
     /// Read and write the on-disk cache (and take its lock). Default true.
     pub disk_cache: bool,
-    /// A token handed out has at least this many seconds left. `None`: the
-    /// face default — the CLI hands out tokens with at least min(300 s, half
-    /// their lifetime) left (SPEC §8); the bindings rely on the refresh policy
-    /// alone, because the SDKs wrap providers in their own cache.
-    pub min_remaining: Option<i64>,
+    /// How much life a token handed out has left, beyond the refresh
+    /// windows. Default [`HandOutMargin::RefreshPolicy`] (what the bindings
+    /// use: the SDKs wrap providers in their own cache); the credential
+    /// process uses [`HandOutMargin::STREAM_SAFE`], an explicit
+    /// `min_remaining` is [`HandOutMargin::AtLeast`].
+    pub min_remaining: HandOutMargin,
     pub retry: RetryPolicy,
     /// Bound on waiting for another exchange of the same cache file (the
     /// in-process queue and the file lock together).
@@ -90,16 +75,16 @@ pub struct ProviderOptions {
 }
 
 impl ProviderOptions {
-    /// Defaults for `face`, resolving from `env`: a snapshot the face took on
-    /// its own thread (config/env.rs); the engine never reads the process
-    /// environment itself.
-    pub fn new(face: Face, env: Env) -> Self {
+    /// Defaults for `client` (see [`ProviderOptions::client`]), resolving
+    /// from `env`: a snapshot the face took on its own thread (config/env.rs);
+    /// the engine never reads the process environment itself.
+    pub fn new(client: impl Into<String>, env: Env) -> Self {
         ProviderOptions {
             overrides: Overrides::default(),
             env,
-            face,
+            client: client.into(),
             disk_cache: true,
-            min_remaining: None,
+            min_remaining: HandOutMargin::RefreshPolicy,
             retry: RetryPolicy::default(),
             lock_timeout: Duration::from_secs(60),
         }
@@ -146,7 +131,7 @@ impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Provider")
             .field("step", &self.inner.resolved.step)
-            .field("face", &self.inner.options.face)
+            .field("client", &self.inner.options.client)
             .finish()
     }
 }
@@ -163,7 +148,7 @@ impl Provider {
                     .map_err(|e| e.context(format!("base_url from {}", cfg.base_url.origin)))?;
                 let params = ExchangeParams::for_federation(
                     cfg,
-                    format!("anthropic-wif/{} ({})", crate::VERSION, options.face.as_str()),
+                    format!("anthropic-wif/{} ({})", crate::VERSION, options.client),
                     &options.env,
                 );
                 let disk = if options.disk_cache {
@@ -263,11 +248,7 @@ impl Provider {
 
     /// The hand-out margin in seconds for a token of this lifetime.
     fn margin(&self, lifetime: Option<i64>) -> i64 {
-        match (self.inner.options.min_remaining, self.inner.options.face) {
-            (Some(m), _) => m.max(0),
-            (None, Face::Cli) => 300.min(lifetime.unwrap_or(ASSUMED_LIFETIME) / 2),
-            (None, _) => 0,
-        }
+        self.inner.options.min_remaining.seconds(lifetime.unwrap_or(ASSUMED_LIFETIME))
     }
 
     /// The in-memory token if it is fresh: no I/O, no runtime (warm path).
@@ -275,7 +256,7 @@ impl Provider {
         match &self.inner.source {
             Source::Static { token } => Some(AccessToken { token: token.clone(), expires_at: None }),
             _ => {
-                let margin = self.inner.options.min_remaining.unwrap_or(0);
+                let margin = self.inner.options.min_remaining.floor();
                 self.inner.memory.get_fresh(crate::now_unix(), margin).map(AccessToken::from)
             }
         }
@@ -303,7 +284,7 @@ impl Provider {
             Source::Static { token } => Ok(AccessToken { token: token.clone(), expires_at: None }),
             Source::UserOauth { credentials_path, profile } => self.user_oauth_token(credentials_path, profile),
             Source::Federation { .. } => {
-                let margin = self.inner.options.min_remaining.unwrap_or(0);
+                let margin = self.inner.options.min_remaining.floor();
                 let this = self.clone();
                 let env = env.clone();
                 let t = self
@@ -493,7 +474,7 @@ impl Provider {
                 let need = advisory.max(self.margin(lifetime));
                 // Under faults a token is still served down to the mandatory
                 // window, or an explicit min_remaining, whichever is larger.
-                let floor = mandatory.max(self.inner.options.min_remaining.unwrap_or(0));
+                let floor = mandatory.max(self.inner.options.min_remaining.floor());
                 if remaining > need {
                     diag::emit(diag::INFO, || {
                         format!("using the cached token from {} ({remaining} s left)", disk.path().display())

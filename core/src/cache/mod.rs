@@ -7,9 +7,11 @@
 
 pub mod disk;
 pub mod memory;
+pub mod policy;
 
 pub use disk::{env_cache_path, read_user_oauth, DiskCache, DiskRead, LockGuard};
 pub use memory::{Clock, ManualClock, MemoryCache, SystemClock};
+pub use policy::HandOutMargin;
 
 use crate::secret::Secret;
 

@@ -9,7 +9,6 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::provider::Face;
 
 const RULE: &str = "fdrl_01TestRule000000000000000";
 const ORG: &str = "00000000-0000-4000-8000-000000000001";
@@ -336,7 +335,7 @@ impl Fixture {
         self
     }
     fn options(&self) -> ProviderOptions {
-        ProviderOptions::new(Face::Cli, Env::fixed(self.vars.clone()))
+        ProviderOptions::new("cli", Env::fixed(self.vars.clone()))
     }
     fn run(&self) -> Report {
         diagnose(&self.options(), false)
