@@ -34,7 +34,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cache::disk::{self, DiskCache, DiskRead};
-use crate::cache::{CachedToken, MANDATORY_REFRESH_SECONDS};
+use crate::cache::policy::{HandOutMargin, Standing};
+use crate::cache::CachedToken;
 use crate::config::ids::{self, IdField};
 use crate::config::{self, profile, Env, FederationConfig, Origin, Overrides, Resolution, Resolved, Sourced, Step};
 use crate::error::{redact_url, scrub, Error, ErrorKind};
@@ -274,8 +275,9 @@ pub struct IdentityReport {
 pub struct CacheReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// `disabled`, `missing`, `valid` (usable: more than 30 s left), `expired`
-    /// (30 s or less left), `insecure`, `corrupt`.
+    /// `disabled`, `missing`, `valid` (usable: more than the mandatory
+    /// refresh window left, 30 s for a token of 2 min or more; see
+    /// cache/policy.rs), `expired` (less), `insecure`, `corrupt`.
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
@@ -1098,8 +1100,10 @@ fn valid_cache(path: String, t: &CachedToken) -> CacheReport {
             detail: Some("no expiry".into()),
         },
         Some(e) => {
-            let left = e - crate::now_unix();
-            let state = if left > MANDATORY_REFRESH_SECONDS { "valid" } else { "expired" };
+            let now = crate::now_unix();
+            let left = e - now;
+            let usable = t.standing(now, HandOutMargin::RefreshPolicy) != Standing::Unusable;
+            let state = if usable { "valid" } else { "expired" };
             CacheReport { path: Some(path), state, expires_at: Some(e), remaining_s: Some(left), detail: None }
         }
     }

@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use crate::cache::disk::{self, DiskCache, DiskRead};
 use crate::cache::memory::MemoryCache;
-use crate::cache::policy::HandOutMargin;
-use crate::cache::refresh_windows;
+use crate::cache::policy::{HandOutMargin, Standing, REFRESH_FAILURE_BACKOFF_SECONDS};
 use crate::cache::CachedToken;
 use crate::config::{self, Env, FederationConfig, Origin, Overrides, Resolution, Resolved};
 use crate::diag;
@@ -29,14 +28,6 @@ use crate::error::{Error, Result};
 use crate::exchange::{self, ExchangeParams, RetryPolicy};
 use crate::identity;
 use crate::secret::Secret;
-
-/// The lifetime assumed for a cached token whose lifetime is unknown (one
-/// written by an official SDK): the Console's default rule lifetime.
-const ASSUMED_LIFETIME: i64 = 600;
-
-/// After a failed refresh of a still-usable cached token, no process sharing
-/// the cache calls the token endpoint again for this long.
-pub const REFRESH_FAILURE_BACKOFF_SECONDS: i64 = 30;
 
 /// Budget of the one attempt made to refresh a token that is still usable.
 const QUICK_REFRESH_BUDGET: Duration = Duration::from_secs(10);
@@ -246,18 +237,12 @@ impl Provider {
         }
     }
 
-    /// The hand-out margin in seconds for a token of this lifetime.
-    fn margin(&self, lifetime: Option<i64>) -> i64 {
-        self.inner.options.min_remaining.seconds(lifetime.unwrap_or(ASSUMED_LIFETIME))
-    }
-
     /// The in-memory token if it is fresh: no I/O, no runtime (warm path).
     pub fn cached(&self) -> Option<AccessToken> {
         match &self.inner.source {
             Source::Static { token } => Some(AccessToken { token: token.clone(), expires_at: None }),
             _ => {
-                let margin = self.inner.options.min_remaining.floor();
-                self.inner.memory.get_fresh(crate::now_unix(), margin).map(AccessToken::from)
+                self.inner.memory.get_fresh(crate::now_unix(), self.inner.options.min_remaining).map(AccessToken::from)
             }
         }
     }
@@ -284,7 +269,7 @@ impl Provider {
             Source::Static { token } => Ok(AccessToken { token: token.clone(), expires_at: None }),
             Source::UserOauth { credentials_path, profile } => self.user_oauth_token(credentials_path, profile),
             Source::Federation { .. } => {
-                let margin = self.inner.options.min_remaining.floor();
+                let margin = self.inner.options.min_remaining;
                 let this = self.clone();
                 let env = env.clone();
                 let t = self
@@ -445,12 +430,7 @@ impl Provider {
     /// still-valid token it serves it itself (and backs off in memory), so
     /// report the error; otherwise (a fresh process) serve the disk token.
     fn serve_fallback(&self, old: CachedToken, error: Error) -> Result<CachedToken> {
-        let now = crate::now_unix();
-        let memory_has_one = self.inner.memory.peek().is_some_and(|t| match t.expires_at {
-            None => true,
-            Some(e) => e - now > refresh_windows(t.lifetime.unwrap_or(ASSUMED_LIFETIME)).1,
-        });
-        if memory_has_one {
+        if self.inner.memory.holds_usable(crate::now_unix(), self.inner.options.min_remaining) {
             Err(error)
         } else {
             Ok(old)
@@ -464,32 +444,31 @@ impl Provider {
         }
     }
 
+    /// The disk cache's token, judged by the refresh policy under this
+    /// provider's hand-out margin (cache/policy.rs).
     fn judge_disk(&self, disk: &DiskCache) -> FromDisk {
         match disk.read() {
             DiskRead::Valid(t) => {
-                let Some(exp) = t.expires_at else { return FromDisk::Fresh(t) };
-                let remaining = exp - crate::now_unix();
-                let lifetime = t.lifetime;
-                let (advisory, mandatory) = refresh_windows(lifetime.unwrap_or(ASSUMED_LIFETIME));
-                let need = advisory.max(self.margin(lifetime));
-                // Under faults a token is still served down to the mandatory
-                // window, or an explicit min_remaining, whichever is larger.
-                let floor = mandatory.max(self.inner.options.min_remaining.floor());
-                if remaining > need {
-                    diag::emit(diag::INFO, || {
-                        format!("using the cached token from {} ({remaining} s left)", disk.path().display())
-                    });
-                    FromDisk::Fresh(t)
-                } else if remaining > floor {
-                    diag::emit(diag::INFO, || {
-                        format!("cached token in {} has {remaining} s left; refreshing", disk.path().display())
-                    });
-                    FromDisk::Fallback(t, remaining)
-                } else {
-                    diag::emit(diag::INFO, || {
-                        format!("cached token in {} has {remaining} s left; refreshing", disk.path().display())
-                    });
-                    FromDisk::Nothing
+                let now = crate::now_unix();
+                let remaining = t.expires_at.map_or(i64::MAX, |e| e - now);
+                match t.standing(now, self.inner.options.min_remaining) {
+                    Standing::Fresh => {
+                        if t.expires_at.is_some() {
+                            diag::emit(diag::INFO, || {
+                                format!("using the cached token from {} ({remaining} s left)", disk.path().display())
+                            });
+                        }
+                        FromDisk::Fresh(t)
+                    }
+                    standing => {
+                        diag::emit(diag::INFO, || {
+                            format!("cached token in {} has {remaining} s left; refreshing", disk.path().display())
+                        });
+                        match standing {
+                            Standing::RefreshDue => FromDisk::Fallback(t, remaining),
+                            _ => FromDisk::Nothing,
+                        }
+                    }
                 }
             }
             DiskRead::Missing => FromDisk::Nothing,
@@ -528,14 +507,15 @@ impl Provider {
 
     fn user_oauth_token(&self, path: &Path, profile: &str) -> Result<AccessToken> {
         let t = disk::read_user_oauth(path)?;
-        match t.expires_at {
-            Some(e) if e - crate::now_unix() <= crate::cache::MANDATORY_REFRESH_SECONDS => Err(Error::config(format!(
+        // Not refreshed by us: usable down to the mandatory window.
+        if t.standing(crate::now_unix(), HandOutMargin::RefreshPolicy) == Standing::Unusable {
+            return Err(Error::config(format!(
                 "profile {profile} uses authentication type user_oauth, but {} holds no unexpired access token; \
                  log in again with your Anthropic tooling (anthropic-wif reads user_oauth tokens but does not refresh them)",
                 path.display()
-            ))),
-            _ => Ok(t.into()),
+            )));
         }
+        Ok(t.into())
     }
 }
 
