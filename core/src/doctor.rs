@@ -13,11 +13,13 @@
 //!   the configured source (reads the file, runs the command, calls the URL).
 //! - Without `exchange` the diagnosis writes nothing: no cache, no lock file.
 //! - With `exchange` it sends the very identity token it diagnosed, which the
-//!   server then accepts never again. The access token obtained is therefore
-//!   written to the on-disk cache (under the cross-process lock, unless the
-//!   disk cache is disabled): otherwise the next `token` call would read the
-//!   same, now consumed, JWT from a file and be refused. The exchange is
-//!   skipped when the diagnosis already found an error.
+//!   server then accepts never again. It is the provider's own exchange
+//!   ([`Provider::exchange_now`]): under the cross-process lock, the access
+//!   token obtained written to the on-disk cache (unless the disk cache is
+//!   disabled) and a recorded refresh back-off cleared, as after any
+//!   exchange; otherwise the next `token` call would read the same, now
+//!   consumed, JWT from a file and be refused. The exchange is skipped when
+//!   the diagnosis already found an error.
 //!
 //! Never in a report: the identity JWT (or its signature), the access token
 //! (only [`Secret::masked`]), an API key or bearer token, literal header values
@@ -28,7 +30,7 @@
 //! CLI exit code is the first error's kind, as in the README's table), a
 //! message and a fix.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -37,12 +39,12 @@ use crate::cache::disk::{self, DiskCache, DiskRead};
 use crate::cache::policy::{HandOutMargin, Standing};
 use crate::cache::CachedToken;
 use crate::config::ids::{self, IdField};
-use crate::config::{self, profile, Env, FederationConfig, Origin, Overrides, Resolution, Resolved, Sourced, Step};
+use crate::config::{self, FederationConfig, Origin, Resolution, Resolved, Sourced, Step};
 use crate::error::{redact_url, scrub, Error, ErrorKind};
-use crate::exchange::{self, ExchangeParams, MAX_ASSERTION_BYTES};
+use crate::exchange::MAX_ASSERTION_BYTES;
 use crate::identity::{self, IdentitySpec, DEFAULT_AUDIENCE};
 use crate::jwt::{self, DecodedJwt};
-use crate::provider::{Provider, ProviderOptions};
+use crate::provider::{Exchanged, Provider, ProviderOptions};
 use crate::secret::Secret;
 
 /// Version of the report's JSON shape.
@@ -459,7 +461,8 @@ pub async fn diagnose_async(options: &ProviderOptions, doctor: &DoctorOptions) -
         Err(e) => {
             report.config.error = Some((&e).into());
             report.error(codes::CONFIG_ERROR, e.kind, e.message().to_string(), "fix the setting the message names");
-            report.ids = raw_ids(&options.overrides, &options.env);
+            report.ids =
+                config::partial_ids(&options.overrides, &options.env).iter().map(|(f, s)| id_check(*f, s)).collect();
             report.skip_exchange("the configuration does not resolve");
             return report.finish();
         }
@@ -609,67 +612,6 @@ fn id_check(f: IdField, s: &Sourced<String>) -> IdCheck {
     }
 }
 
-/// When the configuration does not resolve, list the ids that can be found
-/// anyway (explicit > the profile the chain would use > environment), each
-/// validated, so one bad id does not hide the state of the others.
-fn raw_ids(o: &Overrides, env: &Env) -> Vec<IdCheck> {
-    let names = o.names;
-    let explicit_fed = o.federation_rule_id.is_some()
-        || o.organization_id.is_some()
-        || o.service_account_id.is_some()
-        || o.workspace_id.is_some()
-        || o.identity_token.is_some();
-    let prof: Option<profile::Profile> = config::config_dir(o, env).ok().and_then(|dir| {
-        let name = if let Some(n) = &o.profile {
-            Some(n.clone())
-        } else if explicit_fed {
-            None
-        } else if let Some(n) = env.get(config::ENV_PROFILE) {
-            Some(n)
-        } else if env.is_set(config::ENV_FEDERATION_RULE_ID)
-            && env.is_set(config::ENV_ORGANIZATION_ID)
-            && (env.is_set(config::ENV_IDENTITY_TOKEN_FILE) || env.is_set(config::ENV_IDENTITY_TOKEN))
-        {
-            None
-        } else {
-            let pointer = config::read_active_pointer(&dir.join(config::ACTIVE_CONFIG_FILE)).ok().flatten();
-            Some(pointer.unwrap_or_else(|| config::DEFAULT_PROFILE.to_string()))
-        };
-        let name = name?;
-        profile::validate_name(&name, &Origin::Default).ok()?;
-        profile::load(&dir, &name, env).ok()
-    });
-    let (p_rule, p_svac) = match prof.as_ref().map(|p| &p.auth) {
-        Some(profile::ProfileAuth::OidcFederation { federation_rule_id, service_account_id, .. }) => {
-            (federation_rule_id.clone(), service_account_id.clone())
-        }
-        _ => (None, None),
-    };
-    let fields: [(IdField, Option<&String>, Option<String>); 4] = [
-        (IdField::FederationRuleId, o.federation_rule_id.as_ref(), p_rule),
-        (IdField::OrganizationId, o.organization_id.as_ref(), prof.as_ref().and_then(|p| p.organization_id.clone())),
-        (IdField::ServiceAccountId, o.service_account_id.as_ref(), p_svac),
-        (IdField::WorkspaceId, o.workspace_id.as_ref(), prof.as_ref().and_then(|p| p.workspace_id.clone())),
-    ];
-    let optional = |f: IdField| matches!(f, IdField::ServiceAccountId | IdField::WorkspaceId);
-    let mut out = Vec::new();
-    for (f, explicit, from_profile) in fields {
-        let picked = if let Some(v) = explicit {
-            Some(Sourced::new(v.clone(), Origin::Explicit(names.name(f.name()))))
-        } else if let (Some(v), Some(p)) = (from_profile, prof.as_ref()) {
-            Some(Sourced::new(v, Origin::ProfileFile(p.path.clone())))
-        } else {
-            env.get(f.env_var()).map(|v| Sourced::new(v, Origin::EnvVar(f.env_var().to_string())))
-        };
-        match picked {
-            Some(s) if s.value.is_empty() && optional(f) => {}
-            Some(s) => out.push(id_check(f, &s)),
-            None => {}
-        }
-    }
-    out
-}
-
 async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &DoctorOptions, cfg: &FederationConfig) {
     for bad in report.ids.iter().filter(|i| !i.ok).cloned().collect::<Vec<_>>() {
         report.error(
@@ -679,8 +621,11 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
             "use the id as shown in the Claude Console",
         );
     }
-    // The provider decides the cache file (and re-checks the base URL).
-    let provider = match Provider::new(options.clone()) {
+    // The provider decides the cache file and makes the exchange; the
+    // User-Agent says the diagnosis made it.
+    let mut provider_options = options.clone();
+    provider_options.client = format!("{}; doctor", options.client);
+    let provider = match Provider::new(provider_options) {
         Ok(p) => Some(p),
         Err(e) => {
             report.config.ok = false;
@@ -747,7 +692,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
     if !doctor.exchange {
         return;
     }
-    let (Some(jwt), Some(_)) = (jwt, provider.as_ref()) else {
+    let (Some(jwt), Some(provider)) = (jwt, provider.as_ref()) else {
         report.skip_exchange("no usable identity token or configuration");
         return;
     };
@@ -755,7 +700,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
         report.skip_exchange("the diagnosis found errors (the identity token was not sent)");
         return;
     }
-    run_exchange(report, options, cfg, cache_path.filter(|_| options.disk_cache), jwt).await;
+    run_exchange(report, provider, jwt).await;
 }
 
 /// The `audience` a preset spec carries, read through serde so that new
@@ -1142,74 +1087,51 @@ fn user_oauth_cache(report: &mut Report, profile: &str, path: &Path) {
     }
 }
 
-async fn run_exchange(
-    report: &mut Report,
-    options: &ProviderOptions,
-    cfg: &FederationConfig,
-    cache: Option<PathBuf>,
-    jwt: Secret,
-) {
-    let params = ExchangeParams::for_federation(
-        cfg,
-        format!("anthropic-wif/{} ({}; doctor)", crate::VERSION, options.client),
-        &options.env,
-    );
-    // Under the cache lock, so no other process exchanges at the same time.
-    let lock = match &cache {
-        Some(path) => match DiskCache::new(path).lock_async(options.lock_timeout).await {
-            Ok(guard) => Some(guard),
-            Err(e) => {
-                exchange_error(report, &e);
-                return;
-            }
-        },
-        None => None,
-    };
-    report.exchange.performed = true;
-    let result = exchange::exchange_once(&params, &jwt).await;
-    drop(jwt);
-    match result {
-        Ok(resp) => {
-            let ex = &mut report.exchange;
-            ex.ok = Some(true);
-            ex.status = Some(200);
-            ex.request_id = resp.request_id.clone();
-            ex.granted_lifetime_s = Some(resp.expires_in);
-            ex.expires_at = Some(resp.expires_at);
-            ex.scope = resp.scope.as_deref().map(|s| scrub(s, &[], 200));
-            ex.token_masked = Some(resp.access_token.masked());
-            if let Some(path) = &cache {
-                let t = CachedToken {
-                    access_token: resp.access_token,
-                    expires_at: Some(resp.expires_at),
-                    lifetime: Some(resp.expires_in),
-                };
-                match DiskCache::new(path).write(&t) {
-                    Ok(()) => {
-                        report.exchange.cached_in = Some(path.display().to_string());
-                        report.cache = Some(valid_cache(path.display().to_string(), &t));
-                    }
-                    Err(e) => report.warn(
-                        codes::CACHE_WRITE_FAILED,
-                        format!("the new access token could not be cached: {}", e.message()),
-                        "fix the cache directory's permissions; until then the identity token just used is consumed and the next exchange needs a fresh one",
-                    ),
-                }
-            }
-            if resp.expires_in < 300 {
-                report.warn(
-                    codes::ACCESS_TOKEN_SHORT,
-                    format!("the exchange granted an access token for only {} s", resp.expires_in),
-                    "raise the federation rule's token lifetime, or use identity tokens with more life left (the grant is capped at twice the identity token's remaining life)",
-                );
-            }
-        }
+/// The exchange of the diagnosed identity token: the provider's own locked
+/// exchange, which writes the cache (and clears a recorded refresh back-off)
+/// as any exchange does.
+async fn run_exchange(report: &mut Report, provider: &Provider, jwt: Secret) {
+    let result = provider.exchange_now(jwt).await;
+    // Waiting for the cache lock timed out: nothing was sent.
+    report.exchange.performed = !matches!(&result, Err(e) if e.error_code() == Some(disk::LOCK_TIMEOUT_CODE));
+    let Exchanged { response: resp, cached } = match result {
+        Ok(done) => done,
         Err(e) => {
-            report.exchange.ok = Some(false);
+            if report.exchange.performed {
+                report.exchange.ok = Some(false);
+            }
             exchange_error(report, &e);
+            return;
         }
+    };
+    let ex = &mut report.exchange;
+    ex.ok = Some(true);
+    ex.status = Some(200);
+    ex.request_id = resp.request_id.clone();
+    ex.granted_lifetime_s = Some(resp.expires_in);
+    ex.expires_at = Some(resp.expires_at);
+    ex.scope = resp.scope.as_deref().map(|s| scrub(s, &[], 200));
+    ex.token_masked = Some(resp.access_token.masked());
+    match cached {
+        Some(Ok(path)) => {
+            let t = CachedToken { access_token: resp.access_token, expires_at: Some(resp.expires_at), lifetime: Some(resp.expires_in) };
+            report.exchange.cached_in = Some(path.display().to_string());
+            report.cache = Some(valid_cache(path.display().to_string(), &t));
+        }
+        Some(Err(e)) => report.warn(
+            codes::CACHE_WRITE_FAILED,
+            format!("the new access token could not be cached: {}", e.message()),
+            "fix the cache directory's permissions; until then the identity token just used is consumed and the next exchange needs a fresh one",
+        ),
+        None => {}
     }
-    drop(lock);
+    if resp.expires_in < 300 {
+        report.warn(
+            codes::ACCESS_TOKEN_SHORT,
+            format!("the exchange granted an access token for only {} s", resp.expires_in),
+            "raise the federation rule's token lifetime, or use identity tokens with more life left (the grant is capped at twice the identity token's remaining life)",
+        );
+    }
 }
 
 fn exchange_error(report: &mut Report, e: &Error) {

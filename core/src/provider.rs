@@ -18,14 +18,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::disk::{self, DiskCache, DiskRead};
+use crate::cache::disk::{self, DiskCache, DiskRead, LockGuard};
 use crate::cache::memory::MemoryCache;
 use crate::cache::policy::{HandOutMargin, Standing, REFRESH_FAILURE_BACKOFF_SECONDS};
 use crate::cache::CachedToken;
 use crate::config::{self, Env, FederationConfig, Origin, Overrides, Resolution, Resolved};
 use crate::diag;
 use crate::error::{Error, Result};
-use crate::exchange::{self, ExchangeParams, RetryPolicy};
+use crate::exchange::{self, ExchangeParams, RetryPolicy, TokenResponse};
 use crate::identity;
 use crate::secret::Secret;
 
@@ -80,6 +80,16 @@ impl ProviderOptions {
             lock_timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// What [`Provider::exchange_now`] did.
+#[derive(Debug)]
+pub struct Exchanged {
+    /// The token endpoint's answer.
+    pub response: TokenResponse,
+    /// Where the token was cached, or why it could not be: `None` without a
+    /// disk cache.
+    pub cached: Option<Result<PathBuf>>,
 }
 
 /// An access token handed to a caller. `Debug` never shows the token.
@@ -320,8 +330,8 @@ impl Provider {
 
     /// Disk, under the lock, or a fresh exchange.
     ///
-    /// A cached token that is due for refresh but still outside the
-    /// mandatory window is kept as a fallback: the refresh gets one quick
+    /// A cached token that is due for refresh but still above the floor
+    /// (cache/policy.rs) is kept as a fallback: the refresh gets one quick
     /// attempt, and when it fails the fallback is served and every process
     /// sharing the cache backs off for [`REFRESH_FAILURE_BACKOFF_SECONDS`]
     /// (recorded in the lock file), so an endpoint that is down is not
@@ -331,27 +341,14 @@ impl Provider {
             return Err(Error::internal("obtain() on a non-federation provider"));
         };
         let Some(disk) = disk else {
-            return self.exchange(config, params, &self.inner.options.retry, env).await;
+            return self.exchange(config, params, &self.inner.options.retry, env).await.map(cached_token);
         };
         if !force {
             if let FromDisk::Fresh(t) = self.judge_disk(disk) {
                 return Ok(t);
             }
         }
-        // One task per process and cache file waits for the file lock; the
-        // others queue in memory without a thread each (cache/disk.rs).
-        let lock = disk.lock_async(self.inner.options.lock_timeout).await;
-        // A lock that cannot be had at all (read-only or full directory, a
-        // symlink in its place) must not cost the caller its token: go on
-        // without it. Waiting too long for another holder stays an error.
-        let lock = match lock {
-            Ok(l) => Some(l),
-            Err(e) if e.error_code() == Some(disk::LOCK_TIMEOUT_CODE) => return Err(e),
-            Err(e) => {
-                diag::emit(diag::INFO, || format!("could not take the cache lock, continuing without it: {e}"));
-                None
-            }
-        };
+        let lock = self.lock(disk).await?;
         let mut fallback = None;
         if !force {
             match self.judge_disk(disk) {
@@ -367,12 +364,9 @@ impl Provider {
             }
         }
         let Some((old, left)) = fallback else {
-            let token = self.exchange(config, params, &self.inner.options.retry, env).await;
+            let token = self.exchange(config, params, &self.inner.options.retry, env).await.map(cached_token);
             if let Ok(t) = &token {
-                self.write_disk(disk, t);
-                if let Some(l) = lock.as_ref().filter(|l| l.refresh_backoff_until().is_some()) {
-                    l.set_refresh_backoff_until(None);
-                }
+                let _ = self.store(disk, lock.as_ref(), t);
             }
             drop(lock);
             return token;
@@ -402,12 +396,9 @@ impl Provider {
             timeout: base.timeout.min(QUICK_REFRESH_BUDGET),
             ..base.clone()
         };
-        match self.exchange(config, params, &quick, env).await {
+        match self.exchange(config, params, &quick, env).await.map(cached_token) {
             Ok(t) => {
-                self.write_disk(disk, &t);
-                if let Some(l) = lock.as_ref().filter(|l| l.refresh_backoff_until().is_some()) {
-                    l.set_refresh_backoff_until(None);
-                }
+                let _ = self.store(disk, lock.as_ref(), &t);
                 Ok(t)
             }
             Err(e) => {
@@ -426,6 +417,61 @@ impl Provider {
         }
     }
 
+    /// Exchange `assertion`, an identity token the caller fetched itself,
+    /// once (no retry: it is single-use), under the cache lock, and write the
+    /// result to the cache as any exchange does (clearing a recorded refresh
+    /// back-off): what `doctor --exchange` does with the token it diagnosed.
+    pub async fn exchange_now(&self, assertion: Secret) -> Result<Exchanged> {
+        let Source::Federation { params, disk, .. } = &self.inner.source else {
+            return Err(Error::config("this configuration does not use workload identity federation"));
+        };
+        let lock = match disk {
+            Some(d) => self.lock(d).await?,
+            None => None,
+        };
+        let response = exchange::exchange_once(params, &assertion).await?;
+        drop(assertion);
+        let token = CachedToken {
+            access_token: response.access_token.clone(),
+            expires_at: Some(response.expires_at),
+            lifetime: Some(response.expires_in),
+        };
+        let cached = disk.as_ref().map(|d| self.store(d, lock.as_ref(), &token).map(|()| d.path().to_path_buf()));
+        drop(lock);
+        self.inner.memory.insert(token);
+        Ok(Exchanged { response, cached })
+    }
+
+    /// The cache's file lock. One task per process and cache file waits for
+    /// it; the others queue in memory without a thread each (cache/disk.rs).
+    /// A lock that cannot be had at all (read-only or full directory, a
+    /// symlink in its place) must not cost the caller its token: `None`, go
+    /// on without it. Waiting too long for another holder is an error.
+    async fn lock(&self, disk: &DiskCache) -> Result<Option<LockGuard>> {
+        match disk.lock_async(self.inner.options.lock_timeout).await {
+            Ok(l) => Ok(Some(l)),
+            Err(e) if e.error_code() == Some(disk::LOCK_TIMEOUT_CODE) => Err(e),
+            Err(e) => {
+                diag::emit(diag::INFO, || format!("could not take the cache lock, continuing without it: {e}"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Write a freshly exchanged token to the cache and clear a recorded
+    /// refresh back-off (the endpoint answered).
+    fn store(&self, disk: &DiskCache, lock: Option<&LockGuard>, t: &CachedToken) -> Result<()> {
+        if let Some(l) = lock.filter(|l| l.refresh_backoff_until().is_some()) {
+            l.set_refresh_backoff_until(None);
+        }
+        let written = disk.write(t);
+        match &written {
+            Ok(()) => diag::emit(diag::INFO, || format!("cached the token in {}", disk.path().display())),
+            Err(e) => diag::emit(diag::INFO, || format!("could not cache the token: {e}")),
+        }
+        written
+    }
+
     /// After a failed or backed-off refresh: when the in-memory cache holds a
     /// still-valid token it serves it itself (and backs off in memory), so
     /// report the error; otherwise (a fresh process) serve the disk token.
@@ -434,13 +480,6 @@ impl Provider {
             Err(error)
         } else {
             Ok(old)
-        }
-    }
-
-    fn write_disk(&self, disk: &DiskCache, t: &CachedToken) {
-        match disk.write(t) {
-            Ok(()) => diag::emit(diag::INFO, || format!("cached the token in {}", disk.path().display())),
-            Err(e) => diag::emit(diag::INFO, || format!("could not cache the token: {e}")),
         }
     }
 
@@ -485,7 +524,7 @@ impl Provider {
         params: &ExchangeParams,
         policy: &RetryPolicy,
         env: &Env,
-    ) -> Result<CachedToken> {
+    ) -> Result<TokenResponse> {
         let spec = &config.identity.value;
         diag::emit(diag::INFO, || {
             format!("exchanging an identity token from {} at {}", spec.describe(), params.base_url)
@@ -498,11 +537,7 @@ impl Provider {
                 resp.request_id.as_deref().map(|r| format!(", request-id {r}")).unwrap_or_default()
             )
         });
-        Ok(CachedToken {
-            access_token: resp.access_token,
-            expires_at: Some(resp.expires_at),
-            lifetime: Some(resp.expires_in),
-        })
+        Ok(resp)
     }
 
     fn user_oauth_token(&self, path: &Path, profile: &str) -> Result<AccessToken> {
@@ -517,6 +552,11 @@ impl Provider {
         }
         Ok(t.into())
     }
+}
+
+/// The token of an exchange's answer, as the caches hold it.
+fn cached_token(resp: TokenResponse) -> CachedToken {
+    CachedToken { access_token: resp.access_token, expires_at: Some(resp.expires_at), lifetime: Some(resp.expires_in) }
 }
 
 /// Everything that determines the token, never the JWT: the key of the

@@ -9,6 +9,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::config::Env;
 
 const RULE: &str = "fdrl_01TestRule000000000000000";
 const ORG: &str = "00000000-0000-4000-8000-000000000001";
