@@ -21,7 +21,7 @@
 //! - hands the engine a copy of `os.environ` taken under the GIL (at
 //!   construction, and at each call the warm path cannot answer): the engine
 //!   never calls `getenv` on its own threads, where it would race the
-//!   program's `os.environ[…] = …` (core/src/config/env.rs).
+//!   program's `os.environ[…] = …` (core/src/env.rs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once, RwLock};
@@ -230,8 +230,9 @@ fn error_classes(py: Python<'_>) -> PyResult<&ErrorClasses> {
     })
 }
 
-/// The Python exception instance for a core error: the CLI's message, plus
-/// `kind`, `status_code`, `request_id`, `error_code` attributes.
+/// The Python exception instance for a core error, from its one serialised
+/// form: the message (the CLI's), plus `kind`, `status_code` (the form's
+/// `status`), `request_id`, `error_code` attributes.
 fn error_value<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyAny>> {
     let classes = error_classes(py)?;
     let cls = match err.kind {
@@ -241,12 +242,27 @@ fn error_value<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyAny>>
         ErrorKind::Unavailable => &classes.unavailable,
         ErrorKind::Internal => &classes.base,
     };
+    let Ok(serde_json::Value::Object(form)) = serde_json::to_value(err) else {
+        return cls.bind(py).call1((err.to_string(),));
+    };
     let kwargs = PyDict::new(py);
-    kwargs.set_item("kind", err.kind.as_str())?;
-    kwargs.set_item("status_code", err.status)?;
-    kwargs.set_item("request_id", err.request_id())?;
-    kwargs.set_item("error_code", err.error_code())?;
-    cls.bind(py).call((err.to_string(),), Some(&kwargs))
+    let mut message = String::new();
+    for (key, value) in form {
+        let key = match key.as_str() {
+            "message" => {
+                message = value.as_str().unwrap_or_default().to_string();
+                continue;
+            }
+            "status" => "status_code",
+            other => other,
+        };
+        match value {
+            serde_json::Value::String(s) => kwargs.set_item(key, s)?,
+            serde_json::Value::Number(n) => kwargs.set_item(key, n.as_u64())?,
+            _ => {}
+        }
+    }
+    cls.bind(py).call((message,), Some(&kwargs))
 }
 
 fn to_pyerr(py: Python<'_>, err: &Error) -> PyErr {

@@ -40,12 +40,13 @@ use crate::cache::policy::{HandOutMargin, Standing};
 use crate::cache::CachedToken;
 use crate::config::ids::{self, IdField};
 use crate::config::{self, FederationConfig, Origin, Resolution, Resolved, Sourced, Step};
-use crate::error::{redact_url, scrub, Error, ErrorKind};
+use crate::error::{scrub, Error, ErrorKind};
 use crate::exchange::MAX_ASSERTION_BYTES;
 use crate::identity::{self, IdentitySpec, DEFAULT_AUDIENCE};
 use crate::jwt::{self, DecodedJwt};
 use crate::provider::{Exchanged, Provider, ProviderOptions};
 use crate::secret::Secret;
+use crate::url::redact_url;
 
 /// Version of the report's JSON shape.
 pub const REPORT_VERSION: u32 = 1;
@@ -163,31 +164,6 @@ pub struct FieldReport {
     pub origin: OriginReport,
 }
 
-/// An error, as a report shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct ErrorReport {
-    pub kind: &'static str,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-}
-
-impl From<&Error> for ErrorReport {
-    fn from(e: &Error) -> Self {
-        ErrorReport {
-            kind: e.kind.as_str(),
-            message: e.message().to_string(),
-            status: e.status,
-            request_id: e.request_id().map(str::to_string),
-            error_code: e.error_code().map(str::to_string),
-        }
-    }
-}
-
 /// Which step of the configuration chain decided, and every field's origin.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ConfigReport {
@@ -213,7 +189,7 @@ pub struct ConfigReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadowed: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorReport>,
+    pub error: Option<Error>,
 }
 
 /// One id and whether it is well-formed.
@@ -263,7 +239,7 @@ pub struct IdentityReport {
     pub expected_audience: String,
     pub fetched: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorReport>,
+    pub error: Option<Error>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -315,7 +291,7 @@ pub struct ExchangeReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cached_in: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorReport>,
+    pub error: Option<Error>,
 }
 
 /// The whole report. Serialize it (`serde_json::to_value`) for machines.
@@ -348,7 +324,7 @@ impl Report {
             exit_code: 0,
             errors: 0,
             warnings: 0,
-            checked_at: crate::now_unix(),
+            checked_at: crate::clock::now_unix(),
             config: ConfigReport::default(),
             ids: Vec::new(),
             identity: None,
@@ -362,7 +338,7 @@ impl Report {
     /// identity-source flag): one configuration error.
     pub fn from_options_error(err: &Error, exchange_requested: bool) -> Report {
         let mut r = Report::new(exchange_requested);
-        r.config.error = Some(err.into());
+        r.config.error = Some(err.clone());
         r.error(codes::CONFIG_ERROR, err.kind, err.message().to_string(), "fix the setting the message names");
         r.skip_exchange("the configuration is not usable");
         r.finish()
@@ -459,7 +435,7 @@ pub async fn diagnose_async(options: &ProviderOptions, doctor: &DoctorOptions) -
     let resolved = match config::resolve(&options.overrides, &options.env) {
         Ok(r) => r,
         Err(e) => {
-            report.config.error = Some((&e).into());
+            report.config.error = Some(e.clone());
             report.error(codes::CONFIG_ERROR, e.kind, e.message().to_string(), "fix the setting the message names");
             report.ids =
                 config::partial_ids(&options.overrides, &options.env).iter().map(|(f, s)| id_check(*f, s)).collect();
@@ -629,7 +605,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
         Ok(p) => Some(p),
         Err(e) => {
             report.config.ok = false;
-            report.config.error = Some((&e).into());
+            report.config.error = Some(e.clone());
             report.error(codes::CONFIG_ERROR, e.kind, e.message().to_string(), "fix the setting the message names");
             None
         }
@@ -662,7 +638,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
     let jwt = match identity::fetch(spec, &options.env).await {
         Ok(t) => Some(t),
         Err(e) => {
-            idr.error = Some((&e).into());
+            idr.error = Some(e.clone());
             report.error(
                 codes::IDENTITY_FETCH_FAILED,
                 e.kind,
@@ -674,7 +650,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
     };
     if let Some(jwt) = &jwt {
         idr.fetched = true;
-        check_token(report, &mut idr, jwt, spec, &expected, crate::now_unix());
+        check_token(report, &mut idr, jwt, spec, &expected, crate::clock::now_unix());
     }
     report.identity = Some(idr);
 
@@ -1045,7 +1021,7 @@ fn valid_cache(path: String, t: &CachedToken) -> CacheReport {
             detail: Some("no expiry".into()),
         },
         Some(e) => {
-            let now = crate::now_unix();
+            let now = crate::clock::now_unix();
             let left = e - now;
             let usable = t.standing(now, HandOutMargin::RefreshPolicy) != Standing::Unusable;
             let state = if usable { "valid" } else { "expired" };
@@ -1135,16 +1111,15 @@ async fn run_exchange(report: &mut Report, provider: &Provider, jwt: Secret) {
 }
 
 fn exchange_error(report: &mut Report, e: &Error) {
-    let er: ErrorReport = e.into();
     report.exchange.status = e.status;
     report.exchange.request_id = e.request_id().map(str::to_string);
-    report.exchange.error = Some(er.clone());
+    report.exchange.error = Some(e.clone());
     let fix = match e.kind {
         ErrorKind::Denied => "check the federation rule against the identity token's claims (issuer, audience, subject) shown above; the Console's Workload identity page shows the reason",
         ErrorKind::Unavailable => "check the base URL and the network, then retry",
         _ => "see the message",
     };
-    report.error(codes::EXCHANGE_FAILED, e.kind, er.message, fix);
+    report.error(codes::EXCHANGE_FAILED, e.kind, e.message().to_string(), fix);
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use crate::diag;
 use crate::error::{Error, Result};
 use crate::exchange::{self, ExchangeParams, RetryPolicy, TokenResponse};
 use crate::identity;
+use crate::runtime::NetSettings;
 use crate::secret::Secret;
 
 /// Budget of the one attempt made to refresh a token that is still usable.
@@ -67,7 +68,7 @@ pub struct ProviderOptions {
 
 impl ProviderOptions {
     /// Defaults for `client` (see [`ProviderOptions::client`]), resolving
-    /// from `env`: a snapshot the face took on its own thread (config/env.rs);
+    /// from `env`: a snapshot the face took on its own thread (env.rs);
     /// the engine never reads the process environment itself.
     pub fn new(client: impl Into<String>, env: Env) -> Self {
         ProviderOptions {
@@ -145,13 +146,15 @@ impl Provider {
         let mut notice = None;
         let source = match &resolved.resolution {
             Resolution::Federation(cfg) => {
-                exchange::check_base_url(&cfg.base_url.value)
-                    .map_err(|e| e.context(format!("base_url from {}", cfg.base_url.origin)))?;
-                let params = ExchangeParams::for_federation(
-                    cfg,
-                    format!("anthropic-wif/{} ({})", crate::VERSION, options.client),
-                    &options.env,
-                );
+                let params = ExchangeParams {
+                    base_url: cfg.base_url.value.clone(),
+                    federation_rule_id: cfg.federation_rule_id.value.clone(),
+                    organization_id: cfg.organization_id.value.clone(),
+                    service_account_id: cfg.service_account_id.as_ref().map(|v| v.value.clone()),
+                    workspace_id: cfg.workspace_id.as_ref().map(|v| v.value.clone()),
+                    user_agent: crate::version::user_agent(&options.client),
+                    net: NetSettings::from_env(&options.env),
+                };
                 let disk = if options.disk_cache {
                     let path = match &cfg.credentials_path {
                         Some(p) => p.clone(),
@@ -251,9 +254,11 @@ impl Provider {
     pub fn cached(&self) -> Option<AccessToken> {
         match &self.inner.source {
             Source::Static { token } => Some(AccessToken { token: token.clone(), expires_at: None }),
-            _ => {
-                self.inner.memory.get_fresh(crate::now_unix(), self.inner.options.min_remaining).map(AccessToken::from)
-            }
+            _ => self
+                .inner
+                .memory
+                .get_fresh(crate::clock::now_unix(), self.inner.options.min_remaining)
+                .map(AccessToken::from),
         }
     }
 
@@ -373,7 +378,7 @@ impl Provider {
         };
 
         // A refresh with a still-valid token in hand.
-        let now = crate::now_unix();
+        let now = crate::clock::now_unix();
         if let Some(until) = lock.as_ref().and_then(|l| l.refresh_backoff_until()).filter(|u| *u > now) {
             drop(lock);
             diag::emit(diag::INFO, || {
@@ -403,7 +408,7 @@ impl Provider {
             }
             Err(e) => {
                 if let Some(l) = &lock {
-                    l.set_refresh_backoff_until(Some(crate::now_unix() + REFRESH_FAILURE_BACKOFF_SECONDS));
+                    l.set_refresh_backoff_until(Some(crate::clock::now_unix() + REFRESH_FAILURE_BACKOFF_SECONDS));
                 }
                 drop(lock);
                 diag::emit(diag::INFO, || {
@@ -476,7 +481,7 @@ impl Provider {
     /// still-valid token it serves it itself (and backs off in memory), so
     /// report the error; otherwise (a fresh process) serve the disk token.
     fn serve_fallback(&self, old: CachedToken, error: Error) -> Result<CachedToken> {
-        if self.inner.memory.holds_usable(crate::now_unix(), self.inner.options.min_remaining) {
+        if self.inner.memory.holds_usable(crate::clock::now_unix(), self.inner.options.min_remaining) {
             Err(error)
         } else {
             Ok(old)
@@ -488,7 +493,7 @@ impl Provider {
     fn judge_disk(&self, disk: &DiskCache) -> FromDisk {
         match disk.read() {
             DiskRead::Valid(t) => {
-                let now = crate::now_unix();
+                let now = crate::clock::now_unix();
                 let remaining = t.expires_at.map_or(i64::MAX, |e| e - now);
                 match t.standing(now, self.inner.options.min_remaining) {
                     Standing::Fresh => {
@@ -543,7 +548,7 @@ impl Provider {
     fn user_oauth_token(&self, path: &Path, profile: &str) -> Result<AccessToken> {
         let t = disk::read_user_oauth(path)?;
         // Not refreshed by us: usable down to the mandatory window.
-        if t.standing(crate::now_unix(), HandOutMargin::RefreshPolicy) == Standing::Unusable {
+        if t.standing(crate::clock::now_unix(), HandOutMargin::RefreshPolicy) == Standing::Unusable {
             return Err(Error::config(format!(
                 "profile {profile} uses authentication type user_oauth, but {} holds no unexpired access token; \
                  log in again with your Anthropic tooling (anthropic-wif reads user_oauth tokens but does not refresh them)",

@@ -43,51 +43,15 @@
 //! its waiters start over (one of them becomes the new leader).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::Notify;
 
 use super::policy::{HandOutMargin, Standing, Thresholds, ADVISORY_BACKOFF_SECONDS};
 use super::CachedToken;
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-
-/// A source of unix time in seconds, so tests can move time by hand.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> i64;
-}
-
-/// The system clock ([`crate::now_unix`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        crate::now_unix()
-    }
-}
-
-/// A clock that only moves when told to (tests).
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(now: i64) -> Self {
-        ManualClock(AtomicI64::new(now))
-    }
-    pub fn set(&self, now: i64) {
-        self.0.store(now, Ordering::SeqCst)
-    }
-    pub fn advance(&self, seconds: i64) {
-        self.0.fetch_add(seconds, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// The in-memory cache. `Send + Sync`; share it behind an `Arc`.
 pub struct MemoryCache {
@@ -232,7 +196,7 @@ impl MemoryCache {
         Self::with_clock(Arc::new(SystemClock))
     }
 
-    /// A cache on the given clock (tests use [`ManualClock`]).
+    /// A cache on the given clock (tests use [`crate::clock::ManualClock`]).
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         MemoryCache { clock, state: Mutex::new(State::default()) }
     }
@@ -426,6 +390,7 @@ impl MemoryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::secret::Secret;
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;

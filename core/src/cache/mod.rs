@@ -11,7 +11,7 @@ pub mod memory;
 pub mod policy;
 
 pub use disk::{env_cache_path, read_user_oauth, DiskCache, DiskRead, LockGuard};
-pub use memory::{Clock, ManualClock, MemoryCache, SystemClock};
+pub use memory::MemoryCache;
 pub use policy::HandOutMargin;
 
 use crate::secret::Secret;

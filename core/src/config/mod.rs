@@ -1,13 +1,12 @@
 //! Configuration: explicit values first, then the official SDKs' chain
-//! (SPEC §3): `ANTHROPIC_API_KEY` → `ANTHROPIC_AUTH_TOKEN` → `ANTHROPIC_PROFILE`
+//! (docs/design.md §3): `ANTHROPIC_API_KEY` → `ANTHROPIC_AUTH_TOKEN` → `ANTHROPIC_PROFILE`
 //! → env federation → the active profile. Every id is validated here, before
 //! any I/O on the network, and every error names the field and its origin.
 
-pub mod env;
 pub mod ids;
 pub mod profile;
 
-pub use env::Env;
+pub use crate::env::Env;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -199,7 +198,7 @@ pub struct Resolved {
     pub config_dir: PathBuf,
 }
 
-// Environment variable names (SPEC §3).
+// Environment variable names (docs/design.md §3).
 pub const ENV_API_KEY: &str = "ANTHROPIC_API_KEY";
 pub const ENV_AUTH_TOKEN: &str = "ANTHROPIC_AUTH_TOKEN";
 pub const ENV_PROFILE: &str = "ANTHROPIC_PROFILE";
@@ -675,63 +674,16 @@ fn pick_base_url(
     )
     .unwrap_or_else(|| Sourced::new(DEFAULT_BASE_URL.to_string(), Origin::Default));
     let value = picked.value.trim_end_matches('/').to_string();
-    check_base_url(&value, &picked.origin)?;
+    crate::url::check_base_url(&value, &base_url_field(&picked.origin))?;
     Ok(Sourced::new(value, picked.origin))
 }
 
-/// The base URL must be `https://host…`, or plain http on a loopback host
-/// (SPEC §1). Checked here too so the message can name where it came from.
-pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
-    let shown = crate::error::redact_url(url);
-    let field = match origin {
+/// How a base URL's messages name it: `base_url from <origin>`.
+fn base_url_field(origin: &Origin) -> String {
+    match origin {
         Origin::ProfileFile(_) => format!("base_url from {origin} (base_url)"),
         _ => format!("base_url from {origin}"),
-    };
-    if url.is_empty() {
-        return Err(Error::config(format!(
-            "{field} is empty: set it to https://api.anthropic.com or your deployment's https URL, or leave it unset"
-        )));
     }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::config(format!("{field} contains whitespace ({shown:?}): remove it")));
-    }
-    let lower = url.to_ascii_lowercase();
-    let authority =
-        lower.split_once("://").map(|(_, r)| r).unwrap_or(&lower).split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return Err(Error::config(format!(
-            "{field} contains credentials before the host ({shown:?}): remove the user:password@ part (the exchange authenticates with the identity token)"
-        )));
-    }
-    let rest = if let Some(r) = lower.strip_prefix("https://") {
-        r
-    } else if let Some(r) = lower.strip_prefix("http://") {
-        let loopback = ["localhost", "127.0.0.1", "[::1]"].iter().any(|h| {
-            r.strip_prefix(h).is_some_and(|after| after.is_empty() || after.starts_with(':') || after.starts_with('/'))
-        });
-        if !loopback {
-            return Err(Error::config(format!(
-                "{field} uses plain http ({shown:?}): the token exchange carries your identity token, so it needs https:// (plain http is allowed only for localhost, 127.0.0.1 and [::1])"
-            )));
-        }
-        r
-    } else {
-        return Err(Error::config(format!(
-            "{field} is not an http(s) URL ({shown:?}): use a URL such as https://api.anthropic.com"
-        )));
-    };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.starts_with(':') {
-        return Err(Error::config(format!(
-            "{field} has no host ({shown:?}): use a URL such as https://api.anthropic.com"
-        )));
-    }
-    if host.contains('@') {
-        return Err(Error::config(format!(
-            "{field} contains credentials before the host: remove the user:password@ part"
-        )));
-    }
-    Ok(())
 }
 
 /// The four ids as the layers give them: explicit settings > the profile

@@ -272,7 +272,7 @@ fn base_url_is_checked_with_its_origin() {
         ("https://user:pw@host", false),
         ("https://a b", false),
     ] {
-        assert_eq!(check_base_url(url, &Origin::Default).is_ok(), ok, "{url}");
+        assert_eq!(crate::url::check_base_url(url, "base_url").is_ok(), ok, "{url}");
     }
 }
 
@@ -512,7 +512,8 @@ fn base_url_messages_never_show_credentials() {
         "http://example.com/?key=hunter2pass",
         "gopher://example.com/#hunter2pass",
     ] {
-        let err = check_base_url(url, &Origin::EnvVar("ANTHROPIC_BASE_URL".into())).expect_err(url);
+        let err = crate::url::check_base_url(url, &base_url_field(&Origin::EnvVar("ANTHROPIC_BASE_URL".into())))
+            .expect_err(url);
         assert!(!err.message().contains("hunter2pass"), "{url}: {}", err.message());
     }
 }
