@@ -88,7 +88,7 @@ async function mintMany(n) {
   return out;
 }
 
-/** The same request our engine sends (SPEC §1), with fetch. */
+/** The same request our engine sends (docs/design.md §1), with fetch. */
 async function fetchExchange() {
   const assertion = fs.readFileSync(jwtFile, 'utf8').trim();
   const res = await fetch(`${emu.baseURL}/v1/oauth/token`, {

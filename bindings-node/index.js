@@ -62,9 +62,10 @@ for (const kind of KINDS) {
   if (!CLASSES[kind]) throw new Error(`anthropic-wif: the native addon reports an unknown error kind ${kind}; reinstall the package`);
 }
 
+/** Maps the engine's one serialised error form (`kind`, `message`, `status`, `request_id`, `error_code`). */
 function fromRecord(rec) {
   const Cls = CLASSES[rec.kind] || WifError;
-  return new Cls(rec.message, rec);
+  return new Cls(rec.message, { kind: rec.kind, status: rec.status, requestId: rec.request_id, errorCode: rec.error_code });
 }
 
 /** Maps a thrown native error (marker + JSON) to a WifError; anything else passes through. */
@@ -81,7 +82,7 @@ function fromThrown(e) {
 }
 
 function unwrap(outcome) {
-  if (outcome.error) throw fromRecord(outcome.error);
+  if (outcome.error) throw fromRecord(JSON.parse(outcome.error));
   return outcome.token;
 }
 
@@ -248,7 +249,7 @@ function doctor(options, doctorOptions) {
     const json = plainObjectArg(options, 'doctor(options): options');
     const djson = plainObjectArg(doctorOptions, 'doctor(options, doctorOptions): doctorOptions');
     return callNative(() => native.doctor(json, djson, callerEnv())).then((outcome) => {
-      if (outcome.error) throw fromRecord(outcome.error);
+      if (outcome.error) throw fromRecord(JSON.parse(outcome.error));
       return JSON.parse(outcome.json);
     });
   } catch (e) {

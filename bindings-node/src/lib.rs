@@ -7,15 +7,15 @@
 //!   never waits on I/O and napi's own runtime is never started;
 //! - `Provider::cached` → a synchronous, I/O-free warm path (`warm`), which
 //!   sends only a generation number when JS already holds the token;
-//! - `anthropic_wif_core::Error` → a plain record (`kind`, `message`,
-//!   `status`, `requestId`, `errorCode`) that `index.js` turns into a
-//!   `WifError` subclass. napi's errors cannot carry those fields, so async
-//!   failures resolve with `{ error }` and sync ones throw a JSON message with
-//!   a fixed marker prefix;
+//! - `anthropic_wif_core::Error` → its one serialised form (JSON: `kind`,
+//!   `message`, `status`, `request_id`, `error_code`), which `index.js` turns
+//!   into a `WifError` subclass. napi's errors cannot carry those fields, so
+//!   async failures resolve with `{ error }` (that JSON) and sync ones throw
+//!   it as a message with a fixed marker prefix;
 //! - the caller's environment: `index.js` passes a copy of the calling
 //!   thread's `process.env` (a worker's is its own) at construction and with
 //!   each call that may exchange, unless the `env` option fixes one. The
-//!   engine never calls `getenv` (core/src/config/env.rs).
+//!   engine never calls `getenv` (core/src/env.rs).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,13 +24,13 @@ use std::time::Duration;
 use anthropic_wif_core::config::{Env, FieldNames, Overrides};
 use anthropic_wif_core::doctor::{self, DoctorOptions};
 use anthropic_wif_core::identity::IdentitySpec;
-use anthropic_wif_core::{AccessToken, Error, ErrorKind, Face, Provider, ProviderOptions};
+use anthropic_wif_core::{AccessToken, Error, ErrorKind, HandOutMargin, Provider, ProviderOptions};
 use napi::bindgen_prelude::Object;
 use napi::{Env as NapiEnv, Status};
 use napi_derive::napi;
 use serde_json::{Map, Value};
 
-/// Prefix of a thrown native error whose message is the JSON of a [`NativeError`].
+/// Prefix of a thrown native error whose message is an error's JSON ([`error_json`]).
 /// `index.js` recognises it and rethrows the matching `WifError` subclass.
 const ERROR_MARKER: &str = "anthropic-wif-error:";
 
@@ -42,37 +42,17 @@ pub struct NativeToken {
     pub expires_at: Option<i64>,
 }
 
-/// An engine error as a plain record.
-#[napi(object)]
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NativeError {
-    /// `config` | `identity` | `denied` | `unavailable` | `internal`.
-    pub kind: String,
-    pub message: String,
-    pub status: Option<u32>,
-    pub request_id: Option<String>,
-    pub error_code: Option<String>,
-}
-
 /// What the async `token()` settles with: a token, or an error record.
 #[napi(object)]
 pub struct NativeOutcome {
     pub token: Option<NativeToken>,
-    pub error: Option<NativeError>,
+    /// The error's serialised form (JSON).
+    pub error: Option<String>,
 }
 
-impl From<&Error> for NativeError {
-    fn from(e: &Error) -> Self {
-        NativeError {
-            kind: e.kind.as_str().to_string(),
-            // `Display` adds the request id when the message lacks it.
-            message: e.to_string(),
-            status: e.status.map(u32::from),
-            request_id: e.request_id().map(str::to_string),
-            error_code: e.error_code().map(str::to_string),
-        }
-    }
+/// An engine error in its one serialised form (core's `Serialize for Error`).
+fn error_json(e: &Error) -> String {
+    serde_json::to_string(e).unwrap_or_else(|_| format!("{{\"kind\":\"internal\",\"message\":{:?}}}", e.message()))
 }
 
 fn to_js_token(t: &AccessToken) -> NativeToken {
@@ -81,10 +61,7 @@ fn to_js_token(t: &AccessToken) -> NativeToken {
 
 /// A sync failure: thrown as a JS `Error` whose message is the marker + JSON.
 fn throw(e: &Error) -> napi::Error {
-    let record = NativeError::from(e);
-    let json = serde_json::to_string(&record)
-        .unwrap_or_else(|_| format!("{{\"kind\":\"internal\",\"message\":{:?}}}", record.message));
-    napi::Error::new(Status::GenericFailure, format!("{ERROR_MARKER}{json}"))
+    napi::Error::new(Status::GenericFailure, format!("{ERROR_MARKER}{}", error_json(e)))
 }
 
 /// The options `new Provider(options)` accepts, with their JS names.
@@ -185,7 +162,7 @@ fn parse_options_for(
         names: FieldNames::CamelCase,
     };
 
-    let mut options = ProviderOptions::new(Face::Node, Env::default());
+    let mut options = ProviderOptions::new("node", Env::default());
     options.overrides = overrides;
 
     match map.get("noCache") {
@@ -198,7 +175,7 @@ fn parse_options_for(
     match map.get("minRemaining") {
         None | Some(Value::Null) => {}
         Some(Value::Number(n)) => match n.as_i64() {
-            Some(secs) if (0..=86_400).contains(&secs) => options.min_remaining = Some(secs),
+            Some(secs) if (0..=86_400).contains(&secs) => options.min_remaining = HandOutMargin::AtLeast(secs),
             _ => {
                 return Err(Error::config(format!(
                     "option minRemaining must be a whole number of seconds between 0 and 86400, got {n}"
@@ -358,13 +335,13 @@ impl NativeProvider {
         rt.spawn(async move {
             let outcome = match work.await {
                 Ok(Ok(t)) => NativeOutcome { token: Some(to_js_token(&t)), error: None },
-                Ok(Err(e)) => NativeOutcome { token: None, error: Some(NativeError::from(&e)) },
+                Ok(Err(e)) => NativeOutcome { token: None, error: Some(error_json(&e)) },
                 Err(join) => {
                     let e = Error::internal(format!(
                         "the token task failed unexpectedly ({}); please report this",
                         if join.is_panic() { "panic" } else { "cancelled" }
                     ));
-                    NativeOutcome { token: None, error: Some(NativeError::from(&e)) }
+                    NativeOutcome { token: None, error: Some(error_json(&e)) }
                 }
             };
             deferred.resolve(Box::new(move |_env| Ok(outcome)));
@@ -434,11 +411,12 @@ fn parse_doctor_options(json: &str) -> Result<DoctorOptions, Error> {
     Ok(out)
 }
 
-/// What the async `doctor()` settles with: the report as JSON text, or an error record.
+/// What the async `doctor()` settles with: the report as JSON text, or an error's JSON.
 #[napi(object)]
 pub struct NativeReport {
     pub json: Option<String>,
-    pub error: Option<NativeError>,
+    /// The error's serialised form (JSON).
+    pub error: Option<String>,
 }
 
 /// `doctor(optionsJson, doctorJson, env)`: the core diagnosis (`anthropic-wif
@@ -466,13 +444,13 @@ pub fn doctor<'env>(
     rt.spawn(async move {
         let outcome = match work.await {
             Ok(Ok(json)) => NativeReport { json: Some(json), error: None },
-            Ok(Err(e)) => NativeReport { json: None, error: Some(NativeError::from(&e)) },
+            Ok(Err(e)) => NativeReport { json: None, error: Some(error_json(&e)) },
             Err(join) => {
                 let e = Error::internal(format!(
                     "the doctor task failed unexpectedly ({}); please report this",
                     if join.is_panic() { "panic" } else { "cancelled" }
                 ));
-                NativeReport { json: None, error: Some(NativeError::from(&e)) }
+                NativeReport { json: None, error: Some(error_json(&e)) }
             }
         };
         deferred.resolve(Box::new(move |_env| Ok(outcome)));
@@ -535,7 +513,7 @@ mod tests {
         assert_eq!(o.overrides.base_url.as_deref(), Some("http://127.0.0.1:1"));
         assert_eq!(o.overrides.identity_token, Some(IdentitySpec::File { path: "/t".into() }));
         assert!(!o.disk_cache);
-        assert_eq!(o.min_remaining, Some(60));
+        assert_eq!(o.min_remaining, HandOutMargin::AtLeast(60));
         assert_eq!(o.env.get("A").as_deref(), Some("b"));
         assert_eq!(o.overrides.names, FieldNames::CamelCase);
 

@@ -4,7 +4,7 @@
 //! configuration, fetches identity tokens, exchanges them, caches the result in
 //! memory and on disk and serialises exchanges across threads and processes.
 //! This module only:
-//! - builds core `ProviderOptions` from keyword arguments (`Face::Python`,
+//! - builds core `ProviderOptions` from keyword arguments (client `python`,
 //!   snake_case field names in messages) and a core `Provider` from them;
 //! - hands tokens out as the `AccessToken` class the Python layer chose (the
 //!   SDK's own class when `anthropic` is importable), reusing the Python
@@ -21,7 +21,7 @@
 //! - hands the engine a copy of `os.environ` taken under the GIL (at
 //!   construction, and at each call the warm path cannot answer): the engine
 //!   never calls `getenv` on its own threads, where it would race the
-//!   program's `os.environ[…] = …` (core/src/config/env.rs).
+//!   program's `os.environ[…] = …` (core/src/env.rs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once, RwLock};
@@ -29,7 +29,7 @@ use std::sync::{Mutex, Once, RwLock};
 use anthropic_wif_core::config::{Env, FieldNames, Overrides};
 use anthropic_wif_core::doctor::DoctorOptions;
 use anthropic_wif_core::identity::IdentitySpec;
-use anthropic_wif_core::{AccessToken, Error, ErrorKind, Face, Provider, ProviderOptions, Secret};
+use anthropic_wif_core::{AccessToken, Error, ErrorKind, HandOutMargin, Provider, ProviderOptions, Secret};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -239,8 +239,9 @@ fn error_classes(py: Python<'_>) -> PyResult<&ErrorClasses> {
     })
 }
 
-/// The Python exception instance for a core error: the CLI's message, plus
-/// `kind`, `status_code`, `request_id`, `error_code` attributes.
+/// The Python exception instance for a core error, from its one serialised
+/// form: the message (the CLI's), plus `kind`, `status_code` (the form's
+/// `status`), `request_id`, `error_code` attributes.
 fn error_value<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyAny>> {
     let classes = error_classes(py)?;
     let cls = match err.kind {
@@ -250,12 +251,27 @@ fn error_value<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyAny>>
         ErrorKind::Unavailable => &classes.unavailable,
         ErrorKind::Internal => &classes.base,
     };
+    let Ok(serde_json::Value::Object(form)) = serde_json::to_value(err) else {
+        return cls.bind(py).call1((err.to_string(),));
+    };
     let kwargs = PyDict::new(py);
-    kwargs.set_item("kind", err.kind.as_str())?;
-    kwargs.set_item("status_code", err.status)?;
-    kwargs.set_item("request_id", err.request_id())?;
-    kwargs.set_item("error_code", err.error_code())?;
-    cls.bind(py).call((err.to_string(),), Some(&kwargs))
+    let mut message = String::new();
+    for (key, value) in form {
+        let key = match key.as_str() {
+            "message" => {
+                message = value.as_str().unwrap_or_default().to_string();
+                continue;
+            }
+            "status" => "status_code",
+            other => other,
+        };
+        match value {
+            serde_json::Value::String(s) => kwargs.set_item(key, s)?,
+            serde_json::Value::Number(n) => kwargs.set_item(key, n.as_u64())?,
+            _ => {}
+        }
+    }
+    cls.bind(py).call((message,), Some(&kwargs))
 }
 
 fn to_pyerr(py: Python<'_>, err: &Error) -> PyErr {
@@ -349,10 +365,12 @@ impl NativeOptions {
             credentials_path: opt_string(credentials_path).map(Into::into),
             names: FieldNames::SnakeCase,
         };
-        let mut options = ProviderOptions::new(Face::Python, environ_snapshot(py)?);
+        let mut options = ProviderOptions::new("python", environ_snapshot(py)?);
         options.overrides = overrides;
         options.disk_cache = disk_cache;
-        options.min_remaining = min_remaining;
+        if let Some(m) = min_remaining {
+            options.min_remaining = HandOutMargin::AtLeast(m);
+        }
         Ok(NativeOptions { options })
     }
 }

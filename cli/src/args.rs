@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anthropic_wif_core::config::{Env, FieldNames, Overrides};
 use anthropic_wif_core::identity::IdentitySpec;
-use anthropic_wif_core::{Error, Face, ProviderOptions};
+use anthropic_wif_core::{Error, HandOutMargin, ProviderOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
@@ -190,7 +190,7 @@ impl CommonArgs {
     /// thread, before any engine thread exists; the CLI never writes its
     /// environment, so one snapshot serves the whole run.
     pub fn provider_options(&self) -> Result<ProviderOptions, Error> {
-        let mut o = ProviderOptions::new(Face::Cli, Env::capture());
+        let mut o = ProviderOptions::new("cli", Env::capture());
         o.overrides = Overrides {
             profile: self.profile.clone(),
             federation_rule_id: self.federation_rule_id.clone(),
@@ -204,7 +204,11 @@ impl CommonArgs {
             names: FieldNames::Flags,
         };
         o.disk_cache = !self.no_cache;
-        o.min_remaining = self.min_remaining.map(|s| s.min(i64::MAX as u64) as i64);
+        // The credential process hands out tokens a stream can start with (docs/design.md §8).
+        o.min_remaining = match self.min_remaining {
+            Some(s) => HandOutMargin::AtLeast(s.min(i64::MAX as u64) as i64),
+            None => HandOutMargin::STREAM_SAFE,
+        };
         Ok(o)
     }
 

@@ -107,7 +107,7 @@ pub fn render(r: &Report, exchange_requested: bool) -> String {
         let _ = writeln!(o, "\nIdentity token");
         match (&idr.error, idr.size_bytes) {
             (Some(e), _) => {
-                let _ = writeln!(o, "  {BAD} {} [{}]: {}", idr.description, idr.origin.display, e.message);
+                let _ = writeln!(o, "  {BAD} {} [{}]: {}", idr.description, idr.origin.display, e.message());
             }
             (None, Some(n)) => {
                 let mark = if idr.decode_error.is_some() { BAD } else { OK };
@@ -200,7 +200,7 @@ pub fn render(r: &Report, exchange_requested: bool) -> String {
             }
         } else if let Some(e) = &ex.error {
             let status = e.status.map(|s| format!("HTTP {s}, ")).unwrap_or_default();
-            let rid = e.request_id.as_deref().map(|s| format!("request-id {s}, ")).unwrap_or_default();
+            let rid = e.request_id().map(|s| format!("request-id {s}, ")).unwrap_or_default();
             let _ = writeln!(o, "  {BAD} failed ({status}{rid}{}): see findings", e.kind);
         }
     }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anthropic_wif_core::{diag, runtime, Error, Face, Provider};
+use anthropic_wif_core::{diag, runtime, Error, HandOutMargin, Provider};
 use anthropic_wif_proxy::{Listen, Proxy, ProxyConfig};
 use clap::Args;
 
@@ -81,7 +81,9 @@ pub fn run(a: ProxyArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let provider = match a.common.provider_options().and_then(|mut o| {
-        o.face = Face::Proxy;
+        o.client = "proxy".into();
+        // The proxy keeps its own stream allowance (proxy/src/tokens.rs).
+        o.min_remaining = HandOutMargin::RefreshPolicy;
         Provider::new(o)
     }) {
         Ok(p) => p,

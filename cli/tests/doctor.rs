@@ -429,6 +429,32 @@ fn exchange_reports_request_id_and_masked_token_and_caches_it() {
     assert_no_secrets(&h, &[&jwt, &jwt2, &token, &token2]);
 }
 
+/// doctor's exchange is the provider's own: under the lock, and like any
+/// exchange it clears a refresh back-off that other processes recorded.
+#[test]
+fn exchange_clears_a_recorded_refresh_back_off() {
+    let mut sb = Sandbox::new();
+    let jwt = read_secret_file(&sb.federation_env());
+    // Find the cache file this configuration uses, then record a back-off next to it.
+    let (_, v) = doctor_json(&sb, &[], &[&jwt]);
+    let path = PathBuf::from(v["cache"]["path"].as_str().expect("a cache path"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(path.parent().unwrap(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let lock = PathBuf::from(format!("{}.lock", path.display()));
+    std::fs::write(&lock, format!("{{\"refresh_backoff_until\": {}}}\n", now() + 3600)).unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(&lock, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    let (o, v) = doctor_json(&sb, &["--exchange"], &[&jwt]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(v["exchange"]["ok"], true);
+    let record = std::fs::read_to_string(&lock).unwrap();
+    assert!(!record.contains("refresh_backoff_until"), "back-off left in place: {record}");
+    let ua = sb.emu.requests().iter().rev().find_map(|r| r.header("user-agent").map(str::to_string));
+    assert!(ua.as_deref().is_some_and(|u| u.starts_with("anthropic-wif/") && u.ends_with("(cli; doctor)")), "{ua:?}");
+}
+
 #[test]
 fn exchange_denied_exits_4_with_the_request_id() {
     let mut sb = Sandbox::with_config(EmulatorConfig {

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 
 use anthropic_wif_core::config::{Env, Overrides};
-use anthropic_wif_core::{Face, Provider, ProviderOptions};
+use anthropic_wif_core::{Provider, ProviderOptions};
 use anthropic_wif_emulator::Fault;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -186,7 +186,7 @@ fn sixty_four_processes_on_a_cold_then_an_expiring_cache() {
 }
 
 fn provider_options(sb: &Sandbox) -> ProviderOptions {
-    let mut o = ProviderOptions::new(Face::Python, Env::fixed(sb.env.iter().map(|(k, v)| (k.clone(), v.clone()))));
+    let mut o = ProviderOptions::new("python", Env::fixed(sb.env.iter().map(|(k, v)| (k.clone(), v.clone()))));
     o.overrides = Overrides::default();
     o
 }

@@ -1,4 +1,4 @@
-//! Calling the Claude API with a federated access token (SPEC §2): the header
+//! Calling the Claude API with a federated access token (docs/design.md §2): the header
 //! rules every face that talks to the API (the proxy, the bindings' helpers)
 //! must apply the same way, and which request paths may carry the token at all
 //! ([`check_forwarded_path`]).

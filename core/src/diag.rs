@@ -5,11 +5,11 @@
 //! `ANTHROPIC_WIF_LOG` is read from the first environment snapshot a face
 //! hands the engine ([`init_from`], called by `Provider::new` and the doctor),
 //! never from the process environment: engine threads do not call `getenv`
-//! (config/env.rs says why).
+//! (env.rs says why).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::config::Env;
+use crate::env::Env;
 
 /// 0 = quiet, 1 = info (`-v`), 2 = debug (`-vv`). 255 = not yet initialised (quiet).
 static LEVEL: AtomicU8 = AtomicU8::new(UNSET);
@@ -69,7 +69,7 @@ pub fn emit(level: u8, message: impl FnOnce() -> String) {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Env;
+    use crate::env::Env;
 
     #[test]
     fn the_level_comes_from_the_snapshot() {

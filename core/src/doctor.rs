@@ -13,11 +13,13 @@
 //!   the configured source (reads the file, runs the command, calls the URL).
 //! - Without `exchange` the diagnosis writes nothing: no cache, no lock file.
 //! - With `exchange` it sends the very identity token it diagnosed, which the
-//!   server then accepts never again. The access token obtained is therefore
-//!   written to the on-disk cache (under the cross-process lock, unless the
-//!   disk cache is disabled): otherwise the next `token` call would read the
-//!   same, now consumed, JWT from a file and be refused. The exchange is
-//!   skipped when the diagnosis already found an error.
+//!   server then accepts never again. It is the provider's own exchange
+//!   ([`Provider::exchange_now`]): under the cross-process lock, the access
+//!   token obtained written to the on-disk cache (unless the disk cache is
+//!   disabled) and a recorded refresh back-off cleared, as after any
+//!   exchange; otherwise the next `token` call would read the same, now
+//!   consumed, JWT from a file and be refused. The exchange is skipped when
+//!   the diagnosis already found an error.
 //!
 //! Never in a report: the identity JWT (or its signature), the access token
 //! (only [`Secret::masked`]), an API key or bearer token, literal header values
@@ -28,21 +30,23 @@
 //! CLI exit code is the first error's kind, as in the README's table), a
 //! message and a fix.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::cache::disk::{self, DiskCache, DiskRead};
-use crate::cache::{CachedToken, MANDATORY_REFRESH_SECONDS};
+use crate::cache::policy::{HandOutMargin, Standing};
+use crate::cache::CachedToken;
 use crate::config::ids::{self, IdField};
-use crate::config::{self, profile, Env, FederationConfig, Origin, Overrides, Resolution, Resolved, Sourced, Step};
-use crate::error::{redact_url, scrub, Error, ErrorKind};
-use crate::exchange::{self, ExchangeParams, MAX_ASSERTION_BYTES};
+use crate::config::{self, FederationConfig, Origin, Resolution, Resolved, Sourced, Step};
+use crate::error::{scrub, Error, ErrorKind};
+use crate::exchange::MAX_ASSERTION_BYTES;
 use crate::identity::{self, IdentitySpec, DEFAULT_AUDIENCE};
 use crate::jwt::{self, DecodedJwt};
-use crate::provider::{Provider, ProviderOptions};
+use crate::provider::{Exchanged, Provider, ProviderOptions};
 use crate::secret::Secret;
+use crate::url::redact_url;
 
 /// Version of the report's JSON shape.
 pub const REPORT_VERSION: u32 = 1;
@@ -160,31 +164,6 @@ pub struct FieldReport {
     pub origin: OriginReport,
 }
 
-/// An error, as a report shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct ErrorReport {
-    pub kind: &'static str,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-}
-
-impl From<&Error> for ErrorReport {
-    fn from(e: &Error) -> Self {
-        ErrorReport {
-            kind: e.kind.as_str(),
-            message: e.message().to_string(),
-            status: e.status,
-            request_id: e.request_id().map(str::to_string),
-            error_code: e.error_code().map(str::to_string),
-        }
-    }
-}
-
 /// Which step of the configuration chain decided, and every field's origin.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ConfigReport {
@@ -210,7 +189,7 @@ pub struct ConfigReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadowed: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorReport>,
+    pub error: Option<Error>,
 }
 
 /// One id and whether it is well-formed.
@@ -260,7 +239,7 @@ pub struct IdentityReport {
     pub expected_audience: String,
     pub fetched: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorReport>,
+    pub error: Option<Error>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -274,8 +253,9 @@ pub struct IdentityReport {
 pub struct CacheReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// `disabled`, `missing`, `valid` (usable: more than 30 s left), `expired`
-    /// (30 s or less left), `insecure`, `corrupt`.
+    /// `disabled`, `missing`, `valid` (usable: more than the mandatory
+    /// refresh window left, 30 s for a token of 2 min or more; see
+    /// cache/policy.rs), `expired` (less), `insecure`, `corrupt`.
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
@@ -311,7 +291,7 @@ pub struct ExchangeReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cached_in: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorReport>,
+    pub error: Option<Error>,
 }
 
 /// The whole report. Serialize it (`serde_json::to_value`) for machines.
@@ -344,7 +324,7 @@ impl Report {
             exit_code: 0,
             errors: 0,
             warnings: 0,
-            checked_at: crate::now_unix(),
+            checked_at: crate::clock::now_unix(),
             config: ConfigReport::default(),
             ids: Vec::new(),
             identity: None,
@@ -358,7 +338,7 @@ impl Report {
     /// identity-source flag): one configuration error.
     pub fn from_options_error(err: &Error, exchange_requested: bool) -> Report {
         let mut r = Report::new(exchange_requested);
-        r.config.error = Some(err.into());
+        r.config.error = Some(err.clone());
         r.error(codes::CONFIG_ERROR, err.kind, err.message().to_string(), "fix the setting the message names");
         r.skip_exchange("the configuration is not usable");
         r.finish()
@@ -455,9 +435,10 @@ pub async fn diagnose_async(options: &ProviderOptions, doctor: &DoctorOptions) -
     let resolved = match config::resolve(&options.overrides, &options.env) {
         Ok(r) => r,
         Err(e) => {
-            report.config.error = Some((&e).into());
+            report.config.error = Some(e.clone());
             report.error(codes::CONFIG_ERROR, e.kind, e.message().to_string(), "fix the setting the message names");
-            report.ids = raw_ids(&options.overrides, &options.env);
+            report.ids =
+                config::partial_ids(&options.overrides, &options.env).iter().map(|(f, s)| id_check(*f, s)).collect();
             report.skip_exchange("the configuration does not resolve");
             return report.finish();
         }
@@ -607,67 +588,6 @@ fn id_check(f: IdField, s: &Sourced<String>) -> IdCheck {
     }
 }
 
-/// When the configuration does not resolve, list the ids that can be found
-/// anyway (explicit > the profile the chain would use > environment), each
-/// validated, so one bad id does not hide the state of the others.
-fn raw_ids(o: &Overrides, env: &Env) -> Vec<IdCheck> {
-    let names = o.names;
-    let explicit_fed = o.federation_rule_id.is_some()
-        || o.organization_id.is_some()
-        || o.service_account_id.is_some()
-        || o.workspace_id.is_some()
-        || o.identity_token.is_some();
-    let prof: Option<profile::Profile> = config::config_dir(o, env).ok().and_then(|dir| {
-        let name = if let Some(n) = &o.profile {
-            Some(n.clone())
-        } else if explicit_fed {
-            None
-        } else if let Some(n) = env.get(config::ENV_PROFILE) {
-            Some(n)
-        } else if env.is_set(config::ENV_FEDERATION_RULE_ID)
-            && env.is_set(config::ENV_ORGANIZATION_ID)
-            && (env.is_set(config::ENV_IDENTITY_TOKEN_FILE) || env.is_set(config::ENV_IDENTITY_TOKEN))
-        {
-            None
-        } else {
-            let pointer = config::read_active_pointer(&dir.join(config::ACTIVE_CONFIG_FILE)).ok().flatten();
-            Some(pointer.unwrap_or_else(|| config::DEFAULT_PROFILE.to_string()))
-        };
-        let name = name?;
-        profile::validate_name(&name, &Origin::Default).ok()?;
-        profile::load(&dir, &name, env).ok()
-    });
-    let (p_rule, p_svac) = match prof.as_ref().map(|p| &p.auth) {
-        Some(profile::ProfileAuth::OidcFederation { federation_rule_id, service_account_id, .. }) => {
-            (federation_rule_id.clone(), service_account_id.clone())
-        }
-        _ => (None, None),
-    };
-    let fields: [(IdField, Option<&String>, Option<String>); 4] = [
-        (IdField::FederationRuleId, o.federation_rule_id.as_ref(), p_rule),
-        (IdField::OrganizationId, o.organization_id.as_ref(), prof.as_ref().and_then(|p| p.organization_id.clone())),
-        (IdField::ServiceAccountId, o.service_account_id.as_ref(), p_svac),
-        (IdField::WorkspaceId, o.workspace_id.as_ref(), prof.as_ref().and_then(|p| p.workspace_id.clone())),
-    ];
-    let optional = |f: IdField| matches!(f, IdField::ServiceAccountId | IdField::WorkspaceId);
-    let mut out = Vec::new();
-    for (f, explicit, from_profile) in fields {
-        let picked = if let Some(v) = explicit {
-            Some(Sourced::new(v.clone(), Origin::Explicit(names.name(f.name()))))
-        } else if let (Some(v), Some(p)) = (from_profile, prof.as_ref()) {
-            Some(Sourced::new(v, Origin::ProfileFile(p.path.clone())))
-        } else {
-            env.get(f.env_var()).map(|v| Sourced::new(v, Origin::EnvVar(f.env_var().to_string())))
-        };
-        match picked {
-            Some(s) if s.value.is_empty() && optional(f) => {}
-            Some(s) => out.push(id_check(f, &s)),
-            None => {}
-        }
-    }
-    out
-}
-
 async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &DoctorOptions, cfg: &FederationConfig) {
     for bad in report.ids.iter().filter(|i| !i.ok).cloned().collect::<Vec<_>>() {
         report.error(
@@ -677,12 +597,15 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
             "use the id as shown in the Claude Console",
         );
     }
-    // The provider decides the cache file (and re-checks the base URL).
-    let provider = match Provider::new(options.clone()) {
+    // The provider decides the cache file and makes the exchange; the
+    // User-Agent says the diagnosis made it.
+    let mut provider_options = options.clone();
+    provider_options.client = format!("{}; doctor", options.client);
+    let provider = match Provider::new(provider_options) {
         Ok(p) => Some(p),
         Err(e) => {
             report.config.ok = false;
-            report.config.error = Some((&e).into());
+            report.config.error = Some(e.clone());
             report.error(codes::CONFIG_ERROR, e.kind, e.message().to_string(), "fix the setting the message names");
             None
         }
@@ -715,7 +638,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
     let jwt = match identity::fetch(spec, &options.env).await {
         Ok(t) => Some(t),
         Err(e) => {
-            idr.error = Some((&e).into());
+            idr.error = Some(e.clone());
             report.error(
                 codes::IDENTITY_FETCH_FAILED,
                 e.kind,
@@ -727,7 +650,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
     };
     if let Some(jwt) = &jwt {
         idr.fetched = true;
-        check_token(report, &mut idr, jwt, spec, &expected, crate::now_unix());
+        check_token(report, &mut idr, jwt, spec, &expected, crate::clock::now_unix());
     }
     report.identity = Some(idr);
 
@@ -745,7 +668,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
     if !doctor.exchange {
         return;
     }
-    let (Some(jwt), Some(_)) = (jwt, provider.as_ref()) else {
+    let (Some(jwt), Some(provider)) = (jwt, provider.as_ref()) else {
         report.skip_exchange("no usable identity token or configuration");
         return;
     };
@@ -753,7 +676,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
         report.skip_exchange("the diagnosis found errors (the identity token was not sent)");
         return;
     }
-    run_exchange(report, options, cfg, cache_path.filter(|_| options.disk_cache), jwt).await;
+    run_exchange(report, provider, jwt).await;
 }
 
 /// The `audience` a preset spec carries, read through serde so that new
@@ -1098,8 +1021,10 @@ fn valid_cache(path: String, t: &CachedToken) -> CacheReport {
             detail: Some("no expiry".into()),
         },
         Some(e) => {
-            let left = e - crate::now_unix();
-            let state = if left > MANDATORY_REFRESH_SECONDS { "valid" } else { "expired" };
+            let now = crate::clock::now_unix();
+            let left = e - now;
+            let usable = t.standing(now, HandOutMargin::RefreshPolicy) != Standing::Unusable;
+            let state = if usable { "valid" } else { "expired" };
             CacheReport { path: Some(path), state, expires_at: Some(e), remaining_s: Some(left), detail: None }
         }
     }
@@ -1138,87 +1063,63 @@ fn user_oauth_cache(report: &mut Report, profile: &str, path: &Path) {
     }
 }
 
-async fn run_exchange(
-    report: &mut Report,
-    options: &ProviderOptions,
-    cfg: &FederationConfig,
-    cache: Option<PathBuf>,
-    jwt: Secret,
-) {
-    let params = ExchangeParams::for_federation(
-        cfg,
-        format!("anthropic-wif/{} ({}; doctor)", crate::VERSION, options.face.as_str()),
-        &options.env,
-    );
-    // Under the cache lock, so no other process exchanges at the same time.
-    let lock = match &cache {
-        Some(path) => match DiskCache::new(path).lock_async(options.lock_timeout).await {
-            Ok(guard) => Some(guard),
-            Err(e) => {
-                exchange_error(report, &e);
-                return;
-            }
-        },
-        None => None,
-    };
-    report.exchange.performed = true;
-    let result = exchange::exchange_once(&params, &jwt).await;
-    drop(jwt);
-    match result {
-        Ok(resp) => {
-            let ex = &mut report.exchange;
-            ex.ok = Some(true);
-            ex.status = Some(200);
-            ex.request_id = resp.request_id.clone();
-            ex.granted_lifetime_s = Some(resp.expires_in);
-            ex.expires_at = Some(resp.expires_at);
-            ex.scope = resp.scope.as_deref().map(|s| scrub(s, &[], 200));
-            ex.token_masked = Some(resp.access_token.masked());
-            if let Some(path) = &cache {
-                let t = CachedToken {
-                    access_token: resp.access_token,
-                    expires_at: Some(resp.expires_at),
-                    lifetime: Some(resp.expires_in),
-                };
-                match DiskCache::new(path).write(&t) {
-                    Ok(()) => {
-                        report.exchange.cached_in = Some(path.display().to_string());
-                        report.cache = Some(valid_cache(path.display().to_string(), &t));
-                    }
-                    Err(e) => report.warn(
-                        codes::CACHE_WRITE_FAILED,
-                        format!("the new access token could not be cached: {}", e.message()),
-                        "fix the cache directory's permissions; until then the identity token just used is consumed and the next exchange needs a fresh one",
-                    ),
-                }
-            }
-            if resp.expires_in < 300 {
-                report.warn(
-                    codes::ACCESS_TOKEN_SHORT,
-                    format!("the exchange granted an access token for only {} s", resp.expires_in),
-                    "raise the federation rule's token lifetime, or use identity tokens with more life left (the grant is capped at twice the identity token's remaining life)",
-                );
-            }
-        }
+/// The exchange of the diagnosed identity token: the provider's own locked
+/// exchange, which writes the cache (and clears a recorded refresh back-off)
+/// as any exchange does.
+async fn run_exchange(report: &mut Report, provider: &Provider, jwt: Secret) {
+    let result = provider.exchange_now(jwt).await;
+    // Waiting for the cache lock timed out: nothing was sent.
+    report.exchange.performed = !matches!(&result, Err(e) if e.error_code() == Some(disk::LOCK_TIMEOUT_CODE));
+    let Exchanged { response: resp, cached } = match result {
+        Ok(done) => done,
         Err(e) => {
-            report.exchange.ok = Some(false);
+            if report.exchange.performed {
+                report.exchange.ok = Some(false);
+            }
             exchange_error(report, &e);
+            return;
         }
+    };
+    let ex = &mut report.exchange;
+    ex.ok = Some(true);
+    ex.status = Some(200);
+    ex.request_id = resp.request_id.clone();
+    ex.granted_lifetime_s = Some(resp.expires_in);
+    ex.expires_at = Some(resp.expires_at);
+    ex.scope = resp.scope.as_deref().map(|s| scrub(s, &[], 200));
+    ex.token_masked = Some(resp.access_token.masked());
+    match cached {
+        Some(Ok(path)) => {
+            let t = CachedToken { access_token: resp.access_token, expires_at: Some(resp.expires_at), lifetime: Some(resp.expires_in) };
+            report.exchange.cached_in = Some(path.display().to_string());
+            report.cache = Some(valid_cache(path.display().to_string(), &t));
+        }
+        Some(Err(e)) => report.warn(
+            codes::CACHE_WRITE_FAILED,
+            format!("the new access token could not be cached: {}", e.message()),
+            "fix the cache directory's permissions; until then the identity token just used is consumed and the next exchange needs a fresh one",
+        ),
+        None => {}
     }
-    drop(lock);
+    if resp.expires_in < 300 {
+        report.warn(
+            codes::ACCESS_TOKEN_SHORT,
+            format!("the exchange granted an access token for only {} s", resp.expires_in),
+            "raise the federation rule's token lifetime, or use identity tokens with more life left (the grant is capped at twice the identity token's remaining life)",
+        );
+    }
 }
 
 fn exchange_error(report: &mut Report, e: &Error) {
-    let er: ErrorReport = e.into();
     report.exchange.status = e.status;
     report.exchange.request_id = e.request_id().map(str::to_string);
-    report.exchange.error = Some(er.clone());
+    report.exchange.error = Some(e.clone());
     let fix = match e.kind {
         ErrorKind::Denied => "check the federation rule against the identity token's claims (issuer, audience, subject) shown above; the Console's Workload identity page shows the reason",
         ErrorKind::Unavailable => "check the base URL and the network, then retry",
         _ => "see the message",
     };
-    report.error(codes::EXCHANGE_FAILED, e.kind, er.message, fix);
+    report.error(codes::EXCHANGE_FAILED, e.kind, e.message().to_string(), fix);
 }
 
 #[cfg(test)]

@@ -163,6 +163,34 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The one serialised form of an error, which every face maps (the CLI's
+/// `doctor --json`, the Node and Python glue): `kind`, `message` (the
+/// [`Display`](fmt::Display) text: the message, with the request id when the
+/// message lacks it), and `status`, `request_id`, `error_code` when known.
+/// The text in it is the text the error cleaned when it was built.
+impl serde::Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let fields = 2 + [self.status.is_some(), self.request_id.is_some(), self.error_code.is_some()]
+            .iter()
+            .filter(|set| **set)
+            .count();
+        let mut st = serializer.serialize_struct("Error", fields)?;
+        st.serialize_field("kind", self.kind.as_str())?;
+        st.serialize_field("message", &self.to_string())?;
+        if let Some(status) = self.status {
+            st.serialize_field("status", &status)?;
+        }
+        if let Some(id) = &self.request_id {
+            st.serialize_field("request_id", id)?;
+        }
+        if let Some(code) = &self.error_code {
+            st.serialize_field("error_code", code)?;
+        }
+        st.end()
+    }
+}
+
 /// Make text safe to print: every control character (C0, DEL, C1: newlines,
 /// ESC, BEL…) and every bidirectional-override character becomes a space, so
 /// untrusted text cannot move the cursor, retitle a terminal, forge a log
@@ -192,74 +220,6 @@ pub fn scrub(text: &str, secrets: &[&str], max_chars: usize) -> String {
 fn is_unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Longest URL shown in a message, in characters.
-const MAX_URL_CHARS: usize = 300;
-
-/// The one way a URL (or a URL template) is shown anywhere: `user:password@`
-/// becomes `…@`, every query value becomes `…` (`?api_key=…`; a value that is
-/// only `${VAR}` references is a template and stays), a fragment becomes `#…`,
-/// and the rest is [`scrub`]bed and bounded. Works on text that does not parse
-/// as a URL too, so a malformed URL with a secret in it is never echoed whole.
-pub fn redact_url(url: &str) -> String {
-    let (head, fragment) = match url.split_once('#') {
-        Some((h, f)) => (h, Some(f)),
-        None => (url, None),
-    };
-    let (before_query, query) = match head.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (head, None),
-    };
-    let authority_start = before_query.find("://").map(|i| i + 3).unwrap_or(0);
-    let authority_end =
-        before_query[authority_start..].find('/').map(|i| authority_start + i).unwrap_or(before_query.len());
-    let mut out = String::with_capacity(url.len());
-    out.push_str(&before_query[..authority_start]);
-    let authority = &before_query[authority_start..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            out.push_str("…@");
-            out.push_str(&authority[at + 1..]);
-        }
-        None => out.push_str(authority),
-    }
-    out.push_str(&before_query[authority_end..]);
-    if let Some(query) = query {
-        out.push('?');
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((_, value)) if is_template(value) => pair.to_string(),
-                Some((name, _)) => format!("{name}=…"),
-                None if pair.is_empty() || is_template(pair) => pair.to_string(),
-                None => "…".to_string(),
-            })
-            .collect();
-        out.push_str(&pairs.join("&"));
-    }
-    if fragment.is_some_and(|f| !f.is_empty()) {
-        out.push_str("#…");
-    }
-    scrub(&out, &[], MAX_URL_CHARS)
-}
-
-/// Only `${NAME}` references (the template of a value, not a value).
-fn is_template(value: &str) -> bool {
-    let mut rest = value;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let Some(body) = rest.strip_prefix("${") else { return false };
-        let Some(end) = body.find('}') else { return false };
-        let name = &body[..end];
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return false;
-        }
-        rest = &body[end + 1..];
-    }
-    true
 }
 
 fn redact_pattern(text: &str, prefix: &str, body: impl Fn(char) -> bool) -> String {
@@ -352,21 +312,20 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_shown_without_credentials_query_values_or_fragments() {
-        for (url, shown) in [
-            ("https://idp.example/token?api_key=hunter2&aud=x", "https://idp.example/token?api_key=…&aud=…"),
-            ("https://user:hunter2@idp.example:8443/p", "https://…@idp.example:8443/p"),
-            ("https://idp.example/p#access_token=hunter2", "https://idp.example/p#…"),
-            ("http://127.0.0.1:9/t?q=${Q}&k=${A}${B}&s=x${Q}", "http://127.0.0.1:9/t?q=${Q}&k=${A}${B}&s=…"),
-            ("https://idp.example/t?hunter2&&flag", "https://idp.example/t?…&&…"),
-            ("hunter2@idp.example/x?k=hunter2", "…@idp.example/x?k=…"),
-            ("https://idp.example/a@b/c", "https://idp.example/a@b/c"),
-            ("https://api.anthropic.com", "https://api.anthropic.com"),
-            ("https://idp.example/\u{1b}[2J", "https://idp.example/ [2J"),
-        ] {
-            assert_eq!(redact_url(url), shown, "{url}");
-        }
-        assert!(redact_url(&format!("https://h/{}", "x".repeat(1000))).chars().count() <= MAX_URL_CHARS + 1);
+    fn the_serialised_form() {
+        let e = Error::denied("Authentication failed")
+            .with_status(401)
+            .with_request_id(Some("req_1".into()))
+            .with_error_code(Some("invalid_grant".into()));
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"kind": "denied", "message": "Authentication failed (request-id: req_1)",
+                               "status": 401, "request_id": "req_1", "error_code": "invalid_grant"})
+        );
+        assert_eq!(
+            serde_json::to_value(Error::config("bad")).unwrap(),
+            serde_json::json!({"kind": "config", "message": "bad"})
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets under `fuzz/` and the property tests:
 //! thin wrappers over the parsers that take untrusted input. Not a stable API.
 
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::Error;
 use crate::secret::Secret;
 

@@ -6,17 +6,22 @@
 //! serialise exchanges across threads and processes, because the server accepts
 //! each identity JWT only once.
 //!
-//! Layout:
-//! - [`config`]: ids and their validation, profiles, the environment chain.
-//! - [`identity`]: identity-token sources (file, env, command, url, presets).
-//! - [`exchange`]: the jwt-bearer POST, response parsing, error mapping.
-//! - [`cache`]: in-memory refresh policy, on-disk cache and its file lock.
-//! - [`provider`]: identity + exchange + caches, the one entry point.
+//! Layout, in layers (docs/design.md, "Core's layers"; a module uses only
+//! lower layers, `tests/layers.rs` checks it):
+//! - leaves: [`error`] (the one error, text cleaning), [`json`], [`jwt`],
+//!   [`secret`], [`env`] (the environment snapshot), [`clock`], [`version`],
+//!   [`trusted`] (the ownership rule for files we read), [`api`] (header
+//!   rules for API calls made with an access token, docs/design.md §2);
+//! - [`url`]: the base-URL check and URL redaction; [`diag`]: diagnostics;
+//! - [`process`]: keeping secrets out of core dumps; [`runtime`]: the one
+//!   tokio runtime and HTTP client;
+//! - [`identity`]: identity-token sources (file, env, command, url, presets);
+//! - [`exchange`]: the jwt-bearer POST, response parsing, error mapping;
+//!   [`cache`]: the refresh policy, the memory cache, the on-disk cache and
+//!   its file lock;
+//! - [`config`]: ids and their validation, profiles, the precedence chain;
+//! - [`provider`]: identity + exchange + caches, the one entry point;
 //! - [`doctor`]: a secret-free health report of a configuration.
-//! - [`process`]: keeping secrets out of core dumps (the CLI's faces call it).
-//! - [`api`]: header rules for API calls made with an access token (SPEC §2).
-//! - [`trusted`]: the ownership and permission rule for files we read
-//!   (profiles, the cache directory, its lock file).
 
 // The engine never writes to stdout: that belongs to the faces (a credential
 // process's stdout is the one place a secret may go).
@@ -24,9 +29,11 @@
 
 pub mod api;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod diag;
 pub mod doctor;
+pub mod env;
 pub mod error;
 pub mod exchange;
 #[doc(hidden)]
@@ -39,18 +46,16 @@ pub mod provider;
 pub mod runtime;
 pub mod secret;
 pub mod trusted;
+pub mod url;
+pub mod version;
 
 #[cfg(test)]
 mod proptests;
 
+pub use cache::policy::HandOutMargin;
+pub use clock::now_unix;
+pub use env::Env;
 pub use error::{Error, ErrorKind, Result};
-pub use provider::{AccessToken, Face, Provider, ProviderOptions};
+pub use provider::{AccessToken, Provider, ProviderOptions};
 pub use secret::Secret;
-
-/// The crate version, used in the User-Agent.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Current unix time in whole seconds.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
+pub use version::VERSION;

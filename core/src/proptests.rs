@@ -8,7 +8,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use crate::config::Env;
+use crate::env::Env;
 use crate::fuzz_api;
 
 const CANARY: &str = "sk-ant-oat01-PROPCANARY0123456789";

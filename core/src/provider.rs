@@ -18,24 +18,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::disk::{self, DiskCache, DiskRead};
+use crate::cache::disk::{self, DiskCache, DiskRead, LockGuard};
 use crate::cache::memory::MemoryCache;
-use crate::cache::refresh_windows;
+use crate::cache::policy::{HandOutMargin, Standing, REFRESH_FAILURE_BACKOFF_SECONDS};
 use crate::cache::CachedToken;
 use crate::config::{self, Env, FederationConfig, Origin, Overrides, Resolution, Resolved};
 use crate::diag;
 use crate::error::{Error, Result};
-use crate::exchange::{self, ExchangeParams, RetryPolicy};
+use crate::exchange::{self, ExchangeParams, RetryPolicy, TokenResponse};
 use crate::identity;
+use crate::runtime::NetSettings;
 use crate::secret::Secret;
-
-/// The lifetime assumed for a cached token whose lifetime is unknown (one
-/// written by an official SDK): the Console's default rule lifetime.
-const ASSUMED_LIFETIME: i64 = 600;
-
-/// After a failed refresh of a still-usable cached token, no process sharing
-/// the cache calls the token endpoint again for this long.
-pub const REFRESH_FAILURE_BACKOFF_SECONDS: i64 = 30;
 
 /// Budget of the one attempt made to refresh a token that is still usable.
 const QUICK_REFRESH_BUDGET: Duration = Duration::from_secs(10);
@@ -49,40 +42,24 @@ enum FromDisk {
     Nothing,
 }
 
-/// Which face is calling: sets the User-Agent and the default hand-out margin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Face {
-    Cli,
-    Python,
-    Node,
-    Proxy,
-}
-
-impl Face {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Face::Cli => "cli",
-            Face::Python => "python",
-            Face::Node => "node",
-            Face::Proxy => "proxy",
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct ProviderOptions {
     pub overrides: Overrides,
     /// The environment the configuration is resolved from (and identity
     /// sources read, unless a call brings a fresher snapshot).
     pub env: Env,
-    pub face: Face,
+    /// Who is calling (`cli`, `python`, `node`, `proxy`, or a Rust
+    /// program's name): the comment of the exchange's User-Agent,
+    /// `anthropic-wif/<version> (<client>)`. Nothing else depends on it.
+    pub client: String,
     /// Read and write the on-disk cache (and take its lock). Default true.
     pub disk_cache: bool,
-    /// A token handed out has at least this many seconds left. `None`: the
-    /// face default — the CLI hands out tokens with at least min(300 s, half
-    /// their lifetime) left (SPEC §8); the bindings rely on the refresh policy
-    /// alone, because the SDKs wrap providers in their own cache.
-    pub min_remaining: Option<i64>,
+    /// How much life a token handed out has left, beyond the refresh
+    /// windows. Default [`HandOutMargin::RefreshPolicy`] (what the bindings
+    /// use: the SDKs wrap providers in their own cache); the credential
+    /// process uses [`HandOutMargin::STREAM_SAFE`], an explicit
+    /// `min_remaining` is [`HandOutMargin::AtLeast`].
+    pub min_remaining: HandOutMargin,
     pub retry: RetryPolicy,
     /// Bound on waiting for another exchange of the same cache file (the
     /// in-process queue and the file lock together).
@@ -90,20 +67,30 @@ pub struct ProviderOptions {
 }
 
 impl ProviderOptions {
-    /// Defaults for `face`, resolving from `env`: a snapshot the face took on
-    /// its own thread (config/env.rs); the engine never reads the process
-    /// environment itself.
-    pub fn new(face: Face, env: Env) -> Self {
+    /// Defaults for `client` (see [`ProviderOptions::client`]), resolving
+    /// from `env`: a snapshot the face took on its own thread (env.rs);
+    /// the engine never reads the process environment itself.
+    pub fn new(client: impl Into<String>, env: Env) -> Self {
         ProviderOptions {
             overrides: Overrides::default(),
             env,
-            face,
+            client: client.into(),
             disk_cache: true,
-            min_remaining: None,
+            min_remaining: HandOutMargin::RefreshPolicy,
             retry: RetryPolicy::default(),
             lock_timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// What [`Provider::exchange_now`] did.
+#[derive(Debug)]
+pub struct Exchanged {
+    /// The token endpoint's answer.
+    pub response: TokenResponse,
+    /// Where the token was cached, or why it could not be: `None` without a
+    /// disk cache.
+    pub cached: Option<Result<PathBuf>>,
 }
 
 /// An access token handed to a caller. `Debug` never shows the token.
@@ -146,7 +133,7 @@ impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Provider")
             .field("step", &self.inner.resolved.step)
-            .field("face", &self.inner.options.face)
+            .field("client", &self.inner.options.client)
             .finish()
     }
 }
@@ -159,13 +146,15 @@ impl Provider {
         let mut notice = None;
         let source = match &resolved.resolution {
             Resolution::Federation(cfg) => {
-                exchange::check_base_url(&cfg.base_url.value)
-                    .map_err(|e| e.context(format!("base_url from {}", cfg.base_url.origin)))?;
-                let params = ExchangeParams::for_federation(
-                    cfg,
-                    format!("anthropic-wif/{} ({})", crate::VERSION, options.face.as_str()),
-                    &options.env,
-                );
+                let params = ExchangeParams {
+                    base_url: cfg.base_url.value.clone(),
+                    federation_rule_id: cfg.federation_rule_id.value.clone(),
+                    organization_id: cfg.organization_id.value.clone(),
+                    service_account_id: cfg.service_account_id.as_ref().map(|v| v.value.clone()),
+                    workspace_id: cfg.workspace_id.as_ref().map(|v| v.value.clone()),
+                    user_agent: crate::version::user_agent(&options.client),
+                    net: NetSettings::from_env(&options.env),
+                };
                 let disk = if options.disk_cache {
                     let path = match &cfg.credentials_path {
                         Some(p) => p.clone(),
@@ -261,23 +250,15 @@ impl Provider {
         }
     }
 
-    /// The hand-out margin in seconds for a token of this lifetime.
-    fn margin(&self, lifetime: Option<i64>) -> i64 {
-        match (self.inner.options.min_remaining, self.inner.options.face) {
-            (Some(m), _) => m.max(0),
-            (None, Face::Cli) => 300.min(lifetime.unwrap_or(ASSUMED_LIFETIME) / 2),
-            (None, _) => 0,
-        }
-    }
-
     /// The in-memory token if it is fresh: no I/O, no runtime (warm path).
     pub fn cached(&self) -> Option<AccessToken> {
         match &self.inner.source {
             Source::Static { token } => Some(AccessToken { token: token.clone(), expires_at: None }),
-            _ => {
-                let margin = self.inner.options.min_remaining.unwrap_or(0);
-                self.inner.memory.get_fresh(crate::now_unix(), margin).map(AccessToken::from)
-            }
+            _ => self
+                .inner
+                .memory
+                .get_fresh(crate::clock::now_unix(), self.inner.options.min_remaining)
+                .map(AccessToken::from),
         }
     }
 
@@ -303,7 +284,7 @@ impl Provider {
             Source::Static { token } => Ok(AccessToken { token: token.clone(), expires_at: None }),
             Source::UserOauth { credentials_path, profile } => self.user_oauth_token(credentials_path, profile),
             Source::Federation { .. } => {
-                let margin = self.inner.options.min_remaining.unwrap_or(0);
+                let margin = self.inner.options.min_remaining;
                 let this = self.clone();
                 let env = env.clone();
                 let t = self
@@ -354,8 +335,8 @@ impl Provider {
 
     /// Disk, under the lock, or a fresh exchange.
     ///
-    /// A cached token that is due for refresh but still outside the
-    /// mandatory window is kept as a fallback: the refresh gets one quick
+    /// A cached token that is due for refresh but still above the floor
+    /// (cache/policy.rs) is kept as a fallback: the refresh gets one quick
     /// attempt, and when it fails the fallback is served and every process
     /// sharing the cache backs off for [`REFRESH_FAILURE_BACKOFF_SECONDS`]
     /// (recorded in the lock file), so an endpoint that is down is not
@@ -365,27 +346,14 @@ impl Provider {
             return Err(Error::internal("obtain() on a non-federation provider"));
         };
         let Some(disk) = disk else {
-            return self.exchange(config, params, &self.inner.options.retry, env).await;
+            return self.exchange(config, params, &self.inner.options.retry, env).await.map(cached_token);
         };
         if !force {
             if let FromDisk::Fresh(t) = self.judge_disk(disk) {
                 return Ok(t);
             }
         }
-        // One task per process and cache file waits for the file lock; the
-        // others queue in memory without a thread each (cache/disk.rs).
-        let lock = disk.lock_async(self.inner.options.lock_timeout).await;
-        // A lock that cannot be had at all (read-only or full directory, a
-        // symlink in its place) must not cost the caller its token: go on
-        // without it. Waiting too long for another holder stays an error.
-        let lock = match lock {
-            Ok(l) => Some(l),
-            Err(e) if e.error_code() == Some(disk::LOCK_TIMEOUT_CODE) => return Err(e),
-            Err(e) => {
-                diag::emit(diag::INFO, || format!("could not take the cache lock, continuing without it: {e}"));
-                None
-            }
-        };
+        let lock = self.lock(disk).await?;
         let mut fallback = None;
         if !force {
             match self.judge_disk(disk) {
@@ -401,19 +369,16 @@ impl Provider {
             }
         }
         let Some((old, left)) = fallback else {
-            let token = self.exchange(config, params, &self.inner.options.retry, env).await;
+            let token = self.exchange(config, params, &self.inner.options.retry, env).await.map(cached_token);
             if let Ok(t) = &token {
-                self.write_disk(disk, t);
-                if let Some(l) = lock.as_ref().filter(|l| l.refresh_backoff_until().is_some()) {
-                    l.set_refresh_backoff_until(None);
-                }
+                let _ = self.store(disk, lock.as_ref(), t);
             }
             drop(lock);
             return token;
         };
 
         // A refresh with a still-valid token in hand.
-        let now = crate::now_unix();
+        let now = crate::clock::now_unix();
         if let Some(until) = lock.as_ref().and_then(|l| l.refresh_backoff_until()).filter(|u| *u > now) {
             drop(lock);
             diag::emit(diag::INFO, || {
@@ -436,17 +401,14 @@ impl Provider {
             timeout: base.timeout.min(QUICK_REFRESH_BUDGET),
             ..base.clone()
         };
-        match self.exchange(config, params, &quick, env).await {
+        match self.exchange(config, params, &quick, env).await.map(cached_token) {
             Ok(t) => {
-                self.write_disk(disk, &t);
-                if let Some(l) = lock.as_ref().filter(|l| l.refresh_backoff_until().is_some()) {
-                    l.set_refresh_backoff_until(None);
-                }
+                let _ = self.store(disk, lock.as_ref(), &t);
                 Ok(t)
             }
             Err(e) => {
                 if let Some(l) = &lock {
-                    l.set_refresh_backoff_until(Some(crate::now_unix() + REFRESH_FAILURE_BACKOFF_SECONDS));
+                    l.set_refresh_backoff_until(Some(crate::clock::now_unix() + REFRESH_FAILURE_BACKOFF_SECONDS));
                 }
                 drop(lock);
                 diag::emit(diag::INFO, || {
@@ -460,55 +422,97 @@ impl Provider {
         }
     }
 
+    /// Exchange `assertion`, an identity token the caller fetched itself,
+    /// once (no retry: it is single-use), under the cache lock, and write the
+    /// result to the cache as any exchange does (clearing a recorded refresh
+    /// back-off): what `doctor --exchange` does with the token it diagnosed.
+    pub async fn exchange_now(&self, assertion: Secret) -> Result<Exchanged> {
+        let Source::Federation { params, disk, .. } = &self.inner.source else {
+            return Err(Error::config("this configuration does not use workload identity federation"));
+        };
+        let lock = match disk {
+            Some(d) => self.lock(d).await?,
+            None => None,
+        };
+        let response = exchange::exchange_once(params, &assertion).await?;
+        drop(assertion);
+        let token = CachedToken {
+            access_token: response.access_token.clone(),
+            expires_at: Some(response.expires_at),
+            lifetime: Some(response.expires_in),
+        };
+        let cached = disk.as_ref().map(|d| self.store(d, lock.as_ref(), &token).map(|()| d.path().to_path_buf()));
+        drop(lock);
+        self.inner.memory.insert(token);
+        Ok(Exchanged { response, cached })
+    }
+
+    /// The cache's file lock. One task per process and cache file waits for
+    /// it; the others queue in memory without a thread each (cache/disk.rs).
+    /// A lock that cannot be had at all (read-only or full directory, a
+    /// symlink in its place) must not cost the caller its token: `None`, go
+    /// on without it. Waiting too long for another holder is an error.
+    async fn lock(&self, disk: &DiskCache) -> Result<Option<LockGuard>> {
+        match disk.lock_async(self.inner.options.lock_timeout).await {
+            Ok(l) => Ok(Some(l)),
+            Err(e) if e.error_code() == Some(disk::LOCK_TIMEOUT_CODE) => Err(e),
+            Err(e) => {
+                diag::emit(diag::INFO, || format!("could not take the cache lock, continuing without it: {e}"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Write a freshly exchanged token to the cache and clear a recorded
+    /// refresh back-off (the endpoint answered).
+    fn store(&self, disk: &DiskCache, lock: Option<&LockGuard>, t: &CachedToken) -> Result<()> {
+        if let Some(l) = lock.filter(|l| l.refresh_backoff_until().is_some()) {
+            l.set_refresh_backoff_until(None);
+        }
+        let written = disk.write(t);
+        match &written {
+            Ok(()) => diag::emit(diag::INFO, || format!("cached the token in {}", disk.path().display())),
+            Err(e) => diag::emit(diag::INFO, || format!("could not cache the token: {e}")),
+        }
+        written
+    }
+
     /// After a failed or backed-off refresh: when the in-memory cache holds a
     /// still-valid token it serves it itself (and backs off in memory), so
     /// report the error; otherwise (a fresh process) serve the disk token.
     fn serve_fallback(&self, old: CachedToken, error: Error) -> Result<CachedToken> {
-        let now = crate::now_unix();
-        let memory_has_one = self.inner.memory.peek().is_some_and(|t| match t.expires_at {
-            None => true,
-            Some(e) => e - now > refresh_windows(t.lifetime.unwrap_or(ASSUMED_LIFETIME)).1,
-        });
-        if memory_has_one {
+        if self.inner.memory.holds_usable(crate::clock::now_unix(), self.inner.options.min_remaining) {
             Err(error)
         } else {
             Ok(old)
         }
     }
 
-    fn write_disk(&self, disk: &DiskCache, t: &CachedToken) {
-        match disk.write(t) {
-            Ok(()) => diag::emit(diag::INFO, || format!("cached the token in {}", disk.path().display())),
-            Err(e) => diag::emit(diag::INFO, || format!("could not cache the token: {e}")),
-        }
-    }
-
+    /// The disk cache's token, judged by the refresh policy under this
+    /// provider's hand-out margin (cache/policy.rs).
     fn judge_disk(&self, disk: &DiskCache) -> FromDisk {
         match disk.read() {
             DiskRead::Valid(t) => {
-                let Some(exp) = t.expires_at else { return FromDisk::Fresh(t) };
-                let remaining = exp - crate::now_unix();
-                let lifetime = t.lifetime;
-                let (advisory, mandatory) = refresh_windows(lifetime.unwrap_or(ASSUMED_LIFETIME));
-                let need = advisory.max(self.margin(lifetime));
-                // Under faults a token is still served down to the mandatory
-                // window, or an explicit min_remaining, whichever is larger.
-                let floor = mandatory.max(self.inner.options.min_remaining.unwrap_or(0));
-                if remaining > need {
-                    diag::emit(diag::INFO, || {
-                        format!("using the cached token from {} ({remaining} s left)", disk.path().display())
-                    });
-                    FromDisk::Fresh(t)
-                } else if remaining > floor {
-                    diag::emit(diag::INFO, || {
-                        format!("cached token in {} has {remaining} s left; refreshing", disk.path().display())
-                    });
-                    FromDisk::Fallback(t, remaining)
-                } else {
-                    diag::emit(diag::INFO, || {
-                        format!("cached token in {} has {remaining} s left; refreshing", disk.path().display())
-                    });
-                    FromDisk::Nothing
+                let now = crate::clock::now_unix();
+                let remaining = t.expires_at.map_or(i64::MAX, |e| e - now);
+                match t.standing(now, self.inner.options.min_remaining) {
+                    Standing::Fresh => {
+                        if t.expires_at.is_some() {
+                            diag::emit(diag::INFO, || {
+                                format!("using the cached token from {} ({remaining} s left)", disk.path().display())
+                            });
+                        }
+                        FromDisk::Fresh(t)
+                    }
+                    standing => {
+                        diag::emit(diag::INFO, || {
+                            format!("cached token in {} has {remaining} s left; refreshing", disk.path().display())
+                        });
+                        match standing {
+                            Standing::RefreshDue => FromDisk::Fallback(t, remaining),
+                            _ => FromDisk::Nothing,
+                        }
+                    }
                 }
             }
             DiskRead::Missing => FromDisk::Nothing,
@@ -525,7 +529,7 @@ impl Provider {
         params: &ExchangeParams,
         policy: &RetryPolicy,
         env: &Env,
-    ) -> Result<CachedToken> {
+    ) -> Result<TokenResponse> {
         let spec = &config.identity.value;
         diag::emit(diag::INFO, || {
             format!("exchanging an identity token from {} at {}", spec.describe(), params.base_url)
@@ -538,24 +542,26 @@ impl Provider {
                 resp.request_id.as_deref().map(|r| format!(", request-id {r}")).unwrap_or_default()
             )
         });
-        Ok(CachedToken {
-            access_token: resp.access_token,
-            expires_at: Some(resp.expires_at),
-            lifetime: Some(resp.expires_in),
-        })
+        Ok(resp)
     }
 
     fn user_oauth_token(&self, path: &Path, profile: &str) -> Result<AccessToken> {
         let t = disk::read_user_oauth(path)?;
-        match t.expires_at {
-            Some(e) if e - crate::now_unix() <= crate::cache::MANDATORY_REFRESH_SECONDS => Err(Error::config(format!(
+        // Not refreshed by us: usable down to the mandatory window.
+        if t.standing(crate::clock::now_unix(), HandOutMargin::RefreshPolicy) == Standing::Unusable {
+            return Err(Error::config(format!(
                 "profile {profile} uses authentication type user_oauth, but {} holds no unexpired access token; \
                  log in again with your Anthropic tooling (anthropic-wif reads user_oauth tokens but does not refresh them)",
                 path.display()
-            ))),
-            _ => Ok(t.into()),
+            )));
         }
+        Ok(t.into())
     }
+}
+
+/// The token of an exchange's answer, as the caches hold it.
+fn cached_token(resp: TokenResponse) -> CachedToken {
+    CachedToken { access_token: resp.access_token, expires_at: Some(resp.expires_at), lifetime: Some(resp.expires_in) }
 }
 
 /// Everything that determines the token, never the JWT: the key of the

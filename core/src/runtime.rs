@@ -11,13 +11,13 @@
 //! the caller's environment snapshot ([`NetSettings::from_env`]), never from
 //! the process environment: reqwest would otherwise read `HTTPS_PROXY` and
 //! friends, and the certificate loader `SSL_CERT_FILE`, with `getenv` on a
-//! runtime thread (config/env.rs says why that must not happen).
+//! runtime thread (env.rs says why that must not happen).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::{Error, Result};
 
 struct PerProcess {
@@ -72,7 +72,7 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     runtime().block_on(fut)
 }
 
-/// Whole-request time-out for the token exchange and identity URLs (SPEC §1).
+/// Whole-request time-out for the token exchange and identity URLs (docs/design.md §1).
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the HTTP client takes from the environment, as `curl` and reqwest

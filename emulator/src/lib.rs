@@ -14,7 +14,7 @@
 //! not contain it.
 //!
 //! The emulator never checks JWT signatures (it has no issuer keys); it checks
-//! the request shape (SPEC §1), `exp`/`nbf`, single use of each `jti` (a JWT
+//! the request shape (docs/design.md §1), `exp`/`nbf`, single use of each `jti` (a JWT
 //! without `jti` is single-use as a whole), and the rule id when rules are
 //! configured.
 

@@ -455,7 +455,7 @@ struct Validated {
     claims: Map<String, Value>,
 }
 
-/// SPEC §1 checks; the error is the precise 400 message.
+/// docs/design.md §1 checks; the error is the precise 400 message.
 fn validate_token_request(headers: &HeaderMap, body: &[u8]) -> Result<Validated, String> {
     let flags = beta_flags(headers);
     let missing: Vec<&str> =

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anthropic_wif_core::config::{Env, Overrides};
 use anthropic_wif_core::identity::IdentitySpec;
 use anthropic_wif_core::runtime::{block_on, runtime};
-use anthropic_wif_core::{Face, Provider, ProviderOptions};
+use anthropic_wif_core::{Provider, ProviderOptions};
 use anthropic_wif_emulator::{Emulator, EmulatorConfig};
 use anthropic_wif_proxy::{Listen, Proxy, ProxyConfig};
 use bytes::Bytes;
@@ -119,7 +119,7 @@ fn main() {
         emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, 3600),
     )
     .expect("jwt");
-    let mut o = ProviderOptions::new(Face::Proxy, Env::fixed([("HOME", dir.path().display().to_string())]));
+    let mut o = ProviderOptions::new("proxy", Env::fixed([("HOME", dir.path().display().to_string())]));
     o.disk_cache = false;
     o.overrides = Overrides {
         federation_rule_id: Some("fdrl_01BenchRule000000000000000".into()),

@@ -9,7 +9,7 @@
 //! `/v1/…` without dot segments or encoded separators; 400/404 otherwise).
 //! Such a request is forwarded to the configured base URL with the client's
 //! `x-api-key` and `Authorization` removed and `Authorization: Bearer <access
-//! token>` plus the `oauth-2025-04-20` beta flag (SPEC §2) added; everything
+//! token>` plus the `oauth-2025-04-20` beta flag (docs/design.md §2) added; everything
 //! else passes through unchanged, bodies stream both ways frame by frame.
 //! The token is kept fresh in the background (see [`tokens`]); without one the
 //! proxy answers 503 with the class of the reason and a request id, the
@@ -494,7 +494,7 @@ async fn connection<S>(
 }
 
 fn parse_upstream(base: &str) -> Result<Upstream, Error> {
-    anthropic_wif_core::exchange::check_base_url(base)?;
+    anthropic_wif_core::url::check_base_url(base, "the base URL")?;
     let uri: Uri = base
         .trim()
         .parse()

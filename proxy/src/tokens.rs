@@ -2,39 +2,43 @@
 //! too short for a stream, and re-obtained once when upstream refuses it.
 //!
 //! Requests read the current token without waiting (a mutex held for a
-//! clone). A token is *usable* for forwarding while it has more than its
-//! floor left: `floor = min(stream allowance, lifetime / 2)`, where the
-//! lifetime is what the token had left when the proxy first saw it (so a
-//! 60-second token is not thrown away at once under a 300-second allowance).
-//! A background task replaces the token at `expires_at - floor - lead`,
-//! `lead = clamp(lifetime / 8, 1, 60)` seconds, so no request waits for an
-//! exchange in the steady state. Only when there is no usable token does a
-//! request wait, for one exchange shared by all waiting requests.
+//! clone). The numbers come from core's refresh policy
+//! (`anthropic_wif_core::cache::policy`), with the stream allowance as a
+//! hard margin: a token is *usable* for forwarding while it has more than
+//! its floor left, `floor = max(mandatory, min(stream allowance, lifetime / 2))`,
+//! where the lifetime is what the token had left when the proxy first saw it
+//! (so a 60-second token is not thrown away at once under a 300-second
+//! allowance). A background task replaces the token from the policy's
+//! refresh bound on (the advisory window above the floor, at least a second
+//! ahead of it), so no request waits for an exchange in the steady state.
+//! Only when there is no usable token does a request wait, for one exchange
+//! shared by all waiting requests.
 //!
-//! Failures back off (1 s doubling to 30 s); while backing off with no usable
-//! token, requests are refused at once with the last error (fail closed).
+//! Failures back off ([`policy::retry_backoff`]: 1 s doubling to 30 s, at
+//! least 5 s while a usable token is still served); while backing off with no
+//! usable token, requests are refused at once with the last error (fail closed).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use anthropic_wif_core::cache::policy::{self, HandOutMargin, Thresholds};
 use anthropic_wif_core::{now_unix, AccessToken, Error, Provider};
 use hyper::header::HeaderValue;
 use tokio::sync::{watch, Mutex as AsyncMutex};
 use zeroize::Zeroizing;
 
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A token minted after a 401 that is refused again within this time is not
 /// re-exchanged again: the refusal is not about the token's age.
 const REJECT_AGAIN_WINDOW: Duration = Duration::from_secs(10);
 
 /// `(floor, refresh_at)` for a token that expires at `exp` and had `lifetime`
 /// seconds when first seen: it is forwarded while it has more than `floor`
-/// left, and replaced from `refresh_at` on.
+/// left, and replaced from `refresh_at` on (core's policy, the allowance as
+/// a hard margin).
 pub(crate) fn schedule(allowance: i64, lifetime: i64, exp: i64) -> (i64, i64) {
-    let floor = allowance.max(0).min(lifetime.max(0) / 2);
-    let lead = (lifetime / 8).clamp(1, 60);
-    (floor, exp - floor - lead)
+    let t = Thresholds::strict(lifetime, HandOutMargin::StreamSafe { allowance });
+    (t.floor, exp - t.refresh.max(t.floor + 1))
 }
 
 #[derive(Clone)]
@@ -61,6 +65,8 @@ impl Current {
 struct Failure {
     error: Error,
     at: Instant,
+    /// Consecutive failed attempts (>= 1).
+    count: u32,
     backoff: Duration,
 }
 
@@ -199,12 +205,10 @@ impl Tokens {
                 }
             }
             Err(e) => {
-                let backoff = match &st.failure {
-                    Some(f) => (f.backoff * 2).min(MAX_BACKOFF),
-                    None => Duration::from_secs(1),
-                };
-                st.failure = Some(Failure { error: e.clone(), at: Instant::now(), backoff });
+                let count = st.failure.as_ref().map_or(1, |f| f.count.saturating_add(1));
                 let still = st.current.as_ref().is_some_and(|c| c.usable(now_unix()));
+                let backoff = policy::retry_backoff(count, still);
+                st.failure = Some(Failure { error: e.clone(), at: Instant::now(), count, backoff });
                 drop(st);
                 {
                     crate::log_line(format!(
@@ -323,23 +327,28 @@ mod tests {
 
     #[test]
     fn a_long_token_keeps_the_whole_allowance() {
-        // 600 s token, 300 s allowance: forwarded until 300 s left, replaced at 360 s left.
-        assert_eq!(schedule(300, 600, 10_600), (300, 10_240));
-        // 1 h token: replaced a minute before the allowance is reached.
-        assert_eq!(schedule(300, 3600, 13_600), (300, 13_240));
+        // 600 s token, 300 s allowance: forwarded until 300 s left, replaced from 390 s left
+        // (core's advisory lead of 120 - 30 s ahead of the floor).
+        assert_eq!(schedule(300, 600, 10_600), (300, 10_210));
+        assert_eq!(schedule(300, 3600, 13_600), (300, 13_210));
     }
 
     #[test]
     fn a_short_token_serves_half_its_life() {
-        // 60 s token under a 300 s allowance: forwarded while more than 30 s left, replaced at 37 s left.
-        assert_eq!(schedule(300, 60, 1_060), (30, 1_023));
-        // 8 s token: floor 4 s, replaced a second before.
-        assert_eq!(schedule(300, 8, 108), (4, 103));
+        // 60 s token under a 300 s allowance: forwarded while more than 30 s left, replaced from 45 s left.
+        assert_eq!(schedule(300, 60, 1_060), (30, 1_015));
+        // 8 s token: floor 4 s, replaced 2 s before.
+        assert_eq!(schedule(300, 8, 108), (4, 102));
+    }
+
+    #[test]
+    fn never_below_the_mandatory_window() {
+        // No allowance: still not forwarded inside core's mandatory 30 s.
+        assert_eq!(schedule(0, 600, 1_000), (30, 880));
     }
 
     #[test]
     fn degenerate_inputs_do_not_underflow() {
-        assert_eq!(schedule(0, 600, 1_000), (0, 940));
         assert_eq!(schedule(300, 0, 1_000), (0, 999));
         assert_eq!(schedule(-5, -5, 1_000), (0, 999));
     }

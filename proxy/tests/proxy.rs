@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anthropic_wif_core::config::{Env, Overrides};
 use anthropic_wif_core::identity::IdentitySpec;
 use anthropic_wif_core::runtime::{block_on, runtime};
-use anthropic_wif_core::{Error, ErrorKind, Face, Provider, ProviderOptions};
+use anthropic_wif_core::{Error, ErrorKind, Provider, ProviderOptions};
 use anthropic_wif_emulator::{Emulator, EmulatorConfig, Fault};
 use anthropic_wif_proxy::{Listen, Proxy, ProxyConfig, ProxyHandle};
 use bytes::Bytes;
@@ -62,7 +62,7 @@ fn write_jwt(emu: &Emulator, path: &Path) {
 }
 
 fn provider(base_url: &str, jwt: &Path, dir: &Path) -> Provider {
-    let mut o = ProviderOptions::new(Face::Proxy, Env::fixed([("HOME", dir.display().to_string())]));
+    let mut o = ProviderOptions::new("proxy", Env::fixed([("HOME", dir.display().to_string())]));
     o.overrides = Overrides {
         federation_rule_id: Some(RULE.into()),
         organization_id: Some(ORG.into()),
@@ -642,7 +642,7 @@ fn only_loopback_unless_allowed() {
 #[test]
 fn a_static_bearer_configuration_is_refused() {
     let o = ProviderOptions::new(
-        Face::Proxy,
+        "proxy",
         Env::fixed([("ANTHROPIC_AUTH_TOKEN", "sk-ant-oat01-static"), ("HOME", "/nonexistent")]),
     );
     let p = Provider::new(o).unwrap();

@@ -132,7 +132,7 @@ def test_exchange_denied_401_has_status_and_request_id(emulator_session: Emulato
 
 
 def test_exchange_denied_echoed_assertion_is_scrubbed(emulator: Emulator, tmp_path: Path) -> None:
-    # A 400 whose body echoes the request, assertion included (SPEC §1).
+    # A 400 whose body echoes the request, assertion included (docs/design.md §1).
     jwt = emulator.jwt()
     token_file = tmp_path / "jwt"
     token_file.write_text(jwt)

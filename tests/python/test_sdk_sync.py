@@ -41,7 +41,7 @@ def test_sync_client_several_requests_one_exchange(emulator: Emulator) -> None:
     stats = emulator.stats()
     assert stats["exchanges"] == 1
     assert stats["messages"] == 5
-    # The exchange carried exactly what SPEC §1 requires.
+    # The exchange carried exactly what docs/design.md §1 requires.
     (req,) = emulator.requests()
     body = req["body"]
     assert body["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -105,7 +105,7 @@ def test_profile_pinning_base_url_keeps_it(emulator: Emulator, config_dir: Path)
 
 
 def test_no_arguments_resolves_like_the_cli(emulator: Emulator, config_dir: Path, monkeypatch) -> None:
-    # Environment federation (SPEC §3 step 4), no constructor arguments.
+    # Environment federation (docs/design.md §3 step 4), no constructor arguments.
     jwt_file = config_dir / "jwt"
     jwt_file.write_text(emulator.jwt() + "\n")
     monkeypatch.setenv("ANTHROPIC_FEDERATION_RULE_ID", provider_kwargs(emulator)["federation_rule_id"])

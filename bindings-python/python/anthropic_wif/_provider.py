@@ -197,7 +197,7 @@ class Provider(_Base):
 
     With no arguments it resolves its configuration exactly like the
     ``anthropic-wif`` CLI with no flags: ``ANTHROPIC_*`` environment variables,
-    then profiles under ``~/.config/anthropic`` (SPEC §3). Keyword arguments
+    then profiles under ``~/.config/anthropic`` (docs/design.md §3). Keyword arguments
     mirror the CLI flags and come before everything else.
 
     Thread-safe: all threads share one in-memory token and at most one

@@ -1,4 +1,4 @@
-//! The on-disk token cache the SDKs share (SPEC §4) and its `<file>.lock`.
+//! The on-disk token cache the SDKs share (docs/design.md §4) and its `<file>.lock`.
 //!
 //! File format (both official SDKs read and write it):
 //! `{"version": "1.0", "type": "oauth_token", "access_token": "sk-ant-oat01-…", "expires_at": 1795475414}`
@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use super::CachedToken;
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::trusted::{self, is_symlink_error};

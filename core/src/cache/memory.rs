@@ -1,29 +1,27 @@
-//! In-memory token cache with single-flight refresh and the SDKs' two refresh
-//! windows (SPEC §5), scaled down for short-lived tokens.
+//! In-memory token cache with single-flight refresh, on the refresh policy
+//! of [`super::policy`] (docs/design.md §5).
 //!
 //! # Policy
-//! For a cached token with `remaining = expires_at - now` seconds left and
-//! windows `(advisory, mandatory)` from [`super::refresh_windows`] of its
+//! For a cached token with `remaining = expires_at - now` seconds left, its
 //! lifetime (the minted `lifetime`, else `expires_at` minus the time it was
-//! stored here):
+//! stored here) and the caller's [`HandOutMargin`],
+//! [`Thresholds::new`](super::policy::Thresholds::new) gives a `refresh`
+//! bound and a `floor`:
 //!
 //! * `expires_at = None`: served forever, never refreshed.
-//! * A caller's `min_remaining` raises the mandatory bound to
-//!   `mandatory' = max(mandatory, min_remaining)` and shifts the advisory
-//!   bound up by the same amount (`advisory' = advisory + mandatory' - mandatory`),
-//!   so the advisory window keeps its width above the caller's floor.
-//! * `remaining > advisory'`: fresh, served.
-//! * `mandatory' < remaining <= advisory'` (advisory window): if a refresh is
-//!   in flight, or an advisory refresh failed less than 5 s ago (back-off),
-//!   the old token is served at once without calling `refresh`. Otherwise this
-//!   caller refreshes; on failure it serves the old token (if still usable
-//!   then) and starts the 5 s back-off.
-//! * `remaining <= mandatory'` or no token (mandatory): refresh or fail. With
+//! * `remaining > refresh`: fresh, served.
+//! * `floor < remaining <= refresh` (refresh due, the advisory window): if a
+//!   refresh is in flight, or an advisory refresh failed less than
+//!   [`ADVISORY_BACKOFF_SECONDS`] ago (back-off), the old token is served at
+//!   once without calling `refresh`. Otherwise this caller refreshes; on
+//!   failure it serves the old token (if still usable then) and starts the
+//!   back-off.
+//! * `remaining <= floor` or no token (mandatory): refresh or fail. With
 //!   a refresh in flight the caller waits for it and shares its outcome, token
 //!   or error (a failed exchange is not repeated by every waiter).
 //!
 //! A token that a refresh just produced is handed to the leader and all its
-//! waiters as is, even if it has less than a caller's `min_remaining`: the
+//! waiters as is, even if it has less than a caller's margin: the
 //! refresh closure is trusted to return the freshest token there is.
 //!
 //! # Forced refreshes
@@ -45,50 +43,15 @@
 //! its waiters start over (one of them becomes the new leader).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::Notify;
 
-use super::{refresh_windows, CachedToken, ADVISORY_BACKOFF_SECONDS};
+use super::policy::{HandOutMargin, Standing, Thresholds, ADVISORY_BACKOFF_SECONDS};
+use super::CachedToken;
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-
-/// A source of unix time in seconds, so tests can move time by hand.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> i64;
-}
-
-/// The system clock ([`crate::now_unix`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        crate::now_unix()
-    }
-}
-
-/// A clock that only moves when told to (tests).
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(now: i64) -> Self {
-        ManualClock(AtomicI64::new(now))
-    }
-    pub fn set(&self, now: i64) {
-        self.0.store(now, Ordering::SeqCst)
-    }
-    pub fn advance(&self, seconds: i64) {
-        self.0.fetch_add(seconds, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// The in-memory cache. `Send + Sync`; share it behind an `Arc`.
 pub struct MemoryCache {
@@ -138,28 +101,10 @@ impl Entry {
     }
 }
 
-/// Where a token with `remaining` seconds left stands for one caller.
-#[derive(Debug, PartialEq, Eq)]
-enum Standing {
-    Fresh,
-    Advisory,
-    Unusable,
-}
-
-fn standing(entry: &Entry, now: i64, min_remaining: i64) -> Standing {
-    let Some(expires_at) = entry.token.expires_at else {
-        return Standing::Fresh;
-    };
-    let remaining = expires_at.saturating_sub(now);
-    let (advisory, mandatory) = refresh_windows(entry.lifetime);
-    let floor = mandatory.max(min_remaining);
-    let advisory = advisory.saturating_add(floor - mandatory);
-    if remaining > advisory && remaining > floor {
-        Standing::Fresh
-    } else if remaining > floor {
-        Standing::Advisory
-    } else {
-        Standing::Unusable
+fn standing(entry: &Entry, now: i64, margin: HandOutMargin) -> Standing {
+    match entry.token.expires_at {
+        None => Standing::Fresh,
+        Some(expires_at) => Thresholds::new(entry.lifetime, margin).standing(expires_at.saturating_sub(now)),
     }
 }
 
@@ -251,7 +196,7 @@ impl MemoryCache {
         Self::with_clock(Arc::new(SystemClock))
     }
 
-    /// A cache on the given clock (tests use [`ManualClock`]).
+    /// A cache on the given clock (tests use [`crate::clock::ManualClock`]).
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         MemoryCache { clock, state: Mutex::new(State::default()) }
     }
@@ -265,13 +210,19 @@ impl MemoryCache {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The warm path: the cached token if it is outside the advisory window
-    /// and has more than `max(mandatory, min_remaining)` seconds left (a
-    /// token without expiry always qualifies). Sync, no I/O.
-    pub fn get_fresh(&self, now: i64, min_remaining: i64) -> Option<CachedToken> {
+    /// The warm path: the cached token if it is fresh for a caller with
+    /// this `margin` (a token without expiry always is). Sync, no I/O.
+    pub fn get_fresh(&self, now: i64, margin: HandOutMargin) -> Option<CachedToken> {
         let st = self.lock();
         let entry = st.token.as_ref()?;
-        (standing(entry, now, min_remaining) == Standing::Fresh).then(|| entry.token.clone())
+        (standing(entry, now, margin) == Standing::Fresh).then(|| entry.token.clone())
+    }
+
+    /// Whether the cached token may still be handed out under `margin` (it
+    /// is fresh or due for refresh, not below the floor): what a failed
+    /// advisory refresh of this cache serves.
+    pub fn holds_usable(&self, now: i64, margin: HandOutMargin) -> bool {
+        self.lock().token.as_ref().is_some_and(|entry| standing(entry, now, margin) != Standing::Unusable)
     }
 
     /// How many callers wait on the refresh in flight (0 when none).
@@ -303,7 +254,7 @@ impl MemoryCache {
     /// A token per the policy in the module docs. `refresh(force)` is called
     /// at most once per call, and only by the single-flight leader; `force`
     /// tells it to bypass any other cache (disk) and exchange anew.
-    pub async fn get_or_refresh<F, Fut>(&self, force: bool, min_remaining: i64, refresh: F) -> Result<CachedToken>
+    pub async fn get_or_refresh<F, Fut>(&self, force: bool, margin: HandOutMargin, refresh: F) -> Result<CachedToken>
     where
         F: FnOnce(bool) -> Fut,
         Fut: Future<Output = Result<CachedToken>>,
@@ -312,7 +263,7 @@ impl MemoryCache {
         // Forced callers: refreshes completed before this count do not count.
         let ticket = self.lock().completions;
         loop {
-            let step = self.decide(force, min_remaining, ticket);
+            let step = self.decide(force, margin, ticket);
             match step {
                 Step::Serve(token) => return Ok(token),
                 Step::Join(flight) => match flight.wait_joined().await {
@@ -331,13 +282,13 @@ impl MemoryCache {
                     let mut guard = LeaderGuard { cache: self, flight: Some(flight.clone()) };
                     let result = refresh(flight.forced).await;
                     guard.flight = None;
-                    return self.complete(&flight, result, fallback, min_remaining);
+                    return self.complete(&flight, result, fallback, margin);
                 }
             }
         }
     }
 
-    fn decide(&self, force: bool, min_remaining: i64, ticket: u64) -> Step {
+    fn decide(&self, force: bool, margin: HandOutMargin, ticket: u64) -> Step {
         let now = self.clock.now();
         let mut st = self.lock();
         if force {
@@ -354,9 +305,9 @@ impl MemoryCache {
         }
         let mut fallback = None;
         if let Some(entry) = &st.token {
-            match standing(entry, now, min_remaining) {
+            match standing(entry, now, margin) {
                 Standing::Fresh => return Step::Serve(entry.token.clone()),
-                Standing::Advisory => {
+                Standing::RefreshDue => {
                     if st.inflight.is_some() || now < st.backoff_until {
                         return Step::Serve(entry.token.clone());
                     }
@@ -394,7 +345,7 @@ impl MemoryCache {
         flight: &Arc<Flight>,
         result: Result<CachedToken>,
         fallback: Option<(CachedToken, i64)>,
-        min_remaining: i64,
+        margin: HandOutMargin,
     ) -> Result<CachedToken> {
         let now = self.clock.now();
         let mut st = self.lock();
@@ -421,7 +372,7 @@ impl MemoryCache {
                     // Serve the old token only if it is still usable now (the
                     // failed refresh may have taken a while).
                     let old = Entry { token: old, lifetime, completion: 0, forced: false };
-                    if standing(&old, now, min_remaining) != Standing::Unusable {
+                    if standing(&old, now, margin) != Standing::Unusable {
                         Ok(old.token)
                     } else {
                         Err(err.clone())
@@ -439,11 +390,14 @@ impl MemoryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::secret::Secret;
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     const T0: i64 = 1_800_000_000;
+    /// No margin beyond the refresh windows.
+    const NONE: HandOutMargin = HandOutMargin::RefreshPolicy;
 
     fn tok(name: &str, expires_at: Option<i64>, lifetime: Option<i64>) -> CachedToken {
         CachedToken { access_token: Secret::new(format!("sk-ant-oat01-{name}")), expires_at, lifetime }
@@ -490,55 +444,46 @@ mod tests {
         t.access_token.expose().trim_start_matches("sk-ant-oat01-")
     }
 
-    #[test]
-    fn windows_scale_with_lifetime() {
-        assert_eq!(refresh_windows(3600), (120, 30));
-        assert_eq!(refresh_windows(600), (120, 30));
-        assert_eq!(refresh_windows(60), (30, 15));
-        assert_eq!(refresh_windows(0), (0, 0));
-        assert_eq!(refresh_windows(-5), (0, 0));
-    }
-
     #[tokio::test]
     async fn fresh_advisory_mandatory_and_backoff() {
         let (clock, cache) = setup();
         let calls = Arc::new(AtomicUsize::new(0));
         // Empty: mandatory refresh.
-        let t = cache.get_or_refresh(false, 0, minting(&calls, &clock, 600)).await.unwrap();
+        let t = cache.get_or_refresh(false, NONE, minting(&calls, &clock, 600)).await.unwrap();
         assert_eq!((name(&t), calls.load(Ordering::SeqCst)), ("t1", 1));
-        assert_eq!(cache.get_fresh(clock.now(), 0).map(|t| name(&t).to_string()).as_deref(), Some("t1"));
+        assert_eq!(cache.get_fresh(clock.now(), NONE).map(|t| name(&t).to_string()).as_deref(), Some("t1"));
 
         // 480 s left (> 120): fresh, no refresh.
         clock.advance(120);
-        let t = cache.get_or_refresh(false, 0, minting(&calls, &clock, 600)).await.unwrap();
+        let t = cache.get_or_refresh(false, NONE, minting(&calls, &clock, 600)).await.unwrap();
         assert_eq!((name(&t), calls.load(Ordering::SeqCst)), ("t1", 1));
 
         // 100 s left: advisory. A failure serves the old token and backs off 5 s.
         clock.set(T0 + 500);
-        assert!(cache.get_fresh(clock.now(), 0).is_none());
-        let t = cache.get_or_refresh(false, 0, failing(&calls)).await.unwrap();
+        assert!(cache.get_fresh(clock.now(), NONE).is_none());
+        let t = cache.get_or_refresh(false, NONE, failing(&calls)).await.unwrap();
         assert_eq!((name(&t), calls.load(Ordering::SeqCst)), ("t1", 2));
         for dt in 0..5 {
             clock.set(T0 + 500 + dt);
-            let t = cache.get_or_refresh(false, 0, failing(&calls)).await.unwrap();
+            let t = cache.get_or_refresh(false, NONE, failing(&calls)).await.unwrap();
             assert_eq!(name(&t), "t1");
         }
         assert_eq!(calls.load(Ordering::SeqCst), 2, "no refresh during back-off");
         // After 5 s it tries again; this time it works.
         clock.set(T0 + 505);
-        let t = cache.get_or_refresh(false, 0, minting(&calls, &clock, 600)).await.unwrap();
+        let t = cache.get_or_refresh(false, NONE, minting(&calls, &clock, 600)).await.unwrap();
         assert_eq!((name(&t), calls.load(Ordering::SeqCst)), ("t3", 3));
 
         // Mandatory (< 30 s left of t3 = T0+505+600): refresh or fail.
         clock.set(T0 + 505 + 580);
-        let err = cache.get_or_refresh(false, 0, failing(&calls)).await.unwrap_err();
+        let err = cache.get_or_refresh(false, NONE, failing(&calls)).await.unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::Unavailable);
         assert_eq!(calls.load(Ordering::SeqCst), 4);
         // A mandatory failure does not start a back-off: the next call tries again.
-        let err = cache.get_or_refresh(false, 0, failing(&calls)).await.unwrap_err();
+        let err = cache.get_or_refresh(false, NONE, failing(&calls)).await.unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::Unavailable);
         assert_eq!(calls.load(Ordering::SeqCst), 5);
-        let t = cache.get_or_refresh(false, 0, minting(&calls, &clock, 600)).await.unwrap();
+        let t = cache.get_or_refresh(false, NONE, minting(&calls, &clock, 600)).await.unwrap();
         assert_eq!(name(&t), "t6");
     }
 
@@ -549,7 +494,7 @@ mod tests {
         // The refresh takes 80 s (fake): the old token is then in its mandatory window.
         let c2 = clock.clone();
         let err = cache
-            .get_or_refresh(false, 0, move |_| {
+            .get_or_refresh(false, NONE, move |_| {
                 c2.advance(80);
                 std::future::ready(Err(Error::unavailable("down")))
             })
@@ -562,29 +507,29 @@ mod tests {
     async fn short_token_serves_at_least_half_its_life() {
         let (clock, cache) = setup();
         let calls = Arc::new(AtomicUsize::new(0));
-        cache.get_or_refresh(false, 0, minting(&calls, &clock, 60)).await.unwrap();
+        cache.get_or_refresh(false, NONE, minting(&calls, &clock, 60)).await.unwrap();
         // 60 s token: advisory 30, mandatory 15.
         for dt in 0..30 {
             clock.set(T0 + dt);
-            assert!(cache.get_fresh(clock.now(), 0).is_some(), "fresh at +{dt}");
-            cache.get_or_refresh(false, 0, failing(&calls)).await.unwrap();
+            assert!(cache.get_fresh(clock.now(), NONE).is_some(), "fresh at +{dt}");
+            cache.get_or_refresh(false, NONE, failing(&calls)).await.unwrap();
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         clock.set(T0 + 30);
-        assert!(cache.get_fresh(clock.now(), 0).is_none());
+        assert!(cache.get_fresh(clock.now(), NONE).is_none());
         // Advisory until 15 s left.
-        let t = cache.get_or_refresh(false, 0, failing(&calls)).await.unwrap();
+        let t = cache.get_or_refresh(false, NONE, failing(&calls)).await.unwrap();
         assert_eq!(name(&t), "t1");
         clock.set(T0 + 45);
-        cache.get_or_refresh(false, 0, failing(&calls)).await.unwrap_err();
+        cache.get_or_refresh(false, NONE, failing(&calls)).await.unwrap_err();
     }
 
     #[tokio::test]
     async fn lifetime_unknown_uses_time_stored() {
         let (clock, cache) = setup();
         cache.insert(tok("disk", Some(T0 + 60), None));
-        assert!(cache.get_fresh(T0 + 29, 0).is_some());
-        assert!(cache.get_fresh(T0 + 31, 0).is_none());
+        assert!(cache.get_fresh(T0 + 29, NONE).is_some());
+        assert!(cache.get_fresh(T0 + 31, NONE).is_none());
         let _ = clock;
     }
 
@@ -594,9 +539,9 @@ mod tests {
         cache.insert(tok("static", None, None));
         let calls = Arc::new(AtomicUsize::new(0));
         clock.advance(10 * 365 * 86400);
-        let t = cache.get_or_refresh(false, 1_000_000, failing(&calls)).await.unwrap();
+        let t = cache.get_or_refresh(false, HandOutMargin::AtLeast(1_000_000), failing(&calls)).await.unwrap();
         assert_eq!(name(&t), "static");
-        assert!(cache.get_fresh(clock.now(), 1_000_000).is_some());
+        assert!(cache.get_fresh(clock.now(), HandOutMargin::AtLeast(1_000_000)).is_some());
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
@@ -604,17 +549,17 @@ mod tests {
     async fn min_remaining_raises_the_floor() {
         let (clock, cache) = setup();
         cache.insert(tok("a", Some(T0 + 3600), Some(3600)));
-        assert!(cache.get_fresh(T0 + 3000, 300).is_some()); // 600 left > 300 + 90
-        assert!(cache.get_fresh(T0 + 3250, 300).is_none()); // 350 left: advisory for this caller
-        assert!(cache.get_fresh(T0 + 3250, 0).is_some()); // but fresh for one without a floor
+        assert!(cache.get_fresh(T0 + 3000, HandOutMargin::AtLeast(300)).is_some()); // 600 left > 300 + 90
+        assert!(cache.get_fresh(T0 + 3250, HandOutMargin::AtLeast(300)).is_none()); // 350 left: advisory for this caller
+        assert!(cache.get_fresh(T0 + 3250, NONE).is_some()); // but fresh for one without a floor
         let calls = Arc::new(AtomicUsize::new(0));
         clock.set(T0 + 3250);
-        let t = cache.get_or_refresh(false, 300, failing(&calls)).await.unwrap();
+        let t = cache.get_or_refresh(false, HandOutMargin::AtLeast(300), failing(&calls)).await.unwrap();
         assert_eq!(name(&t), "a", "advisory failure serves the old token");
         clock.set(T0 + 3350); // 250 left < 300: unusable for this caller
-        cache.get_or_refresh(false, 300, failing(&calls)).await.unwrap_err();
+        cache.get_or_refresh(false, HandOutMargin::AtLeast(300), failing(&calls)).await.unwrap_err();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        let t = cache.get_or_refresh(false, 300, minting(&calls, &clock, 3600)).await.unwrap();
+        let t = cache.get_or_refresh(false, HandOutMargin::AtLeast(300), minting(&calls, &clock, 3600)).await.unwrap();
         assert_eq!(name(&t), "t3");
     }
 
@@ -667,7 +612,7 @@ mod tests {
         for _ in 0..64 {
             let cache = cache.clone();
             let refresh = gate.refresh(clock.now() + 600);
-            tasks.push(tokio::spawn(async move { cache.get_or_refresh(false, 0, refresh).await }));
+            tasks.push(tokio::spawn(async move { cache.get_or_refresh(false, NONE, refresh).await }));
         }
         gate.started.notified().await;
         until_waiting(&cache, 63).await;
@@ -690,7 +635,7 @@ mod tests {
             let (cache, calls, started, release) = (cache.clone(), calls.clone(), started.clone(), release.clone());
             tasks.push(tokio::spawn(async move {
                 cache
-                    .get_or_refresh(false, 0, move |_| async move {
+                    .get_or_refresh(false, NONE, move |_| async move {
                         calls.fetch_add(1, Ordering::SeqCst);
                         started.notify_one();
                         let _ = release.acquire().await;
@@ -720,7 +665,7 @@ mod tests {
         let leader = {
             let cache = cache.clone();
             let refresh = gate.refresh(T0 + 700);
-            tokio::spawn(async move { cache.get_or_refresh(false, 0, refresh).await })
+            tokio::spawn(async move { cache.get_or_refresh(false, NONE, refresh).await })
         };
         gate.started.notified().await;
         // The refresh hangs; 63 others get the old token without waiting.
@@ -728,7 +673,7 @@ mod tests {
         for _ in 0..63 {
             let cache = cache.clone();
             let refresh = gate.refresh(T0 + 700);
-            tasks.push(tokio::spawn(async move { cache.get_or_refresh(false, 0, refresh).await }));
+            tasks.push(tokio::spawn(async move { cache.get_or_refresh(false, NONE, refresh).await }));
         }
         for t in tasks {
             let t = tokio::time::timeout(Duration::from_secs(30), t).await.unwrap().unwrap().unwrap();
@@ -737,7 +682,7 @@ mod tests {
         gate.release.add_permits(1);
         assert_eq!(name(&leader.await.unwrap().unwrap()), "g1");
         assert_eq!(gate.calls.load(Ordering::SeqCst), 1);
-        assert_eq!(name(&cache.get_fresh(clock.now(), 0).unwrap()), "g1");
+        assert_eq!(name(&cache.get_fresh(clock.now(), NONE).unwrap()), "g1");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -748,7 +693,7 @@ mod tests {
         let spawn = |gate: &Arc<Gate>| {
             let cache = cache.clone();
             let refresh = gate.refresh(clock.now() + 600);
-            tokio::spawn(async move { cache.get_or_refresh(true, 0, refresh).await })
+            tokio::spawn(async move { cache.get_or_refresh(true, NONE, refresh).await })
         };
         let first = spawn(&gate);
         gate.started.notified().await;
@@ -774,14 +719,14 @@ mod tests {
         let unforced = {
             let cache = cache.clone();
             let refresh = gate.refresh(clock.now() + 600);
-            tokio::spawn(async move { cache.get_or_refresh(false, 0, refresh).await })
+            tokio::spawn(async move { cache.get_or_refresh(false, NONE, refresh).await })
         };
         gate.started.notified().await;
         let forced: Vec<_> = (0..8)
             .map(|_| {
                 let cache = cache.clone();
                 let refresh = gate.refresh(clock.now() + 600);
-                tokio::spawn(async move { cache.get_or_refresh(true, 0, refresh).await })
+                tokio::spawn(async move { cache.get_or_refresh(true, NONE, refresh).await })
             })
             .collect();
         until_waiting(&cache, 8).await;
@@ -798,13 +743,13 @@ mod tests {
     async fn invalidate_forces_the_next_refresh() {
         let (clock, cache) = setup();
         let calls = Arc::new(AtomicUsize::new(0));
-        cache.get_or_refresh(false, 0, minting(&calls, &clock, 600)).await.unwrap();
+        cache.get_or_refresh(false, NONE, minting(&calls, &clock, 600)).await.unwrap();
         cache.invalidate();
-        assert!(cache.get_fresh(clock.now(), 0).is_none());
+        assert!(cache.get_fresh(clock.now(), NONE).is_none());
         let forced_seen = Arc::new(AtomicUsize::new(0));
         let fs = forced_seen.clone();
         let t = cache
-            .get_or_refresh(false, 0, move |force| {
+            .get_or_refresh(false, NONE, move |force| {
                 if force {
                     fs.fetch_add(1, Ordering::SeqCst);
                 }
@@ -816,11 +761,11 @@ mod tests {
         assert_eq!(forced_seen.load(Ordering::SeqCst), 1);
         // Once a forced refresh succeeded, refreshes are unforced again.
         cache.invalidate();
-        cache.get_or_refresh(false, 0, minting(&calls, &clock, 600)).await.unwrap();
+        cache.get_or_refresh(false, NONE, minting(&calls, &clock, 600)).await.unwrap();
         let fs = forced_seen.clone();
         clock.advance(590);
         cache
-            .get_or_refresh(false, 0, move |force| {
+            .get_or_refresh(false, NONE, move |force| {
                 if force {
                     fs.fetch_add(1, Ordering::SeqCst);
                 }
@@ -838,7 +783,7 @@ mod tests {
         let leader = {
             let cache = cache.clone();
             let refresh = gate.refresh(clock.now() + 600);
-            tokio::spawn(async move { cache.get_or_refresh(false, 0, refresh).await })
+            tokio::spawn(async move { cache.get_or_refresh(false, NONE, refresh).await })
         };
         gate.started.notified().await;
         cache.invalidate();
@@ -847,7 +792,7 @@ mod tests {
         let late = {
             let cache = cache.clone();
             let refresh = gate.refresh(clock.now() + 600);
-            tokio::spawn(async move { cache.get_or_refresh(false, 0, refresh).await })
+            tokio::spawn(async move { cache.get_or_refresh(false, NONE, refresh).await })
         };
         until_waiting(&cache, 1).await;
         gate.release.add_permits(2);
@@ -863,13 +808,13 @@ mod tests {
         let leader = {
             let cache = cache.clone();
             let refresh = gate.refresh(clock.now() + 600);
-            tokio::spawn(async move { cache.get_or_refresh(false, 0, refresh).await })
+            tokio::spawn(async move { cache.get_or_refresh(false, NONE, refresh).await })
         };
         gate.started.notified().await;
         let calls = Arc::new(AtomicUsize::new(0));
         let waiter = {
             let (cache, calls, clock) = (cache.clone(), calls.clone(), clock.clone());
-            tokio::spawn(async move { cache.get_or_refresh(false, 0, minting(&calls, &clock, 600)).await })
+            tokio::spawn(async move { cache.get_or_refresh(false, NONE, minting(&calls, &clock, 600)).await })
         };
         until_waiting(&cache, 1).await;
         leader.abort();
@@ -896,6 +841,6 @@ mod tests {
     fn get_or_refresh_future_is_send() {
         fn check<T: Send>(_: T) {}
         let cache = MemoryCache::new();
-        check(cache.get_or_refresh(false, 0, |_| async { Err::<CachedToken, _>(Error::internal("x")) }));
+        check(cache.get_or_refresh(false, NONE, |_| async { Err::<CachedToken, _>(Error::internal("x")) }));
     }
 }

@@ -1,6 +1,6 @@
 //! Validation of the ids the exchange sends, so a typo fails before the network.
 //!
-//! Facts (SPEC §1, the official SDKs' docs): federation rules, service
+//! Facts (docs/design.md §1, the official SDKs' docs): federation rules, service
 //! accounts and workspaces have tagged ids — a lowercase tag, an underscore and
 //! a base62 body (`wrkspc_011CZkZaBF1tNoB5wlCeusgy`, `svac_01SDCCSbTxrXDpWc1phhtcfK`);
 //! organizations have no tag, their id is a UUID; `workspace_id` may also be

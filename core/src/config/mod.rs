@@ -1,13 +1,12 @@
 //! Configuration: explicit values first, then the official SDKs' chain
-//! (SPEC §3): `ANTHROPIC_API_KEY` → `ANTHROPIC_AUTH_TOKEN` → `ANTHROPIC_PROFILE`
+//! (docs/design.md §3): `ANTHROPIC_API_KEY` → `ANTHROPIC_AUTH_TOKEN` → `ANTHROPIC_PROFILE`
 //! → env federation → the active profile. Every id is validated here, before
 //! any I/O on the network, and every error names the field and its origin.
 
-pub mod env;
 pub mod ids;
 pub mod profile;
 
-pub use env::Env;
+pub use crate::env::Env;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -199,7 +198,7 @@ pub struct Resolved {
     pub config_dir: PathBuf,
 }
 
-// Environment variable names (SPEC §3).
+// Environment variable names (docs/design.md §3).
 pub const ENV_API_KEY: &str = "ANTHROPIC_API_KEY";
 pub const ENV_AUTH_TOKEN: &str = "ANTHROPIC_AUTH_TOKEN";
 pub const ENV_PROFILE: &str = "ANTHROPIC_PROFILE";
@@ -238,83 +237,166 @@ pub const DEFAULT_PROFILE: &str = "default";
 /// Resolve the configuration: explicit settings first, then the chain.
 pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
     let config_dir = config_dir(overrides, env)?;
-    let names = overrides.names;
+    let (resolution, step, step_kind) = match choose(overrides, env, &config_dir)? {
+        Choice::Profile { name, path, step, step_kind, active } => {
+            let attempt = profile::load(&config_dir, &name, env)
+                .and_then(|p| from_profile(&p, overrides, env, &config_dir, &step));
+            match (attempt, active) {
+                (Ok(resolution), _) => (resolution, step, step_kind),
+                // An active profile nobody chose on purpose is skipped, and said so.
+                (Err(e), Some(active)) if !active.user_configured() => {
+                    return Err(nothing_configured(overrides, env, &config_dir, &path, &active, Some(e.into_message())))
+                }
+                (Err(e), _) => return Err(e),
+            }
+        }
+        Choice::Explicit => {
+            let mut step = String::from("explicit settings");
+            let fed = build_federation(overrides, None, env, &config_dir, &step)?;
+            let from_env: Vec<String> = fed_origins(&fed)
+                .into_iter()
+                .filter_map(|o| match o {
+                    Origin::EnvVar(v) => Some(v.clone()),
+                    _ => None,
+                })
+                .collect();
+            if !from_env.is_empty() {
+                step = format!("explicit settings completed from environment variables ({})", from_env.join(", "));
+            }
+            (Resolution::Federation(fed), step, Step::Explicit)
+        }
+        Choice::ApiKey => {
+            let shadowed = shadowed_settings(env, &config_dir);
+            let resolution = Resolution::ApiKey { origin: Origin::EnvVar(ENV_API_KEY.into()), shadowed };
+            (resolution, ENV_API_KEY.to_string(), Step::ApiKey)
+        }
+        Choice::AuthToken(token) => {
+            if let Some(why) = crate::api::access_token_problem(&token) {
+                return Err(Error::config(format!(
+                    "{ENV_AUTH_TOKEN} {why}; set it to the bearer token alone (no quotes, spaces or newline), or unset it"
+                )));
+            }
+            let shadowed = shadowed_settings(env, &config_dir);
+            let resolution = Resolution::StaticBearer {
+                token: Secret::new(token),
+                origin: Origin::EnvVar(ENV_AUTH_TOKEN.into()),
+                shadowed,
+            };
+            (resolution, ENV_AUTH_TOKEN.to_string(), Step::AuthToken)
+        }
+        Choice::EnvFederation { identity_var } => {
+            let step =
+                format!("environment variables ({ENV_FEDERATION_RULE_ID}, {ENV_ORGANIZATION_ID}, {identity_var})");
+            let fed = build_federation(overrides, None, env, &config_dir, &step)?;
+            (Resolution::Federation(fed), step, Step::EnvFederation)
+        }
+        Choice::Nothing { path, active } => {
+            return Err(nothing_configured(overrides, env, &config_dir, &path, &active, None));
+        }
+    };
+    Ok(Resolved { resolution, step, step_kind, config_dir })
+}
 
+/// The ids the chain would use, for a configuration that does not resolve
+/// (doctor shows each with its own verdict, so one bad id does not hide the
+/// state of the others): the same choice of step and profile as [`resolve`]
+/// and the same picking (explicit > profile > environment), nothing
+/// validated; empty optional ids are left out, as [`resolve`] leaves them.
+pub fn partial_ids(overrides: &Overrides, env: &Env) -> Vec<(ids::IdField, Sourced<String>)> {
+    let prof = config_dir(overrides, env).ok().and_then(|dir| match choose(overrides, env, &dir).ok()? {
+        Choice::Profile { name, .. } => profile::load(&dir, &name, env).ok(),
+        _ => None,
+    });
+    let PickedIds { rule, org, svac, ws } = pick_ids(overrides, prof.as_ref(), env);
+    [
+        (ids::IdField::FederationRuleId, rule),
+        (ids::IdField::OrganizationId, org),
+        (ids::IdField::ServiceAccountId, svac),
+        (ids::IdField::WorkspaceId, ws),
+    ]
+    .into_iter()
+    .filter_map(|(field, value)| Some((field, value?)))
+    .collect()
+}
+
+/// The step of the chain that applies, decided before any profile is read.
+enum Choice {
+    /// A profile: named explicitly, by `ANTHROPIC_PROFILE`, or the active one
+    /// (`active` is set for the last, whose errors surface only when the user
+    /// chose the directory or wrote `active_config`).
+    Profile {
+        name: String,
+        path: PathBuf,
+        step: String,
+        step_kind: Step,
+        active: Option<Active>,
+    },
+    Explicit,
+    ApiKey,
+    AuthToken(String),
+    EnvFederation {
+        identity_var: &'static str,
+    },
+    /// Step 5 found no profile file at `path`.
+    Nothing {
+        path: PathBuf,
+        active: Active,
+    },
+}
+
+/// How step 5 chose its profile.
+struct Active {
+    /// `<config_dir>/active_config`, when it names the profile.
+    pointer: Option<PathBuf>,
+    /// The config dir was set (explicitly or by `ANTHROPIC_CONFIG_DIR`).
+    dir_chosen: bool,
+}
+
+impl Active {
+    fn user_configured(&self) -> bool {
+        self.dir_chosen || self.pointer.is_some()
+    }
+}
+
+/// Walk the chain (docs/design.md §3) up to the step that applies.
+fn choose(overrides: &Overrides, env: &Env, config_dir: &Path) -> Result<Choice> {
     // Explicit settings come before everything.
     if let Some(name) = &overrides.profile {
-        let flag = names.name("profile");
+        let flag = overrides.names.name("profile");
         profile::validate_name(name, &Origin::Explicit(flag.clone()))?;
-        let path = profile::config_path(&config_dir, name);
+        let path = profile::config_path(config_dir, name);
         if !exists(&path) {
             return Err(Error::config(format!(
                 "{flag} names the profile {name:?}, but {} does not exist: create it, pick a profile that exists, or point {ENV_CONFIG_DIR} (or the config dir setting) at the directory that holds configs/{name}.json",
                 path.display()
             )));
         }
-        let p = profile::load(&config_dir, name, env)?;
         let step = format!("profile {name} ({}) from {flag}", path.display());
-        let resolution = from_profile(&p, overrides, env, &config_dir, &step)?;
-        return Ok(Resolved { resolution, step, step_kind: Step::ExplicitProfile, config_dir });
+        return Ok(Choice::Profile { name: name.clone(), path, step, step_kind: Step::ExplicitProfile, active: None });
     }
     if has_explicit_federation(overrides) {
-        let mut step = String::from("explicit settings");
-        let fed = build_federation(overrides, None, env, &config_dir, &step)?;
-        let from_env: Vec<String> = fed_origins(&fed)
-            .into_iter()
-            .filter_map(|o| match o {
-                Origin::EnvVar(v) => Some(v.clone()),
-                _ => None,
-            })
-            .collect();
-        if !from_env.is_empty() {
-            step = format!("explicit settings completed from environment variables ({})", from_env.join(", "));
-        }
-        return Ok(Resolved { resolution: Resolution::Federation(fed), step, step_kind: Step::Explicit, config_dir });
+        return Ok(Choice::Explicit);
     }
-
     // Step 1: a static API key.
     if env.is_set(ENV_API_KEY) {
-        let shadowed = shadowed_settings(env, &config_dir);
-        return Ok(Resolved {
-            resolution: Resolution::ApiKey { origin: Origin::EnvVar(ENV_API_KEY.into()), shadowed },
-            step: ENV_API_KEY.to_string(),
-            step_kind: Step::ApiKey,
-            config_dir,
-        });
+        return Ok(Choice::ApiKey);
     }
     // Step 2: a static bearer token.
     if let Some(token) = env.get(ENV_AUTH_TOKEN) {
-        if let Some(why) = crate::api::access_token_problem(&token) {
-            return Err(Error::config(format!(
-                "{ENV_AUTH_TOKEN} {why}; set it to the bearer token alone (no quotes, spaces or newline), or unset it"
-            )));
-        }
-        let shadowed = shadowed_settings(env, &config_dir);
-        return Ok(Resolved {
-            resolution: Resolution::StaticBearer {
-                token: Secret::new(token),
-                origin: Origin::EnvVar(ENV_AUTH_TOKEN.into()),
-                shadowed,
-            },
-            step: ENV_AUTH_TOKEN.to_string(),
-            step_kind: Step::AuthToken,
-            config_dir,
-        });
+        return Ok(Choice::AuthToken(token));
     }
     // Step 3: the profile ANTHROPIC_PROFILE names; any failure is an error.
     if let Some(name) = env.get(ENV_PROFILE) {
         profile::validate_name(&name, &Origin::EnvVar(ENV_PROFILE.into()))?;
-        let path = profile::config_path(&config_dir, &name);
+        let path = profile::config_path(config_dir, &name);
         if !exists(&path) {
             return Err(Error::config(format!(
                 "{ENV_PROFILE} names the profile {name:?}, but {} does not exist: set {ENV_PROFILE} to a profile that exists, unset it, or set {ENV_CONFIG_DIR} to the directory that holds configs/{name}.json",
                 path.display()
             )));
         }
-        let p = profile::load(&config_dir, &name, env)?;
         let step = format!("{ENV_PROFILE}={name} ({})", path.display());
-        let resolution = from_profile(&p, overrides, env, &config_dir, &step)?;
-        return Ok(Resolved { resolution, step, step_kind: Step::EnvProfile, config_dir });
+        return Ok(Choice::Profile { name, path, step, step_kind: Step::EnvProfile, active: None });
     }
     // Step 4: federation from environment variables.
     let identity_var = if env.is_set(ENV_IDENTITY_TOKEN_FILE) {
@@ -327,55 +409,38 @@ pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
     if let (true, true, Some(identity_var)) =
         (env.is_set(ENV_FEDERATION_RULE_ID), env.is_set(ENV_ORGANIZATION_ID), identity_var)
     {
-        let step = format!("environment variables ({ENV_FEDERATION_RULE_ID}, {ENV_ORGANIZATION_ID}, {identity_var})");
-        let fed = build_federation(overrides, None, env, &config_dir, &step)?;
-        return Ok(Resolved {
-            resolution: Resolution::Federation(fed),
-            step,
-            step_kind: Step::EnvFederation,
-            config_dir,
-        });
+        return Ok(Choice::EnvFederation { identity_var });
     }
     // Step 5: the active profile.
+    let (name, pointer) = active_profile(config_dir)?;
     let dir_chosen =
         overrides.config_dir.as_ref().is_some_and(|d| !d.as_os_str().is_empty()) || env.is_set(ENV_CONFIG_DIR);
-    let pointer_path = config_dir.join(ACTIVE_CONFIG_FILE);
-    let pointer = read_active_pointer(&pointer_path)?;
-    let (name, pointer_written) = match &pointer {
-        Some(n) => (n.clone(), true),
-        None => (DEFAULT_PROFILE.to_string(), false),
+    let active = Active { pointer, dir_chosen };
+    let path = profile::config_path(config_dir, &name);
+    if !exists(&path) {
+        return Ok(Choice::Nothing { path, active });
+    }
+    let step = match &active.pointer {
+        Some(pointer) => format!("active profile {name} ({}, named by {})", path.display(), pointer.display()),
+        None => format!("active profile {name} ({})", path.display()),
     };
-    let user_configured = dir_chosen || pointer_written;
-    let mut ignored: Option<String> = None;
-    if pointer_written {
-        profile::validate_name(
-            &name,
-            &Origin::Explicit(format!("the active profile file {}", pointer_path.display())),
-        )?;
-    }
-    let path = profile::config_path(&config_dir, &name);
-    if exists(&path) {
-        let step = match pointer_written {
-            true => format!("active profile {name} ({}, named by {})", path.display(), pointer_path.display()),
-            false => format!("active profile {name} ({})", path.display()),
-        };
-        let attempt =
-            profile::load(&config_dir, &name, env).and_then(|p| from_profile(&p, overrides, env, &config_dir, &step));
-        match attempt {
-            Ok(resolution) => return Ok(Resolved { resolution, step, step_kind: Step::ActiveProfile, config_dir }),
-            Err(e) if user_configured => return Err(e),
-            Err(e) => ignored = Some(e.into_message()),
+    Ok(Choice::Profile { name, path, step, step_kind: Step::ActiveProfile, active: Some(active) })
+}
+
+/// The active profile's name and, when `<config_dir>/active_config` names
+/// it, that file; else [`DEFAULT_PROFILE`]. The one reader of `active_config`.
+fn active_profile(config_dir: &Path) -> Result<(String, Option<PathBuf>)> {
+    let pointer_path = config_dir.join(ACTIVE_CONFIG_FILE);
+    match read_active_pointer(&pointer_path)? {
+        Some(name) => {
+            profile::validate_name(
+                &name,
+                &Origin::Explicit(format!("the active profile file {}", pointer_path.display())),
+            )?;
+            Ok((name, Some(pointer_path)))
         }
+        None => Ok((DEFAULT_PROFILE.to_string(), None)),
     }
-    Err(nothing_configured(
-        overrides,
-        env,
-        &config_dir,
-        &path,
-        pointer_written.then_some(pointer_path.as_path()),
-        dir_chosen,
-        ignored,
-    ))
 }
 
 /// The config dir: explicit, `$ANTHROPIC_CONFIG_DIR`, `%APPDATA%\Anthropic`
@@ -423,7 +488,7 @@ fn exists(path: &Path) -> bool {
 /// The trimmed content of `<config_dir>/active_config`; `None` when it is
 /// missing or empty. The file and the config dir must pass the same
 /// ownership rule as profiles ([`crate::trusted`]): the pointer chooses the profile.
-pub(crate) fn read_active_pointer(path: &Path) -> Result<Option<String>> {
+fn read_active_pointer(path: &Path) -> Result<Option<String>> {
     use crate::trusted::{self, OpenError, Policy};
     use std::io::Read;
     if let Some(dir) = path.parent() {
@@ -498,9 +563,7 @@ fn shadowed_settings(env: &Env, config_dir: &Path) -> Option<String> {
         }
     }
     if env.get(ENV_PROFILE).is_none() {
-        let pointer = read_active_pointer(&config_dir.join(ACTIVE_CONFIG_FILE)).ok().flatten();
-        let name = pointer.unwrap_or_else(|| DEFAULT_PROFILE.to_string());
-        if profile::validate_name(&name, &Origin::Default).is_ok() {
+        if let Ok((name, _)) = active_profile(config_dir) {
             let path = profile::config_path(config_dir, &name);
             if path.is_file() {
                 items.push(format!("profile {name} ({})", path.display()));
@@ -611,63 +674,57 @@ fn pick_base_url(
     )
     .unwrap_or_else(|| Sourced::new(DEFAULT_BASE_URL.to_string(), Origin::Default));
     let value = picked.value.trim_end_matches('/').to_string();
-    check_base_url(&value, &picked.origin)?;
+    crate::url::check_base_url(&value, &base_url_field(&picked.origin))?;
     Ok(Sourced::new(value, picked.origin))
 }
 
-/// The base URL must be `https://host…`, or plain http on a loopback host
-/// (SPEC §1). Checked here too so the message can name where it came from.
-pub fn check_base_url(url: &str, origin: &Origin) -> Result<()> {
-    let shown = crate::error::redact_url(url);
-    let field = match origin {
+/// How a base URL's messages name it: `base_url from <origin>`.
+fn base_url_field(origin: &Origin) -> String {
+    match origin {
         Origin::ProfileFile(_) => format!("base_url from {origin} (base_url)"),
         _ => format!("base_url from {origin}"),
-    };
-    if url.is_empty() {
-        return Err(Error::config(format!(
-            "{field} is empty: set it to https://api.anthropic.com or your deployment's https URL, or leave it unset"
-        )));
     }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::config(format!("{field} contains whitespace ({shown:?}): remove it")));
-    }
-    let lower = url.to_ascii_lowercase();
-    let authority =
-        lower.split_once("://").map(|(_, r)| r).unwrap_or(&lower).split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return Err(Error::config(format!(
-            "{field} contains credentials before the host ({shown:?}): remove the user:password@ part (the exchange authenticates with the identity token)"
-        )));
-    }
-    let rest = if let Some(r) = lower.strip_prefix("https://") {
-        r
-    } else if let Some(r) = lower.strip_prefix("http://") {
-        let loopback = ["localhost", "127.0.0.1", "[::1]"].iter().any(|h| {
-            r.strip_prefix(h).is_some_and(|after| after.is_empty() || after.starts_with(':') || after.starts_with('/'))
-        });
-        if !loopback {
-            return Err(Error::config(format!(
-                "{field} uses plain http ({shown:?}): the token exchange carries your identity token, so it needs https:// (plain http is allowed only for localhost, 127.0.0.1 and [::1])"
-            )));
+}
+
+/// The four ids as the layers give them: explicit settings > the profile
+/// (when given) > environment variables. An empty optional id means "omit
+/// it" (as in the SDKs' constructors), even an explicit one: it does not fall
+/// back to the profile or environment.
+struct PickedIds {
+    rule: Option<Sourced<String>>,
+    org: Option<Sourced<String>>,
+    svac: Option<Sourced<String>>,
+    ws: Option<Sourced<String>>,
+}
+
+fn pick_ids(overrides: &Overrides, prof: Option<&profile::Profile>, env: &Env) -> PickedIds {
+    let names = overrides.names;
+    let file_origin = prof.map(|p| Origin::ProfileFile(p.path.clone())).unwrap_or(Origin::Default);
+    let (p_rule, p_svac) = match prof.map(|p| &p.auth) {
+        Some(profile::ProfileAuth::OidcFederation { federation_rule_id, service_account_id, .. }) => {
+            (federation_rule_id.as_ref(), service_account_id.as_ref())
         }
-        r
-    } else {
-        return Err(Error::config(format!(
-            "{field} is not an http(s) URL ({shown:?}): use a URL such as https://api.anthropic.com"
-        )));
+        _ => (None, None),
     };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.starts_with(':') {
-        return Err(Error::config(format!(
-            "{field} has no host ({shown:?}): use a URL such as https://api.anthropic.com"
-        )));
+    let layer = |field: ids::IdField, explicit: Option<&String>, from_profile: Option<&String>| {
+        pick(explicit, names.name(field.name()), from_profile, &file_origin, env, field.env_var())
+    };
+    PickedIds {
+        rule: layer(ids::IdField::FederationRuleId, overrides.federation_rule_id.as_ref(), p_rule),
+        org: layer(
+            ids::IdField::OrganizationId,
+            overrides.organization_id.as_ref(),
+            prof.and_then(|p| p.organization_id.as_ref()),
+        ),
+        svac: layer(ids::IdField::ServiceAccountId, overrides.service_account_id.as_ref(), p_svac)
+            .filter(|s| !s.value.is_empty()),
+        ws: layer(
+            ids::IdField::WorkspaceId,
+            overrides.workspace_id.as_ref(),
+            prof.and_then(|p| p.workspace_id.as_ref()),
+        )
+        .filter(|w| !w.value.is_empty()),
     }
-    if host.contains('@') {
-        return Err(Error::config(format!(
-            "{field} contains credentials before the host: remove the user:password@ part"
-        )));
-    }
-    Ok(())
 }
 
 /// Assemble and validate a federation configuration from the layers:
@@ -681,58 +738,13 @@ fn build_federation(
 ) -> Result<FederationConfig> {
     let names = overrides.names;
     let file_origin = prof.map(|p| Origin::ProfileFile(p.path.clone())).unwrap_or(Origin::Default);
-    let (p_rule, p_svac, p_identity, p_creds, p_scope) = match prof.map(|p| &p.auth) {
-        Some(profile::ProfileAuth::OidcFederation {
-            federation_rule_id,
-            service_account_id,
-            identity_token,
-            credentials_path,
-            scope,
-        }) => (
-            federation_rule_id.as_ref(),
-            service_account_id.as_ref(),
-            identity_token.as_ref(),
-            credentials_path.as_ref(),
-            scope.as_ref(),
-        ),
-        _ => (None, None, None, None, None),
+    let (p_identity, p_creds, p_scope) = match prof.map(|p| &p.auth) {
+        Some(profile::ProfileAuth::OidcFederation { identity_token, credentials_path, scope, .. }) => {
+            (identity_token.as_ref(), credentials_path.as_ref(), scope.as_ref())
+        }
+        _ => (None, None, None),
     };
-    let rule = pick(
-        overrides.federation_rule_id.as_ref(),
-        names.name("federation_rule_id"),
-        p_rule,
-        &file_origin,
-        env,
-        ENV_FEDERATION_RULE_ID,
-    );
-    let org = pick(
-        overrides.organization_id.as_ref(),
-        names.name("organization_id"),
-        prof.and_then(|p| p.organization_id.as_ref()),
-        &file_origin,
-        env,
-        ENV_ORGANIZATION_ID,
-    );
-    let svac = pick(
-        overrides.service_account_id.as_ref(),
-        names.name("service_account_id"),
-        p_svac,
-        &file_origin,
-        env,
-        ENV_SERVICE_ACCOUNT_ID,
-    );
-    let ws = pick(
-        overrides.workspace_id.as_ref(),
-        names.name("workspace_id"),
-        prof.and_then(|p| p.workspace_id.as_ref()),
-        &file_origin,
-        env,
-        ENV_WORKSPACE_ID,
-    );
-    // An explicitly empty optional id means "omit it" (as in the SDKs'
-    // constructors), and does not fall back to the profile or environment.
-    let svac = svac.filter(|s| !s.value.is_empty());
-    let ws = ws.filter(|w| !w.value.is_empty());
+    let PickedIds { rule, org, svac, ws } = pick_ids(overrides, prof, env);
     let identity = if let Some(spec) = &overrides.identity_token {
         Some(Sourced::new(spec.clone(), Origin::Explicit(names.name("identity_token"))))
     } else if let Some(spec) = p_identity {
@@ -846,10 +858,10 @@ fn nothing_configured(
     env: &Env,
     config_dir: &Path,
     profile_path: &Path,
-    pointer: Option<&Path>,
-    dir_chosen: bool,
+    active: &Active,
     ignored: Option<String>,
 ) -> Error {
+    let (pointer, dir_chosen) = (active.pointer.as_deref(), active.dir_chosen);
     let names = overrides.names;
     let set: Vec<&str> = [ENV_FEDERATION_RULE_ID, ENV_ORGANIZATION_ID, ENV_IDENTITY_TOKEN_FILE, ENV_IDENTITY_TOKEN]
         .into_iter()

@@ -1,4 +1,4 @@
-//! Profile files: `<config_dir>/configs/<profile>.json` (SPEC §3).
+//! Profile files: `<config_dir>/configs/<profile>.json` (docs/design.md §3).
 //!
 //! The file is not secret, but it decides where an identity token is sent
 //! and what runs as you, so it must be this user's (or root's) and writable by

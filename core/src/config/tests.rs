@@ -272,7 +272,7 @@ fn base_url_is_checked_with_its_origin() {
         ("https://user:pw@host", false),
         ("https://a b", false),
     ] {
-        assert_eq!(check_base_url(url, &Origin::Default).is_ok(), ok, "{url}");
+        assert_eq!(crate::url::check_base_url(url, "base_url").is_ok(), ok, "{url}");
     }
 }
 
@@ -512,7 +512,42 @@ fn base_url_messages_never_show_credentials() {
         "http://example.com/?key=hunter2pass",
         "gopher://example.com/#hunter2pass",
     ] {
-        let err = check_base_url(url, &Origin::EnvVar("ANTHROPIC_BASE_URL".into())).expect_err(url);
+        let err = crate::url::check_base_url(url, &base_url_field(&Origin::EnvVar("ANTHROPIC_BASE_URL".into())))
+            .expect_err(url);
         assert!(!err.message().contains("hunter2pass"), "{url}: {}", err.message());
     }
+}
+
+// ---------------------------------------------------------------- partial resolution
+
+#[test]
+fn partial_ids_follow_the_chain_when_it_fails() {
+    let d = Dir::new();
+    // The active profile (named by active_config) has a malformed organization id.
+    d.profile("ci", &fed_profile(RULE2, "org_not_a_uuid"));
+    d.active("ci\n");
+    let env = d.env(&[(ENV_SERVICE_ACCOUNT_ID, "svac_01env"), (ENV_WORKSPACE_ID, "")]);
+    let overrides = Overrides { workspace_id: Some("wrkspc_01explicit".into()), ..Default::default() };
+    // Explicit settings win, so the chain stops at "explicit": no profile is read.
+    cfg_err(resolve(&overrides, &env));
+    let ids = partial_ids(&overrides, &env);
+    let names: Vec<&str> = ids.iter().map(|(f, _)| f.name()).collect();
+    assert_eq!(names, ["service_account_id", "workspace_id"], "{ids:?}");
+    // Without explicit settings the chain reads the active profile, and so does the partial resolution.
+    let none = Overrides::default();
+    cfg_err(resolve(&none, &env));
+    let ids = partial_ids(&none, &env);
+    let by: Vec<(&str, &str, bool)> =
+        ids.iter().map(|(f, s)| (f.name(), s.value.as_str(), matches!(s.origin, Origin::ProfileFile(_)))).collect();
+    assert_eq!(
+        by,
+        [
+            ("federation_rule_id", RULE2, true),
+            ("organization_id", "org_not_a_uuid", true),
+            ("service_account_id", "svac_01env", false),
+        ]
+    );
+    // An active_config that names no valid profile: nothing from a profile.
+    d.active("../escape");
+    assert!(partial_ids(&none, &env).iter().all(|(_, s)| !matches!(s.origin, Origin::ProfileFile(_))));
 }

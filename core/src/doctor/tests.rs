@@ -9,7 +9,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::provider::Face;
+use crate::env::Env;
 
 const RULE: &str = "fdrl_01TestRule000000000000000";
 const ORG: &str = "00000000-0000-4000-8000-000000000001";
@@ -24,7 +24,7 @@ fn make_jwt(header: Value, claims: Value) -> String {
 }
 
 fn now() -> i64 {
-    crate::now_unix()
+    crate::clock::now_unix()
 }
 
 fn good_header() -> Value {
@@ -336,7 +336,7 @@ impl Fixture {
         self
     }
     fn options(&self) -> ProviderOptions {
-        ProviderOptions::new(Face::Cli, Env::fixed(self.vars.clone()))
+        ProviderOptions::new("cli", Env::fixed(self.vars.clone()))
     }
     fn run(&self) -> Report {
         diagnose(&self.options(), false)

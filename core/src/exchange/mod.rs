@@ -1,6 +1,7 @@
-//! The RFC 7523 jwt-bearer exchange (SPEC §1): `POST {base_url}/v1/oauth/token`.
+//! The RFC 7523 jwt-bearer exchange (docs/design.md §1): `POST {base_url}/v1/oauth/token`.
 //!
-//! - [`check_base_url`] / [`token_endpoint`]: where we may send an identity token.
+//! - Where an identity token may be sent is [`crate::url`]'s rule, checked
+//!   again before every exchange.
 //! - [`exchange_once`]: one POST, its answer judged and mapped to an [`Error`].
 //! - [`exchange_with_retry`]: transient failures retried with a fresh identity
 //!   token each time (the server accepts each JWT only once), within a budget.
@@ -9,7 +10,6 @@
 //! §5.2 / Anthropic error fields, scrubbed of the assertion and any token.
 
 pub(crate) mod response;
-mod url;
 
 #[cfg(test)]
 mod tests;
@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
 
-pub use self::url::{check_base_url, token_endpoint, TOKEN_PATH};
+use crate::url::{check_base_url, token_endpoint};
 
 pub const BETA_OAUTH: &str = "oauth-2025-04-20";
 pub const BETA_FEDERATION: &str = "oidc-federation-2026-04-01";
@@ -34,7 +34,7 @@ pub const GRANT_TYPE_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-be
 pub const MAX_ASSERTION_BYTES: usize = 16 * 1024;
 /// Responses longer than this are an error, not a truncation.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
-/// Time-out of one exchange attempt (SPEC §1).
+/// Time-out of one exchange attempt (docs/design.md §1).
 pub const DEFAULT_TIMEOUT: Duration = crate::runtime::HTTP_TIMEOUT;
 
 /// Everything the exchange sends besides the assertion. Ids are validated.
@@ -49,21 +49,6 @@ pub struct ExchangeParams {
     pub user_agent: String,
     /// Proxies and CA certificates, from the environment snapshot.
     pub net: crate::runtime::NetSettings,
-}
-
-impl ExchangeParams {
-    /// The parameters for a resolved federation configuration.
-    pub fn for_federation(cfg: &crate::config::FederationConfig, user_agent: String, env: &crate::config::Env) -> Self {
-        ExchangeParams {
-            base_url: cfg.base_url.value.clone(),
-            federation_rule_id: cfg.federation_rule_id.value.clone(),
-            organization_id: cfg.organization_id.value.clone(),
-            service_account_id: cfg.service_account_id.as_ref().map(|v| v.value.clone()),
-            workspace_id: cfg.workspace_id.as_ref().map(|v| v.value.clone()),
-            user_agent,
-            net: crate::runtime::NetSettings::from_env(env),
-        }
-    }
 }
 
 /// A successful token response.
@@ -83,7 +68,7 @@ pub struct RetryPolicy {
     /// Attempts in all (at least 1). Default 3.
     pub max_attempts: u32,
     /// Upper bound on the whole sequence, sleeps included. Default 20 s, which
-    /// also keeps inside SPEC §1's 30 s for the whole exchange.
+    /// also keeps inside docs/design.md §1's 30 s for the whole exchange.
     pub max_total: Duration,
     /// First back-off; doubles per attempt, with jitter.
     pub base_delay: Duration,
@@ -143,7 +128,7 @@ where
 {
     // A bad base URL is a configuration error: say so before touching the
     // identity source (which may mint a single-use token).
-    check_base_url(&params.base_url)?;
+    check_base_url(&params.base_url, "the base URL")?;
     let started = Instant::now();
     let deadline = started + policy.max_total;
     let max_attempts = policy.max_attempts.max(1);
@@ -500,7 +485,7 @@ async fn judge(
                 )))))
             }
         };
-        let now = crate::now_unix();
+        let now = crate::clock::now_unix();
         return Ok(TokenResponse {
             access_token: parsed.access_token,
             expires_in: parsed.expires_in,

@@ -27,8 +27,9 @@ use reqwest::Method;
 use super::presets::{self, PROBE_TIMEOUT};
 use super::url::{check_url, send, HttpRequest};
 use super::{aws, spiffe, IdentitySpec};
-use crate::config::Env;
-use crate::error::{redact_url, Error, Result};
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::url::redact_url;
 
 /// What `auto` chose and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

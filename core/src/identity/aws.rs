@@ -46,7 +46,7 @@ use reqwest::{Method, Url};
 use super::sigv4::{self, Credentials};
 use super::url::{check_url, check_url_allowing, refusal, scrub_with, send, HttpAnswer, HttpRequest, PlainHttp};
 use super::{finish, presets};
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
@@ -180,7 +180,7 @@ async fn get_web_identity_token(
         ("SigningAlgorithm", alg),
         ("DurationSeconds", &duration_s),
     ]);
-    let (amz_time, _) = sigv4::amz_date(crate::now_unix());
+    let (amz_time, _) = sigv4::amz_date(crate::clock::now_unix());
     let host = host_header(endpoint);
     let content_type = "application/x-www-form-urlencoded; charset=utf-8";
     let mut signed: Vec<(&str, &str)> =
@@ -563,7 +563,8 @@ async fn assume_role_with_web_identity(
         "on EKS, the pod's service account needs the eks.amazonaws.com/role-arn annotation (IRSA) so the token is mounted",
     )
     .await?;
-    let session = env.get("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| format!("anthropic-wif-{}", crate::now_unix()));
+    let session =
+        env.get("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| format!("anthropic-wif-{}", crate::clock::now_unix()));
     let body = sigv4::form_encode(&[
         ("Action", "AssumeRoleWithWebIdentity"),
         ("Version", STS_VERSION),

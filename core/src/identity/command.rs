@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{finish, MAX_LOCAL_TOKEN_BYTES};
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::{scrub, Error, Result};
 use crate::secret::Secret;
 

@@ -4,7 +4,7 @@
 //! `BITBUCKET_STEP_OIDC_TOKEN`, HCP Terraform `TFC_WORKLOAD_IDENTITY_TOKEN`).
 
 use super::finish;
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 

@@ -17,7 +17,7 @@
 //! and the fragment: the scheme, host and port are written literally, so the
 //! environment cannot redirect the request and its headers to another host.
 
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 

@@ -1,4 +1,4 @@
-//! Identity-token sources (SPEC §6). Every source is read afresh at each
+//! Identity-token sources (docs/design.md §7). Every source is read afresh at each
 //! exchange, trimmed, and an empty result is an error naming the source.
 //! The JSON shape is the profile's `identity_token` discriminated union; flags
 //! and binding constructors take the same shape.
@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
@@ -205,7 +205,7 @@ impl IdentitySpec {
     /// A secret-free description for messages, e.g. `file /var/run/…/token`,
     /// `environment variable ANTHROPIC_IDENTITY_TOKEN`, `command "gcloud …"`,
     /// `url https://…/${VAR}?key=…` (the template, never expanded values,
-    /// query values withheld: [`crate::error::redact_url`]).
+    /// query values withheld: [`crate::url::redact_url`]).
     pub fn describe(&self) -> String {
         match self {
             IdentitySpec::File { path } => format!("identity token file {}", path.display()),
@@ -213,7 +213,7 @@ impl IdentitySpec {
             IdentitySpec::Command { command, .. } => {
                 format!("identity token command {:?}", command.first().map(String::as_str).unwrap_or(""))
             }
-            IdentitySpec::Url { url, .. } => format!("identity token url {}", crate::error::redact_url(url)),
+            IdentitySpec::Url { url, .. } => format!("identity token url {}", crate::url::redact_url(url)),
             IdentitySpec::GithubActions { .. } => {
                 format!("GitHub Actions OIDC token (${})", presets::GITHUB_REQUEST_URL_VAR)
             }

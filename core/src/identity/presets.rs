@@ -24,7 +24,7 @@ use reqwest::header::HeaderName;
 
 use super::url::{check_url, check_url_allowing, get_token, PlainHttp, TokenGet, URL_TIMEOUT};
 use super::{env as env_source, file, DEFAULT_AUDIENCE};
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 

@@ -382,7 +382,7 @@ fn verify_sigv4(r: &Req, secret: &str) -> std::result::Result<(), String> {
     if !amz.starts_with(scope[1]) {
         return Err("date mismatch".into());
     }
-    let (now, _) = sigv4::amz_date(crate::now_unix());
+    let (now, _) = sigv4::amz_date(crate::clock::now_unix());
     if amz[..8] != now[..8] {
         return Err("x-amz-date is not today".into());
     }

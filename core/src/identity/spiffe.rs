@@ -29,7 +29,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::{file, finish, presets};
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::{scrub, Error, Result};
 use crate::secret::Secret;
 
@@ -152,7 +152,7 @@ async fn call(path: &Path, aud: &str, spiffe_id: Option<&str>, source: &str) -> 
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .header("workload.spiffe.io", "true")
-        .header("user-agent", format!("anthropic-wif/{}", crate::VERSION))
+        .header("user-agent", format!("anthropic-wif/{}", crate::version::VERSION))
         .body(Full::new(Bytes::from(frame)))
         .map_err(|e| Error::internal(format!("{at}: cannot build the request ({e})")))?;
     let result = async {

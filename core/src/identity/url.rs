@@ -6,7 +6,7 @@
 //!   and in header values (see [`super::expand`]); never in the scheme, host
 //!   or port, so the environment cannot send the request and its headers
 //!   elsewhere. Messages show the URL *template* (query values withheld, see
-//!   [`crate::error::redact_url`]), never expanded values or header values,
+//!   [`crate::url::redact_url`]), never expanded values or header values,
 //!   and every expanded value is scrubbed from any text that reaches a message.
 //! - Schemes: `https` anywhere; plain `http` only for loopback hosts and the
 //!   cloud metadata hosts ([`PLAIN_HTTP_HOSTS`]). URLs with credentials
@@ -25,7 +25,7 @@ use reqwest::Url;
 
 use super::expand::{expand, expand_url};
 use super::finish;
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::{scrub, Error, Result};
 use crate::secret::Secret;
 

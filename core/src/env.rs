@@ -59,7 +59,7 @@ impl Env {
         Env::fixed(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))))
     }
 
-    /// The variable's value; empty counts as unset (SPEC §3).
+    /// The variable's value; empty counts as unset (docs/design.md §3).
     pub fn get(&self, name: &str) -> Option<String> {
         self.vars.get(name).filter(|s| !s.is_empty()).cloned()
     }
