@@ -2,39 +2,75 @@
 //! too short for a stream, and re-obtained once when upstream refuses it.
 //!
 //! Requests read the current token without waiting (a mutex held for a
-//! clone). A token is *usable* for forwarding while it has more than its
-//! floor left: `floor = min(stream allowance, lifetime / 2)`, where the
-//! lifetime is what the token had left when the proxy first saw it (so a
-//! 60-second token is not thrown away at once under a 300-second allowance).
-//! A background task replaces the token at `expires_at - floor - lead`,
-//! `lead = clamp(lifetime / 8, 1, 60)` seconds, so no request waits for an
-//! exchange in the steady state. Only when there is no usable token does a
-//! request wait, for one exchange shared by all waiting requests.
-//!
-//! Failures back off (1 s doubling to 30 s); while backing off with no usable
+//! clone). When to stop forwarding with a token, when to replace it and how
+//! long to wait after a failure are decided by [`schedule`] and [`backoff`]
+//! alone, from core's refresh rules; a background task ([`Tokens::run`])
+//! acts on them, and wakes whenever the state changes (a failure recorded by
+//! a request, a token dropped after a 401), so a retry never waits for client
+//! traffic. Only when there is no usable token does a request wait, for one
+//! exchange shared by all waiting requests; while backing off with no usable
 //! token, requests are refused at once with the last error (fail closed).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anthropic_wif_core::cache::{refresh_windows, ADVISORY_BACKOFF_SECONDS};
+use anthropic_wif_core::provider::REFRESH_FAILURE_BACKOFF_SECONDS;
 use anthropic_wif_core::{now_unix, AccessToken, Error, Provider};
 use hyper::header::HeaderValue;
-use tokio::sync::{watch, Mutex as AsyncMutex};
+use serde_json::json;
+use tokio::sync::{watch, Mutex as AsyncMutex, Notify};
 use zeroize::Zeroizing;
 
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+use crate::log::{self, LogFormat};
+use crate::metrics::Metrics;
+
 /// A token minted after a 401 that is refused again within this time is not
 /// re-exchanged again: the refusal is not about the token's age.
 const REJECT_AGAIN_WINDOW: Duration = Duration::from_secs(10);
 
+// ---------------------------------------------------------------------------
+// The refresh policy. Every number the proxy's token handling uses comes from
+// these two functions, and they are built on core's rules
+// (`anthropic_wif_core::cache::refresh_windows` and the provider's back-off
+// constants), not on a policy of their own; issue #11 moves every face onto
+// one policy in core/src/cache/, and this is the one place to replace then.
+
 /// `(floor, refresh_at)` for a token that expires at `exp` and had `lifetime`
-/// seconds when first seen: it is forwarded while it has more than `floor`
-/// left, and replaced from `refresh_at` on.
+/// seconds when the proxy first saw it.
+///
+/// - It is forwarded while it has more than `floor` left:
+///   `floor = max(mandatory, min(allowance, lifetime / 2))`, i.e. the stream
+///   allowance (so a stream started with it has that long to run), capped at
+///   half the lifetime (so a 60-second token serves half its life) and never
+///   below core's mandatory window.
+/// - It is replaced from `refresh_at = exp - floor - (advisory - mandatory)`
+///   on: core's advisory lead ahead of the floor (90 s for long tokens, 15 s
+///   for 60-second ones), at least a second, so no request waits for an
+///   exchange in the steady state and a failed refresh has time for retries.
+///
+/// `(advisory, mandatory) = refresh_windows(lifetime)`.
 pub(crate) fn schedule(allowance: i64, lifetime: i64, exp: i64) -> (i64, i64) {
-    let floor = allowance.max(0).min(lifetime.max(0) / 2);
-    let lead = (lifetime / 8).clamp(1, 60);
+    let (advisory, mandatory) = refresh_windows(lifetime);
+    let floor = mandatory.max(allowance.max(0).min(lifetime.max(0) / 2));
+    let lead = (advisory - mandatory).max(1);
     (floor, exp - floor - lead)
+}
+
+/// How long to wait after `failures` (>= 1) consecutive failed attempts to
+/// obtain a token: 1 s doubling, up to core's
+/// `REFRESH_FAILURE_BACKOFF_SECONDS` (30 s, what processes sharing a cache
+/// wait after a failed refresh). While a usable token is still being served
+/// (`serving`), at least core's `ADVISORY_BACKOFF_SECONDS` (5 s): clients are
+/// not affected yet, so the endpoint is spared.
+pub(crate) fn backoff(failures: u32, serving: bool) -> Duration {
+    let doubling = 1i64 << failures.saturating_sub(1).min(16);
+    let mut secs = doubling.min(REFRESH_FAILURE_BACKOFF_SECONDS);
+    if serving {
+        secs = secs.max(ADVISORY_BACKOFF_SECONDS);
+    }
+    Duration::from_secs(secs.max(1) as u64)
 }
 
 #[derive(Clone)]
@@ -61,6 +97,8 @@ impl Current {
 struct Failure {
     error: Error,
     at: Instant,
+    /// Consecutive failed attempts (>= 1).
+    count: u32,
     backoff: Duration,
 }
 
@@ -90,19 +128,26 @@ pub(crate) struct Tokens {
     state: Mutex<State>,
     /// Serialises obtaining tokens: one exchange for any number of waiters.
     refresh: AsyncMutex<()>,
+    /// Wakes the background task when the state changed outside it.
+    wake: Notify,
     next_id: AtomicU64,
     pub(crate) obtained: AtomicU64,
+    metrics: Arc<Metrics>,
+    log: LogFormat,
 }
 
 impl Tokens {
-    pub(crate) fn new(provider: Provider, allowance: i64) -> Self {
+    pub(crate) fn new(provider: Provider, allowance: i64, metrics: Arc<Metrics>, log: LogFormat) -> Self {
         Tokens {
             provider,
             allowance: allowance.max(0),
             state: Mutex::new(State::default()),
             refresh: AsyncMutex::new(()),
+            wake: Notify::new(),
             next_id: AtomicU64::new(1),
             obtained: AtomicU64::new(0),
+            metrics,
+            log,
         }
     }
 
@@ -187,33 +232,48 @@ impl Tokens {
                 drop(st);
                 if changed {
                     self.obtained.fetch_add(1, Ordering::Relaxed);
-                    {
-                        let life = c.expires_at.map(|e| format!("expires in {} s", e - now_unix()));
-                        crate::log_line(format!(
-                            "anthropic-wif proxy: access token ready ({}; forwarding while more than {} s left){}\n",
-                            life.unwrap_or_else(|| "does not expire".into()),
-                            c.floor,
-                            if recovered { "; recovered" } else { "" }
-                        ));
-                    }
+                    self.metrics.exchange(None, false);
+                    let expires_in = c.expires_at.map(|e| e - now_unix());
+                    let floor = c.floor;
+                    log::event(
+                        self.log,
+                        "token",
+                        "ready",
+                        || {
+                            format!(
+                                "access token ready ({}; forwarding while more than {floor} s left){}",
+                                expires_in.map_or_else(|| "does not expire".into(), |e| format!("expires in {e} s")),
+                                if recovered { "; recovered" } else { "" }
+                            )
+                        },
+                        json!({"expires_in": expires_in, "forward_while_more_than": floor, "recovered": recovered}),
+                    );
                 }
             }
             Err(e) => {
-                let backoff = match &st.failure {
-                    Some(f) => (f.backoff * 2).min(MAX_BACKOFF),
-                    None => Duration::from_secs(1),
-                };
-                st.failure = Some(Failure { error: e.clone(), at: Instant::now(), backoff });
-                let still = st.current.as_ref().is_some_and(|c| c.usable(now_unix()));
+                let count = st.failure.as_ref().map_or(1, |f| f.count.saturating_add(1));
+                let serving = st.current.as_ref().is_some_and(|c| c.usable(now_unix()));
+                let wait = backoff(count, serving);
+                st.failure = Some(Failure { error: e.clone(), at: Instant::now(), count, backoff: wait });
                 drop(st);
-                {
-                    crate::log_line(format!(
-                        "anthropic-wif proxy: cannot obtain an access token [{}]: {e}; {}retrying in {} s\n",
-                        e.kind.as_str(),
-                        if still { "still serving the current token; " } else { "answering 503 meanwhile; " },
-                        backoff.as_secs()
-                    ));
-                }
+                self.metrics.exchange(Some(e.kind), serving);
+                let meanwhile = if serving { "still serving the current token" } else { "answering 503 meanwhile" };
+                log::event(
+                    self.log,
+                    "token",
+                    "failed",
+                    || {
+                        format!(
+                            "cannot obtain an access token [{}]: {e}; {meanwhile}; retrying in {} s",
+                            e.kind.as_str(),
+                            wait.as_secs()
+                        )
+                    },
+                    json!({"kind": e.kind.as_str(), "message": e.to_string(), "serving": serving,
+                           "failures": count, "retry_in": wait.as_secs()}),
+                );
+                // The background task retries when the back-off is over, with or without traffic.
+                self.wake.notify_one();
             }
         }
         result
@@ -236,11 +296,16 @@ impl Tokens {
             }
         }
         if let Some(e) = self.recent_failure() {
+            self.wake.notify_one();
             return Err(e);
         }
-        {
-            crate::log_line("anthropic-wif proxy: upstream refused the access token (401); exchanging anew\n");
-        }
+        log::event(
+            self.log,
+            "token",
+            "refused-upstream",
+            || "upstream refused the access token (401); exchanging anew".into(),
+            json!({}),
+        );
         self.provider.invalidate();
         let result = match self.provider.token(true).await {
             Ok(t) => self.make(t, Some(Instant::now())),
@@ -250,12 +315,14 @@ impl Tokens {
     }
 
     /// Keep a token ready until `stop` fires: obtain one at start, replace it
-    /// ahead of its refresh time, retry failures with back-off.
+    /// ahead of its refresh time, retry failures when their back-off is over.
+    /// Wakes early when a request recorded a failure or a 401 dropped the token.
     pub(crate) async fn run(&self, mut stop: watch::Receiver<bool>) {
         loop {
             let wait = self.next_wake();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => continue,
                 _ = stop.changed() => return,
             }
             if *stop.borrow() {
@@ -286,6 +353,13 @@ impl Tokens {
                 Some(r) => Duration::from_secs((r - now_unix()).clamp(1, 3600) as u64),
             },
         }
+    }
+
+    /// Seconds until the current token expires, and consecutive failures (for /metrics).
+    pub(crate) fn gauges(&self) -> (Option<i64>, u32) {
+        let st = self.state();
+        let now = now_unix();
+        (st.current.as_ref().and_then(|c| c.expires_at).map(|e| e - now), st.failure.as_ref().map_or(0, |f| f.count))
     }
 
     pub(crate) fn health(&self) -> Health {
@@ -319,28 +393,46 @@ impl Tokens {
 
 #[cfg(test)]
 mod tests {
-    use super::schedule;
+    use super::{backoff, schedule};
+    use std::time::Duration;
 
     #[test]
     fn a_long_token_keeps_the_whole_allowance() {
-        // 600 s token, 300 s allowance: forwarded until 300 s left, replaced at 360 s left.
-        assert_eq!(schedule(300, 600, 10_600), (300, 10_240));
-        // 1 h token: replaced a minute before the allowance is reached.
-        assert_eq!(schedule(300, 3600, 13_600), (300, 13_240));
+        // 600 s token, 300 s allowance: forwarded until 300 s left, replaced from 390 s left
+        // (core's advisory lead of 120 - 30 s ahead of the floor).
+        assert_eq!(schedule(300, 600, 10_600), (300, 10_210));
+        assert_eq!(schedule(300, 3600, 13_600), (300, 13_210));
     }
 
     #[test]
     fn a_short_token_serves_half_its_life() {
-        // 60 s token under a 300 s allowance: forwarded while more than 30 s left, replaced at 37 s left.
-        assert_eq!(schedule(300, 60, 1_060), (30, 1_023));
-        // 8 s token: floor 4 s, replaced a second before.
-        assert_eq!(schedule(300, 8, 108), (4, 103));
+        // 60 s token under a 300 s allowance: forwarded while more than 30 s left, replaced from 45 s left.
+        assert_eq!(schedule(300, 60, 1_060), (30, 1_015));
+        // 8 s token: floor 4 s, replaced 2 s before.
+        assert_eq!(schedule(300, 8, 108), (4, 102));
+    }
+
+    #[test]
+    fn never_below_the_mandatory_window() {
+        // No allowance: still not forwarded inside core's mandatory 30 s.
+        assert_eq!(schedule(0, 600, 1_000), (30, 880));
     }
 
     #[test]
     fn degenerate_inputs_do_not_underflow() {
-        assert_eq!(schedule(0, 600, 1_000), (0, 940));
         assert_eq!(schedule(300, 0, 1_000), (0, 999));
         assert_eq!(schedule(-5, -5, 1_000), (0, 999));
+    }
+
+    #[test]
+    fn back_off_doubles_to_cores_cap_and_spares_the_endpoint_while_serving() {
+        let s = |n, serving| backoff(n, serving).as_secs();
+        assert_eq!(
+            [s(1, false), s(2, false), s(3, false), s(5, false), s(6, false), s(99, false)],
+            [1, 2, 4, 16, 30, 30]
+        );
+        assert_eq!([s(1, true), s(3, true), s(4, true), s(6, true)], [5, 5, 8, 30]);
+        assert_eq!(backoff(0, false), Duration::from_secs(1));
+        assert_eq!(backoff(u32::MAX, true), Duration::from_secs(30));
     }
 }

@@ -495,6 +495,49 @@ fn endpoint_down_means_503_with_the_reason_then_recovery() {
 }
 
 #[test]
+fn after_a_refused_exchange_healthz_recovers_with_no_client_traffic() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let px = fx.proxy(|_| {});
+    px.wait_ready();
+    let c = http();
+    let url = format!("{}/v1/messages", px.base);
+    // Upstream stops accepting the token, and the identity file now holds a JWT the token
+    // endpoint refuses (expired): the client's request gets a 401, the exchange after it is refused.
+    fx.emu.revoke_all();
+    let expired =
+        fx.emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, -120);
+    std::fs::write(&fx.jwt, expired).unwrap();
+    let (status, v) = block_on(post(&c, &url, &message(false)));
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["type"], "credentials_unavailable");
+    let h = block_on(async { c.get(format!("{}/healthz", px.base)).send().await.unwrap() });
+    assert_eq!(h.status(), 503);
+
+    // No client traffic from here on. The background retry runs with back-off (1 s, 2 s, 4 s…):
+    // the token endpoint hears from the proxy again, but not in a tight loop.
+    let before = fx.emu.stats().token_requests;
+    std::thread::sleep(Duration::from_millis(3500));
+    let retried = fx.emu.stats().token_requests - before;
+    assert!((1..=3).contains(&retried), "{retried} retries in 3.5 s with no traffic (want 1 to 3: 1 s, 2 s back-off)");
+    assert!(!px.handle.ready());
+
+    // A fresh JWT appears in the file: /healthz recovers by itself.
+    let exchanges = fx.emu.stats().exchanges;
+    write_jwt(&fx.emu, &fx.jwt);
+    let t = Instant::now();
+    loop {
+        let h = block_on(async { c.get(format!("{}/healthz", px.base)).send().await.unwrap() });
+        if h.status() == 200 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "/healthz still 503 after 15 s with a fresh JWT in the file");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(fx.emu.stats().exchanges, exchanges + 1, "one exchange recovered it");
+    assert_eq!(block_on(post(&c, &url, &message(false))).0, 200);
+}
+
+#[test]
 fn identity_failure_is_a_503_with_the_class_and_a_request_id_but_not_the_details() {
     let fx = Fixture::new(EmulatorConfig::default());
     std::fs::remove_file(&fx.jwt).unwrap();
