@@ -25,13 +25,13 @@ req = urllib.request.Request(sys.argv[1] + "/_emulator/jwt", data=b"{}", headers
 print(json.load(urllib.request.urlopen(req))["jwt"])
 PY
 }
-# ensure_test_venv: the test venv (.venv-test, shared with scripts/test-python.sh) with pytest and the
-# official `anthropic` SDK; sets VENV.
+# ensure_test_venv: the test venv (.venv-test, shared with scripts/test-python.sh) with pytest, the
+# official `anthropic` SDK and `prometheus_client` (its parser reads the proxy's /metrics); sets VENV.
 ensure_test_venv() {
   VENV="${VENV:-$(pwd)/.venv-test}"
   if [ ! -x "$VENV/bin/python" ]; then "${PYTHON:-python3}" -m venv "$VENV"; fi
-  if ! "$VENV/bin/python" -c 'import pytest, anthropic' 2>/dev/null; then
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pytest>=7" "anthropic>=2.10"
+  if ! "$VENV/bin/python" -c 'import pytest, anthropic, prometheus_client' 2>/dev/null; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pytest>=7" "anthropic>=2.10" "prometheus_client>=0.20"
   fi
 }
 # run_pytest DIR…: pytest in the test venv; "no tests collected" (exit 5) is a failure.
