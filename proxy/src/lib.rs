@@ -48,7 +48,7 @@ use anthropic_wif_core::config::Resolution;
 use anthropic_wif_core::{api, Error, ErrorKind, Provider};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -735,18 +735,26 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
     // Web pages first: nothing else is done for them, not even a health check.
     if let Err(refusal) = guard::check(&shared.hosts, req.method(), req.uri(), req.headers(), local) {
         let status = if refusal == guard::Refusal::NoHost { StatusCode::BAD_REQUEST } else { StatusCode::FORBIDDEN };
-        return refuse(&shared, log, status, "permission_error", refusal.note(), &refusal.message());
+        let r = refuse(&shared, log, status, "permission_error", refusal.note(), &refusal.message());
+        return early(req, r).await;
     }
     if req.method() == Method::GET {
         match req.uri().path() {
-            "/healthz" | "/readyz" => return health(&shared, log),
+            "/healthz" | "/readyz" => {
+                let r = health(&shared, log);
+                return early(req, r).await;
+            }
             "/livez" => {
                 let mut log = log;
                 log.enabled = false;
                 log.metrics = None;
-                return respond(&shared, log, None, StatusCode::OK, "{\"status\":\"live\"}".into(), &[]);
+                let r = respond(&shared, log, None, StatusCode::OK, "{\"status\":\"live\"}".into(), &[]);
+                return early(req, r).await;
             }
-            "/metrics" => return metrics_page(&shared, log),
+            "/metrics" => {
+                let r = metrics_page(&shared, log);
+                return early(req, r).await;
+            }
             _ => {}
         }
     }
@@ -756,14 +764,16 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
             _ => (StatusCode::BAD_REQUEST, "invalid_request_error"),
         };
         let why = format!("path not forwarded: {}", refusal.explain());
-        return refuse(&shared, log, status, error_type, "refused-path", &why);
+        let r = refuse(&shared, log, status, error_type, "refused-path", &why);
+        return early(req, r).await;
     }
     let declared: Option<u64> =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let max = shared.config.max_request_bytes;
     if max > 0 && declared.is_some_and(|n| n > max) {
         let why = format!("the request body is larger than {max} bytes (--max-request-bytes)");
-        return refuse(&shared, log, StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "request-too-large", &why);
+        let r = refuse(&shared, log, StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "request-too-large", &why);
+        return early(req, r).await;
     }
     shared.requests.fetch_add(1, Ordering::Relaxed);
     shared.inflight.fetch_add(1, Ordering::Relaxed);
@@ -771,10 +781,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
 
     let token = match shared.tokens.get().await {
         Ok(t) => t,
-        Err(e) => return token_unavailable(&shared, log, inflight, &e),
+        Err(e) => {
+            let r = token_unavailable(&shared, log, inflight, &e);
+            return early(req, r).await;
+        }
     };
 
     let (mut parts, body) = req.into_parts();
+    // From here on the body goes upstream: an answer of the proxy's own closes the connection.
+    let had_body = !body.is_end_stream();
     let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let uri = {
         let u = &shared.upstream;
@@ -784,14 +799,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
     let uri = match uri {
         Ok(u) => u,
         Err(_) => {
-            return refuse(
+            let r = refuse(
                 &shared,
                 log,
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "refused-path",
                 "the request target is not a valid path",
-            )
+            );
+            return close_if(had_body, r);
         }
     };
     parts.uri = uri;
@@ -828,7 +844,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
             let mut log = log;
             log.note = "request-too-large";
             let msg = format!("anthropic-wif proxy: {why}");
-            return error_response(
+            let r = error_response(
                 &shared,
                 log,
                 Some(inflight),
@@ -837,9 +853,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
                 new_request_id(),
                 &[],
             );
+            return close_if(had_body, r);
         }
-        Err(_) if stalled.load(Ordering::SeqCst) => return body_stalled(&shared, log, inflight),
-        Err(e) => return upstream_failed(&shared, log, inflight, e),
+        Err(_) if stalled.load(Ordering::SeqCst) => return close_if(had_body, body_stalled(&shared, log, inflight)),
+        Err(e) => return close_if(had_body, upstream_failed(&shared, log, inflight, e)),
     };
     if resp.status() != StatusCode::UNAUTHORIZED {
         return forward_response(&shared, resp, log, inflight);
@@ -862,7 +879,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
             log.note = "401-fresh-token-refused";
             return forward_response(&shared, resp, log, inflight);
         }
-        Err(e) => return token_unavailable(&shared, log, inflight, &e),
+        Err(e) => return close_if(had_body, token_unavailable(&shared, log, inflight, &e)),
     };
     // Read the small 401 body to the end so its connection goes back to the pool.
     let _ = tokio::time::timeout(
@@ -878,8 +895,48 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
     log.note = "replayed-after-401";
     match send_upstream(&shared, replay).await {
         Ok(r) => forward_response(&shared, r, log, inflight),
-        Err(e) => upstream_failed(&shared, log, inflight, e),
+        Err(e) => close_if(had_body, upstream_failed(&shared, log, inflight, e)),
     }
+}
+
+/// The most of a request body read (and dropped) to keep the connection
+/// usable after an answer made without it.
+const DISCARD_MAX_BYTES: usize = 64 * 1024;
+
+/// An answer made before the request body was read. Read and drop a small
+/// body (at most [`DISCARD_MAX_BYTES`], within a second), as nginx does, so
+/// that the connection serves the client's next request; otherwise the
+/// connection is closed after the answer and the answer says so
+/// (`connection: close`), so a client does not send its next request on a
+/// connection about to close under it.
+async fn early(req: Request<Incoming>, resp: Response<RespBody>) -> Response<RespBody> {
+    let mut body = req.into_body();
+    if body.is_end_stream() {
+        return resp;
+    }
+    let drained = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut n = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            n += frame.data_ref().map_or(0, |d| d.len());
+            if n > DISCARD_MAX_BYTES {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .unwrap_or(false);
+    close_if(!drained, resp)
+}
+
+/// Say `connection: close` on an answer after which hyper closes the
+/// connection (the request body was not read to its end).
+fn close_if(close: bool, mut resp: Response<RespBody>) -> Response<RespBody> {
+    if close {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Why a request got no answer from upstream.

@@ -1015,3 +1015,72 @@ fn a_stale_socket_is_replaced_a_live_one_is_not_and_the_mode_is_exact() {
     px.shutdown();
     assert!(!sock.exists());
 }
+
+/// One HTTP/1.1 answer read off a kept-alive connection: (status, lower-case head, body).
+fn read_answer(r: &mut std::io::BufReader<std::net::TcpStream>) -> (u16, String, String) {
+    use std::io::{BufRead, Read};
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).expect("an answer within 20 s") > 0, "connection closed; head so far: {head}");
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a content-length");
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).unwrap();
+    (head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), head, String::from_utf8_lossy(&body).into())
+}
+
+#[test]
+fn an_answer_made_before_the_body_arrived_keeps_the_connection_usable() {
+    // Found by the fault soak: a 503 made while the client was still sending its body closed the
+    // connection without saying so, and the client's next request on it failed.
+    use std::io::Write;
+    let fx = Fixture::new(EmulatorConfig::default());
+    fx.emu.push_faults([Fault::status(503).times(1000)]);
+    let px = fx.proxy(|_| {});
+    let s = std::net::TcpStream::connect(addr(&px)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let body = message(false).to_string();
+    for _ in 0..3 {
+        // Headers first, the body a moment later (as http.client and others send them).
+        write!(w, "POST /v1/messages HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len()).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        w.write_all(body.as_bytes()).unwrap();
+        let (status, head, _) = read_answer(&mut r);
+        assert_eq!(status, 503, "{head}");
+        assert!(!head.contains("connection: close"), "the body was read, the connection stays: {head}");
+    }
+    // A body too large to read and drop: the answer says the connection closes.
+    let big = "x".repeat(200 * 1024);
+    let (status, head, _) = raw(
+        &addr(&px),
+        "POST",
+        "/v1/messages",
+        &["host: localhost".into(), "content-type: application/json".into()],
+        &big,
+    );
+    assert_eq!(status, 503);
+    assert!(head.contains("connection: close"), "{head}");
+}
+
+#[test]
+fn a_502_after_the_body_went_upstream_says_the_connection_closes() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let echo = start_echo(fx.emu.base_url());
+    let px = fx.proxy_to(&echo.base, |_| {});
+    px.wait_ready();
+    let (status, head, _) =
+        raw(&addr(&px), "POST", "/v1/hangup", &["host: localhost".into()], &message(false).to_string());
+    assert_eq!(status, 502);
+    assert!(head.contains("connection: close"), "{head}");
+}
