@@ -150,7 +150,16 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body sent upstream.
 pub(crate) enum ReqBody {
     /// The client's body as it arrives, optionally recorded for a replay.
-    Stream { inner: Incoming, record: Option<SharedRecording>, stall: Stall },
+    Stream {
+        /// `None` only after it went back to `give_back`.
+        inner: Option<Incoming>,
+        record: Option<SharedRecording>,
+        stall: Stall,
+        /// Where the body goes when it is dropped before anything was read from
+        /// it (its upstream request failed to connect), so it can be sent again.
+        give_back: Option<GiveBack>,
+        touched: bool,
+    },
     /// A recorded body, sent again.
     Chunks(VecDeque<Bytes>),
 }
@@ -163,7 +172,26 @@ impl ReqBody {
                 lock(r).complete = true;
             }
         }
-        ReqBody::Stream { inner, record, stall }
+        ReqBody::Stream { inner: Some(inner), record, stall, give_back: None, touched: false }
+    }
+
+    /// Give the body back to `slot` if it is dropped unread.
+    pub(crate) fn give_back_to(mut self, slot: GiveBack) -> Self {
+        if let ReqBody::Stream { give_back, .. } = &mut self {
+            *give_back = Some(slot);
+        }
+        self
+    }
+}
+
+/// A client body handed back unread (see [`ReqBody::give_back_to`]).
+pub(crate) type GiveBack = Arc<Mutex<Option<Incoming>>>;
+
+impl Drop for ReqBody {
+    fn drop(&mut self) {
+        if let ReqBody::Stream { inner, give_back: Some(slot), touched: false, .. } = self {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = inner.take();
+        }
     }
 }
 
@@ -173,7 +201,9 @@ impl Body for ReqBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ReqBody::Stream { inner, record, stall } => {
+            ReqBody::Stream { inner, record, stall, touched, .. } => {
+                *touched = true;
+                let Some(inner) = inner.as_mut() else { return Poll::Ready(None) };
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 if polled.is_pending() {
                     let timeout = stall.timeout;
@@ -226,14 +256,15 @@ impl Body for ReqBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
+            ReqBody::Stream { inner, .. } => inner.as_ref().is_none_or(|b| b.is_end_stream()),
             ReqBody::Chunks(c) => c.is_empty(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ReqBody::Stream { inner, .. } => inner.size_hint(),
+            ReqBody::Stream { inner: Some(inner), .. } => inner.size_hint(),
+            ReqBody::Stream { inner: None, .. } => SizeHint::with_exact(0),
             ReqBody::Chunks(c) => SizeHint::with_exact(c.iter().map(|b| b.len() as u64).sum()),
         }
     }

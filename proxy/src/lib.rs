@@ -56,7 +56,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use body::{AccessLog, ReqBody, RespBody, Stall};
+use body::{AccessLog, GiveBack, ReqBody, RespBody, Stall};
 use metrics::{Metrics, Origin};
 use tokens::{AfterReject, Health, Tokens};
 
@@ -833,11 +833,36 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
     let replay_parts = record.as_ref().map(|_| (parts.method.clone(), parts.uri.clone(), parts.headers.clone()));
     parts.headers.insert(header::AUTHORIZATION, token.header.clone());
     let stall = Stall::new(shared.config.client_timeout, max);
-    let (stalled, too_large) = (stall.timed_out.clone(), stall.too_large.clone());
-    let upstream_req = Request::from_parts(parts, ReqBody::stream(body, record.clone(), stall));
+    let (mut stalled, mut too_large) = (stall.timed_out.clone(), stall.too_large.clone());
+    let give_back: Option<GiveBack> = replay_parts.as_ref().map(|_| Arc::new(std::sync::Mutex::new(None)));
+    let mut req_body = ReqBody::stream(body, record.clone(), stall);
+    if let Some(slot) = &give_back {
+        req_body = req_body.give_back_to(slot.clone());
+    }
+    let upstream_req = Request::from_parts(parts, req_body);
 
     let mut log = log;
-    let resp = match send_upstream(&shared, upstream_req).await {
+    let mut result = send_upstream(&shared, upstream_req).await;
+    // Upstream could not be connected to (restarting, say): the request never left and its body
+    // came back unread, so send it again after a short wait, for up to ~3 s (as HAProxy's `retries`).
+    for delay in CONNECT_RETRY_DELAYS_MS {
+        let Err(SendError::Client(e)) = &result else { break };
+        let (true, Some(slot), Some((method, uri, headers))) = (e.is_connect(), &give_back, &replay_parts) else {
+            break;
+        };
+        let Some(body) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() else { break };
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let stall = Stall::new(shared.config.client_timeout, max);
+        (stalled, too_large) = (stall.timed_out.clone(), stall.too_large.clone());
+        let mut again = Request::new(ReqBody::stream(body, record.clone(), stall).give_back_to(slot.clone()));
+        *again.method_mut() = method.clone();
+        *again.uri_mut() = uri.clone();
+        *again.headers_mut() = headers.clone();
+        again.headers_mut().insert(header::AUTHORIZATION, token.header.clone());
+        log.note = "connect-retried";
+        result = send_upstream(&shared, again).await;
+    }
+    let resp = match result {
         Ok(r) => r,
         Err(_) if too_large.load(Ordering::SeqCst) => {
             let why = format!("the request body is larger than {max} bytes (--max-request-bytes)");
@@ -938,6 +963,9 @@ fn close_if(close: bool, mut resp: Response<RespBody>) -> Response<RespBody> {
     }
     resp
 }
+
+/// Waits before sending a request again after upstream refused the connection (3.15 s in all).
+const CONNECT_RETRY_DELAYS_MS: [u64; 6] = [50, 100, 200, 400, 800, 1600];
 
 /// Why a request got no answer from upstream.
 enum SendError {

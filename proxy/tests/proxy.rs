@@ -1084,3 +1084,57 @@ fn a_502_after_the_body_went_upstream_says_the_connection_closes() {
     assert_eq!(status, 502);
     assert!(head.contains("connection: close"), "{head}");
 }
+
+/// A TCP relay to `target` on a fixed loopback port: an upstream that can go away and come back.
+struct Relay {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    fn start(listener: std::net::TcpListener, target: String) -> Relay {
+        listener.set_nonblocking(true).unwrap();
+        let task = runtime().spawn(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut c, _)) = l.accept().await {
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut u) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                    }
+                });
+            }
+        });
+        Relay { task }
+    }
+    /// Stop listening and cut every relayed connection (the JoinSet is dropped with the task).
+    fn stop(self) {
+        self.task.abort();
+        let _ = block_on(self.task);
+    }
+}
+
+#[test]
+fn a_request_waits_out_an_upstream_restart_instead_of_failing() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let target = fx.emu.base_url().trim_start_matches("http://").to_string();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let relay = Relay::start(l, target.clone());
+    let px = fx.proxy_to(&format!("http://127.0.0.1:{port}"), |_| {});
+    px.wait_ready();
+    let c = http();
+    let url = format!("{}/v1/messages", px.base);
+    assert_eq!(block_on(post(&c, &url, &message(false))).0, 200);
+    // The upstream goes away (connections cut, nothing listening) and is back 400 ms later.
+    relay.stop();
+    let back = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        Relay::start(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(), target)
+    });
+    let messages = fx.emu.stats().messages;
+    let (status, v) = block_on(post(&c, &url, &message(false)));
+    assert_eq!(status, 200, "the request was sent again once upstream was back: {v}");
+    assert_eq!(fx.emu.stats().messages, messages + 1, "and arrived once");
+    back.join().unwrap().stop();
+}
