@@ -717,7 +717,8 @@ fn refuse(
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAddr>) -> Response<RespBody> {
     let start = Instant::now();
     let log = AccessLog {
-        enabled: true,
+        // Off with --quiet from the start, so a request abandoned midway (client gone) is not logged either.
+        enabled: shared.config.log,
         format: shared.config.log_format,
         metrics: Some(shared.metrics.clone()),
         origin: Origin::Upstream,
@@ -898,7 +899,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
         log.note = "401-not-replayable";
         return forward_response(&shared, resp, log, inflight);
     };
-    let new_token = match shared.tokens.rejected(token.id).await {
+    // Boxed, like the exchange in `Tokens::get`: rare, and large.
+    let new_token = match Box::pin(shared.tokens.rejected(token.id)).await {
         Ok(AfterReject::Replay(t)) => t,
         Ok(AfterReject::PassOn) => {
             log.note = "401-fresh-token-refused";

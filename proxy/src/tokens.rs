@@ -177,7 +177,9 @@ impl Tokens {
         if let Some(e) = self.recent_failure() {
             return Err(e);
         }
-        self.obtain(|c, now| c.usable(now)).await
+        // Boxed: the exchange's future is large, and inline it would make every request's future
+        // as large (moved by memcpy on each request; see bench/PROXY.md).
+        Box::pin(self.obtain(|c, now| c.usable(now))).await
     }
 
     /// Ask the provider (memory, disk shared with other processes, or an
