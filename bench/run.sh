@@ -24,5 +24,5 @@ echo
 echo "## Node module vs a pure-JS fetch exchange"
 node bench/node_bench.mjs
 echo
-echo "## proxy overhead vs direct calls"
-bash bench/proxy_bench.sh
+echo "## proxy next to nginx and HAProxy, and direct calls (bench/PROXY.md)"
+bash bench/proxy_vs.sh
