@@ -214,6 +214,25 @@ def sse(sse_bin, url, streams, rounds, auth):
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout)
 
 
+def post_json(url, body, headers=None):
+    import urllib.request
+    req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json", **(headers or {})})
+    return json.load(urllib.request.urlopen(req))
+
+
+def emulator_token(emu_base):
+    """A token from the emulator that outlives the run (its lifetime is raised for this one exchange)."""
+    post_json(emu_base + "/_emulator/config", {"token_lifetime": 7200})
+    jwt = post_json(emu_base + "/_emulator/jwt", {"ttl": 7200})["jwt"]
+    tok = post_json(emu_base + "/v1/oauth/token",
+                    {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": jwt,
+                     "federation_rule_id": RULE, "organization_id": ORG},
+                    {"anthropic-beta": "oauth-2025-04-20,oidc-federation-2026-04-01"})["access_token"]
+    post_json(emu_base + "/_emulator/config", {"token_lifetime": 60})
+    return tok
+
+
 def loadavg():
     return open("/proc/loadavg").read().split()[0]
 
@@ -268,6 +287,9 @@ def run(a, conns, work, procs):
     procs.append(up)
     upstream = up_base.removeprefix("http://")
     contenders = {"direct": {"url": up_base, "pids": lambda: [], "auth": f"Bearer {STATIC}"}}
+    # The emulator's own Messages API, called directly with a live token: is it fast enough to be the
+    # common upstream? (Its requests/s are printed as a reference row.)
+    emu_token = emulator_token(emu_base)
 
     port = free_port()
     conf = os.path.join(work, "nginx.conf")
@@ -333,8 +355,10 @@ def run(a, conns, work, procs):
         c["cpu"], c["n"] = 0, 0
 
     results = {name: {n: [] for n in conns} for name in contenders}
+    emulator_rps = {n: [] for n in conns}
     for r in range(a.rounds):
         for n in conns:
+            emulator_rps[n].append(wrk(emu_base + "/v1/messages", n, a.secs, f"Bearer {emu_token}"))
             for name, c in contenders.items():
                 pids = c["pids"]()
                 before = cpu_ticks(pids)
@@ -362,6 +386,8 @@ def run(a, conns, work, procs):
         row = [med(results[k][n], "rps") for k in names]
         ratio = med(results["ours"][n], "rps") / med(results["nginx"][n], "rps")
         print(f"| {n} | " + " | ".join(f"{v:,.0f}" for v in row) + f" | {ratio:.2f} |")
+    print("\nthe emulator's Messages API called directly (reference: is it fast enough as the upstream?): "
+          + ", ".join(f"{n} conns {med(emulator_rps[n], 'rps'):,.0f}/s" for n in conns))
     for q in ("p50", "p99"):
         print(f"\n## added latency {q} over direct, ms (median of rounds; direct's own {q} in its column)")
         print(head + "\n" + sep)
@@ -385,9 +411,10 @@ def run(a, conns, work, procs):
         print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in vals)
               + f" | {sse_res['ours'][key] / sse_res['nginx'][key]:.2f} |")
     failed = {k: sum(r["errors"] for n in conns for r in results[k][n]) + sse_res[k]["failed"] for k in names}
+    failed["emulator"] = sum(r["errors"] for n in conns for r in emulator_rps[n])
     print(f"\nfailed requests/streams: {failed}; token exchanges during the run: {emu_stats['exchanges']}")
     if a.json:
-        json.dump({"results": results, "sse": sse_res, "cpu_per_10k": cpu, "rss_kib": rss, "failed": failed,
+        json.dump({"results": results, "emulator": emulator_rps, "sse": sse_res, "cpu_per_10k": cpu, "rss_kib": rss, "failed": failed,
                    "load": [load_before, load_after]}, open(a.json, "w"), indent=1)
     if any(failed.values()):
         raise SystemExit("some requests failed: the figures above are not comparable")

@@ -246,6 +246,19 @@ async fn echo(req: Request<Incoming>, emu_base: String, flag: Arc<AtomicBool>) -
         *out.status_mut() = status;
         return out;
     }
+    if path == "/v1/silent" {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    if path == "/v1/stall" {
+        // One event, then nothing (the stream stays open) for 10 s.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let _ = tx.send(Bytes::from_static(b"event: ping\ndata: {}\n\n")).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(tx);
+        });
+        return Response::new(EchoBody::Chan(rx));
+    }
     if path == "/v1/forever" {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
@@ -1137,4 +1150,67 @@ fn a_request_waits_out_an_upstream_restart_instead_of_failing() {
     assert_eq!(status, 200, "the request was sent again once upstream was back: {v}");
     assert_eq!(fx.emu.stats().messages, messages + 1, "and arrived once");
     back.join().unwrap().stop();
+}
+
+#[test]
+fn upstream_silence_is_a_504_and_a_stream_that_stops_is_cut() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let echo = start_echo(fx.emu.base_url());
+    let px = fx.proxy_to(&echo.base, |c| c.upstream_timeout = Duration::from_secs(1));
+    px.wait_ready();
+    let c = http();
+    let t = Instant::now();
+    let r = block_on(c.post(format!("{}/v1/silent", px.base)).js(&message(false)).send()).unwrap();
+    assert_eq!(r.status(), 504);
+    let id = r.headers()["request-id"].to_str().unwrap().to_string();
+    let v: Value = block_on(to_json(r));
+    assert_eq!((v["error"]["type"].as_str(), v["request_id"].as_str()), (Some("timeout_error"), Some(id.as_str())));
+    assert!(v["error"]["message"].as_str().unwrap().contains("--upstream-timeout"), "{v}");
+    assert!(t.elapsed() < Duration::from_secs(5), "answered after {:?}", t.elapsed());
+
+    // A stream whose upstream goes quiet mid-way: the client gets what came, then the stream ends in an error.
+    let t = Instant::now();
+    let mut r = block_on(c.post(format!("{}/v1/stall", px.base)).js(&message(true)).send()).unwrap();
+    assert_eq!(r.status(), 200);
+    let first = block_on(r.chunk()).unwrap().expect("the first event");
+    assert!(first.starts_with(b"event: ping"));
+    let rest =
+        block_on(async { tokio::time::timeout(Duration::from_secs(8), r.chunk()).await }).expect("cut, not hung");
+    assert!(rest.is_err(), "the stream ends in an error, not as if complete: {rest:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "cut after {:?}", t.elapsed());
+}
+
+#[test]
+fn request_bodies_over_max_request_bytes_get_413() {
+    use std::io::{Read, Write};
+    let fx = Fixture::new(EmulatorConfig::default());
+    let echo = start_echo(fx.emu.base_url());
+    let px = fx.proxy_to(&echo.base, |c| c.max_request_bytes = 1000);
+    px.wait_ready();
+    let h = ["host: localhost".to_string(), "content-type: application/json".to_string()];
+    // Declared too large: answered at once, nothing forwarded.
+    let seen = echo.seen.load(Ordering::SeqCst);
+    let (status, _, body) = raw(&addr(&px), "POST", "/v1/messages", &h, &"x".repeat(2000));
+    assert_eq!(status, 413, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["type"], "request_too_large");
+    assert!(v["error"]["message"].as_str().unwrap().contains("--max-request-bytes"), "{v}");
+    assert_eq!(echo.seen.load(Ordering::SeqCst), seen, "nothing went upstream");
+    // Within the limit: forwarded.
+    assert_eq!(raw(&addr(&px), "POST", "/v1/messages", &h, &"x".repeat(900)).0, 200);
+    // Chunked, growing past the limit: the upstream request is abandoned and the client gets 413.
+    let mut s = std::net::TcpStream::connect(addr(&px)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let chunk = "y".repeat(600);
+    let mut req = String::from("POST /v1/messages HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n");
+    for _ in 0..3 {
+        req.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    req.push_str("0\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
 }
