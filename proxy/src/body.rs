@@ -109,41 +109,28 @@ impl Stall {
     }
 }
 
-/// The error a body over `--max-request-bytes` ends with (upstream sees the request aborted).
+/// Why the proxy ended a body early (the other side sees it aborted).
 #[derive(Debug)]
-pub(crate) struct BodyTooLarge;
+pub(crate) enum Cut {
+    /// The client stopped sending its request body (`--client-timeout`).
+    Stalled,
+    /// The request body grew past `--max-request-bytes`.
+    TooLarge,
+    /// Upstream sent nothing for longer than `--upstream-timeout` in the middle of its body.
+    UpstreamSilent,
+}
 
-impl std::fmt::Display for BodyTooLarge {
+impl std::fmt::Display for Cut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the request body is larger than --max-request-bytes")
+        f.write_str(match self {
+            Cut::Stalled => "the client stopped sending its request body",
+            Cut::TooLarge => "the request body is larger than --max-request-bytes",
+            Cut::UpstreamSilent => "upstream sent nothing for longer than --upstream-timeout",
+        })
     }
 }
 
-impl std::error::Error for BodyTooLarge {}
-
-/// The error an upstream body ends with when upstream stays silent past `--upstream-timeout`.
-#[derive(Debug)]
-pub(crate) struct UpstreamSilent;
-
-impl std::fmt::Display for UpstreamSilent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("upstream sent nothing for longer than --upstream-timeout")
-    }
-}
-
-impl std::error::Error for UpstreamSilent {}
-
-/// The error a stalled body ends with (upstream sees the request aborted).
-#[derive(Debug)]
-pub(crate) struct BodyStalled;
-
-impl std::fmt::Display for BodyStalled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the client stopped sending its request body")
-    }
-}
-
-impl std::error::Error for BodyStalled {}
+impl std::error::Error for Cut {}
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -213,7 +200,7 @@ impl Body for ReqBody {
                         if let Some(r) = record {
                             lock(r).give_up();
                         }
-                        return Poll::Ready(Some(Err(Box::new(BodyStalled))));
+                        return Poll::Ready(Some(Err(Box::new(Cut::Stalled))));
                     }
                 } else {
                     stall.waiting = None;
@@ -226,7 +213,7 @@ impl Body for ReqBody {
                             if let Some(r) = record {
                                 lock(r).give_up();
                             }
-                            return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                            return Poll::Ready(Some(Err(Box::new(Cut::TooLarge))));
                         }
                     }
                 }
@@ -423,7 +410,7 @@ impl Body for RespBody {
                     }
                     if sleep.as_mut().poll(cx).is_ready() {
                         this.log.finished = Some("upstream-timeout");
-                        return Poll::Ready(Some(Err(Box::new(UpstreamSilent))));
+                        return Poll::Ready(Some(Err(Box::new(Cut::UpstreamSilent))));
                     }
                     Poll::Pending
                 }
