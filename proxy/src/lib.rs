@@ -733,7 +733,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
         upstream_id: None,
         method: req.method().clone(),
         // The path only: a query string may carry something secret.
-        path: req.uri().path().to_string(),
+        path: if shared.config.log { req.uri().path().to_string() } else { String::new() },
         status: 0,
         start,
         bytes: 0,
