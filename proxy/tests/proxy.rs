@@ -1214,3 +1214,22 @@ fn request_bodies_over_max_request_bytes_get_413() {
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
 }
+
+#[test]
+fn metrics_are_behind_the_same_guard_and_carry_no_secret() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let px = fx.proxy(|_| {});
+    px.wait_ready();
+    assert_eq!(block_on(post(&http(), &format!("{}/v1/messages", px.base), &message(false))).0, 200);
+    let (status, head, page) = raw(&addr(&px), "GET", "/metrics", &["host: localhost".into()], "");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(page.contains("anthropic_wif_proxy_requests_total{origin=\"upstream\",class=\"2xx\"} 1\n"), "{page}");
+    assert!(!page.contains("sk-ant-") && !page.contains("eyJ") && !page.contains(RULE), "{page}");
+    // A web page (DNS rebinding, or a cross-origin fetch) cannot read it.
+    let (status, _, _) = raw(&addr(&px), "GET", "/metrics", &["host: attacker.example".into()], "");
+    assert_eq!(status, 403);
+    let (status, _, _) =
+        raw(&addr(&px), "GET", "/metrics", &["host: localhost".into(), "origin: https://attacker.example".into()], "");
+    assert_eq!(status, 403);
+}
