@@ -12,6 +12,7 @@
 //! - [`exchange`]: the jwt-bearer POST, response parsing, error mapping.
 //! - [`cache`]: in-memory refresh policy, on-disk cache and its file lock.
 //! - [`provider`]: identity + exchange + caches, the one entry point.
+//! - [`options`]: the one options type every face maps its settings into.
 //! - [`doctor`]: a secret-free health report of a configuration.
 //! - [`process`]: keeping secrets out of core dumps (the CLI's faces call it).
 //! - [`api`]: header rules for API calls made with an access token (SPEC §2).
@@ -34,6 +35,7 @@ pub mod fuzz_api;
 pub mod identity;
 pub mod json;
 pub mod jwt;
+pub mod options;
 pub mod process;
 pub mod provider;
 pub mod runtime;
