@@ -248,7 +248,7 @@ impl FieldNames {
     }
 
     /// A value as this face's user would write it, for a description.
-    fn render(self, v: &Value) -> String {
+    pub fn render(self, v: &Value) -> String {
         match v {
             Value::String(s) => {
                 let mut out = String::from("'");
@@ -539,19 +539,32 @@ fn unknown(names: FieldNames, call: &str, given: &str, scopes: &[Scope]) -> Erro
         .collect();
     let elsewhere = OPTIONS.iter().find(|d| !scopes.contains(&d.scope) && names.key(d) == given);
     let hint = match elsewhere {
-        Some(_) => Some(format!("{given} is a doctor option, not a provider one")),
+        Some(d) if d.scope == Scope::Doctor => Some(format!("{given} is an option of doctor, not of this call")),
+        Some(_) => Some(format!("{given} is a provider option, not one of doctor's own")),
         None => suggest(given, known.iter().map(String::as_str)).map(|s| format!("did you mean {s}?")),
     };
-    unknown_message(names, call, given, hint.as_deref(), &known.join(", "))
+    unknown_message(names, call, given, hint.as_deref(), &format!("known: {}", known.join(", ")))
+}
+
+/// The message for a value a face cannot express in JSON (a Python `bytes`,
+/// say), given for the option the face's user spelt `key`: `got` is how that
+/// face names the value's type.
+pub fn type_error(names: FieldNames, call: &str, key: &str, got: &str) -> Error {
+    match OPTIONS.iter().find(|d| names.key(d) == key) {
+        Some(d) => {
+            Error::config(format!("{call}: {} must be {}, got {got}", names.name(d.name), names.expected(d.kind)))
+        }
+        None => unknown(names, call, key, &[Scope::Provider, Scope::Doctor]),
+    }
 }
 
 /// The one "unknown option" message. `hint` is "did you mean X?" or the like;
-/// `known` lists (or points to) the options there are.
+/// `known` lists (`known: a, b`) or points to (`see … --help`) the options there are.
 pub fn unknown_message(names: FieldNames, call: &str, given: &str, hint: Option<&str>, known: &str) -> Error {
     let shown: String = if looks_secret(given) { "(name not shown)".into() } else { format!("{given:?}") };
     let call = if call.is_empty() { String::new() } else { format!("{call}: ") };
     let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
-    Error::config(format!("{call}unknown {} {shown}{hint} (known: {known})", names.noun()))
+    Error::config(format!("{call}unknown {} {shown}{hint} ({known})", names.noun()))
 }
 
 /// The known name closest to `given`, compared without case, `_` and `-` (so
@@ -667,7 +680,7 @@ mod tests {
         let e = parse(FieldNames::CamelCase, json!({"federation_rule_id": "x"})).unwrap_err();
         assert!(e.message().contains("did you mean federationRuleId?"), "{}", e.message());
         let e = parse(FieldNames::CamelCase, json!({"exchange": true})).unwrap_err();
-        assert!(e.message().contains("exchange is a doctor option"), "{}", e.message());
+        assert!(e.message().contains("exchange is an option of doctor, not of this call"), "{}", e.message());
         let e = parse(FieldNames::CamelCase, json!({"bogus": 1})).unwrap_err();
         assert!(!e.message().contains("did you mean") && e.message().contains("known: "), "{}", e.message());
         let o = Options::from_object(
