@@ -12,7 +12,8 @@
 //! - [`exchange`]: the jwt-bearer POST, response parsing, error mapping.
 //! - [`cache`]: in-memory refresh policy, on-disk cache and its file lock.
 //! - [`provider`]: identity + exchange + caches, the one entry point.
-//! - [`options`]: the one options type every face maps its settings into.
+//! - [`options`]: the one options type every face maps its settings into;
+//!   [`schema`]: the shapes the faces declare again, for their drift checks.
 //! - [`doctor`]: a secret-free health report of a configuration.
 //! - [`process`]: keeping secrets out of core dumps (the CLI's faces call it).
 //! - [`api`]: header rules for API calls made with an access token (SPEC §2).
@@ -39,6 +40,7 @@ pub mod options;
 pub mod process;
 pub mod provider;
 pub mod runtime;
+pub mod schema;
 pub mod secret;
 pub mod trusted;
 
