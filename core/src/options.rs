@@ -410,6 +410,8 @@ impl Options {
                     _ => return Err(wrong()),
                 };
                 let shown = match value {
+                    // A number written on the command line reads as the number it is.
+                    Value::String(s) if n.is_some() => s.trim().to_string(),
                     Value::String(s) if s.len() <= 24 && !looks_secret(s) => format!("{s:?}"),
                     Value::String(_) => "text that is not a number".to_string(),
                     other => other.to_string(),
@@ -641,7 +643,9 @@ mod tests {
         }
         let mut cli = Options::new(FieldNames::Flags);
         let e = cli.set(def_of("min_remaining"), &json!("-5")).unwrap_err();
-        assert_eq!(e.message(), "--min-remaining must be a whole number of seconds from 0 to 86400, got \"-5\"");
+        assert_eq!(e.message(), "--min-remaining must be a whole number of seconds from 0 to 86400, got -5");
+        let e = cli.set(def_of("min_remaining"), &json!("soon")).unwrap_err();
+        assert!(e.message().ends_with("got \"soon\""), "{}", e.message());
         let e = parse(FieldNames::CamelCase, json!({"lockTimeout": 3601})).unwrap_err();
         assert!(
             e.message().contains("option lockTimeout must be a number of seconds from 0 to 3600"),
