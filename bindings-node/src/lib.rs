@@ -194,33 +194,17 @@ impl NativeProvider {
         force_refresh: bool,
         vars: Option<HashMap<String, String>>,
     ) -> napi::Result<Object<'env>> {
-        type Resolver = Box<dyn FnOnce(NapiEnv) -> napi::Result<NativeOutcome> + Send>;
-        let (deferred, promise) = env.create_deferred::<NativeOutcome, Resolver>()?;
         let provider = self.inner.clone();
-        let rt = anthropic_wif_core::runtime::runtime();
-        // The work runs in its own task so that even a panic in it settles the
-        // promise (as an internal error) instead of leaving it pending forever.
-        let work = rt.spawn(async move {
+        let work = async move {
             match vars {
                 Some(vars) => provider.token_in(force_refresh, &Env::fixed(vars)).await,
                 None => provider.token(force_refresh).await,
             }
-        });
-        rt.spawn(async move {
-            let outcome = match work.await {
-                Ok(Ok(t)) => NativeOutcome { token: Some(to_js_token(&t)), error: None },
-                Ok(Err(e)) => NativeOutcome { token: None, error: Some(NativeError::from(&e)) },
-                Err(join) => {
-                    let e = Error::internal(format!(
-                        "the token task failed unexpectedly ({}); please report this",
-                        if join.is_panic() { "panic" } else { "cancelled" }
-                    ));
-                    NativeOutcome { token: None, error: Some(NativeError::from(&e)) }
-                }
-            };
-            deferred.resolve(Box::new(move |_env| Ok(outcome)));
-        });
-        Ok(promise)
+        };
+        settle(env, "token", work, |r| match r {
+            Ok(t) => NativeOutcome { token: Some(to_js_token(&t)), error: None },
+            Err(e) => NativeOutcome { token: None, error: Some(e) },
+        })
     }
 
     /// A provider for another deployment (the SDK's `for_base_url`).
@@ -267,27 +251,44 @@ pub fn doctor<'env>(
     )
     .map_err(|e| throw(&e))?
     .doctor;
-    type Resolver = Box<dyn FnOnce(NapiEnv) -> napi::Result<NativeReport> + Send>;
-    let (deferred, promise) = env.create_deferred::<NativeReport, Resolver>()?;
-    let rt = anthropic_wif_core::runtime::runtime();
-    let work = rt.spawn(async move {
+    let work = async move {
         let report = doctor::diagnose_async(&options, &doctor_options).await;
         // The struct itself, not `to_json()`: keeps the CLI's `--json` key order.
         serde_json::to_string(&report).map_err(|e| Error::internal(format!("cannot encode the doctor report: {e}")))
-    });
+    };
+    settle(env, "doctor", work, |r| match r {
+        Ok(json) => NativeReport { json: Some(json), error: None },
+        Err(e) => NativeReport { json: None, error: Some(e) },
+    })
+}
+
+/// A promise settled with `outcome` of `work`'s result, `work` running on
+/// the core runtime in a task of its own, so that even a panic in it settles
+/// the promise (as an internal error) instead of leaving it pending forever.
+fn settle<'env, T, O>(
+    env: &'env napi::Env,
+    what: &'static str,
+    work: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
+    outcome: impl FnOnce(Result<T, NativeError>) -> O + Send + 'static,
+) -> napi::Result<Object<'env>>
+where
+    T: Send + 'static,
+    O: napi::bindgen_prelude::ToNapiValue + Send + 'static,
+{
+    type Resolver<O> = Box<dyn FnOnce(NapiEnv) -> napi::Result<O> + Send>;
+    let (deferred, promise) = env.create_deferred::<O, Resolver<O>>()?;
+    let rt = anthropic_wif_core::runtime::runtime();
+    let work = rt.spawn(work);
     rt.spawn(async move {
-        let outcome = match work.await {
-            Ok(Ok(json)) => NativeReport { json: Some(json), error: None },
-            Ok(Err(e)) => NativeReport { json: None, error: Some(NativeError::from(&e)) },
-            Err(join) => {
-                let e = Error::internal(format!(
-                    "the doctor task failed unexpectedly ({}); please report this",
-                    if join.is_panic() { "panic" } else { "cancelled" }
-                ));
-                NativeReport { json: None, error: Some(NativeError::from(&e)) }
-            }
+        let result = match work.await {
+            Ok(r) => r.map_err(|e| NativeError::from(&e)),
+            Err(join) => Err(NativeError::from(&Error::internal(format!(
+                "the {what} task failed unexpectedly ({}); please report this",
+                if join.is_panic() { "panic" } else { "cancelled" }
+            )))),
         };
-        deferred.resolve(Box::new(move |_env| Ok(outcome)));
+        let settled = outcome(result);
+        deferred.resolve(Box::new(move |_env| Ok(settled)));
     });
     Ok(promise)
 }
