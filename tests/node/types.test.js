@@ -66,7 +66,8 @@ test('index.d.mts declares every runtime export of index.mjs', async () => {
 
 // ---- the declarations against the engine's own description (core/src/schema.rs) ----------------
 
-const { loadAddon } = require(path.join(PKG, 'bindings-node', 'loader.js'));
+// The loader sits next to the entry point (bindings-node/ in a checkout, the package root when packed).
+const { loadAddon } = require(path.join(path.dirname(require.resolve('anthropic-wif')), 'loader.js'));
 const SCHEMA = JSON.parse(loadAddon().schema());
 
 /** Every interface of index.d.ts: name → { member: { optional, type } }. */
