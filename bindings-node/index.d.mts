@@ -41,6 +41,7 @@ export type {
   DoctorOrigin,
   DoctorError,
   DoctorConfig,
+  DoctorField,
   DoctorIdCheck,
   DoctorJwt,
   DoctorIdentity,

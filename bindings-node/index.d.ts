@@ -169,7 +169,12 @@ export interface AutoIdentitySource {
 /**
  * Options of `new Provider(options)`: the CLI's flags in camelCase. Unset
  * options are resolved exactly like the CLI with no flags (environment
- * variables, then the profile chain). Unknown options are a `ConfigurationError`.
+ * variables, then the profile chain). The engine's one options table parses
+ * and checks them (docs/design.md §11): an unknown option ("did you mean …?"),
+ * a value of the wrong type or out of range is a `ConfigurationError` naming
+ * the option, with the message the CLI and the Python module give. An
+ * explicit `''` is passed on: `serviceAccountId: ''` leaves the id out instead
+ * of taking `ANTHROPIC_SERVICE_ACCOUNT_ID`.
  */
 export interface ProviderOptions {
   /** A profile name under `<configDir>/configs/<profile>.json`. */
@@ -178,29 +183,30 @@ export interface ProviderOptions {
   federationRuleId?: string;
   /** The organization UUID. */
   organizationId?: string;
-  /** `svac_…` */
+  /** `svac_…`; `''` leaves it out. */
   serviceAccountId?: string;
-  /** `wrkspc_…` or `default`. */
+  /** `wrkspc_…` or `default`; `''` leaves it out. */
   workspaceId?: string;
   /** API base URL (`https://` only, plain `http://` just for loopback hosts). */
   baseURL?: string;
-  /** The identity-token source. */
-  identityToken?: IdentityTokenSource;
   /** The config dir (default `$ANTHROPIC_CONFIG_DIR`, else `~/.config/anthropic`). */
   configDir?: string;
   /** The on-disk token cache file (default: the profile's, shared with the SDKs). */
   credentialsPath?: string;
+  /** The identity-token source. */
+  identityToken?: IdentityTokenSource;
   /** Do not read or write the on-disk token cache (nor take its lock). Default `false`. */
   noCache?: boolean;
   /**
-   * Hand out only tokens with at least this many seconds of life left
-   * (default: the refresh policy alone, as the SDK keeps its own cache).
+   * Hand out only tokens with at least this many seconds of life left, a
+   * whole number from 0 to 86400 (default: the refresh policy alone, as the
+   * SDK keeps its own cache).
    */
   minRemaining?: number;
   /**
    * How long, in seconds, to wait for another process (or another provider
    * of this process) that holds the on-disk cache lock (it is exchanging);
-   * then fail with a `WifError` of kind `internal`. Default 60.
+   * then fail with a `WifError` of kind `internal`. 0 to 3600, default 60.
    */
   lockTimeout?: number;
   /**
@@ -279,7 +285,11 @@ export declare class EndpointUnavailableError extends WifError {
 export declare class Provider {
   /** @throws {ConfigurationError} on bad options or configuration. */
   constructor(options?: ProviderOptions);
-  /** A token with enough life left: memory (no I/O), disk cache, or a new exchange off the event loop. */
+  /**
+   * A token with enough life left: memory (no I/O), disk cache, or a new
+   * exchange off the event loop. Resolves `{ token, expiresAt }`: `expiresAt`
+   * in unix seconds, or `null` for a static bearer token that does not expire.
+   */
   getToken(opts?: GetTokenOptions): Promise<AccessToken>;
   /** The function `new Anthropic({ credentials })` expects; the same function on every call. */
   credentials(): CredentialsFunction;
@@ -352,10 +362,17 @@ export interface DoctorConfig {
   config_dir?: string;
   profile?: string;
   profile_path?: string;
-  fields: Array<{ name: string; value: string; origin: DoctorOrigin }>;
+  fields: DoctorField[];
   /** Federation settings present but ignored because a static credential wins. */
   shadowed?: string;
   error?: DoctorError;
+}
+
+/** A configuration setting and where it came from. */
+export interface DoctorField {
+  name: string;
+  value: string;
+  origin: DoctorOrigin;
 }
 
 /** An id and whether it is well-formed. */

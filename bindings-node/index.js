@@ -130,18 +130,8 @@ class Provider {
   #callerEnv = true;
 
   constructor(options) {
-    if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
-      throw new ConfigurationError(`new Provider(options): options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`, {
-        kind: 'config',
-      });
-    }
-    let json;
-    try {
-      json = JSON.stringify(options || {});
-    } catch (e) {
-      throw new ConfigurationError(`new Provider(options): options must be plain data (${e.message})`, { kind: 'config' });
-    }
     const handle = options && options[kNative];
+    const json = handle ? null : toJson(options, 'new Provider(options)');
     // Without the `env` option, every call that may exchange takes a fresh
     // copy of process.env: identity sources read variables at each exchange.
     this.#callerEnv = handle ? options[kCallerEnv] : !fixesEnv(options);
@@ -214,8 +204,10 @@ class Provider {
     this[kNative].invalidate();
   }
 
+  /** The settings given, as core shows them (never a secret): `Provider { federationRuleId: 'fdrl_…', … }`. */
   [Symbol.for('nodejs.util.inspect.custom')]() {
-    return 'Provider {}';
+    const shown = this[kNative].summary().map(([name, value]) => `${name}: ${value}`);
+    return shown.length ? `Provider { ${shown.join(', ')} }` : 'Provider {}';
   }
 
   toJSON() {
@@ -223,15 +215,24 @@ class Provider {
   }
 }
 
-function plainObjectArg(value, what) {
-  if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value))) {
-    throw new ConfigurationError(`${what} must be an object, got ${Array.isArray(value) ? 'an array' : typeof value}`, { kind: 'config' });
-  }
+/**
+ * `value` as JSON for the engine's one options parser, which checks it (an
+ * object, known option names, types, ranges). `undefined` and `null` mean
+ * "no options"; numbers JSON cannot hold (NaN, Infinity) and BigInts are sent
+ * as text, so they are refused by name instead of turning into `null`.
+ */
+function toJson(value, call) {
+  let json;
   try {
-    return JSON.stringify(value || {});
+    json = JSON.stringify(value === undefined ? null : value, (_key, v) =>
+      typeof v === 'bigint' || (typeof v === 'number' && !Number.isFinite(v)) ? String(v) : v);
   } catch (e) {
-    throw new ConfigurationError(`${what} must be plain data (${e.message})`, { kind: 'config' });
+    throw new ConfigurationError(`${call}: the options must be plain data (${e.message})`, { kind: 'config' });
   }
+  if (json === undefined) {
+    throw new ConfigurationError(`${call}: the options must be an object, got ${typeof value}`, { kind: 'config' });
+  }
+  return json;
 }
 
 /**
@@ -246,8 +247,8 @@ function plainObjectArg(value, what) {
  */
 function doctor(options, doctorOptions) {
   try {
-    const json = plainObjectArg(options, 'doctor(options): options');
-    const djson = plainObjectArg(doctorOptions, 'doctor(options, doctorOptions): doctorOptions');
+    const json = toJson(options, 'doctor(options)');
+    const djson = toJson(doctorOptions, 'doctor(options, doctorOptions)');
     return callNative(() => native.doctor(json, djson, callerEnv())).then((outcome) => {
       if (outcome.error) throw fromRecord(JSON.parse(outcome.error));
       return JSON.parse(outcome.json);

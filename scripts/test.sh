@@ -2,11 +2,12 @@
 # Build everything and run every test suite: Rust (core, CLI, emulator, proxy); then the release
 # artefacts (scripts/dist.sh: wheel, sdist, npm packages, CLI archive), installed the way users
 # install them (fresh venv / fresh app, install scripts off, cargo hidden from PATH), under the
-# Python and Node suites with the official SDKs as clients; the cross-language end-to-end tests
-# with the CLI from the release archive, a two-minute soak of the proxy, the proxy against a headless
-# Chromium (installed with apt-get when missing, scripts/lib.sh), the real Claude Code against the
-# emulator through each way of running it (the pinned release from the npm registry, cached in .tools/
-# or $WIF_TOOLS_DIR); and the from-source paths (the sdist, `npm install <checkout>`).
+# Python and Node suites with the official SDKs as clients; the conformance table (tests/conformance:
+# the same cases through the CLI, the Python module and the Node module); the cross-language end-to-end
+# tests with the CLI from the release archive, a two-minute soak of the proxy, the proxy against a
+# headless Chromium (installed with apt-get when missing, scripts/lib.sh), the real Claude Code against
+# the emulator through each way of running it (the pinned release from the npm registry, cached in
+# .tools/ or $WIF_TOOLS_DIR); and the from-source paths (the sdist, `npm install <checkout>`).
 # Needs Rust, Python >= 3.9, Node >= 18 and the package registries (crates.io, PyPI, npm: it installs
 # the build tools, pytest, the SDKs and the npm dev dependencies).
 set -euo pipefail
@@ -44,6 +45,9 @@ bash scripts/test-python.sh --wheel "$(ls dist/anthropic_wif-"$VERSION"-*.whl)"
 step "node: the packed packages in a fresh app (no cargo, no install scripts), tests/node"
 export NODE_APP="$WORK/app"
 bash scripts/test-node.sh --packages dist
+
+step "conformance: one table of cases through the installed CLI, Python module and Node module (tests/conformance)"
+ANTHROPIC_WIF_NODE_APP="$NODE_APP" PATH="$(path_without_cargo)" run_pytest tests/conformance
 
 step "end to end: the CLI, the installed modules and the official SDKs (tests/e2e, Python)"
 ensure_test_venv

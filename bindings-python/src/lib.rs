@@ -4,8 +4,9 @@
 //! configuration, fetches identity tokens, exchanges them, caches the result in
 //! memory and on disk and serialises exchanges across threads and processes.
 //! This module only:
-//! - builds core `ProviderOptions` from keyword arguments (client `python`,
-//!   snake_case field names in messages) and a core `Provider` from them;
+//! - hands the keyword arguments, as JSON values, to core's one options
+//!   parser (`anthropic_wif_core::options`, snake_case names in messages)
+//!   and builds a core `Provider` from the result (client `python`);
 //! - hands tokens out as the `AccessToken` class the Python layer chose (the
 //!   SDK's own class when `anthropic` is importable), reusing the Python
 //!   object while the token is unchanged so the warm path allocates nothing;
@@ -26,14 +27,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once, RwLock};
 
-use anthropic_wif_core::config::{Env, FieldNames, Overrides};
+use anthropic_wif_core::config::Env;
 use anthropic_wif_core::doctor::DoctorOptions;
-use anthropic_wif_core::identity::IdentitySpec;
+use anthropic_wif_core::options::{self, FieldNames, Options, Scope};
 use anthropic_wif_core::{AccessToken, Error, ErrorKind, HandOutMargin, Provider, ProviderOptions, Secret};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyType};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use serde_json::Value;
 
 // ---------------------------------------------------------------------------
 // fork awareness
@@ -281,97 +283,111 @@ fn to_pyerr(py: Python<'_>, err: &Error) -> PyErr {
     }
 }
 
-fn config_error(message: String) -> Error {
-    Error::config(message)
-}
-
 // ---------------------------------------------------------------------------
 // options (shared by the providers and doctor)
 
-/// The engine's provider options built from the Python keyword arguments
-/// (already type-checked by `anthropic_wif._provider`). Building them does no
-/// I/O and resolves nothing: a malformed identity-source dict or a negative
-/// `min_remaining` is refused here, everything else when resolved. They hold
-/// the copy of `os.environ` taken when they were built (the configuration is
-/// resolved from it).
+/// A Python value as JSON, for core's one options parser
+/// (`anthropic_wif_core::options`): `None`, `bool`, `int`, `float`, `str`,
+/// mappings, lists and tuples as themselves, an `os.PathLike` as its path, an
+/// identity-source object (`anthropic_wif.sources`) as its `to_dict()`.
+/// Anything else: `Err` with its type's name.
+fn to_json(value: &Bound<'_, PyAny>) -> Result<Value, String> {
+    let py = value.py();
+    let type_name = || value.get_type().name().map(|n| format!("a {n}")).unwrap_or_else(|_| "an object".into());
+    if value.is_none() {
+        Ok(Value::Null)
+    } else if let Ok(b) = value.cast::<PyBool>() {
+        Ok(Value::Bool(b.is_true()))
+    } else if value.is_instance_of::<PyInt>() {
+        match value.extract::<i64>() {
+            Ok(i) => Ok(Value::from(i)),
+            Err(_) => value.extract::<f64>().map(Value::from).map_err(|_| type_name()),
+        }
+    } else if let Ok(f) = value.cast::<PyFloat>() {
+        serde_json::Number::from_f64(f.value()).map(Value::Number).ok_or_else(|| "a float that is not finite".into())
+    } else if let Ok(s) = value.cast::<PyString>() {
+        s.to_cow().map(|s| Value::String(s.into_owned())).map_err(|_| "a str that is not valid Unicode".into())
+    } else if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+        let mut items = Vec::new();
+        for item in value.try_iter().map_err(|_| type_name())? {
+            items.push(to_json(&item.map_err(|_| type_name())?)?);
+        }
+        Ok(Value::Array(items))
+    } else if let Some(items) = mapping_items(value) {
+        let mut map = serde_json::Map::new();
+        for (k, v) in items {
+            let key = k.extract::<String>().map_err(|_| "a mapping whose keys are not all str".to_string())?;
+            map.insert(key, to_json(&v)?);
+        }
+        Ok(Value::Object(map))
+    } else if value.hasattr("__fspath__").unwrap_or(false) {
+        let path = py.import("os").and_then(|os| os.call_method1("fspath", (value,))).map_err(|_| type_name())?;
+        path.extract::<String>().map(Value::String).map_err(|_| "a bytes path".to_string())
+    } else if value.hasattr("to_dict").unwrap_or(false) {
+        to_json(&value.call_method0("to_dict").map_err(|_| type_name())?)
+    } else {
+        Err(type_name())
+    }
+}
+
+/// The items of a dict or another `collections.abc.Mapping` (`os.environ`).
+fn mapping_items<'py>(value: &Bound<'py, PyAny>) -> Option<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+    let py = value.py();
+    let dict = match value.cast::<PyDict>() {
+        Ok(d) => d.clone(),
+        Err(_) => {
+            let abc = py.import("collections.abc").ok()?.getattr("Mapping").ok()?;
+            if !value.is_instance(&abc).ok()? {
+                return None;
+            }
+            py.import("builtins").ok()?.getattr("dict").ok()?.call1((value,)).ok()?.cast_into::<PyDict>().ok()?
+        }
+    };
+    Some(dict.iter().collect())
+}
+
+/// Checked options, built from keyword arguments by core's one parser
+/// (`anthropic_wif_core::options`): no I/O, nothing resolved yet.
 #[pyclass(frozen, module = "anthropic_wif._native", name = "NativeOptions")]
 struct NativeOptions {
-    options: ProviderOptions,
+    options: Options,
 }
 
 #[pymethods]
 impl NativeOptions {
+    /// `call` names the API in messages (`Provider()`, `doctor()`);
+    /// `options` are its keyword arguments; `doctor`: whether doctor's own
+    /// options (`exchange`, `expected_audience`) are taken too.
     #[new]
-    #[pyo3(signature = (
-        *,
-        profile = None,
-        federation_rule_id = None,
-        organization_id = None,
-        service_account_id = None,
-        workspace_id = None,
-        base_url = None,
-        identity_token_json = None,
-        config_dir = None,
-        credentials_path = None,
-        disk_cache = true,
-        min_remaining = None,
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        profile: Option<String>,
-        federation_rule_id: Option<String>,
-        organization_id: Option<String>,
-        service_account_id: Option<String>,
-        workspace_id: Option<String>,
-        base_url: Option<String>,
-        identity_token_json: Option<String>,
-        config_dir: Option<String>,
-        credentials_path: Option<String>,
-        disk_cache: bool,
-        min_remaining: Option<i64>,
-    ) -> PyResult<Self> {
-        let identity_token = match identity_token_json {
-            None => None,
-            Some(json) => Some(serde_json::from_str::<IdentitySpec>(&json).map_err(|e| {
-                let detail = anthropic_wif_core::error::scrub(&e.to_string(), &[], 300);
-                to_pyerr(
-                    py,
-                    &config_error(format!(
-                        "argument identity_token is not a valid identity-token source: {detail}; \
-                         pass a source object (anthropic_wif.sources.File(path), …) or a dict such as \
-                         {{\"source\": \"file\", \"path\": \"/var/run/secrets/anthropic.com/token\"}}"
-                    )),
-                )
-            })?),
-        };
-        if let Some(m) = min_remaining {
-            if m < 0 {
-                return Err(to_pyerr(
-                    py,
-                    &config_error(format!("argument min_remaining must be 0 or more seconds, got {m}; pass a non-negative number of seconds or None")),
-                ));
+    #[pyo3(signature = (call, options, *, doctor = false))]
+    fn new(py: Python<'_>, call: &str, options: &Bound<'_, PyDict>, doctor: bool) -> PyResult<Self> {
+        let mut object = serde_json::Map::new();
+        for (key, value) in options.iter() {
+            let key: String = key.extract()?;
+            match to_json(&value) {
+                Ok(v) => {
+                    object.insert(key, v);
+                }
+                Err(got) => return Err(to_pyerr(py, &options::type_error(FieldNames::SnakeCase, call, &key, &got))),
             }
         }
-        let overrides = Overrides {
-            profile: opt_string(profile),
-            federation_rule_id: opt_string(federation_rule_id),
-            organization_id: opt_string(organization_id),
-            service_account_id: opt_string(service_account_id),
-            workspace_id: opt_string(workspace_id),
-            base_url: opt_string(base_url),
-            identity_token,
-            config_dir: opt_string(config_dir).map(Into::into),
-            credentials_path: opt_string(credentials_path).map(Into::into),
-            names: FieldNames::SnakeCase,
-        };
-        let mut options = ProviderOptions::new("python", environ_snapshot(py)?);
-        options.overrides = overrides;
-        options.disk_cache = disk_cache;
-        if let Some(m) = min_remaining {
-            options.min_remaining = HandOutMargin::AtLeast(m);
-        }
-        Ok(NativeOptions { options })
+        let scopes: &[Scope] = if doctor { &[Scope::Provider, Scope::Doctor] } else { &[Scope::Provider] };
+        Options::from_object(FieldNames::SnakeCase, call, &Value::Object(object), scopes)
+            .map(|options| NativeOptions { options })
+            .map_err(|e| to_pyerr(py, &e))
+    }
+
+    /// The settings given, as `(name, shown)` pairs (core's secret-free summary), for `repr`.
+    fn summary(&self) -> Vec<(String, String)> {
+        self.options.summary()
+    }
+}
+
+impl NativeOptions {
+    /// The engine's options, resolving from a copy of `os.environ` taken now
+    /// (unless the `env` argument fixed the environment).
+    fn provider_options(&self, py: Python<'_>) -> PyResult<ProviderOptions> {
+        Ok(self.options.provider_options("python", HandOutMargin::RefreshPolicy, environ_snapshot(py)?))
     }
 }
 
@@ -385,25 +401,12 @@ async fn doctor_json(options: ProviderOptions, doctor: DoctorOptions) -> Result<
     serde_json::to_string(&report).map_err(|e| Error::internal(format!("cannot encode the doctor report: {e}")))
 }
 
-fn doctor_options(exchange: bool, expected_audience: Option<String>) -> DoctorOptions {
-    DoctorOptions {
-        exchange,
-        expected_audience: expected_audience.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
-    }
-}
-
 /// `anthropic-wif doctor --json` for these options, as JSON text; the GIL is
 /// released while the diagnosis runs on the shared runtime.
 #[pyfunction]
-#[pyo3(signature = (options, *, exchange = false, expected_audience = None))]
-fn doctor(
-    py: Python<'_>,
-    options: PyRef<'_, NativeOptions>,
-    exchange: bool,
-    expected_audience: Option<String>,
-) -> PyResult<String> {
-    let options = options.options.clone();
-    let doctor = doctor_options(exchange, expected_audience);
+fn doctor(py: Python<'_>, options: PyRef<'_, NativeOptions>) -> PyResult<String> {
+    let doctor = options.options.doctor.clone();
+    let options = options.provider_options(py)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     anthropic_wif_core::runtime::runtime().spawn(async move {
         let _ = tx.send(doctor_json(options, doctor).await);
@@ -420,17 +423,16 @@ fn doctor(
 /// with the JSON text through `event_loop.call_soon_threadsafe(resolve, …)`,
 /// like `NativeProvider.get_async`.
 #[pyfunction]
-#[pyo3(signature = (options, exchange, expected_audience, event_loop, future, resolve))]
+#[pyo3(signature = (options, event_loop, future, resolve))]
 fn doctor_async(
+    py: Python<'_>,
     options: PyRef<'_, NativeOptions>,
-    exchange: bool,
-    expected_audience: Option<String>,
     event_loop: Py<PyAny>,
     future: Py<PyAny>,
     resolve: Py<PyAny>,
 ) -> PyResult<()> {
-    let options = options.options.clone();
-    let doctor = doctor_options(exchange, expected_audience);
+    let doctor = options.options.doctor.clone();
+    let options = options.provider_options(py)?;
     let work = anthropic_wif_core::runtime::runtime().spawn(doctor_json(options, doctor));
     complete_future(work, event_loop, future, resolve, |py, json: String| {
         Ok(pyo3::types::PyString::new(py, &json).into_any().unbind())
@@ -447,6 +449,9 @@ struct Recipe {
     options: ProviderOptions,
     /// `for_base_url` applied on top of `options`, when this provider came from it.
     bound_base_url: Option<String>,
+    /// The `env` argument fixed the environment: identity sources read it,
+    /// not fresh copies of `os.environ`.
+    fixed_env: bool,
 }
 
 impl Recipe {
@@ -478,10 +483,6 @@ struct NativeProvider {
     live: RwLock<Live>,
     token_class: Py<PyAny>,
     last: Mutex<Option<LastToken>>,
-}
-
-fn opt_string(value: Option<String>) -> Option<String> {
-    value.filter(|s| !s.is_empty())
 }
 
 impl NativeProvider {
@@ -531,6 +532,15 @@ impl NativeProvider {
         Ok(live.provider.clone())
     }
 
+    /// The environment identity sources read in a call that may exchange: a
+    /// copy of `os.environ` taken now, or the one the `env` argument fixed.
+    fn call_env(&self, py: Python<'_>) -> PyResult<Env> {
+        match self.recipe.fixed_env {
+            true => Ok(self.recipe.options.env.clone()),
+            false => environ_snapshot(py),
+        }
+    }
+
     /// The in-memory token without I/O, if the engine considers it fresh.
     fn warm(&self) -> Option<AccessToken> {
         let generation = FORK_GENERATION.load(Ordering::Relaxed);
@@ -563,7 +573,9 @@ impl NativeProvider {
     #[new]
     #[pyo3(signature = (*, token_class, options))]
     fn new(py: Python<'_>, token_class: Py<PyAny>, options: PyRef<'_, NativeOptions>) -> PyResult<Self> {
-        NativeProvider::from_recipe(py, Recipe { options: options.options.clone(), bound_base_url: None }, token_class)
+        let fixed_env = options.options.env.is_some();
+        let recipe = Recipe { options: options.provider_options(py)?, bound_base_url: None, fixed_env };
+        NativeProvider::from_recipe(py, recipe, token_class)
     }
 
     /// A token with enough life left: the warm in-memory one when fresh,
@@ -576,7 +588,7 @@ impl NativeProvider {
             }
         }
         let provider = self.provider(py)?;
-        let rx = start_on_runtime(provider, force_refresh, environ_snapshot(py)?);
+        let rx = start_on_runtime(provider, force_refresh, self.call_env(py)?);
         match wait_for_token(py, rx)? {
             Ok(token) => self.wrap(py, token),
             Err(e) => Err(to_pyerr(py, &e)),
@@ -603,7 +615,7 @@ impl NativeProvider {
     ) -> PyResult<()> {
         let py = slf.py();
         let provider = slf.get().provider(py)?;
-        let env = environ_snapshot(py)?;
+        let env = slf.get().call_env(py)?;
         let this: Py<NativeProvider> = slf.unbind();
         let work =
             anthropic_wif_core::runtime::runtime().spawn(async move { provider.token_in(force_refresh, &env).await });
@@ -620,7 +632,7 @@ impl NativeProvider {
             py.detach(move || provider.for_base_url(&url))
         };
         let bound = bound.map_err(|e| to_pyerr(py, &e))?;
-        let recipe = Recipe { options: self.recipe.options.clone(), bound_base_url: Some(base_url) };
+        let recipe = Recipe { bound_base_url: Some(base_url), ..self.recipe.clone() };
         Ok(NativeProvider {
             recipe,
             live: RwLock::new(Live { generation: FORK_GENERATION.load(Ordering::SeqCst), provider: bound }),
@@ -652,6 +664,14 @@ fn version() -> &'static str {
     anthropic_wif_core::VERSION
 }
 
+/// The shapes the Python types declare (options, identity sources, the
+/// doctor report), from core (`anthropic_wif_core::schema`), as JSON text:
+/// tests/python/test_schema.py compares them with this package's declarations.
+#[pyfunction]
+fn schema() -> String {
+    anthropic_wif_core::schema::schema().to_string()
+}
+
 /// How many forks this process descends from since the module was loaded
 /// (tests use it to see that the child noticed its fork).
 #[pyfunction]
@@ -667,6 +687,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(doctor, m)?)?;
     m.add_function(wrap_pyfunction!(doctor_async, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(schema, m)?)?;
     m.add_function(wrap_pyfunction!(_fork_generation, m)?)?;
     Ok(())
 }

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
-use anthropic_wif_core::config::{Env, FieldNames, Overrides};
+use anthropic_wif_core::config::Env;
 use anthropic_wif_core::identity::IdentitySpec;
-use anthropic_wif_core::{Error, HandOutMargin, ProviderOptions};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use anthropic_wif_core::options::{FieldNames, Kind, OptionDef, Options, Scope, OPTIONS};
+use anthropic_wif_core::{diag, Error, HandOutMargin, ProviderOptions};
+use clap::{Arg, ArgAction, Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success; 1 internal error; 2 usage or configuration error; 3 identity-token source failed;
@@ -28,6 +30,10 @@ pub enum Command {
     #[command(after_help = DOCTOR_AFTER_HELP)]
     Doctor(DoctorArgs),
     /// Run CMD with a fresh access token in ANTHROPIC_AUTH_TOKEN (and no API key or federation variables).
+    #[command(
+        after_help = "Exit status: CMD's own once it runs; before that, the codes of `token` (1-5), or 127 when \
+                            CMD is not found and 126 when it cannot be run (an `error [exec]` message), as in the shells."
+    )]
     Exec(crate::exec::ExecArgs),
     /// Serve a local reverse proxy to the Claude API that injects fresh access tokens.
     Proxy(crate::proxy::ProxyArgs),
@@ -81,15 +87,11 @@ service-account token); 3 identity token (source failed, malformed, expired, too
 pub struct DoctorArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Also make one real exchange (consumes the identity token; caches the access token).
-    #[arg(long)]
-    pub exchange: bool,
+    #[command(flatten)]
+    pub doctor: DoctorFlags,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// The audience your federation rule expects (default: the preset's --audience, else https://api.anthropic.com).
-    #[arg(long, value_name = "AUD")]
-    pub expected_audience: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -116,38 +118,78 @@ pub struct TokenArgs {
     pub force_refresh: bool,
 }
 
-/// Configuration flags shared by every command that obtains a token.
+/// The flags of one scope of core's options table (core/src/options.rs):
+/// their names, help and value names come from there, their values are
+/// checked there (`Options::set`), so the CLI cannot drift from the bindings.
+#[derive(Debug, Clone, Default)]
+pub struct TableFlags<const DOCTOR: bool> {
+    given: Vec<(&'static OptionDef, Value)>,
+}
+
+/// The provider's options as flags.
+pub type ProviderFlags = TableFlags<false>;
+/// doctor's own options as flags.
+pub type DoctorFlags = TableFlags<true>;
+
+impl<const DOCTOR: bool> TableFlags<DOCTOR> {
+    fn rows() -> impl Iterator<Item = (&'static OptionDef, &'static str)> {
+        let scope = if DOCTOR { Scope::Doctor } else { Scope::Provider };
+        OPTIONS.iter().filter(move |d| d.scope == scope).filter_map(|d| d.flag.map(|f| (d, f)))
+    }
+
+    /// Whether the flag of option `name` was given.
+    pub fn has(&self, name: &str) -> bool {
+        self.given.iter().any(|(d, _)| d.name == name)
+    }
+}
+
+impl<const DOCTOR: bool> clap::FromArgMatches for TableFlags<DOCTOR> {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = Vec::new();
+        for (d, _) in Self::rows() {
+            if d.kind == Kind::Switch {
+                if m.get_flag(d.name) {
+                    given.push((d, Value::Bool(true)));
+                }
+            } else if let Some(v) = m.get_one::<String>(d.name) {
+                given.push((d, Value::String(v.clone())));
+            }
+        }
+        Ok(TableFlags { given })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl<const DOCTOR: bool> clap::Args for TableFlags<DOCTOR> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        Self::rows().fold(cmd, |cmd, (d, flag)| {
+            // clap's own convention: one-line help without the final period.
+            let arg = Arg::new(d.name).long(flag).help(d.help.trim_end_matches('.')).help_heading(d.heading);
+            cmd.arg(match d.kind {
+                Kind::Switch => arg.action(ArgAction::SetTrue),
+                // Out-of-range values get the one message of core, not clap's.
+                Kind::Seconds { .. } => arg.value_name(d.value_name).allow_negative_numbers(true),
+                _ => arg.value_name(d.value_name),
+            })
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// Configuration flags shared by every command that obtains a token: the
+/// options table's, and the CLI's shortcuts for an identity token source.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Profile name (<config_dir>/configs/<name>.json); flags below override its fields.
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Federation rule id (fdrl_…).
-    #[arg(long)]
-    pub federation_rule_id: Option<String>,
-    /// Organization id (a UUID).
-    #[arg(long)]
-    pub organization_id: Option<String>,
-    /// Service account id (svac_…); sent only when set.
-    #[arg(long)]
-    pub service_account_id: Option<String>,
-    /// Workspace id (wrkspc_… or `default`); required when the rule spans several workspaces.
-    #[arg(long)]
-    pub workspace_id: Option<String>,
-    /// API base URL (https://, or http:// on localhost for testing).
-    #[arg(long)]
-    pub base_url: Option<String>,
-    /// Config dir (default $ANTHROPIC_CONFIG_DIR, $XDG_CONFIG_HOME/anthropic, ~/.config/anthropic).
-    #[arg(long)]
-    pub config_dir: Option<PathBuf>,
-    /// On-disk token cache file to use instead of the default.
-    #[arg(long)]
-    pub credentials_path: Option<PathBuf>,
+    #[command(flatten)]
+    pub table: ProviderFlags,
 
-    /// Identity token source as JSON, in the profile's `identity_token` shape,
-    /// e.g. '{"source":"command","command":["gcloud","auth","print-identity-token"]}'.
-    #[arg(long, value_name = "JSON", help_heading = "Identity token source (one of)")]
-    pub identity_token: Option<String>,
     /// Read the identity token from this file (re-read at every exchange).
     #[arg(long, value_name = "PATH", help_heading = "Identity token source (one of)")]
     pub identity_token_file: Option<PathBuf>,
@@ -174,55 +216,58 @@ pub struct CommonArgs {
     #[arg(long, help_heading = "Identity token source (one of)")]
     pub audience: Option<String>,
 
-    /// Do not read or write the on-disk token cache.
-    #[arg(long, help_heading = "Caching")]
-    pub no_cache: bool,
-    /// Hand out only tokens with at least this many seconds left (default: min(300, half the lifetime)).
-    #[arg(long, value_name = "SECONDS", help_heading = "Caching")]
-    pub min_remaining: Option<u64>,
-    /// Diagnostics on stderr (-vv for more); never prints secrets.
+    /// Diagnostics on stderr (-vv for more; without -v, ANTHROPIC_WIF_LOG=info|debug); never prints secrets.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
 
 impl CommonArgs {
-    /// The engine's options. The environment is snapshot here, on the main
-    /// thread, before any engine thread exists; the CLI never writes its
-    /// environment, so one snapshot serves the whole run.
-    pub fn provider_options(&self) -> Result<ProviderOptions, Error> {
-        let mut o = ProviderOptions::new("cli", Env::capture());
-        o.overrides = Overrides {
-            profile: self.profile.clone(),
-            federation_rule_id: self.federation_rule_id.clone(),
-            organization_id: self.organization_id.clone(),
-            service_account_id: self.service_account_id.clone(),
-            workspace_id: self.workspace_id.clone(),
-            base_url: self.base_url.clone(),
-            identity_token: self.identity_spec()?,
-            config_dir: self.config_dir.clone(),
-            credentials_path: self.credentials_path.clone(),
-            names: FieldNames::Flags,
-        };
-        o.disk_cache = !self.no_cache;
-        // The credential process hands out tokens a stream can start with (docs/design.md §8).
-        o.min_remaining = match self.min_remaining {
-            Some(s) => HandOutMargin::AtLeast(s.min(i64::MAX as u64) as i64),
-            None => HandOutMargin::STREAM_SAFE,
-        };
+    /// Whether the flag of option `name` (core's table) was given.
+    pub fn has(&self, name: &str) -> bool {
+        self.table.has(name)
+    }
+
+    /// The options these flags (and `doctor`'s) give, checked by core.
+    pub fn options(&self, doctor: Option<&DoctorFlags>) -> Result<Options, Error> {
+        let mut o = Options::new(FieldNames::Flags);
+        let doctor_given = doctor.map(|d| d.given.as_slice()).unwrap_or_default();
+        for (d, v) in self.table.given.iter().chain(doctor_given) {
+            o.set(d, v)?;
+        }
+        if let Some((flag, spec)) = self.identity_shortcut()? {
+            if o.overrides.identity_token.is_some() {
+                return Err(Error::config(format!("choose one identity token source; got --identity-token, {flag}")));
+            }
+            spec.validate(flag).map_err(Error::config)?;
+            o.overrides.identity_token = Some(spec);
+            o.overrides.identity_token_via = Some(flag.to_string());
+        }
         Ok(o)
     }
 
-    fn identity_spec(&self) -> Result<Option<IdentitySpec>, Error> {
-        let mut given: Vec<(&str, IdentitySpec)> = Vec::new();
-        if let Some(json) = &self.identity_token {
-            let spec = serde_json::from_str::<IdentitySpec>(json).map_err(|e| {
-                Error::config(format!(
-                    "--identity-token is not a valid identity token source ({e}); expected JSON such as \
-                     {{\"source\":\"file\",\"path\":\"/var/run/secrets/token\"}}"
-                ))
-            })?;
-            given.push(("--identity-token", spec));
+    /// Turn diagnostics on: `-v` when given, else `ANTHROPIC_WIF_LOG` (as in
+    /// the bindings). Every command calls it first.
+    pub fn diagnostics(&self) {
+        if self.verbose > 0 {
+            diag::set_verbosity(self.verbose);
         }
+        diag::init_from(environment());
+    }
+
+    /// The engine's options for the credential process (and `exec`, `doctor`):
+    /// User-Agent comment `cli`, tokens a stream can start with (docs/design.md §8).
+    pub fn provider_options_for(&self, options: &Options) -> ProviderOptions {
+        options.provider_options("cli", HandOutMargin::STREAM_SAFE, environment().clone())
+    }
+
+    /// [`CommonArgs::options`] and [`CommonArgs::provider_options_for`] for the credential process.
+    pub fn provider_options(&self) -> Result<ProviderOptions, Error> {
+        Ok(self.provider_options_for(&self.options(None)?))
+    }
+
+    /// The identity source a shortcut flag gives, with the flag's name.
+    fn identity_shortcut(&self) -> Result<Option<(&'static str, IdentitySpec)>, Error> {
+        let mut given: Vec<(&str, IdentitySpec)> = Vec::new();
         if let Some(path) = &self.identity_token_file {
             given.push(("--identity-token-file", IdentitySpec::File { path: path.clone() }));
         }
@@ -259,8 +304,16 @@ impl CommonArgs {
             let names: Vec<&str> = given.iter().map(|(n, _)| *n).collect();
             return Err(Error::config(format!("choose one identity token source; got {}", names.join(", "))));
         }
-        Ok(given.pop().map(|(_, s)| s))
+        Ok(given.pop())
     }
+}
+
+/// The environment, snapshot once, on the main thread, before any engine
+/// thread exists; the CLI never writes its environment, so one snapshot
+/// serves the whole run.
+fn environment() -> &'static Env {
+    static SNAPSHOT: std::sync::OnceLock<Env> = std::sync::OnceLock::new();
+    SNAPSHOT.get_or_init(Env::capture)
 }
 
 /// A JSON array of strings, or words separated by white space.

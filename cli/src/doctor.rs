@@ -5,8 +5,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anthropic_wif_core::diag;
-use anthropic_wif_core::doctor::{self, DoctorOptions, Finding, Report, Severity};
+use anthropic_wif_core::doctor::{self, Finding, Report, Severity};
 
 use crate::args::DoctorArgs;
 
@@ -16,14 +15,12 @@ const WARN: &str = "!";
 const NOTE: &str = "·";
 
 pub fn run(args: DoctorArgs) -> ExitCode {
-    diag::set_verbosity(args.common.verbose);
+    args.common.diagnostics();
     anthropic_wif_core::process::harden();
-    let report = match args.common.provider_options() {
-        Ok(options) => doctor::diagnose_with(
-            &options,
-            &DoctorOptions { exchange: args.exchange, expected_audience: args.expected_audience.clone() },
-        ),
-        Err(e) => Report::from_options_error(&e, args.exchange),
+    let exchange = args.doctor.has("exchange");
+    let report = match args.common.options(Some(&args.doctor)) {
+        Ok(options) => doctor::diagnose_with(&args.common.provider_options_for(&options), &options.doctor),
+        Err(e) => Report::from_options_error(&e, exchange),
     };
     let out = if args.json {
         match serde_json::to_string_pretty(&report) {
@@ -34,7 +31,7 @@ pub fn run(args: DoctorArgs) -> ExitCode {
             }
         }
     } else {
-        render(&report, args.exchange)
+        render(&report, exchange)
     };
     let mut stdout = std::io::stdout().lock();
     if stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).is_err() {

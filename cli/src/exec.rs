@@ -12,6 +12,9 @@
 //! `ANTHROPIC_BASE_URL`. The token has at least min(5 min, half its lifetime)
 //! left (`--min-remaining`), like `anthropic-wif token`.
 //!
+//! When CMD cannot be started the status is 127 (not found) or 126 (not
+//! runnable), as in the shells, with an `[exec]` message.
+//!
 //! On Unix the process then *becomes* CMD (execvp): every signal (terminal
 //! Ctrl-C, SIGTERM from a supervisor, SIGWINCH, job control) reaches CMD
 //! directly and exactly once, and CMD's exit status — a code, or death by a
@@ -42,7 +45,7 @@ fn fail(err: &Error) -> ExitCode {
 }
 
 pub fn run(a: ExecArgs) -> ExitCode {
-    diag::set_verbosity(a.common.verbose);
+    a.common.diagnostics();
     process::harden();
     let Some(program) = a.command.first().filter(|p| !p.is_empty()) else {
         return fail(&Error::config(
@@ -90,14 +93,18 @@ pub fn run(a: ExecArgs) -> ExitCode {
     spawn_or_exec(cmd, program)
 }
 
+/// CMD could not be started. That is not one of the engine's error kinds
+/// (the token was obtained; nothing about anthropic-wif's configuration is
+/// wrong), so the message is tagged `[exec]` and the status follows the
+/// shells and env(1): 127 not found, 126 found but not runnable
+/// (docs/design.md §8).
 fn cannot_run(program: &str, e: &std::io::Error) -> ExitCode {
-    // The shell's conventions: 127 not found, 126 found but not runnable.
     let (code, what) = match e.kind() {
         std::io::ErrorKind::NotFound => (127, "not found (check the name and PATH)"),
         std::io::ErrorKind::PermissionDenied => (126, "not executable (permission denied)"),
         _ => (126, "could not be started"),
     };
-    eprintln!("anthropic-wif: error [config]: exec: {program:?} {what}: {e}");
+    eprintln!("anthropic-wif: error [exec]: {program:?} {what}: {e}");
     ExitCode::from(code)
 }
 

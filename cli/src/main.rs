@@ -11,7 +11,8 @@ mod proxy;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anthropic_wif_core::{diag, process, Error, Provider};
+use anthropic_wif_core::options::{self, FieldNames};
+use anthropic_wif_core::{process, Error, Provider};
 use clap::Parser;
 use zeroize::Zeroizing;
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(2);
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument => return unknown_flag(&e),
         Err(e) => {
             // --help/--version go to stdout with status 0; usage errors to stderr with 2.
             let _ = e.print();
@@ -47,13 +49,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// An unknown flag: core's one "unknown option" message (the bindings give
+/// it for unknown arguments and options), with clap's suggestion.
+fn unknown_flag(e: &clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue};
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let given = text(ContextKind::InvalidArg).unwrap_or_default();
+    let given = given.split_once('=').map(|(flag, _)| flag.to_string()).unwrap_or(given);
+    let hint = text(ContextKind::SuggestedArg).map(|s| format!("did you mean {s}?"));
+    let command = std::env::args().nth(1).filter(|c| !c.starts_with('-')).unwrap_or_default();
+    let known = format!("`anthropic-wif {command} --help` lists them").replace("  ", " ");
+    fail(&options::unknown_message(FieldNames::Flags, "", &given, hint.as_deref(), &known))
+}
+
 fn fail(err: &Error) -> ExitCode {
     eprintln!("anthropic-wif: error [{}]: {err}", err.kind.as_str());
     ExitCode::from(err.kind.exit_code() as u8)
 }
 
 fn run_token(t: TokenArgs) -> ExitCode {
-    diag::set_verbosity(t.common.verbose);
+    t.common.diagnostics();
     process::harden();
     let options = match t.common.provider_options() {
         Ok(o) => o,

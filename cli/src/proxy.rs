@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anthropic_wif_core::{diag, runtime, Error, HandOutMargin, Provider};
+use anthropic_wif_core::{runtime, Error, HandOutMargin, Provider};
 use anthropic_wif_proxy::{Listen, Proxy, ProxyConfig};
 use clap::Args;
 
@@ -79,12 +79,12 @@ fn fail(err: &Error) -> ExitCode {
 }
 
 pub fn run(a: ProxyArgs) -> ExitCode {
-    diag::set_verbosity(a.common.verbose);
+    a.common.diagnostics();
     // The proxy holds the access token for hours: keep it out of core dumps.
     anthropic_wif_core::process::harden();
     // A server: one runtime worker per core (the engine's default is one).
     runtime::set_worker_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-    if a.common.min_remaining.is_some() {
+    if a.common.has("min_remaining") {
         return fail(&Error::config(
             "--min-remaining does not apply to the proxy; use --stream-allowance SECONDS \
              (the proxy never forwards with a token that expires within it)",

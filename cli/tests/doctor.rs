@@ -514,3 +514,20 @@ fn help_explains_consumption_and_exit_codes() {
         assert!(out.contains(needle), "{needle:?} missing from help:\n{out}");
     }
 }
+
+#[test]
+fn the_identity_source_is_labelled_with_the_flag_that_gave_it() {
+    let sb = Sandbox::new();
+    let jwt = sb.fresh_jwt_file();
+    let base = sb.emu.base_url();
+    let args = ["--federation-rule-id", RULE, "--organization-id", ORG, "--base-url", base.as_str()];
+    let (_, v) = doctor_json(&sb, &[&args[..], &["--identity-token-file", jwt.to_str().unwrap()]].concat(), &[]);
+    assert_eq!(v["identity"]["origin"]["display"], "--identity-token-file", "{}", v["identity"]);
+    let o = sb.run(&[&["doctor"][..], &args[..], &["--identity-token-file", jwt.to_str().unwrap()]].concat());
+    assert!(stdout(&o).contains("[--identity-token-file]"), "{}", stdout(&o));
+    let (_, v) = doctor_json(&sb, &[&args[..], &["--identity-token-env", "MY_JWT"]].concat(), &[]);
+    assert_eq!(v["identity"]["origin"]["display"], "--identity-token-env", "{}", v["identity"]);
+    let spec = format!(r#"{{"source":"file","path":"{}"}}"#, jwt.display());
+    let (_, v) = doctor_json(&sb, &[&args[..], &["--identity-token", spec.as_str()]].concat(), &[]);
+    assert_eq!(v["identity"]["origin"]["display"], "--identity-token", "{}", v["identity"]);
+}

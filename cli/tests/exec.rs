@@ -133,6 +133,11 @@ fn a_missing_program_exits_127_and_config_errors_do_not_run_anything() {
     let o = sb.run(&["exec", "--", "/nonexistent/program"]);
     assert_eq!(o.status.code(), Some(127));
     assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("anthropic-wif: error [exec]: \"/nonexistent/program\" not found"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!stderr(&o).contains("sk-ant-oat01-"));
 
     let marker = sb.path("ran");

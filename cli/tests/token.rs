@@ -289,3 +289,68 @@ fn never_reads_stdin() {
     let o = child.wait_with_output().unwrap();
     parse_token_json(&o);
 }
+
+#[test]
+fn anthropic_wif_log_turns_diagnostics_on_and_dash_v_wins() {
+    let mut sb = Sandbox::new();
+    sb.federation_env();
+    let quiet = sb.run(&["token", "--no-cache"]);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert!(!stderr(&quiet).contains("anthropic-wif: configuration:"), "{}", stderr(&quiet));
+
+    sb.fresh_jwt_file();
+    sb.env.insert("ANTHROPIC_WIF_LOG".into(), "info".into());
+    let info = sb.run(&["token", "--no-cache"]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    assert!(stderr(&info).contains("anthropic-wif: configuration: environment variables"), "{}", stderr(&info));
+
+    // -v given: it decides, whatever ANTHROPIC_WIF_LOG says.
+    sb.fresh_jwt_file();
+    sb.env.insert("ANTHROPIC_WIF_LOG".into(), "debug".into());
+    let debug = sb.run(&["token", "--no-cache"]);
+    let v = {
+        sb.fresh_jwt_file();
+        sb.run(&["token", "--no-cache", "-v"])
+    };
+    assert!(v.status.success(), "{}", stderr(&v));
+    assert!(
+        stderr(&debug).lines().count() > stderr(&v).lines().count(),
+        "debug:\n{}\n-v:\n{}",
+        stderr(&debug),
+        stderr(&v)
+    );
+    assert!(stderr(&v).contains("anthropic-wif: configuration:"), "{}", stderr(&v));
+}
+
+#[test]
+fn unknown_and_out_of_range_flags_get_the_one_message_of_every_face() {
+    let sb = Sandbox::new();
+    let o = sb.run(&["token", "--federation-rule", "fdrl_x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o).trim(),
+        "anthropic-wif: error [config]: unknown option \"--federation-rule\"; did you mean --federation-rule-id? \
+         (`anthropic-wif token --help` lists them)"
+    );
+    for bad in ["-1", "86401", "1.5", "soon"] {
+        let o = sb.run(&["token", "--min-remaining", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(
+            stderr(&o).contains("--min-remaining must be a whole number of seconds from 0 to 86400"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = sb.run(&["token", "--config-dir", ""]);
+    assert!(stderr(&o).contains("--config-dir is empty"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_empty_service_account_flag_leaves_it_out_without_falling_back() {
+    let mut sb = Sandbox::new();
+    sb.federation_env();
+    let o = sb.run(&["token", "--service-account-id", ""]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let body = &sb.emu.requests()[0].body;
+    assert!(body.get("service_account_id").is_none(), "{body}");
+}

@@ -217,6 +217,13 @@ pub fn scrub(text: &str, secrets: &[&str], max_chars: usize) -> String {
 
 /// Control characters and the Unicode bidirectional controls (U+061C,
 /// U+200E/F, U+202A–U+202E, U+2066–U+2069).
+/// True when the text looks like a secret (an Anthropic key/token or a JWT)
+/// and must not be echoed.
+pub(crate) fn looks_secret(s: &str) -> bool {
+    let t = s.trim();
+    t.contains("sk-ant-") || (t.contains("eyJ") && t.matches('.').count() >= 2) || t.len() > 200
+}
+
 fn is_unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')

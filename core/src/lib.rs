@@ -21,6 +21,9 @@
 //!   its file lock;
 //! - [`config`]: ids and their validation, profiles, the precedence chain;
 //! - [`provider`]: identity + exchange + caches, the one entry point;
+//! - [`options`]: the one options type and table every face maps its
+//!   settings into; [`schema`]: the shapes the faces declare again, for
+//!   their drift checks;
 //! - [`doctor`]: a secret-free health report of a configuration.
 
 // The engine never writes to stdout: that belongs to the faces (a credential
@@ -41,9 +44,12 @@ pub mod fuzz_api;
 pub mod identity;
 pub mod json;
 pub mod jwt;
+pub mod option_table;
+pub mod options;
 pub mod process;
 pub mod provider;
 pub mod runtime;
+pub mod schema;
 pub mod secret;
 pub mod trusted;
 pub mod url;

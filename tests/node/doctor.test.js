@@ -225,14 +225,14 @@ test('a configuration that does not resolve is a report (exit code 2), not a rej
 
 test('malformed arguments reject with ConfigurationError naming the argument (never a sync throw)', async () => {
   const cases = [
-    [[{ bogus: 1 }], /doctor\(options\): unknown option bogus/],
+    [[{ bogus: 1 }], /doctor\(options\): unknown option "bogus" \(known: profile, /],
     [[{ baseUrl: 'x' }], /did you mean baseURL/],
     [[42], /options must be an object/],
     [[{ identityToken: { source: 'telepathy' } }], /identityToken/],
     [[{}, { exchange: 'yes' }], /exchange must be true or false/],
     [[{}, { expectedAudience: 5 }], /expectedAudience/],
-    [[{}, { baseURL: 'x' }], /unknown doctor option baseURL/],
-    [[{}, []], /doctorOptions must be an object/],
+    [[{}, { baseURL: 'x' }], /doctor\(options, doctorOptions\): unknown option "baseURL"; baseURL is a provider option/],
+    [[{}, []], /doctor\(options, doctorOptions\): the options must be an object, got an array/],
   ];
   for (const [args, re] of cases) {
     let p;

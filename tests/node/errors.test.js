@@ -52,12 +52,17 @@ async function rejection(promise) {
 
 test('config: bad options throw ConfigurationError synchronously, naming the option', () => {
   const cases = [
-    [{ baseUrl: 'http://127.0.0.1:1' }, /baseURL/],
+    [{ baseUrl: 'http://127.0.0.1:1' }, /new Provider\(options\): unknown option "baseUrl"; did you mean baseURL\?/],
+    [{ federation_rule_id: 'fdrl_x' }, /did you mean federationRuleId\?/],
     [{ organizationId: 42 }, /organizationId must be a string/],
-    [{ identityToken: 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.' }, /identityToken must be an object/],
+    [{ identityToken: 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.' }, /option identityToken must be an identity-token source object/],
     [{ identityToken: { source: 'telepathy' } }, /identityToken/],
     [{ noCache: 'yes' }, /noCache/],
-    [{ minRemaining: -1 }, /minRemaining/],
+    [{ minRemaining: -1 }, /option minRemaining must be a whole number of seconds from 0 to 86400, got -1/],
+    [{ minRemaining: 86401 }, /option minRemaining must be a whole number of seconds from 0 to 86400/],
+    [{ minRemaining: NaN }, /option minRemaining must be a whole number of seconds from 0 to 86400, got a string/],
+    [{ lockTimeout: 3601 }, /option lockTimeout must be a number of seconds from 0 to 3600/],
+    [{ configDir: '' }, /option configDir is empty/],
     [{ env: { A: 1 } }, /env/],
   ];
   for (const [opts, re] of cases) {
@@ -255,7 +260,23 @@ test('no token or JWT in util.inspect or JSON of a provider and its credentials 
   for (const text of [util.inspect(p, { showHidden: true, depth: 5 }), util.inspect(p.credentials(), { showHidden: true }), JSON.stringify(p)]) {
     assertNoSecrets(text, [token], 'util.inspect output');
   }
-  assert.equal(util.inspect(p), 'Provider {}');
+  // Like Python's repr: the configuration given, in the option names of this face.
+  const shown = util.inspect(p);
+  assert.match(shown, /^Provider \{ federationRuleId: 'fdrl_[^']+', organizationId: '[^']+', /);
+  assert.match(shown, /identityToken: <command>, env: <\d+ variables> \}$/);
+  assert.match(util.inspect(p.forBaseURL('https://other.example')), /forBaseURL: 'https:\/\/other\.example' \}$/);
+  const fixed = new Provider({ env: { ANTHROPIC_CONFIG_DIR: sb.path('cfg'), ANTHROPIC_AUTH_TOKEN: token } });
+  assert.equal(util.inspect(fixed), 'Provider { env: <2 variables> }');
+});
+
+test('an explicit empty optional id is left out, never taken from the environment', async () => {
+  await emu.reset();
+  const env = { ...process.env, ANTHROPIC_SERVICE_ACCOUNT_ID: 'svac_01FromTheEnvironment0000', ANTHROPIC_WORKSPACE_ID: 'wrkspc_01FromTheEnvironment00' };
+  const p = new Provider(federationOptions(emu, sb, { serviceAccountId: '', workspaceId: '', noCache: true, env }));
+  await p.getToken();
+  const [req] = await emu.requests();
+  assert.equal(req.body.service_account_id, undefined);
+  assert.equal(req.body.workspace_id, undefined);
 });
 
 test('every kind the engine reports maps to a class', () => {

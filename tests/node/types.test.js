@@ -63,3 +63,66 @@ test('index.d.mts declares every runtime export of index.mjs', async () => {
   const { values } = declaredExports(ESM_TYPES);
   assert.deepEqual([...values].sort(), Object.keys(esm).sort());
 });
+
+// ---- the declarations against the engine's own description (core/src/schema.rs) ----------------
+
+// The loader sits next to the entry point (bindings-node/ in a checkout, the package root when packed).
+const { loadAddon } = require(path.join(path.dirname(require.resolve('anthropic-wif')), 'loader.js'));
+const SCHEMA = JSON.parse(loadAddon().schema());
+
+/** Every interface of index.d.ts: name → { member: { optional, type } }. */
+function interfaces(file) {
+  const source = ts.createSourceFile(file, require('node:fs').readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+  const out = {};
+  for (const st of source.statements) {
+    if (!ts.isInterfaceDeclaration(st)) continue;
+    const members = {};
+    for (const m of st.members) {
+      if (!ts.isPropertySignature(m)) continue;
+      members[m.name.getText(source)] = { optional: !!m.questionToken, type: m.type ? m.type.getText(source) : '' };
+    }
+    out[st.name.text] = members;
+  }
+  return out;
+}
+
+const DECLARED = interfaces(CJS_TYPES);
+
+test('ProviderOptions and DoctorOptions declare exactly the engine table, in camelCase', () => {
+  const names = (scope) => SCHEMA.options.filter((o) => o.scope === scope).map((o) => o.camel);
+  assert.deepEqual(Object.keys(DECLARED.ProviderOptions), names('provider'));
+  assert.deepEqual(Object.keys(DECLARED.DoctorOptions), names('doctor'));
+  for (const [name, m] of Object.entries({ ...DECLARED.ProviderOptions, ...DECLARED.DoctorOptions })) {
+    assert.ok(m.optional, `${name} is optional`);
+  }
+});
+
+test('IdentityTokenSource declares every source the engine knows, with its fields', () => {
+  const declared = {};
+  for (const [name, members] of Object.entries(DECLARED)) {
+    if (!name.endsWith('IdentitySource') || !members.source) continue;
+    const tag = JSON.parse(members.source.type.replace(/'/g, '"'));
+    const { source, ...fields } = members;
+    declared[tag] = { name, fields };
+  }
+  assert.deepEqual(Object.keys(declared).sort(), Object.keys(SCHEMA.identity_sources).sort());
+  for (const [tag, fields] of Object.entries(SCHEMA.identity_sources)) {
+    const d = declared[tag];
+    assert.deepEqual(Object.keys(d.fields).sort(), Object.keys(fields).sort(), `${d.name}`);
+    for (const [field, { required }] of Object.entries(fields)) {
+      assert.equal(!d.fields[field].optional, required, `${d.name}.${field} required`);
+    }
+  }
+});
+
+test('the Doctor* interfaces declare every key of the report, optional and nullable as doctor writes them', () => {
+  for (const [typeName, keys] of Object.entries(SCHEMA.doctor_report)) {
+    const d = DECLARED[typeName];
+    assert.ok(d, `index.d.ts declares ${typeName}`);
+    assert.deepEqual(Object.keys(d).sort(), Object.keys(keys).sort(), typeName);
+    for (const [key, { required, nullable }] of Object.entries(keys)) {
+      assert.equal(!d[key].optional, required, `${typeName}.${key} required`);
+      assert.equal(/\bnull\b/.test(d[key].type), nullable, `${typeName}.${key} nullable (${d[key].type})`);
+    }
+  }
+});

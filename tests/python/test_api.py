@@ -211,3 +211,50 @@ def test_every_source_class_is_accepted_by_the_engine() -> None:
         assert spec.to_dict()["source"] in repr(p)
         assert "Bearer" not in repr(spec)  # header values are not shown
     assert len(tags) == len(examples)
+
+
+def test_repr_shows_the_configuration_and_never_a_secret(emulator: Emulator) -> None:
+    jwt = emulator.jwt()
+    env = {"HOME": os.environ["HOME"], "MY_JWT": jwt}
+    p = anthropic_wif.Provider(
+        **provider_kwargs(emulator, identity_token=anthropic_wif.sources.Env("MY_JWT"), no_cache=True, env=env)
+    )
+    text = repr(p)
+    assert text.startswith(f"Provider(federation_rule_id='{RULE}', organization_id='{ORG}'"), text
+    assert "identity_token=<env>" in text and "no_cache=True" in text and "env=<2 variables>" in text, text
+    assert jwt not in text
+    bound = p.for_base_url("https://other.example")
+    assert repr(bound).endswith("for_base_url='https://other.example')"), repr(bound)
+
+
+def test_help_lists_every_argument_of_the_engine_table() -> None:
+    import inspect
+
+    params = list(inspect.signature(anthropic_wif.Provider).parameters)
+    assert params == list(anthropic_wif.ProviderOptions.__annotations__), params
+    assert "SPEC" not in (anthropic_wif.Provider.__doc__ or "")
+    doctor_params = list(inspect.signature(anthropic_wif.doctor).parameters)
+    assert doctor_params[:2] == ["exchange", "expected_audience"] and doctor_params[2:] == params
+
+
+def test_an_explicit_empty_optional_id_is_left_out_and_not_taken_from_the_environment(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_SERVICE_ACCOUNT_ID", SVAC)
+    monkeypatch.setenv("ANTHROPIC_WORKSPACE_ID", "wrkspc_01FromTheEnvironment00")
+    anthropic_wif.Provider(**provider_kwargs(emulator, service_account_id="", workspace_id="", no_cache=True))()
+    body = emulator.requests()[-1]["body"]
+    assert "service_account_id" not in body and "workspace_id" not in body, body
+
+
+def test_the_env_argument_fixes_the_environment_and_lock_timeout_is_taken(emulator: Emulator) -> None:
+    env = {
+        "HOME": os.environ["HOME"],
+        "ANTHROPIC_FEDERATION_RULE_ID": RULE,
+        "ANTHROPIC_ORGANIZATION_ID": ORG,
+        "ANTHROPIC_BASE_URL": emulator.base_url,
+        "ANTHROPIC_IDENTITY_TOKEN": emulator.jwt(),
+    }
+    token = anthropic_wif.Provider(env=env, no_cache=True, lock_timeout=0.5)()
+    assert token.token.startswith("sk-ant-oat01-")
+    assert emulator.requests()[-1]["body"]["federation_rule_id"] == RULE

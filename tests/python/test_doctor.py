@@ -241,16 +241,16 @@ def test_a_configuration_that_does_not_resolve_is_a_report(emulator: Emulator, t
 
 
 BAD_ARGUMENTS = [
-    ({"exchange": "yes"}, r"argument exchange must be True or False"),
+    ({"exchange": "yes"}, r"doctor\(\): argument exchange must be True or False"),
     ({"exchange": 1}, r"argument exchange must be True or False"),
-    ({"expected_audience": 5}, r"argument expected_audience must be a str"),
-    ({"bogus": 1}, r"unknown argument 'bogus'"),
-    ({"baseurl": "https://x"}, r"unknown argument 'baseurl'; did you mean base_url\?"),
+    ({"expected_audience": 5}, r"argument expected_audience must be a string"),
+    ({"bogus": 1}, r'unknown argument "bogus" \(known: profile, '),
+    ({"baseurl": "https://x"}, r'unknown argument "baseurl"; did you mean base_url\?'),
     ({"identity_token": {"source": "telepathy"}}, r"identity_token"),
     ({"identity_token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}, r"identity_token"),
-    ({"organization_id": 5}, r"argument organization_id must be a str"),
-    ({"no_cache": "no"}, r"argument no_cache must be a bool"),
-    ({"min_remaining": -1}, r"min_remaining must be 0 or more"),
+    ({"organization_id": 5}, r"argument organization_id must be a string"),
+    ({"no_cache": "no"}, r"argument no_cache must be True or False"),
+    ({"min_remaining": -1}, r"argument min_remaining must be a whole number of seconds from 0 to 86400"),
 ]
 
 

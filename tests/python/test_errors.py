@@ -76,13 +76,34 @@ def test_identity_token_as_a_string_is_refused_without_echoing_it() -> None:
     assert "sources.File" in str(info.value)
 
 
-def test_wrong_argument_types_are_type_errors() -> None:
-    with pytest.raises(TypeError, match="organization_id"):
-        anthropic_wif.Provider(organization_id=12345)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="no_cache"):
-        anthropic_wif.Provider(no_cache="yes")  # type: ignore[arg-type]
+def test_wrong_argument_types_are_configuration_errors_like_in_every_face() -> None:
+    with pytest.raises(ConfigurationError, match="argument organization_id must be a string, got an int"):
+        anthropic_wif.Provider(organization_id=12345)  # type: ignore[typeddict-item]
+    with pytest.raises(ConfigurationError, match="argument no_cache must be True or False, got a str"):
+        anthropic_wif.Provider(no_cache="yes")  # type: ignore[typeddict-item]
+    with pytest.raises(ConfigurationError, match="argument config_dir must be a string \\(a path\\), got a bytes"):
+        anthropic_wif.Provider(config_dir=b"/tmp")  # type: ignore[typeddict-item]
     with pytest.raises(TypeError):
-        anthropic_wif.Provider("positional")  # type: ignore[misc]
+        anthropic_wif.Provider("positional")  # type: ignore[call-arg]
+
+
+def test_unknown_arguments_say_did_you_mean() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        anthropic_wif.Provider(federation_rule="fdrl_x")  # type: ignore[typeddict-unknown-key]
+    assert str(info.value).startswith(
+        'Provider(): unknown argument "federation_rule"; did you mean federation_rule_id? (known: profile, '
+    ), str(info.value)
+    assert info.value.kind == "config"
+    with pytest.raises(ConfigurationError, match="AsyncProvider\\(\\): unknown argument \"baseURL\"; did you mean base_url\\?"):
+        anthropic_wif.AsyncProvider(baseURL="https://x")  # type: ignore[typeddict-unknown-key]
+
+
+def test_min_remaining_and_lock_timeout_have_the_bounds_of_every_face() -> None:
+    for bad in (-1, 86401, 1.5, True):
+        with pytest.raises(ConfigurationError, match="argument min_remaining must be a whole number of seconds from 0 to 86400"):
+            anthropic_wif.Provider(min_remaining=bad)  # type: ignore[typeddict-item]
+    with pytest.raises(ConfigurationError, match="argument lock_timeout must be a number of seconds from 0 to 3600"):
+        anthropic_wif.Provider(lock_timeout=3601)
 
 
 def test_identity_source_error(emulator: Emulator, tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ from ._errors import (
     WifError,
 )
 from ._native import version as _engine_version
-from ._provider import AsyncProvider, IdentityTokenArg, Provider
+from ._options import IdentityTokenArg, ProviderOptions
+from ._provider import AsyncProvider, Provider
 from ._token import AccessToken
 
 __version__: str = _engine_version()
@@ -37,6 +38,7 @@ __all__ = [
     "AsyncProvider",
     "AccessToken",
     "IdentityTokenArg",
+    "ProviderOptions",
     "WifError",
     "ConfigurationError",
     "IdentitySourceError",

@@ -13,15 +13,17 @@ arguments raise :class:`~anthropic_wif.ConfigurationError`.
 from __future__ import annotations
 
 import asyncio
-import difflib
+import inspect
 import json
-import os
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 from typing import TypedDict
 
 from . import _native
-from ._errors import ConfigurationError
-from ._provider import IdentityTokenArg, _native_kwargs, _resolve
+from ._options import ProviderOptions, keyword_signature, native_options
+from ._provider import _resolve
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "doctor",
@@ -201,75 +203,16 @@ class DoctorReport(_ReportRequired, total=False):
 
 
 # ---------------------------------------------------------------------------
-# arguments
-
-_DEFAULTS: Dict[str, Any] = {
-    "profile": None,
-    "federation_rule_id": None,
-    "organization_id": None,
-    "service_account_id": None,
-    "workspace_id": None,
-    "base_url": None,
-    "identity_token": None,
-    "config_dir": None,
-    "credentials_path": None,
-    "no_cache": False,
-    "min_remaining": None,
-}
+# the calls
 
 
-def _prepare(
-    call: str, scope: Dict[str, Any], unknown: Dict[str, Any]
-) -> Tuple[_native.NativeOptions, bool, Optional[str]]:
-    """Check the arguments (`scope`: the call's locals); every problem is a
-    ConfigurationError naming the argument."""
-    exchange = scope["exchange"]
-    expected_audience = scope["expected_audience"]
-    if not isinstance(exchange, bool):
-        raise ConfigurationError(
-            f"{call}: argument exchange must be True or False, got {type(exchange).__name__}; "
-            "exchange=True also tries one real exchange (it consumes the identity token)",
-            kind="config",
-        )
-    if expected_audience is not None and not isinstance(expected_audience, str):
-        raise ConfigurationError(
-            f"{call}: argument expected_audience must be a str (the audience the federation rule expects) "
-            f"or None, got {type(expected_audience).__name__}",
-            kind="config",
-        )
-    for name in sorted(unknown):
-        close = difflib.get_close_matches(name, list(_DEFAULTS) + ["exchange", "expected_audience"], n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise ConfigurationError(
-            f"{call}: unknown argument {name!r}{hint} "
-            f"(it takes exchange, expected_audience and the Provider arguments: {', '.join(_DEFAULTS)})",
-            kind="config",
-        )
-    values = {name: scope[name] for name in _DEFAULTS}
-    try:
-        kwargs = _native_kwargs(**values)
-    except TypeError as err:
-        raise ConfigurationError(f"{call}: {err}", kind="config") from None
-    options = _native.NativeOptions(**kwargs)
-    return options, exchange, expected_audience
+def _options(call: str, exchange: bool, expected_audience: Optional[str], options: Dict[str, Any]) -> _native.NativeOptions:
+    """The engine's checked options: the provider's and doctor's own."""
+    return native_options(call, {**options, "exchange": exchange, "expected_audience": expected_audience}, doctor=True)
 
 
 def doctor(
-    *,
-    exchange: bool = False,
-    expected_audience: Optional[str] = None,
-    profile: Optional[str] = None,
-    federation_rule_id: Optional[str] = None,
-    organization_id: Optional[str] = None,
-    service_account_id: Optional[str] = None,
-    workspace_id: Optional[str] = None,
-    base_url: Optional[str] = None,
-    identity_token: Optional[IdentityTokenArg] = None,
-    config_dir: Union[str, "os.PathLike[str]", None] = None,
-    credentials_path: Union[str, "os.PathLike[str]", None] = None,
-    no_cache: bool = False,
-    min_remaining: Optional[int] = None,
-    **unknown: Any,
+    *, exchange: bool = False, expected_audience: Optional[str] = None, **options: Unpack[ProviderOptions]
 ) -> DoctorReport:
     """Diagnose a configuration: the report of ``anthropic-wif doctor --json``.
 
@@ -289,39 +232,33 @@ def doctor(
     :class:`~anthropic_wif.ConfigurationError`. The GIL is released while the
     diagnosis runs.
     """
-    options, exchange, audience = _prepare("doctor()", locals(), unknown)
-    return json.loads(_native.doctor(options, exchange=exchange, expected_audience=audience))  # type: ignore[no-any-return]
+    native = _options("doctor()", exchange, expected_audience, dict(options))
+    return json.loads(_native.doctor(native))  # type: ignore[no-any-return]
 
 
 async def adoctor(
-    *,
-    exchange: bool = False,
-    expected_audience: Optional[str] = None,
-    profile: Optional[str] = None,
-    federation_rule_id: Optional[str] = None,
-    organization_id: Optional[str] = None,
-    service_account_id: Optional[str] = None,
-    workspace_id: Optional[str] = None,
-    base_url: Optional[str] = None,
-    identity_token: Optional[IdentityTokenArg] = None,
-    config_dir: Union[str, "os.PathLike[str]", None] = None,
-    credentials_path: Union[str, "os.PathLike[str]", None] = None,
-    no_cache: bool = False,
-    min_remaining: Optional[int] = None,
-    **unknown: Any,
+    *, exchange: bool = False, expected_audience: Optional[str] = None, **options: Unpack[ProviderOptions]
 ) -> DoctorReport:
     """:func:`doctor` for async code: the diagnosis runs on the engine's own
     runtime and never blocks the event loop."""
-    options, exchange, audience = _prepare("adoctor()", locals(), unknown)
+    native = _options("adoctor()", exchange, expected_audience, dict(options))
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         # Not asyncio (trio through anyio): the blocking call on a worker thread.
         import anyio.to_thread
 
-        text = await anyio.to_thread.run_sync(lambda: _native.doctor(options, exchange=exchange, expected_audience=audience))
+        text = await anyio.to_thread.run_sync(lambda: _native.doctor(native))
         return json.loads(text)  # type: ignore[no-any-return]
     future: asyncio.Future[str] = loop.create_future()
-    _native.doctor_async(options, exchange, audience, loop, future, _resolve)
+    _native.doctor_async(native, loop, future, _resolve)
     return json.loads(await future)  # type: ignore[no-any-return]
 
+
+# help() and inspect.signature show every argument (the provider's from ProviderOptions).
+_SIGNATURE = keyword_signature(
+    inspect.Parameter("exchange", inspect.Parameter.KEYWORD_ONLY, default=False, annotation="bool"),
+    inspect.Parameter("expected_audience", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Optional[str]"),
+)
+setattr(doctor, "__signature__", _SIGNATURE)
+setattr(adoctor, "__signature__", _SIGNATURE)

@@ -2,24 +2,11 @@
 in ``anthropic_wif`` instead."""
 
 import asyncio
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 class NativeOptions:
-    def __init__(
-        self,
-        *,
-        profile: Optional[str] = None,
-        federation_rule_id: Optional[str] = None,
-        organization_id: Optional[str] = None,
-        service_account_id: Optional[str] = None,
-        workspace_id: Optional[str] = None,
-        base_url: Optional[str] = None,
-        identity_token_json: Optional[str] = None,
-        config_dir: Optional[str] = None,
-        credentials_path: Optional[str] = None,
-        disk_cache: bool = True,
-        min_remaining: Optional[int] = None,
-    ) -> None: ...
+    def __init__(self, call: str, options: Mapping[str, Any], *, doctor: bool = False) -> None: ...
+    def summary(self) -> List[Tuple[str, str]]: ...
 
 class NativeProvider:
     def __init__(self, *, token_class: Callable[[str, Optional[int]], Any], options: NativeOptions) -> None: ...
@@ -36,14 +23,13 @@ class NativeProvider:
     def invalidate(self) -> None: ...
     def notice(self) -> Optional[str]: ...
 
-def doctor(options: NativeOptions, *, exchange: bool = False, expected_audience: Optional[str] = None) -> str: ...
+def doctor(options: NativeOptions) -> str: ...
 def doctor_async(
     options: NativeOptions,
-    exchange: bool,
-    expected_audience: Optional[str],
     event_loop: asyncio.AbstractEventLoop,
     future: "asyncio.Future[Any]",
     resolve: Callable[["asyncio.Future[Any]", bool, Any], None],
 ) -> None: ...
 def version() -> str: ...
+def schema() -> str: ...
 def _fork_generation() -> int: ...

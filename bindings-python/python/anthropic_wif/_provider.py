@@ -10,117 +10,21 @@ by the native engine, the same one the `anthropic-wif` CLI runs.
 from __future__ import annotations
 
 import asyncio
-import json
+import inspect
 import logging
-import os
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import _native
-from ._errors import ConfigurationError
+from ._options import IdentityTokenArg, ProviderOptions, keyword_signature, native_options
 from ._token import token_class
-from .sources import IdentitySource
 
 if TYPE_CHECKING:
     from anthropic.lib.credentials import AccessToken
+    from typing_extensions import Unpack
 
 __all__ = ["Provider", "AsyncProvider", "IdentityTokenArg"]
 
 _log = logging.getLogger("anthropic_wif")
-
-IdentityTokenArg = Union[IdentitySource, Mapping[str, Any], "os.PathLike[str]"]
-
-_STR_ARGS = (
-    "profile",
-    "federation_rule_id",
-    "organization_id",
-    "service_account_id",
-    "workspace_id",
-    "base_url",
-)
-
-
-def _identity_json(value: object) -> Optional[str]:
-    if value is None:
-        return None
-    if isinstance(value, IdentitySource):
-        spec: Dict[str, Any] = value.to_dict()
-    elif isinstance(value, Mapping):
-        spec = dict(value)
-    elif isinstance(value, os.PathLike):
-        spec = {"source": "file", "path": os.fspath(value)}
-    else:
-        # Never echo the value: it may well be the JWT itself.
-        raise ConfigurationError(
-            f"argument identity_token takes a source object or a dict, not a {type(value).__name__}; "
-            "pass anthropic_wif.sources.File(path) (or {'source': 'file', 'path': …}) for a token file, "
-            "or anthropic_wif.sources.Env('VAR') for a variable holding the token",
-            kind="config",
-        )
-    try:
-        return json.dumps(spec)
-    except (TypeError, ValueError) as err:
-        raise ConfigurationError(
-            f"argument identity_token is not JSON-serialisable ({type(err).__name__}); "
-            "use only str, int, list and dict values, as in a profile file",
-            kind="config",
-        ) from None
-
-
-def _native_kwargs(
-    *,
-    profile: Optional[str],
-    federation_rule_id: Optional[str],
-    organization_id: Optional[str],
-    service_account_id: Optional[str],
-    workspace_id: Optional[str],
-    base_url: Optional[str],
-    identity_token: Optional[IdentityTokenArg],
-    config_dir: Union[str, "os.PathLike[str]", None],
-    credentials_path: Union[str, "os.PathLike[str]", None],
-    no_cache: bool,
-    min_remaining: Optional[int],
-) -> Dict[str, Any]:
-    values: Dict[str, Any] = {
-        "profile": profile,
-        "federation_rule_id": federation_rule_id,
-        "organization_id": organization_id,
-        "service_account_id": service_account_id,
-        "workspace_id": workspace_id,
-        "base_url": base_url,
-    }
-    for name in _STR_ARGS:
-        v = values[name]
-        if v is not None and not isinstance(v, str):
-            raise TypeError(f"argument {name} must be a str or None, got {type(v).__name__}")
-    for name, path in (("config_dir", config_dir), ("credentials_path", credentials_path)):
-        if path is not None and not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"argument {name} must be a str, an os.PathLike or None, got {type(path).__name__}")
-        values[name] = os.fspath(path) if path is not None else None
-    if not isinstance(no_cache, bool):
-        raise TypeError(f"argument no_cache must be a bool, got {type(no_cache).__name__}")
-    if min_remaining is not None and (isinstance(min_remaining, bool) or not isinstance(min_remaining, int)):
-        raise TypeError(f"argument min_remaining must be an int (seconds) or None, got {type(min_remaining).__name__}")
-    values["identity_token_json"] = _identity_json(identity_token)
-    values["disk_cache"] = not no_cache
-    values["min_remaining"] = min_remaining
-    return values
-
-
-def _describe(kwargs: Mapping[str, Any]) -> str:
-    shown = []
-    for name in _STR_ARGS + ("config_dir", "credentials_path"):
-        v = kwargs.get(name)
-        if v is not None:
-            shown.append(f"{name}={v!r}")
-    spec = kwargs.get("identity_token_json")
-    if spec is not None:
-        try:
-            shown.append(f"identity_token=<{json.loads(spec).get('source', '?')}>")
-        except (ValueError, AttributeError):
-            shown.append("identity_token=<?>")
-    if kwargs.get("disk_cache") is False:
-        shown.append("no_cache=True")
-    return ", ".join(shown)
 
 
 class _Base:
@@ -129,36 +33,10 @@ class _Base:
     _native: _native.NativeProvider
     _description: str
 
-    def __init__(
-        self,
-        *,
-        profile: Optional[str] = None,
-        federation_rule_id: Optional[str] = None,
-        organization_id: Optional[str] = None,
-        service_account_id: Optional[str] = None,
-        workspace_id: Optional[str] = None,
-        base_url: Optional[str] = None,
-        identity_token: Optional[IdentityTokenArg] = None,
-        config_dir: Union[str, "os.PathLike[str]", None] = None,
-        credentials_path: Union[str, "os.PathLike[str]", None] = None,
-        no_cache: bool = False,
-        min_remaining: Optional[int] = None,
-    ) -> None:
-        kwargs = _native_kwargs(
-            profile=profile,
-            federation_rule_id=federation_rule_id,
-            organization_id=organization_id,
-            service_account_id=service_account_id,
-            workspace_id=workspace_id,
-            base_url=base_url,
-            identity_token=identity_token,
-            config_dir=config_dir,
-            credentials_path=credentials_path,
-            no_cache=no_cache,
-            min_remaining=min_remaining,
-        )
-        self._native = _native.NativeProvider(token_class=token_class(), options=_native.NativeOptions(**kwargs))
-        self._description = _describe(kwargs)
+    def __init__(self, **options: Unpack[ProviderOptions]) -> None:
+        native = native_options(f"{type(self).__name__}()", dict(options))
+        self._native = _native.NativeProvider(token_class=token_class(), options=native)
+        self._description = ", ".join(f"{name}={shown}" for name, shown in native.summary())
         notice = self._native.notice()
         if notice is not None:
             _log.warning("anthropic-wif: %s", notice)
@@ -168,9 +46,7 @@ class _Base:
             base_url = str(base_url)
         other = object.__new__(type(self))
         other._native = self._native.for_base_url(base_url)
-        other._description = (
-            f"{self._description}, bound to {base_url!r}" if self._description else f"bound to {base_url!r}"
-        )
+        other._description = ", ".join(filter(None, [self._description, f"for_base_url={base_url!r}"]))
         return other
 
     def cached(self) -> Optional[AccessToken]:
@@ -197,8 +73,10 @@ class Provider(_Base):
 
     With no arguments it resolves its configuration exactly like the
     ``anthropic-wif`` CLI with no flags: ``ANTHROPIC_*`` environment variables,
-    then profiles under ``~/.config/anthropic`` (docs/design.md §3). Keyword arguments
-    mirror the CLI flags and come before everything else.
+    then profiles under ``~/.config/anthropic`` (docs/design.md §3). Keyword
+    arguments (:class:`anthropic_wif.ProviderOptions`) mirror the CLI flags in
+    snake_case and come before everything else; an unknown or malformed one
+    raises :class:`~anthropic_wif.ConfigurationError`.
 
     Thread-safe: all threads share one in-memory token and at most one
     exchange is in flight; the on-disk cache is shared with the CLI, the
@@ -221,6 +99,11 @@ class Provider(_Base):
         token comes from the same deployment as the API calls. A profile or
         an explicit ``base_url=`` that pins the deployment keeps it."""
         return self._bound(base_url)  # type: ignore[no-any-return]
+
+
+_Base.__init__.__signature__ = keyword_signature(  # type: ignore[attr-defined]
+    inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+)
 
 
 def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

@@ -144,12 +144,7 @@ pub fn is_uuid(s: &str) -> bool {
     })
 }
 
-/// True when the text looks like a secret (an Anthropic key/token or a JWT)
-/// and must not be echoed.
-pub(crate) fn looks_secret(s: &str) -> bool {
-    let t = s.trim();
-    t.contains("sk-ant-") || (t.contains("eyJ") && t.matches('.').count() >= 2) || t.len() > 200
-}
+pub(crate) use crate::error::looks_secret;
 
 /// The value quoted for a message, or a note that it is withheld.
 fn shown(value: &str) -> String {

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod profile;
 
 pub use crate::env::Env;
+pub use crate::option_table::FieldNames;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -57,7 +58,8 @@ impl<T> Sourced<T> {
 
 /// Explicit settings: CLI flags or binding constructor arguments. These come
 /// before everything in the chain. `names` tells how the face spells each
-/// field in messages (`--organization-id` vs `organization_id` vs `organizationId`).
+/// field in messages (`--organization-id` vs `organization_id` vs
+/// `organizationId`). Faces build them through [`crate::options::Options`].
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub profile: Option<String>,
@@ -71,44 +73,15 @@ pub struct Overrides {
     /// Override of the on-disk cache file (like a profile's `credentials_path`).
     pub credentials_path: Option<PathBuf>,
     pub names: FieldNames,
+    /// How the face named the identity source when not as `identity_token`
+    /// (the CLI's `--identity-token-file` and the other shortcuts), for origins.
+    pub identity_token_via: Option<String>,
 }
 
-/// How a face names its explicit settings in error messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum FieldNames {
-    /// `--federation-rule-id`
-    #[default]
-    Flags,
-    /// `federation_rule_id=`
-    SnakeCase,
-    /// `federationRuleId`
-    CamelCase,
-}
-
-impl FieldNames {
-    /// The face's spelling of a field given in snake_case.
-    pub fn name(self, snake: &str) -> String {
-        match self {
-            FieldNames::Flags => format!("--{}", snake.replace('_', "-")),
-            FieldNames::SnakeCase => format!("argument {snake}"),
-            // The SDK's (and our Node option's) spelling of the base URL.
-            FieldNames::CamelCase if snake == "base_url" => "option baseURL".to_string(),
-            FieldNames::CamelCase => {
-                let mut out = String::from("option ");
-                let mut up = false;
-                for c in snake.chars() {
-                    if c == '_' {
-                        up = true;
-                    } else if up {
-                        out.extend(c.to_uppercase());
-                        up = false;
-                    } else {
-                        out.push(c);
-                    }
-                }
-                out
-            }
-        }
+impl Overrides {
+    /// How the face named the identity token source it was given.
+    fn identity_token_name(&self) -> String {
+        self.identity_token_via.clone().unwrap_or_else(|| self.names.name("identity_token"))
     }
 }
 
@@ -746,7 +719,7 @@ fn build_federation(
     };
     let PickedIds { rule, org, svac, ws } = pick_ids(overrides, prof, env);
     let identity = if let Some(spec) = &overrides.identity_token {
-        Some(Sourced::new(spec.clone(), Origin::Explicit(names.name("identity_token"))))
+        Some(Sourced::new(spec.clone(), Origin::Explicit(overrides.identity_token_name())))
     } else if let Some(spec) = p_identity {
         Some(Sourced::new(spec.clone(), file_origin.clone()))
     } else if let Some(path) = env.get(ENV_IDENTITY_TOKEN_FILE) {
@@ -835,21 +808,10 @@ fn build_federation(
     })
 }
 
-/// What can be checked about an identity source without fetching it.
+/// What can be checked about an identity source without fetching it
+/// ([`IdentitySpec::validate`], the one static check).
 fn check_identity(identity: &Sourced<IdentitySpec>) -> Result<()> {
-    let origin = &identity.origin;
-    match &identity.value {
-        IdentitySpec::File { path } if path.as_os_str().is_empty() => Err(Error::config(format!(
-            "identity token file from {origin} is an empty path: give the path of the identity token (JWT) file"
-        ))),
-        IdentitySpec::Env { var } if var.is_empty() || var.contains('=') || var.contains('\0') => Err(Error::config(format!(
-            "identity token environment variable name from {origin} is not a variable name ({var:?}): give the name of the variable that holds the JWT, not its value"
-        ))),
-        IdentitySpec::Env { var } if ids::looks_secret(var) => Err(Error::config(format!(
-            "identity token environment variable name from {origin} looks like a token, not a variable name (value not shown): give the name of the variable that holds the JWT"
-        ))),
-        _ => Ok(()),
-    }
+    identity.value.validate(&format!("identity token source from {}", identity.origin)).map_err(Error::config)
 }
 
 /// Nothing matched: say what was looked for and how to fix it.

@@ -15,7 +15,6 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::ids::looks_secret;
@@ -281,7 +280,7 @@ pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile
                 opt_str(auth, "service_account_id", "authentication.service_account_id").map_err(&ctx)?;
             let identity_token = match auth.get("identity_token") {
                 None | Some(Value::Null) => None,
-                Some(v) => Some(parse_identity(v).map_err(&ctx)?),
+                Some(v) => Some(IdentitySpec::from_json(v, "authentication.identity_token").map_err(&ctx)?),
             };
             ProfileAuth::OidcFederation {
                 federation_rule_id,
@@ -312,67 +311,6 @@ pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile
         base_url,
         auth,
     })
-}
-
-/// The `identity_token` union. Unknown `source` → list of supported ones.
-fn parse_identity(v: &Value) -> std::result::Result<IdentitySpec, String> {
-    let Value::Object(obj) = v else {
-        return Err(format!(
-            "authentication.identity_token must be an object like {{\"source\": \"file\", \"path\": \"/var/run/secrets/anthropic.com/token\"}}, not {}",
-            crate::json::type_name(v)
-        ));
-    };
-    let source = match obj.get("source") {
-        Some(Value::String(s)) => s.clone(),
-        None | Some(Value::Null) => {
-            return Err(format!(
-                "authentication.identity_token has no \"source\"; supported sources: {} (e.g. {{\"source\": \"file\", \"path\": \"…\"}})",
-                supported_sources().join(", ")
-            ))
-        }
-        Some(other) => return Err(format!("authentication.identity_token.source must be a string, not {}", crate::json::type_name(other))),
-    };
-    let supported = supported_sources();
-    if !supported.contains(&source) {
-        let shown = if looks_secret(&source) { "(value not shown)".to_string() } else { format!("{source:?}") };
-        return Err(format!(
-            "authentication.identity_token.source {shown} is not supported; supported sources: {}. Note that the official SDKs support only \"file\": a profile with any other source works only with anthropic-wif as the credential provider",
-            supported.join(", ")
-        ));
-    }
-    let spec = IdentitySpec::deserialize(v).map_err(|e| {
-        format!("authentication.identity_token (source {source:?}) is invalid: {}", scrub(&e.to_string(), &[], 300))
-    })?;
-    match &spec {
-        IdentitySpec::File { path } if path.as_os_str().is_empty() => {
-            Err("authentication.identity_token source \"file\" needs a non-empty \"path\" (the identity token file, e.g. /var/run/secrets/anthropic.com/token)".into())
-        }
-        IdentitySpec::Env { var } if var.is_empty() => {
-            Err("authentication.identity_token source \"env\" needs a non-empty \"var\" (the name of the variable that holds the JWT)".into())
-        }
-        _ => Ok(spec),
-    }
-}
-
-/// The `source` names `IdentitySpec` accepts, asked of serde itself so the
-/// list follows the enum.
-pub fn supported_sources() -> Vec<String> {
-    let probe = serde_json::json!({ "source": "\u{1}" });
-    let msg = match IdentitySpec::deserialize(&probe) {
-        Err(e) => e.to_string(),
-        Ok(_) => String::new(),
-    };
-    let list: Vec<String> = msg
-        .split_once("expected one of ")
-        .map(|(_, rest)| {
-            rest.split(", ").map(|s| s.trim().trim_matches('`').to_string()).filter(|s| !s.is_empty()).collect()
-        })
-        .unwrap_or_default();
-    if list.is_empty() {
-        vec!["file".into(), "env".into()]
-    } else {
-        list
-    }
 }
 
 /// A string field; absent, null and "" are unset; other types are errors.
@@ -530,7 +468,7 @@ mod tests {
         assert!(m.contains("\"carrier_pigeon\" is not supported"), "{m}");
         assert!(m.contains("file, env, command, url"), "{m}");
         assert!(m.contains("official SDKs support only \"file\""), "{m}");
-        let s = supported_sources();
+        let s = crate::identity::parse::supported_sources();
         assert!(s.contains(&"file".to_string()) && s.contains(&"github_actions".to_string()), "{s:?}");
     }
 
@@ -566,7 +504,10 @@ mod tests {
                 "organization_id must be a string, not a number",
             ),
             (r#"{"version": "2.0", "authentication": {"type": "oidc_federation"}}"#, "unsupported \"version\""),
-            (r#"{"authentication": {"type": "oidc_federation", "identity_token": "x"}}"#, "must be an object"),
+            (
+                r#"{"authentication": {"type": "oidc_federation", "identity_token": "x"}}"#,
+                "must be an identity-token source object",
+            ),
             (r#"{"authentication": {"type": "oidc_federation", "identity_token": {}}}"#, "has no \"source\""),
             (
                 r#"{"authentication": {"type": "oidc_federation", "identity_token": {"source": "file"}}}"#,
@@ -578,7 +519,7 @@ mod tests {
             ),
             (
                 r#"{"authentication": {"type": "oidc_federation", "identity_token": {"source": "env", "var": ""}}}"#,
-                "non-empty \"var\"",
+                "\"var\" is empty",
             ),
         ];
         for (text, want) in cases {

@@ -14,15 +14,8 @@ pub(crate) fn read(var: &str, env: &Env, source: &str) -> Result<Secret> {
 
 /// Like [`read`], with a source-specific fix for the unset case (presets).
 pub(crate) fn read_with_fix(var: &str, env: &Env, source: &str, fix: Option<&str>) -> Result<Secret> {
-    if var.trim().is_empty() {
-        return Err(Error::config(format!(
-            "{source}: the variable name is empty; set identity_token.var to the name of the variable that holds the identity JWT"
-        )));
-    }
-    if var.contains('=') || var.contains('\0') {
-        return Err(Error::config(format!(
-            "{source}: the variable name contains `=` or NUL, so it is not a valid environment variable name; give the variable's name, not its value"
-        )));
+    if let Some(problem) = super::parse::env_var_problem(var) {
+        return Err(Error::config(format!("{source}: {problem}")));
     }
     match env.get(var) {
         Some(value) => finish(value, source),

@@ -31,12 +31,14 @@ pub mod command;
 pub mod env;
 pub(crate) mod expand;
 pub mod file;
+pub mod parse;
 pub mod presets;
 mod sigv4;
 pub mod spiffe;
 pub mod url;
 
 pub use auto::{detect, detect_with_probes, Detection};
+pub use parse::supported_sources;
 
 /// Largest identity token accepted from a file, a variable or a command's
 /// stdout. (The exchange itself refuses assertions over 16 KiB; this bound
