@@ -137,15 +137,18 @@ fn check_decoded(decoded: &[u8]) -> Result<(), PathRefusal> {
     if decoded.iter().any(|c| *c == b'\\' || c.is_ascii_control() || !c.is_ascii()) {
         return Err(PathRefusal::UnsafeEscape);
     }
-    for segment in decoded.split(|c| *c == b'/') {
-        let name = segment.split(|c| *c == b';').next().unwrap_or(segment);
-        if name == b"." || name == b".." {
-            return Err(PathRefusal::DotSegment);
-        }
+    // A segment's name is what a gateway routes on: `;` parameters dropped.
+    let names = || decoded.split(|c| *c == b'/').map(|s| s.split(|c| *c == b';').next().unwrap_or(s));
+    if names().any(|name| name == b"." || name == b"..") {
+        return Err(PathRefusal::DotSegment);
     }
-    let token = TOKEN_ENDPOINT_PREFIX.as_bytes();
-    let is_token_endpoint = decoded.get(..token.len()).is_some_and(|p| p.eq_ignore_ascii_case(token));
-    if !decoded.starts_with(FORWARDED_PREFIX.as_bytes()) || is_token_endpoint {
+    if !decoded.starts_with(FORWARDED_PREFIX.as_bytes()) {
+        return Err(PathRefusal::NotForwarded);
+    }
+    // The token endpoint's segment, however spelled (`OAuth`, `oauth;x`,
+    // after empty segments a gateway may merge), is never forwarded.
+    let endpoint = TOKEN_ENDPOINT_PREFIX.trim_matches('/').rsplit('/').next().unwrap_or_default().as_bytes();
+    if names().skip(2).find(|name| !name.is_empty()).is_some_and(|name| name.eq_ignore_ascii_case(endpoint)) {
         return Err(PathRefusal::NotForwarded);
     }
     Ok(())
@@ -220,7 +223,16 @@ mod tests {
         {
             assert_eq!(check_forwarded_path(p), Err(PathRefusal::NotForwarded), "{p}");
         }
-        for p in ["/v1/oauth/token", "/v1/OAuth/token", "/v1/%6fauth/token", "/v1/oauth/"] {
+        for p in [
+            "/v1/oauth/token",
+            "/v1/OAuth/token",
+            "/v1/%6fauth/token",
+            "/v1/oauth/",
+            "/v1/oauth;/",
+            "/v1/oauth;x/token",
+            "/v1//oauth/token",
+            "/v1/oauth",
+        ] {
             assert_eq!(check_forwarded_path(p), Err(PathRefusal::NotForwarded), "{p}");
         }
     }
