@@ -134,19 +134,34 @@ where
     let max_attempts = policy.max_attempts.max(1);
     let mut sent: Vec<[u8; 32]> = Vec::new();
     let mut attempt_no: u32 = 0;
+    let mut last: Option<Error> = None;
     loop {
+        // The budget is checked before the identity source is asked (it may
+        // mint a single-use token that would then be wasted); a back-off that
+        // overslept ends with the last attempt's error.
+        let out_of_budget = |last: Option<Error>, attempts: u32| match last {
+            Some(mut error) => {
+                error
+                    .append(format!(" Not retrying: the {} budget for this exchange ran out.", secs(policy.max_total)));
+                after_attempts(error, attempts, started)
+            }
+            None => Error::unavailable(format!(
+                "the token exchange ran out of its {} time budget before sending anything",
+                secs(policy.max_total)
+            )),
+        };
+        if Instant::now() >= deadline {
+            return Err(out_of_budget(last, attempt_no));
+        }
         attempt_no += 1;
         let assertion = get_assertion().await?;
         let fingerprint: [u8; 32] = Sha256::digest(assertion.expose().trim().as_bytes()).into();
         let resent = sent.contains(&fingerprint);
         sent.push(fingerprint);
-
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Error::unavailable(format!(
-                "the token exchange ran out of its {} time budget before attempt {attempt_no}",
-                secs(policy.max_total)
-            )));
+            // The source took the rest of the budget: nothing is sent.
+            return Err(out_of_budget(last, attempt_no - 1));
         }
         let failure = match attempt(params, &assertion, policy.timeout.min(left)).await {
             Ok(token) => return Ok(token),
@@ -192,6 +207,7 @@ where
             ));
             return Err(after_attempts(error, attempt_no, started));
         }
+        last = Some(error);
         tokio::time::sleep(delay).await;
     }
 }
