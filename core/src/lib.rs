@@ -25,6 +25,73 @@
 //!   settings into; [`schema`]: the shapes the faces declare again, for
 //!   their drift checks;
 //! - [`doctor`]: a secret-free health report of a configuration.
+//!
+//! # Embedding the engine
+//!
+//! A Rust program gets tokens the way every face does: settings in
+//! [`ProviderOptions`] (anything left unset is resolved from the environment
+//! snapshot, then profiles under `~/.config/anthropic`, exactly like the
+//! CLI), one [`Provider`] for the program's life, and
+//! [`Provider::token_blocking`] (or the async [`Provider::token`]) before
+//! each API call. The provider exchanges once, serves the token from memory
+//! (and the shared disk cache) until its refresh window, and never puts the
+//! token in an error or `Debug` output.
+//!
+//! ```
+//! use anthropic_wif_core::identity::IdentitySpec;
+//! use anthropic_wif_core::{Env, Provider, ProviderOptions};
+//! # fn main() -> Result<(), anthropic_wif_core::Error> {
+//! # let (base_url, jwt) = doc_support::token_endpoint();
+//! # let home = std::env::temp_dir().join(format!("wif-doc-{}", std::process::id())).display().to_string();
+//!
+//! // The environment is a snapshot: `Env::capture()` in a real program.
+//! let env = Env::fixed([("HOME", home.as_str()), ("MY_OIDC_TOKEN", jwt.as_str())]);
+//! let mut options = ProviderOptions::new("my-app", env); // the User-Agent comment
+//! options.overrides.federation_rule_id = Some("fdrl_01ExampleRule".into());
+//! options.overrides.organization_id = Some("8f1a6a2e-3c4b-4d5e-9f60-7a8b9c0d1e2f".into());
+//! options.overrides.base_url = Some(base_url);
+//! options.overrides.identity_token = Some(IdentitySpec::Env { var: "MY_OIDC_TOKEN".into() });
+//! options.disk_cache = false;
+//!
+//! let provider = Provider::new(options)?;
+//! let token = provider.token_blocking(false)?;
+//! assert!(token.token.expose().starts_with("sk-ant-oat01-"));
+//! assert!(!format!("{token:?}").contains("sk-ant-oat01-")); // Debug never shows it
+//! // Send it as `Authorization: Bearer …` with `anthropic-beta: oauth-2025-04-20`
+//! // (`anthropic_wif_core::api::OAUTH_BETA`).
+//! # Ok(())
+//! # }
+//! # mod doc_support {
+//! #     use std::io::{BufRead, BufReader, Read, Write};
+//! #     use base64::Engine;
+//! #     /// A one-request stand-in for `POST /v1/oauth/token` on loopback, and an unsigned JWT.
+//! #     pub fn token_endpoint() -> (String, String) {
+//! #         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+//! #         let base_url = format!("http://{}", listener.local_addr().unwrap());
+//! #         std::thread::spawn(move || {
+//! #             let (stream, _) = listener.accept().unwrap();
+//! #             let mut reader = BufReader::new(stream);
+//! #             let mut length = 0;
+//! #             loop {
+//! #                 let mut line = String::new();
+//! #                 reader.read_line(&mut line).unwrap();
+//! #                 if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") { length = v.trim().parse().unwrap(); }
+//! #                 if line == "\r\n" { break; }
+//! #             }
+//! #             let mut body = vec![0; length];
+//! #             reader.read_exact(&mut body).unwrap();
+//! #             assert!(String::from_utf8(body).unwrap().contains("jwt-bearer"));
+//! #             let answer = r#"{"access_token":"sk-ant-oat01-example","token_type":"Bearer","expires_in":3600}"#;
+//! #             write!(reader.get_mut(), "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}", answer.len()).unwrap();
+//! #         });
+//! #         let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+//! #         let now = anthropic_wif_core::now_unix();
+//! #         let claims = serde_json::json!({"iss": "https://issuer.example", "sub": "doc", "aud": "https://api.anthropic.com",
+//! #             "iat": now, "exp": now + 600, "jti": format!("doc-{}-{now}", std::process::id())});
+//! #         (base_url, format!("{}.{}.c2ln", b64(serde_json::json!({"alg": "RS256", "typ": "JWT"})), b64(claims)))
+//! #     }
+//! # }
+//! ```
 
 // The engine never writes to stdout: that belongs to the faces (a credential
 // process's stdout is the one place a secret may go).
