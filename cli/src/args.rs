@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anthropic_wif_core::config::{Env, FieldNames, Overrides};
 use anthropic_wif_core::identity::IdentitySpec;
+use anthropic_wif_core::provider::rotation_wait;
 use anthropic_wif_core::{Error, HandOutMargin, ProviderOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -180,6 +181,10 @@ pub struct CommonArgs {
     /// Hand out only tokens with at least this many seconds left (default: min(300, half the lifetime)).
     #[arg(long, value_name = "SECONDS", help_heading = "Caching")]
     pub min_remaining: Option<u64>,
+    /// When the identity token was already exchanged on this machine and no cached access token is usable: how
+    /// long to wait for the token file to be rotated (or ask a minting source again) before failing (default 60, at most 600).
+    #[arg(long, value_name = "SECONDS", help_heading = "Caching")]
+    pub rotation_wait: Option<f64>,
     /// Diagnostics on stderr (-vv for more); never prints secrets.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -209,6 +214,9 @@ impl CommonArgs {
             Some(s) => HandOutMargin::AtLeast(s.min(i64::MAX as u64) as i64),
             None => HandOutMargin::STREAM_SAFE,
         };
+        if let Some(s) = self.rotation_wait {
+            o.rotation_wait = rotation_wait(s, "--rotation-wait")?;
+        }
         Ok(o)
     }
 

@@ -13,11 +13,18 @@
 //! url), so faces that live inside a host program pass a fresh snapshot with
 //! every call that may exchange ([`Provider::token_in`]). The warm path reads
 //! no environment at all.
+//!
+//! No identity token is sent that is expired or that this machine already
+//! exchanged (cache/consumed.rs, whatever the face). When the source hands
+//! back such a token and no cached access token is usable, a source that
+//! rotates (a file) is waited for and one that mints is asked again, for at
+//! most [`ProviderOptions::rotation_wait`], without holding the cache lock.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cache::consumed::{self, Claim, Record, Verdict};
 use crate::cache::disk::{self, DiskCache, DiskRead, LockGuard};
 use crate::cache::memory::MemoryCache;
 use crate::cache::policy::{HandOutMargin, Standing, REFRESH_FAILURE_BACKOFF_SECONDS};
@@ -25,13 +32,33 @@ use crate::cache::CachedToken;
 use crate::config::{self, Env, FederationConfig, Origin, Overrides, Resolution, Resolved};
 use crate::diag;
 use crate::error::{Error, Result};
-use crate::exchange::{self, ExchangeParams, RetryPolicy, TokenResponse};
+use crate::exchange::{self, ExchangeParams, Fate, Presentation, RetryPolicy, TokenResponse};
 use crate::identity;
 use crate::runtime::NetSettings;
 use crate::secret::Secret;
 
 /// Budget of the one attempt made to refresh a token that is still usable.
 const QUICK_REFRESH_BUDGET: Duration = Duration::from_secs(10);
+
+/// Default of [`ProviderOptions::rotation_wait`].
+pub const DEFAULT_ROTATION_WAIT: Duration = Duration::from_secs(60);
+/// Upper bound of [`ProviderOptions::rotation_wait`].
+pub const MAX_ROTATION_WAIT: Duration = Duration::from_secs(600);
+
+/// The one check of a rotation wait ([`ProviderOptions::rotation_wait`])
+/// given in seconds: 0 to [`MAX_ROTATION_WAIT`], fractions allowed. `name`
+/// is how the face spells the option (e.g. `--rotation-wait`).
+pub fn rotation_wait(seconds: f64, name: &str) -> Result<Duration> {
+    let max = MAX_ROTATION_WAIT.as_secs();
+    if !seconds.is_finite() || seconds < 0.0 || seconds > max as f64 {
+        return Err(Error::config(format!(
+            "{name} must be a number of seconds from 0 to {max} (how long to wait for a consumed identity token \
+             to be rotated; default {}), not {seconds}",
+            DEFAULT_ROTATION_WAIT.as_secs()
+        )));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
 
 /// What the disk cache offers.
 enum FromDisk {
@@ -64,6 +91,12 @@ pub struct ProviderOptions {
     /// Bound on waiting for another exchange of the same cache file (the
     /// in-process queue and the file lock together).
     pub lock_timeout: Duration,
+    /// When the identity source hands back a token this machine already
+    /// exchanged and no cached access token is usable: how long to wait for
+    /// a file to be rotated, or to ask a minting source again, before
+    /// failing. Default [`DEFAULT_ROTATION_WAIT`]; check a face's value with
+    /// [`rotation_wait`].
+    pub rotation_wait: Duration,
 }
 
 impl ProviderOptions {
@@ -79,6 +112,7 @@ impl ProviderOptions {
             min_remaining: HandOutMargin::RefreshPolicy,
             retry: RetryPolicy::default(),
             lock_timeout: Duration::from_secs(60),
+            rotation_wait: DEFAULT_ROTATION_WAIT,
         }
     }
 }
@@ -124,9 +158,20 @@ struct Inner {
 // One `Source` per provider, behind an `Arc`: its size does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Source {
-    Federation { config: FederationConfig, params: ExchangeParams, disk: Option<DiskCache> },
-    Static { token: Secret },
-    UserOauth { credentials_path: PathBuf, profile: String },
+    Federation {
+        config: FederationConfig,
+        params: ExchangeParams,
+        disk: Option<DiskCache>,
+        /// The record of presented identity tokens; `None` when it has no place.
+        record: Option<Record>,
+    },
+    Static {
+        token: Secret,
+    },
+    UserOauth {
+        credentials_path: PathBuf,
+        profile: String,
+    },
 }
 
 impl std::fmt::Debug for Provider {
@@ -164,7 +209,14 @@ impl Provider {
                 } else {
                     None
                 };
-                Source::Federation { config: cfg.clone(), params, disk }
+                let record = match Record::for_env(&options.env) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        diag::emit(diag::INFO, || format!("no record of presented identity tokens: {e}"));
+                        None
+                    }
+                };
+                Source::Federation { config: cfg.clone(), params, disk, record }
             }
             Resolution::ApiKey { origin, .. } => {
                 return Err(Error::config(format!(
@@ -341,8 +393,68 @@ impl Provider {
     /// sharing the cache backs off for [`REFRESH_FAILURE_BACKOFF_SECONDS`]
     /// (recorded in the lock file), so an endpoint that is down is not
     /// hammered by callers that still hold a valid token.
+    ///
+    /// When the identity source hands back a token that must not be sent
+    /// because this machine already exchanged it (or another process is
+    /// presenting it), and no usable token is held in memory, this waits
+    /// (polling, without the cache lock) up to the rotation wait for the
+    /// source to hand back another one (cache/consumed.rs).
     async fn obtain(&self, force: bool, env: &Env) -> Result<CachedToken> {
-        let Source::Federation { config, params, disk } = &self.inner.source else {
+        let started = std::time::Instant::now();
+        let wait = self.inner.options.rotation_wait;
+        let mut polls: u32 = 0;
+        loop {
+            let result = self.obtain_once(force, env).await;
+            let Err(error) = &result else { return result };
+            let Some(spec) = self.federation().map(|c| &c.identity.value) else { return result };
+            if !consumed::worth_waiting(error, spec)
+                || self.inner.memory.holds_usable(crate::clock::now_unix(), self.inner.options.min_remaining)
+            {
+                return result;
+            }
+            if polls == 0 && !wait.is_zero() {
+                diag::emit(diag::INFO, || {
+                    format!("waiting for a fresh identity token, at most {:.0} s: {error}", wait.as_secs_f64())
+                });
+            }
+            // A minting source is asked again less and less often; a file (or
+            // another process's claim) is looked at often, without the cache
+            // lock, until what it hands back may be sent.
+            loop {
+                let left = wait.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return result.map_err(|e| consumed::after_waiting(e, spec, started.elapsed().min(wait)));
+                }
+                polls += 1;
+                let mints = spec.renewal() == identity::Renewal::Mints;
+                let pause = if mints { Duration::from_millis(500 << polls.min(4)) } else { Duration::from_millis(250) };
+                tokio::time::sleep(pause.min(left)).await;
+                if mints || !self.still_refused(spec, env).await {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Whether what the identity source hands back now must still not be
+    /// sent (consumed, or another process is presenting it), by a look at
+    /// the source and the record, claiming nothing: for sources that do not
+    /// mint, where looking costs a file read.
+    async fn still_refused(&self, spec: &identity::IdentitySpec, env: &Env) -> bool {
+        let Source::Federation { record: Some(record), .. } = &self.inner.source else { return false };
+        match identity::fetch(spec, env).await {
+            Ok(token) => record
+                .lookup(&consumed::Fingerprint::of(token.expose()))
+                .ok()
+                .flatten()
+                .is_some_and(|e| e.blocks(crate::clock::now_unix())),
+            Err(_) => false,
+        }
+    }
+
+    /// One pass of [`Provider::obtain`].
+    async fn obtain_once(&self, force: bool, env: &Env) -> Result<CachedToken> {
+        let Source::Federation { config, params, disk, .. } = &self.inner.source else {
             return Err(Error::internal("obtain() on a non-federation provider"));
         };
         let Some(disk) = disk else {
@@ -426,16 +538,22 @@ impl Provider {
     /// once (no retry: it is single-use), under the cache lock, and write the
     /// result to the cache as any exchange does (clearing a recorded refresh
     /// back-off): what `doctor --exchange` does with the token it diagnosed.
+    ///
+    /// Like every exchange, it refuses (with nothing sent) a token that is
+    /// expired or that this machine already exchanged (cache/consumed.rs).
     pub async fn exchange_now(&self, assertion: Secret) -> Result<Exchanged> {
-        let Source::Federation { params, disk, .. } = &self.inner.source else {
+        let Source::Federation { config, params, disk, record } = &self.inner.source else {
             return Err(Error::config("this configuration does not use workload identity federation"));
         };
         let lock = match disk {
             Some(d) => self.lock(d).await?,
             None => None,
         };
-        let response = exchange::exchange_once(params, &assertion).await?;
-        drop(assertion);
+        let by = presenter(disk.as_ref());
+        let claim =
+            consumed::check(&assertion, &config.identity.value, record.as_ref(), &by, exchange::DEFAULT_TIMEOUT)
+                .await?;
+        let response = exchange::exchange_once(params, Presented { token: assertion, claim }).await?;
         let token = CachedToken {
             access_token: response.access_token.clone(),
             expires_at: Some(response.expires_at),
@@ -530,11 +648,19 @@ impl Provider {
         policy: &RetryPolicy,
         env: &Env,
     ) -> Result<TokenResponse> {
+        let Source::Federation { disk, record, .. } = &self.inner.source else {
+            return Err(Error::internal("exchange() on a non-federation provider"));
+        };
         let spec = &config.identity.value;
         diag::emit(diag::INFO, || {
             format!("exchanging an identity token from {} at {}", spec.describe(), params.base_url)
         });
-        let resp = exchange::exchange_with_retry(params, policy, || identity::fetch(spec, env)).await?;
+        let (by, record, hold) = (presenter(disk.as_ref()), record.as_ref(), policy.timeout);
+        let by = by.as_str();
+        let resp = exchange::exchange_with_retry(params, policy, move || async move {
+            consumed::admit(spec, env, record, by, hold).await.map(|(token, claim)| Presented { token, claim })
+        })
+        .await?;
         diag::emit(diag::INFO, || {
             format!(
                 "exchange succeeded: lifetime {} s{}",
@@ -556,6 +682,37 @@ impl Provider {
             )));
         }
         Ok(t.into())
+    }
+}
+
+/// An identity token on its way to the token endpoint, with its claim in the
+/// record of presented identity tokens, settled with the attempt's fate.
+struct Presented {
+    token: Secret,
+    claim: Option<Claim>,
+}
+
+impl Presentation for Presented {
+    fn assertion(&self) -> &Secret {
+        &self.token
+    }
+
+    async fn settle(self, fate: Fate) -> Option<String> {
+        let verdict = match fate {
+            Fate::Exchanged => Verdict::Consumed,
+            Fate::Refused => Verdict::Presented { refused: true },
+            Fate::Unknown => Verdict::Presented { refused: false },
+            Fate::NotSent => Verdict::Withdrawn,
+        };
+        self.claim?.settle(verdict).await
+    }
+}
+
+/// How the record names the configuration presenting a token: its cache.
+fn presenter(disk: Option<&DiskCache>) -> String {
+    match disk {
+        Some(d) => d.path().display().to_string(),
+        None => "(none: the on-disk cache is off)".to_string(),
     }
 }
 

@@ -179,22 +179,9 @@ impl DiskCache {
         }
         body.push_str("\n}\n");
 
-        let result = self.write_atomically(dir, body.as_bytes()).map_err(|(what, e)| fail(what, e));
+        let result = write_atomically(dir, &self.path, body.as_bytes()).map_err(|(what, e)| fail(what, e));
         body.zeroize();
         result
-    }
-
-    fn write_atomically(&self, dir: &Path, bytes: &[u8]) -> std::result::Result<(), (&'static str, io::Error)> {
-        let (mut file, tmp) = create_temp(dir, &self.path).map_err(|e| ("creating a temporary file", e))?;
-        let mut guard = RemoveOnDrop(Some(tmp.clone()));
-        set_mode(&file, 0o600).map_err(|e| ("setting mode 0600", e))?;
-        file.write_all(bytes).map_err(|e| ("writing", e))?;
-        file.sync_all().map_err(|e| ("syncing", e))?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(|e| ("renaming the temporary file into place", e))?;
-        guard.0 = None;
-        sync_dir(dir);
-        Ok(())
     }
 
     /// Take the cross-process lock on `<file>.lock` (never the cache file),
@@ -561,6 +548,15 @@ mod fork {
 /// org, service account, workspace, identity source description), never the
 /// identity JWT itself; only its hash reaches the file system.
 pub fn env_cache_path(env: &Env, key_material: &str) -> Result<PathBuf> {
+    let digest = Sha256::digest(key_material.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(cache_home(env)?.join(format!("{hex}.json")))
+}
+
+/// The directory that holds anthropic-wif's own cache files:
+/// `$XDG_CACHE_HOME/anthropic-wif`, else `~/.cache/anthropic-wif`
+/// (`%LOCALAPPDATA%\anthropic-wif` on Windows).
+pub fn cache_home(env: &Env) -> Result<PathBuf> {
     let base = env
         .get("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -578,9 +574,44 @@ pub fn env_cache_path(env: &Env, key_material: &str) -> Result<PathBuf> {
                  Set one of them, or give the cache file explicitly (credentials_path).",
             )
         })?;
-    let digest = Sha256::digest(key_material.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(base.join("anthropic-wif").join(format!("{hex}.json")))
+    Ok(base.join("anthropic-wif"))
+}
+
+/// What [`read_private_json`] found.
+pub(super) enum PrivateRead {
+    Missing,
+    Object(Map<String, Value>),
+    /// Not usable (bad JSON, too large…): start afresh and overwrite it.
+    Corrupt(String),
+    /// Refused for safety (see [`DiskCache::read`]): neither trusted nor replaced.
+    Insecure(String),
+}
+
+/// Read a JSON object from a file of ours beside the caches, under the
+/// cache file's rules (0600, ours, not a symlink, in a directory of ours).
+pub(super) fn read_private_json(path: &Path, what: &str) -> PrivateRead {
+    if let Err(reason) = check_cache_dir(path) {
+        return PrivateRead::Insecure(reason);
+    }
+    match read_secure(path, what) {
+        Ok(map) => PrivateRead::Object(map),
+        Err(ReadFailure::Missing) => PrivateRead::Missing,
+        Err(ReadFailure::Corrupt(reason)) => PrivateRead::Corrupt(reason),
+        Err(ReadFailure::Insecure(reason)) => PrivateRead::Insecure(reason),
+    }
+}
+
+/// Write a file of ours beside the caches the way the cache file is written:
+/// its directory created 0700 if missing, a 0600 temporary file renamed into
+/// place, nothing half-written left behind.
+pub(super) fn write_private_file(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
+    let fail = |step: &str, e: io::Error| {
+        Error::internal(format!("could not write the {what} {}: {step}: {e}", path.display()))
+    };
+    let dir = parent_dir(path);
+    ensure_dir(dir).map_err(|e| fail(&format!("creating directory {}", dir.display()), e))?;
+    check_cache_dir(path).map_err(Error::internal)?;
+    write_atomically(dir, path, bytes).map_err(|(step, e)| fail(step, e))
 }
 
 /// Read the credentials file of a `user_oauth` profile (an interactive
@@ -859,6 +890,23 @@ fn create_temp(dir: &Path, target: &Path) -> io::Result<(File, PathBuf)> {
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no unique temporary file name")))
+}
+
+/// Write `bytes` to `path` atomically: a unique 0600 temporary file in `dir`
+/// (`O_EXCL`), written and fsynced, renamed over `path` (a symlink there is
+/// replaced, never followed), then `dir` fsynced (best effort). On failure
+/// the temporary file is removed and `path` is untouched.
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::result::Result<(), (&'static str, io::Error)> {
+    let (mut file, tmp) = create_temp(dir, path).map_err(|e| ("creating a temporary file", e))?;
+    let mut guard = RemoveOnDrop(Some(tmp.clone()));
+    set_mode(&file, 0o600).map_err(|e| ("setting mode 0600", e))?;
+    file.write_all(bytes).map_err(|e| ("writing", e))?;
+    file.sync_all().map_err(|e| ("syncing", e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| ("renaming the temporary file into place", e))?;
+    guard.0 = None;
+    sync_dir(dir);
+    Ok(())
 }
 
 struct RemoveOnDrop(Option<PathBuf>);

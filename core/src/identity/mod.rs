@@ -144,6 +144,21 @@ pub enum IdentitySpec {
     },
 }
 
+/// What a source can do when the token it handed back must not be sent
+/// (this machine already exchanged it, or it expired): the rule of the
+/// consumed-token guard (docs/design.md §1, `cache/consumed.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// A file that something else rewrites (the kubelet, spiffe-helper, a CI
+    /// step): wait, bounded, for it to change.
+    Rotates,
+    /// Asking again mints a new token (a command, a URL, a metadata or token
+    /// service, the Workload API): fetch again.
+    Mints,
+    /// The same token until the configuration changes (a variable): fail.
+    Fixed,
+}
+
 /// The preset names accepted by [`IdentitySpec::preset`] (the CLI's
 /// `--identity-source`), dashed as on the command line.
 pub const PRESET_NAMES: &[&str] = &[
@@ -252,6 +267,29 @@ impl IdentitySpec {
 }
 
 impl IdentitySpec {
+    /// How this source renews its token ([`Renewal`]). `auto` counts as
+    /// minting: fetching again covers whatever it detects.
+    pub fn renewal(&self) -> Renewal {
+        match self {
+            IdentitySpec::File { .. }
+            | IdentitySpec::Kubernetes { .. }
+            | IdentitySpec::Spiffe { path: Some(_), .. } => Renewal::Rotates,
+            IdentitySpec::Command { .. }
+            | IdentitySpec::Url { .. }
+            | IdentitySpec::GithubActions { .. }
+            | IdentitySpec::GcpMetadata { .. }
+            | IdentitySpec::AzureImds { .. }
+            | IdentitySpec::AwsSts { .. }
+            | IdentitySpec::Spiffe { path: None, .. }
+            | IdentitySpec::Auto { .. } => Renewal::Mints,
+            IdentitySpec::Env { .. }
+            | IdentitySpec::Gitlab { .. }
+            | IdentitySpec::Circleci { .. }
+            | IdentitySpec::Bitbucket { .. }
+            | IdentitySpec::Terraform { .. } => Renewal::Fixed,
+        }
+    }
+
     /// The environment variables that hold this source's secrets: the
     /// identity token itself, or a credential whose only use is to mint one.
     /// `exec` removes them from its command's environment (with the SDKs'
