@@ -245,7 +245,10 @@ export declare class WifError extends Error {
   readonly status: number | null;
   /** The `request-id` of the token endpoint's answer, when it answered. */
   readonly requestId: string | null;
-  /** The RFC 6749 `error` code (or the Anthropic error `type`), when given. */
+  /**
+   * The RFC 6749 `error` code (or the Anthropic error `type`), when given; or the engine's own code,
+   * e.g. `identity_token_consumed` / `identity_token_expired` (an identity token that was not sent).
+   */
   readonly errorCode: string | null;
 }
 /** Bad or missing configuration: an option, environment variable, profile file or id. */
