@@ -316,6 +316,9 @@ pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile
 
 /// The `identity_token` union. Unknown `source` → list of supported ones.
 fn parse_identity(v: &Value) -> std::result::Result<IdentitySpec, String> {
+    if let Value::String(path) = v {
+        return IdentitySpec::bare_path(path);
+    }
     let Value::Object(obj) = v else {
         return Err(format!(
             "authentication.identity_token must be an object like {{\"source\": \"file\", \"path\": \"/var/run/secrets/anthropic.com/token\"}}, not {}",
@@ -336,7 +339,7 @@ fn parse_identity(v: &Value) -> std::result::Result<IdentitySpec, String> {
     if !supported.contains(&source) {
         let shown = if looks_secret(&source) { "(value not shown)".to_string() } else { format!("{source:?}") };
         return Err(format!(
-            "authentication.identity_token.source {shown} is not supported; supported sources: {}. Note that the official SDKs support only \"file\": a profile with any other source works only with anthropic-wif as the credential provider",
+            "authentication.identity_token.source {shown} is not supported; supported sources: {}. Note that the official SDKs support only \"file\" (a few of them env, literal or value: docs/sdk-profiles.md §1): a profile with any other source works only with anthropic-wif as the credential provider",
             supported.join(", ")
         ));
     }
@@ -566,7 +569,8 @@ mod tests {
                 "organization_id must be a string, not a number",
             ),
             (r#"{"version": "2.0", "authentication": {"type": "oidc_federation"}}"#, "unsupported \"version\""),
-            (r#"{"authentication": {"type": "oidc_federation", "identity_token": "x"}}"#, "must be an object"),
+            (r#"{"authentication": {"type": "oidc_federation", "identity_token": 5}}"#, "must be an object"),
+            (r#"{"authentication": {"type": "oidc_federation", "identity_token": " "}}"#, "an empty string"),
             (r#"{"authentication": {"type": "oidc_federation", "identity_token": {}}}"#, "has no \"source\""),
             (
                 r#"{"authentication": {"type": "oidc_federation", "identity_token": {"source": "file"}}}"#,

@@ -52,8 +52,14 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.anthropic.com";
 pub enum IdentitySpec {
     /// A file, re-read at every exchange (projected Kubernetes tokens rotate).
     File { path: PathBuf },
-    /// An environment variable holding the JWT itself.
-    Env { var: String },
+    /// An environment variable holding the JWT itself. The other SDKs'
+    /// spellings of the variable's name are accepted too (docs/sdk-profiles.md
+    /// §1): Ruby's `value`, PHP's `env_var` (exactly one of the three), and
+    /// none at all means PHP's default, `ANTHROPIC_IDENTITY_TOKEN`.
+    Env {
+        #[serde(alias = "value", alias = "env_var", default = "default_env_var")]
+        var: String,
+    },
     /// A program (no shell); its stdout is the token.
     Command {
         command: Vec<String>,
@@ -142,6 +148,40 @@ pub enum IdentitySpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
     },
+    /// The JWT written into the configuration itself: PHP's
+    /// `{"source": "literal", "token": …}`, and Java's `{"source": "value",
+    /// "path": …}` (the JWT in a field named `path`). Never shown: `Debug`
+    /// redacts it and it serialises as `(not shown)`. Like any identity
+    /// token it serves one exchange.
+    #[serde(alias = "value")]
+    Literal {
+        #[serde(alias = "path", serialize_with = "withheld", deserialize_with = "secret")]
+        token: Secret,
+    },
+}
+
+/// PHP's default variable for `{"source": "env"}` without a name.
+fn default_env_var() -> String {
+    "ANTHROPIC_IDENTITY_TOKEN".to_string()
+}
+
+fn withheld<S: serde::Serializer>(_: &Secret, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str("(not shown)")
+}
+
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Secret, D::Error> {
+    String::deserialize(d).map(Secret::new)
+}
+
+impl IdentitySpec {
+    /// Ruby's shape: a bare string instead of an object is the path of the
+    /// token file.
+    pub fn bare_path(path: &str) -> std::result::Result<IdentitySpec, String> {
+        if path.trim().is_empty() {
+            return Err("authentication.identity_token is an empty string; give the identity token file's path, or an object such as {\"source\": \"file\", \"path\": \"…\"}".into());
+        }
+        Ok(IdentitySpec::File { path: PathBuf::from(path) })
+    }
 }
 
 /// What a source can do when the token it handed back must not be sent
@@ -262,6 +302,7 @@ impl IdentitySpec {
             IdentitySpec::Spiffe { path: Some(p), .. } => format!("SPIFFE JWT-SVID file {}", p.display()),
             IdentitySpec::Spiffe { .. } => "SPIFFE JWT-SVID from the Workload API".to_string(),
             IdentitySpec::Auto { .. } => "automatically detected identity source".to_string(),
+            IdentitySpec::Literal { .. } => "identity token written in the configuration (literal)".to_string(),
         }
     }
 }
@@ -283,6 +324,7 @@ impl IdentitySpec {
             | IdentitySpec::Spiffe { path: None, .. }
             | IdentitySpec::Auto { .. } => Renewal::Mints,
             IdentitySpec::Env { .. }
+            | IdentitySpec::Literal { .. }
             | IdentitySpec::Gitlab { .. }
             | IdentitySpec::Circleci { .. }
             | IdentitySpec::Bitbucket { .. }
@@ -332,6 +374,8 @@ impl IdentitySpec {
             .iter()
             .flat_map(IdentitySpec::secret_env_vars)
             .collect(),
+            // In the configuration itself, not in a variable.
+            IdentitySpec::Literal { .. } => vec![],
             IdentitySpec::File { .. }
             | IdentitySpec::Command { .. }
             | IdentitySpec::GcpMetadata { .. }
@@ -395,6 +439,7 @@ async fn fetch_concrete(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
             };
             spiffe::fetch(p, env, &source).await
         }
+        IdentitySpec::Literal { token } => finish(token.expose().to_string(), &source),
         IdentitySpec::Auto { .. } => Err(Error::internal("identity source auto: detection chose auto again")),
     }
 }
