@@ -306,3 +306,29 @@ fn doctor_reports_a_consumed_token_and_its_exchange_sends_nothing() {
     let human = stdout(&sb.run(&["doctor", "--no-cache"]));
     assert!(human.contains("[jwt_consumed]"), "{human}");
 }
+
+#[test]
+fn a_token_another_process_is_presenting_is_waited_for_then_judged() {
+    let mut sb = Sandbox::new();
+    sb.federation_env();
+    sb.env.remove("ANTHROPIC_IDENTITY_TOKEN_FILE");
+    let jwt = mint(&sb);
+    sb.env.insert("ANTHROPIC_IDENTITY_TOKEN".into(), jwt.clone());
+    // The first process's exchange takes 2 s; the second starts meanwhile.
+    sb.emu.push_faults([anthropic_wif_emulator::Fault::delay(2000)]);
+    let first = sb.command(&["token", "--no-cache"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sb.emu.stats().token_requests == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let o = sb.run(&["token", "--no-cache", "--rotation-wait", "30"]);
+    let took = started.elapsed();
+    parse_token_json(&first.wait_with_output().unwrap());
+    // Not sent while in flight; once the other exchange succeeded, a variable
+    // cannot change: it fails then, not after the whole rotation wait.
+    let err = assert_failed(&o, "identity", 3, &[&jwt]);
+    assert!(err.contains("already exchanged") && err.contains("set a fresh identity token"), "{err}");
+    assert!(took < Duration::from_secs(15), "it did not wait out the rotation wait: {took:?}");
+    assert_eq!(sent(&sb), vec![jwt.clone()]);
+}

@@ -407,8 +407,11 @@ impl Provider {
             let result = self.obtain_once(force, env).await;
             let Err(error) = &result else { return result };
             let Some(spec) = self.federation().map(|c| &c.identity.value) else { return result };
+            // A usable token in memory keeps being served (the memory cache
+            // does, on this error); a forced refresh has none (it was refused).
             if !consumed::worth_waiting(error, spec)
-                || self.inner.memory.holds_usable(crate::clock::now_unix(), self.inner.options.min_remaining)
+                || (!force
+                    && self.inner.memory.holds_usable(crate::clock::now_unix(), self.inner.options.min_remaining))
             {
                 return result;
             }
@@ -426,30 +429,34 @@ impl Provider {
                     return result.map_err(|e| consumed::after_waiting(e, spec, started.elapsed().min(wait)));
                 }
                 polls += 1;
-                let mints = spec.renewal() == identity::Renewal::Mints;
+                let renewal = spec.renewal();
+                let mints = renewal == identity::Renewal::Mints;
                 let pause = if mints { Duration::from_millis(500 << polls.min(4)) } else { Duration::from_millis(250) };
                 tokio::time::sleep(pause.min(left)).await;
-                if mints || !self.still_refused(spec, env).await {
+                if mints {
                     break;
+                }
+                match self.refused_now(spec, env).await {
+                    // Still being presented elsewhere, or consumed in a file that may yet rotate.
+                    Some(consumed::State::InFlight) => {}
+                    Some(consumed::State::Consumed) if renewal == identity::Renewal::Rotates => {}
+                    // Sendable now, or consumed for good: one more pass says which.
+                    _ => break,
                 }
             }
         }
     }
 
-    /// Whether what the identity source hands back now must still not be
-    /// sent (consumed, or another process is presenting it), by a look at
-    /// the source and the record, claiming nothing: for sources that do not
-    /// mint, where looking costs a file read.
-    async fn still_refused(&self, spec: &identity::IdentitySpec, env: &Env) -> bool {
-        let Source::Federation { record: Some(record), .. } = &self.inner.source else { return false };
-        match identity::fetch(spec, env).await {
-            Ok(token) => record
-                .lookup(&consumed::Fingerprint::of(token.expose()))
-                .ok()
-                .flatten()
-                .is_some_and(|e| e.blocks(crate::clock::now_unix())),
-            Err(_) => false,
-        }
+    /// Why what the identity source hands back now must still not be sent
+    /// (consumed, or another process is presenting it), by a look at the
+    /// source and the record, claiming nothing; `None` when it may be sent
+    /// (or the look failed: the next pass reports it). For sources that do
+    /// not mint, where looking costs a file read.
+    async fn refused_now(&self, spec: &identity::IdentitySpec, env: &Env) -> Option<consumed::State> {
+        let Source::Federation { record: Some(record), .. } = &self.inner.source else { return None };
+        let token = identity::fetch(spec, env).await.ok()?;
+        let entry = record.lookup(&consumed::Fingerprint::of(token.expose())).ok().flatten()?;
+        entry.blocks(crate::clock::now_unix()).then_some(entry.state)
     }
 
     /// One pass of [`Provider::obtain`].

@@ -13,7 +13,7 @@ import pytest
 
 import anthropic_wif
 from anthropic_wif import sources
-from conftest import ORG, RULE, SVAC, Emulator, provider_kwargs
+from conftest import Emulator, provider_kwargs, write_profile
 
 
 def _sent(emulator: Emulator) -> list:
@@ -57,32 +57,13 @@ def test_an_expired_token_is_not_sent(emulator: Emulator, tmp_path: Path) -> Non
     assert emulator.stats()["token_requests"] == 0
 
 
-def _profile(config_dir: Path, name: str, emulator: Emulator, identity_token: object) -> None:
-    configs = config_dir / "configs"
-    configs.mkdir(parents=True, exist_ok=True, mode=0o700)
-    doc = {
-        "version": "1.0",
-        "organization_id": ORG,
-        "base_url": emulator.base_url,
-        "authentication": {
-            "type": "oidc_federation",
-            "federation_rule_id": RULE,
-            "service_account_id": SVAC,
-            "identity_token": identity_token,
-        },
-    }
-    path = configs / f"{name}.json"
-    path.write_text(json.dumps(doc))
-    path.chmod(0o600)
-
-
 def test_profiles_in_other_sdks_shapes_serve_the_python_face(
     emulator: Emulator, config_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     php_literal, ruby_env = emulator.jwt(), emulator.jwt()
     monkeypatch.setenv("RUBY_JWT", ruby_env)
-    _profile(config_dir, "php", emulator, {"source": "literal", "token": php_literal})
-    _profile(config_dir, "ruby", emulator, {"source": "env", "value": "RUBY_JWT"})
+    write_profile(config_dir, "php", emulator, authentication={"identity_token": {"source": "literal", "token": php_literal}})
+    write_profile(config_dir, "ruby", emulator, authentication={"identity_token": {"source": "env", "value": "RUBY_JWT"}})
     for name, jwt in (("php", php_literal), ("ruby", ruby_env)):
         monkeypatch.setenv("ANTHROPIC_PROFILE", name)
         provider = anthropic_wif.Provider()
