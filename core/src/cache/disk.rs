@@ -179,22 +179,9 @@ impl DiskCache {
         }
         body.push_str("\n}\n");
 
-        let result = self.write_atomically(dir, body.as_bytes()).map_err(|(what, e)| fail(what, e));
+        let result = replace_file(dir, &self.path, body.as_bytes()).map_err(|(what, e)| fail(what, e));
         body.zeroize();
         result
-    }
-
-    fn write_atomically(&self, dir: &Path, bytes: &[u8]) -> std::result::Result<(), (&'static str, io::Error)> {
-        let (mut file, tmp) = create_temp(dir, &self.path).map_err(|e| ("creating a temporary file", e))?;
-        let mut guard = RemoveOnDrop(Some(tmp.clone()));
-        set_mode(&file, 0o600).map_err(|e| ("setting mode 0600", e))?;
-        file.write_all(bytes).map_err(|e| ("writing", e))?;
-        file.sync_all().map_err(|e| ("syncing", e))?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(|e| ("renaming the temporary file into place", e))?;
-        guard.0 = None;
-        sync_dir(dir);
-        Ok(())
     }
 
     /// Take the cross-process lock on `<file>.lock` (never the cache file),
@@ -797,16 +784,40 @@ fn wipe(v: Value) {
     }
 }
 
-fn parent_dir(path: &Path) -> &Path {
+pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
 }
 
+/// Replace `path` (in `dir`) with `bytes` atomically, the way every file we
+/// write is written (the token cache, the externally rotated profile): a
+/// unique temporary file (0600, `O_EXCL`, never through a symlink) in the same
+/// directory, written and fsynced, renamed over `path` (a symlink there is
+/// replaced, never followed), then the directory fsynced (best effort). On any
+/// failure the temporary file is removed and `path` is untouched; the error
+/// says which step failed.
+pub(crate) fn replace_file(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> std::result::Result<(), (&'static str, io::Error)> {
+    let (mut file, tmp) = create_temp(dir, path).map_err(|e| ("creating a temporary file", e))?;
+    let mut guard = RemoveOnDrop(Some(tmp.clone()));
+    set_mode(&file, 0o600).map_err(|e| ("setting mode 0600", e))?;
+    file.write_all(bytes).map_err(|e| ("writing", e))?;
+    file.sync_all().map_err(|e| ("syncing", e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| ("renaming the temporary file into place", e))?;
+    guard.0 = None;
+    sync_dir(dir);
+    Ok(())
+}
+
 /// Create `dir` and any missing ancestors, each 0700 (exactly, whatever the
 /// umask). Existing directories are not touched.
-fn ensure_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => return Ok(()),
         Ok(_) => return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a directory")),
