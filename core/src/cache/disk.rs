@@ -791,6 +791,25 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Write `bytes` to `path` as every file we write is written (the token
+/// cache, profiles, a ready file, Claude Code's settings): the directory
+/// created 0700 if missing, the file 0600, atomically ([`replace_file`]), so
+/// a reader sees the old content or the new, never a part, and nobody else
+/// can read it. `what` names the file in the error, which says which step
+/// failed.
+pub fn write_private_file(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
+    let dir = parent_dir(path);
+    let fail = |step: &str, e: io::Error| {
+        Error::config(format!(
+            "could not write the {what} {}: {step}: {e}. Check that {} is writable by this user",
+            path.display(),
+            dir.display()
+        ))
+    };
+    ensure_dir(dir).map_err(|e| fail("creating its directory", e))?;
+    replace_file(dir, path, bytes).map_err(|(step, e)| fail(step, e))
+}
+
 /// Replace `path` (in `dir`) with `bytes` atomically, the way every file we
 /// write is written (the token cache, the externally rotated profile): a
 /// unique temporary file (0600, `O_EXCL`, never through a symlink) in the same
@@ -798,11 +817,7 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 /// replaced, never followed), then the directory fsynced (best effort). On any
 /// failure the temporary file is removed and `path` is untouched; the error
 /// says which step failed.
-pub(crate) fn replace_file(
-    dir: &Path,
-    path: &Path,
-    bytes: &[u8],
-) -> std::result::Result<(), (&'static str, io::Error)> {
+fn replace_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::result::Result<(), (&'static str, io::Error)> {
     let (mut file, tmp) = create_temp(dir, path).map_err(|e| ("creating a temporary file", e))?;
     let mut guard = RemoveOnDrop(Some(tmp.clone()));
     set_mode(&file, 0o600).map_err(|e| ("setting mode 0600", e))?;
@@ -982,6 +997,25 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.ends_with(".tmp"))
             .collect()
+    }
+
+    #[test]
+    fn private_files_are_0600_in_0700_directories_and_replaced_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("a/b/ready");
+        write_private_file(&path, "ready file", b"one\n").unwrap();
+        assert_eq!((mode(&path), mode(&d.path().join("a")), mode(&d.path().join("a/b"))), (0o600, 0o700, 0o700));
+        // A symlink planted at the path is replaced, not followed.
+        let victim = d.path().join("victim");
+        put(&victim, "keep", 0o644);
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_private_file(&path, "ready file", b"two\n").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "two\n");
+        assert!(leftovers(&d.path().join("a/b")).is_empty());
+        let e = write_private_file(&d.path().join("victim/x"), "ready file", b"").unwrap_err().to_string();
+        assert!(e.contains("ready file") && e.contains("victim"), "{e}");
     }
 
     fn reason(read: DiskRead) -> (&'static str, String) {

@@ -168,16 +168,10 @@ pub fn write(target: &Target, settings: &ReaderSettings, overwrite: bool, flag: 
     let mut text = serde_json::to_string_pretty(&after).map_err(|e| Error::internal(e.to_string()))?;
     text.push('\n');
     let dir = disk::parent_dir(&path);
-    let fail = |what: &str, e: std::io::Error| {
-        Error::config(format!(
-            "could not write the profile {}: {what}: {e}. Check that {} is writable by this user",
-            path.display(),
-            dir.display()
-        ))
-    };
-    disk::ensure_dir(dir).map_err(|e| fail("creating its directory", e))?;
+    disk::ensure_dir(dir)
+        .map_err(|e| Error::config(format!("could not create the profile directory {}: {e}", dir.display())))?;
     trusted::check_dir(dir, "profile directory", PROFILE_STAKE).map_err(Error::config)?;
-    disk::replace_file(dir, &path, text.as_bytes()).map_err(|(what, e)| fail(what, e))?;
+    disk::write_private_file(&path, "profile", text.as_bytes())?;
     Ok(true)
 }
 
