@@ -27,8 +27,13 @@ pub enum Command {
     /// Check the configuration and the identity token; explain what would make exchanges fail.
     #[command(after_help = DOCTOR_AFTER_HELP)]
     Doctor(DoctorArgs),
-    /// Run CMD with a fresh access token in ANTHROPIC_AUTH_TOKEN (and no API key or federation variables).
+    /// Run CMD with a private profile whose token is kept fresh while it runs (--env-token: ANTHROPIC_AUTH_TOKEN).
     Exec(crate::exec::ExecArgs),
+    /// Keep a profile's credentials file fresh for the official SDKs and Claude Code (a sidecar or service).
+    Daemon(crate::daemon::DaemonArgs),
+    /// Configure a client to use federated tokens: `setup claude-code`.
+    #[command(subcommand)]
+    Setup(crate::setup::SetupCommand),
     /// Serve a local reverse proxy to the Claude API that injects fresh access tokens.
     Proxy(crate::proxy::ProxyArgs),
     /// Exit 0 when the local proxy's /healthz answers 200 (for exec probes and HEALTHCHECK; no curl needed).
@@ -57,7 +62,8 @@ pub struct CompletionsArgs {
 
 #[derive(Args, Debug)]
 pub struct ManArgs {
-    /// A subcommand (token, doctor, exec, proxy, probe, completions, man) for its own page `anthropic-wif-<name>(1)`.
+    /// A subcommand (token, doctor, exec, daemon, setup, proxy, probe, completions, man) for its own page
+    /// `anthropic-wif-<name>(1)`.
     pub subcommand: Option<String>,
 }
 
