@@ -36,7 +36,8 @@ pub enum Command {
     Setup(crate::setup::SetupCommand),
     /// Serve a local reverse proxy to the Claude API that injects fresh access tokens.
     Proxy(crate::proxy::ProxyArgs),
-    /// Exit 0 when the local proxy's /healthz answers 200 (for exec probes and HEALTHCHECK; no curl needed).
+    /// Exit 0 when the local proxy's /healthz answers 200, or the daemon's ready file holds an unexpired token
+    /// (for exec probes and HEALTHCHECK; no curl needed).
     Probe(crate::probe::ProbeArgs),
     /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
     #[command(after_help = COMPLETIONS_AFTER_HELP)]

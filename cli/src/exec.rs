@@ -106,6 +106,7 @@ fn with_profile(a: ExecArgs, program: &str) -> ExitCode {
     }
     let env = Env::capture();
     let provider = match a.common.provider_options().and_then(|mut o| {
+        o.client = "exec".into();
         o.min_remaining = keeper::MARGIN;
         Provider::new(o)
     }) {

@@ -117,6 +117,12 @@ fn rotates_ahead_of_expiry_with_one_exchange_per_rotation_shared_with_token_call
     let r: Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
     assert_eq!(r["credentials_path"], file.display().to_string());
     assert_eq!(r["expires_at"], first.1);
+    let probe = |f: &Path| sb.run(&["probe", "--ready-file", f.to_str().unwrap()]).status.code();
+    assert_eq!(probe(&ready), Some(0), "`probe --ready-file` passes while the token is in place");
+    assert_eq!(probe(&sb.path("run/none")), Some(1));
+    let stale = sb.path("run/stale");
+    std::fs::write(&stale, r#"{"credentials_path": "/x", "expires_at": 1000}"#).unwrap();
+    assert_eq!(probe(&stale), Some(1), "a daemon that died leaves a file whose token runs out");
 
     // Watch the file for ~7 s while `anthropic-wif token` runs beside the daemon with the same configuration.
     let mut seen: Vec<((String, i64), i64)> = vec![(first, now())];
@@ -136,6 +142,7 @@ fn rotates_ahead_of_expiry_with_one_exchange_per_rotation_shared_with_token_call
     assert!(status.success(), "SIGTERM ends it cleanly: {status:?}\n{log}");
     assert!(log.contains("stopping;") && log.contains("keeps its token"), "{log}");
     assert!(!ready.exists(), "the ready file is removed on exit");
+    assert_eq!(probe(&ready), Some(1));
 
     // At least three rotations after the first token, each ahead of the old token's expiry.
     assert!(seen.len() >= 4, "tokens seen in the file: {}\n{log}", seen.len());
