@@ -27,12 +27,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anthropic_wif_core::cache::disk::write_private_file;
-use anthropic_wif_core::config::rotated::{self, Existing, ReaderSettings};
+use anthropic_wif_core::config::rotated::{self, Existing};
 use anthropic_wif_core::config::{Env, Origin};
-use anthropic_wif_core::{diag, now_unix, process, runtime, Error, Provider};
+use anthropic_wif_core::{diag, now_unix, process, runtime, Error};
 use clap::Args;
 
 use crate::args::CommonArgs;
+use crate::fail;
 use crate::keeper::{self, Keeper};
 
 const AFTER_HELP: &str = "\
@@ -77,11 +78,6 @@ pub struct DaemonArgs {
     pub quiet: bool,
 }
 
-fn fail(err: &Error) -> ExitCode {
-    eprintln!("anthropic-wif: error [{}]: {err}", err.kind.as_str());
-    ExitCode::from(err.kind.exit_code() as u8)
-}
-
 pub fn run(a: DaemonArgs) -> ExitCode {
     diag::set_verbosity(a.common.verbose);
     // The daemon holds access tokens for as long as it runs: keep them out of core dumps.
@@ -93,21 +89,14 @@ pub fn run(a: DaemonArgs) -> ExitCode {
         ));
     }
     let env = Env::capture();
-    let provider = match a.common.provider_options().and_then(|mut o| {
-        o.client = "daemon".into();
-        o.min_remaining = keeper::MARGIN;
-        Provider::new(o)
-    }) {
+    let (provider, settings) = match keeper::provider(
+        &a.common,
+        "daemon",
+        "the daemon keeps a profile's credentials fresh",
+        "give the federation settings (flags, ANTHROPIC_* variables or an oidc_federation profile with --profile)",
+    ) {
         Ok(p) => p,
         Err(e) => return fail(&e),
-    };
-    let Some(fed) = provider.federation() else {
-        return fail(&Error::config(format!(
-            "the daemon keeps a profile's credentials fresh with tokens from workload identity federation, but the \
-             configuration ({}) is not federation: give the federation settings (flags, ANTHROPIC_* variables or an \
-             oidc_federation profile with --profile)",
-            provider.resolved().step
-        )));
     };
     let target = match rotated::inspect(
         &provider.resolved().config_dir,
@@ -122,7 +111,7 @@ pub fn run(a: DaemonArgs) -> ExitCode {
         return fail(&e);
     }
     if a.write_profile {
-        match rotated::write(&target, &ReaderSettings::of(fed), a.overwrite_profile, "--overwrite-profile") {
+        match rotated::write(&target, &settings, a.overwrite_profile, "--overwrite-profile") {
             Ok(true) => keeper::log(
                 "daemon",
                 &format!("wrote the profile {} (user_oauth without client_id)", target.config_path().display()),

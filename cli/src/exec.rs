@@ -34,12 +34,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use anthropic_wif_core::config::rotated::{self, ReaderSettings};
+use anthropic_wif_core::config::rotated;
 use anthropic_wif_core::config::{self, Env, Origin};
 use anthropic_wif_core::{diag, process, runtime, Error, Provider};
 use clap::Args;
 
 use crate::args::CommonArgs;
+use crate::fail;
 use crate::keeper::{self, Keeper};
 use crate::supervise;
 
@@ -57,11 +58,6 @@ pub struct ExecArgs {
     /// The command to run and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
-}
-
-fn fail(err: &Error) -> ExitCode {
-    eprintln!("anthropic-wif: error [{}]: {err}", err.kind.as_str());
-    ExitCode::from(err.kind.exit_code() as u8)
 }
 
 pub fn run(a: ExecArgs) -> ExitCode {
@@ -105,25 +101,15 @@ fn with_profile(a: ExecArgs, program: &str) -> ExitCode {
         ));
     }
     let env = Env::capture();
-    let provider = match a.common.provider_options().and_then(|mut o| {
-        o.client = "exec".into();
-        o.min_remaining = keeper::MARGIN;
-        Provider::new(o)
-    }) {
+    let (provider, settings) = match keeper::provider(
+        &a.common,
+        "exec",
+        "exec gives CMD a profile whose token it renews",
+        "pass --env-token to hand CMD that token in ANTHROPIC_AUTH_TOKEN instead",
+    ) {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
-    if let Some(n) = provider.notice() {
-        eprintln!("anthropic-wif: note: {n}");
-    }
-    let Some(fed) = provider.federation() else {
-        return fail(&Error::config(format!(
-            "exec gives CMD a profile whose token it renews by workload identity federation, but the configuration \
-             ({}) is not federation; pass --env-token to hand CMD that token in ANTHROPIC_AUTH_TOKEN instead",
-            provider.resolved().step
-        )));
-    };
-    let settings = ReaderSettings::of(fed);
     // The first token before anything is created: without one CMD does not run.
     if let Err(e) = runtime::block_on(provider.token(false)) {
         return fail(&e);

@@ -24,7 +24,10 @@ use std::time::Duration;
 
 use anthropic_wif_core::cache::policy::{self, HandOutMargin};
 use anthropic_wif_core::cache::{CachedToken, DiskCache, DiskRead};
+use anthropic_wif_core::config::rotated::ReaderSettings;
 use anthropic_wif_core::{now_unix, AccessToken, Error, Provider};
+
+use crate::args::CommonArgs;
 
 /// Longest sleep between passes (a token that never falls due is still looked at).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
@@ -174,5 +177,32 @@ fn secs(n: i64) -> Duration {
     Duration::from_secs(n.clamp(1, MAX_SLEEP.as_secs() as i64) as u64)
 }
 
-/// The hand-out margin a keeper's provider must use.
-pub const MARGIN: HandOutMargin = HandOutMargin::RotatedFile;
+/// The hand-out margin a keeper's provider uses.
+const MARGIN: HandOutMargin = HandOutMargin::RotatedFile;
+
+/// The provider of a holder of an externally rotated file (the daemon,
+/// exec, setup): `common`'s configuration, resolved as for `token`, with the
+/// keeper's margin and `client` in the User-Agent. It must be federation;
+/// otherwise the error starts with `needs` (what the command does) and ends
+/// with `otherwise` (what to do instead). Also returns what the profile it
+/// keeps tells its readers (the configuration's ids and base URL).
+pub fn provider(
+    common: &CommonArgs,
+    client: &str,
+    needs: &str,
+    otherwise: &str,
+) -> Result<(Provider, ReaderSettings), Error> {
+    let mut o = common.provider_options()?;
+    o.client = client.into();
+    o.min_remaining = MARGIN;
+    let provider = Provider::new(o)?;
+    let Some(fed) = provider.federation() else {
+        return Err(Error::config(format!(
+            "{needs} with tokens from workload identity federation, but the configuration ({}) is not \
+             federation; {otherwise}",
+            provider.resolved().step
+        )));
+    };
+    let settings = ReaderSettings::of(fed);
+    Ok((provider, settings))
+}

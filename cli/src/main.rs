@@ -53,7 +53,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn fail(err: &Error) -> ExitCode {
+/// The one way a command reports an error: one line on stderr, the kind's exit code.
+pub(crate) fn fail(err: &Error) -> ExitCode {
     eprintln!("anthropic-wif: error [{}]: {err}", err.kind.as_str());
     ExitCode::from(err.kind.exit_code() as u8)
 }

@@ -22,13 +22,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anthropic_wif_core::cache::disk::write_private_file;
-use anthropic_wif_core::config::rotated::{self, ReaderSettings};
+use anthropic_wif_core::config::rotated;
 use anthropic_wif_core::config::{Env, Origin};
-use anthropic_wif_core::{diag, Error, Provider};
+use anthropic_wif_core::{diag, Error};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 
 use crate::args::CommonArgs;
+use crate::fail;
 use crate::keeper;
 
 #[derive(Subcommand, Debug)]
@@ -58,11 +59,6 @@ const MAX_SETTINGS_BYTES: u64 = 1 << 20;
 /// Settings that would take precedence over the profile.
 const SHADOWING_ENV: [&str; 2] = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"];
 
-fn fail(err: &Error) -> ExitCode {
-    eprintln!("anthropic-wif: error [{}]: {err}", err.kind.as_str());
-    ExitCode::from(err.kind.exit_code() as u8)
-}
-
 pub fn run(c: SetupCommand) -> ExitCode {
     match c {
         SetupCommand::ClaudeCode(a) => claude_code(a),
@@ -72,23 +68,17 @@ pub fn run(c: SetupCommand) -> ExitCode {
 fn claude_code(a: ClaudeCodeArgs) -> ExitCode {
     diag::set_verbosity(a.common.verbose);
     let env = Env::capture();
-    let provider = match a.common.provider_options().and_then(|mut o| {
-        o.min_remaining = keeper::MARGIN;
-        Provider::new(o)
-    }) {
+    let (provider, reader) = match keeper::provider(
+        &a.common,
+        "cli",
+        "setup claude-code configures Claude Code",
+        "give the federation settings (flags, ANTHROPIC_* variables or an oidc_federation profile with --profile), \
+         as you would to `anthropic-wif token`",
+    ) {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
-    let Some(fed) = provider.federation() else {
-        return fail(&Error::config(format!(
-            "setup claude-code configures tokens from workload identity federation, but the configuration ({}) is \
-             not federation: give the federation settings (flags, ANTHROPIC_* variables or an oidc_federation \
-             profile with --profile), as you would to `anthropic-wif token`",
-            provider.resolved().step
-        )));
-    };
     let config_dir = absolute(&provider.resolved().config_dir);
-    let reader = ReaderSettings::of(fed);
     let target =
         match rotated::inspect(&config_dir, &a.target_profile, &Origin::Explicit("--target-profile".into()), &env) {
             Ok(t) => t,
