@@ -368,6 +368,26 @@ impl Provider {
         crate::runtime::block_on(self.token(force_refresh))
     }
 
+    /// When the token this provider holds in memory becomes due for refresh
+    /// under its hand-out margin (unix seconds; cache/policy.rs), or `None`
+    /// when it holds none or one that never expires. A holder that keeps a
+    /// token ready on a timer (`anthropic-wif daemon`) sleeps until then and
+    /// calls [`Provider::token`] again.
+    pub fn refresh_due_at(&self) -> Option<i64> {
+        match &self.inner.source {
+            Source::Federation { .. } => self.inner.memory.refresh_due_at(self.inner.options.min_remaining),
+            _ => None,
+        }
+    }
+
+    /// How many refreshes of this provider have failed so far, and the last
+    /// failure's error (`None` before the first). [`Provider::token`] hands
+    /// out a still-usable token when a refresh fails (docs/design.md §5); a
+    /// holder that must say why its token was not renewed reads it here.
+    pub fn last_refresh_failure(&self) -> Option<(u64, Error)> {
+        self.inner.memory.last_failure()
+    }
+
     /// Drop the in-memory token (the next call re-checks disk).
     pub fn invalidate(&self) {
         self.inner.memory.invalidate();
