@@ -26,8 +26,8 @@ echo
 echo "## Node module vs a pure-JS fetch exchange"
 node bench/node_bench.mjs
 echo
-echo "## proxy overhead vs direct calls"
-bash bench/proxy_bench.sh
+echo "## proxy next to nginx and HAProxy, and direct calls (bench/PROXY.md)"
+bash bench/proxy_vs.sh
 echo
 echo "## install time and size vs the official SDKs (the release artefacts of scripts/dist.sh)"
 ls dist/anthropic_wif-*.whl >/dev/null 2>&1 || bash scripts/dist.sh

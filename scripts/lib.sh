@@ -22,12 +22,13 @@ path_without_cargo() {
   echo "$out"
 }
 # ensure_test_venv: the test venv (.venv-test, shared with scripts/test-python.sh) with pytest, the
-# official `anthropic` SDK and PyYAML (tests/e2e reads the Kubernetes example); sets VENV.
+# official `anthropic` SDK, PyYAML (tests/e2e reads the Kubernetes example) and `prometheus_client`
+# (its parser reads the proxy's /metrics); sets VENV.
 ensure_test_venv() {
   VENV="${VENV:-$(pwd)/.venv-test}"
   if [ ! -x "$VENV/bin/python" ]; then "${PYTHON:-python3}" -m venv "$VENV"; fi
-  if ! "$VENV/bin/python" -c 'import pytest, anthropic, yaml' 2>/dev/null; then
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pytest>=7" "anthropic>=2.10" pyyaml
+  if ! "$VENV/bin/python" -c 'import pytest, anthropic, yaml, prometheus_client' 2>/dev/null; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pytest>=7" "anthropic>=2.10" pyyaml "prometheus_client>=0.20"
   fi
 }
 # run_pytest DIR…: pytest in the test venv; "no tests collected" (exit 5) is a failure.

@@ -3,10 +3,10 @@
 # artefacts (scripts/dist.sh: wheel, sdist, npm packages, CLI archive), installed the way users
 # install them (fresh venv / fresh app, install scripts off, cargo hidden from PATH), under the
 # Python and Node suites with the official SDKs as clients; the cross-language end-to-end tests
-# with the CLI from the release archive, the proxy against a headless Chromium (installed with apt-get
-# when missing, scripts/lib.sh), the real Claude Code against the emulator through each way of running it
-# (the pinned release from the npm registry, cached in .tools/ or $WIF_TOOLS_DIR); and the from-source
-# paths (the sdist, `npm install <checkout>`).
+# with the CLI from the release archive, a two-minute soak of the proxy, the proxy against a headless
+# Chromium (installed with apt-get when missing, scripts/lib.sh), the real Claude Code against the
+# emulator through each way of running it (the pinned release from the npm registry, cached in .tools/
+# or $WIF_TOOLS_DIR); and the from-source paths (the sdist, `npm install <checkout>`).
 # Needs Rust, Python >= 3.9, Node >= 18 and the package registries (crates.io, PyPI, npm: it installs
 # the build tools, pytest, the SDKs and the npm dev dependencies).
 set -euo pipefail
@@ -57,6 +57,9 @@ node tests/e2e/claude_code.mjs install
 step "end to end: the proxy and the token cache with the official Node SDK, a headless Chromium and the real Claude Code (tests/e2e, in the app)"
 ensure_chromium
 (cd "$NODE_APP" && PATH="$(path_without_cargo)" node --test tests/e2e/)
+
+step "the proxy: a two-minute soak (20 s tokens under load and streams, token endpoint outage, upstream restarts)"
+bash scripts/soak.sh --short
 
 step "from source: the sdist with Rust (pip, dev profile) and without (maturin names what is missing)"
 bash scripts/test-source.sh --sdist "dist/anthropic_wif-$VERSION.tar.gz"

@@ -1,7 +1,7 @@
 //! `anthropic-wif proxy [config flags] --listen ADDR`: the local reverse
 //! proxy (crate `anthropic-wif-proxy`). Prints one line of JSON when ready
 //! (`{"listen":"127.0.0.1:PORT","base_url":"http://127.0.0.1:PORT"}`), logs to
-//! stderr, and drains in-flight streams on SIGTERM/SIGINT.
+//! stderr (text or JSON lines), and drains in-flight streams on SIGTERM/SIGINT.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -47,9 +47,23 @@ pub struct ProxyArgs {
     /// on a kept-alive connection), and answer 408 when the next piece of its request body takes longer.
     #[arg(long, value_name = "SECONDS", default_value_t = anthropic_wif_proxy::DEFAULT_CLIENT_TIMEOUT_SECS, help_heading = "Proxy")]
     pub client_timeout: u64,
+    /// Give up on upstream after this long without a byte from it: until its response headers (504), or
+    /// between two pieces of a response body (the stream is cut), like nginx's proxy_read_timeout.
+    #[arg(long, value_name = "SECONDS", default_value_t = anthropic_wif_proxy::DEFAULT_UPSTREAM_TIMEOUT_SECS, help_heading = "Proxy")]
+    pub upstream_timeout: u64,
+    /// Refuse request bodies larger than this with 413, before or while forwarding them (0: no limit).
+    #[arg(long, value_name = "BYTES", default_value_t = 0, help_heading = "Proxy")]
+    pub max_request_bytes: u64,
+    /// Log lines (requests and token events) on stderr as `text` or `json` (one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = parse_log_format, help_heading = "Proxy")]
+    pub log_format: anthropic_wif_proxy::LogFormat,
     /// No per-request log lines on stderr.
     #[arg(long, help_heading = "Proxy")]
     pub quiet: bool,
+}
+
+fn parse_log_format(s: &str) -> Result<anthropic_wif_proxy::LogFormat, String> {
+    anthropic_wif_proxy::LogFormat::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -98,6 +112,9 @@ pub fn run(a: ProxyArgs) -> ExitCode {
     config.allow_hosts = a.allow_hosts;
     config.max_connections = a.max_connections;
     config.client_timeout = Duration::from_secs(a.client_timeout);
+    config.upstream_timeout = Duration::from_secs(a.upstream_timeout);
+    config.max_request_bytes = a.max_request_bytes;
+    config.log_format = a.log_format;
     config.log = !a.quiet;
     let result = runtime::block_on(async move {
         let shutdown = shutdown_signal()?;
@@ -107,7 +124,6 @@ pub fn run(a: ProxyArgs) -> ExitCode {
         if let Some(u) = bound.base_url() {
             ready["base_url"] = u.into();
         }
-        eprintln!("anthropic-wif proxy: listening on {bound}, forwarding to {}", proxy.upstream());
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{ready}").and_then(|_| out.flush());
         drop(out);

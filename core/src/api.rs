@@ -102,6 +102,10 @@ impl PathRefusal {
 /// anything new. The path is then forwarded exactly as received.
 pub fn check_forwarded_path(path: &str) -> Result<(), PathRefusal> {
     let raw = path.as_bytes();
+    // Most paths have no escape: check them in place (this runs on every proxied request).
+    if !raw.contains(&b'%') {
+        return check_decoded(raw);
+    }
     let mut decoded = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -125,14 +129,23 @@ pub fn check_forwarded_path(path: &str) -> Result<(), PathRefusal> {
             }
         }
     }
+    check_decoded(&decoded)
+}
+
+/// The checks after percent-decoding (`raw` bytes were checked there or have no escape).
+fn check_decoded(decoded: &[u8]) -> Result<(), PathRefusal> {
+    if decoded.iter().any(|c| *c == b'\\' || c.is_ascii_control() || !c.is_ascii()) {
+        return Err(PathRefusal::UnsafeEscape);
+    }
     for segment in decoded.split(|c| *c == b'/') {
         let name = segment.split(|c| *c == b';').next().unwrap_or(segment);
         if name == b"." || name == b".." {
             return Err(PathRefusal::DotSegment);
         }
     }
-    let lower = decoded.to_ascii_lowercase();
-    if !decoded.starts_with(FORWARDED_PREFIX.as_bytes()) || lower.starts_with(TOKEN_ENDPOINT_PREFIX.as_bytes()) {
+    let token = TOKEN_ENDPOINT_PREFIX.as_bytes();
+    let is_token_endpoint = decoded.get(..token.len()).is_some_and(|p| p.eq_ignore_ascii_case(token));
+    if !decoded.starts_with(FORWARDED_PREFIX.as_bytes()) || is_token_endpoint {
         return Err(PathRefusal::NotForwarded);
     }
     Ok(())

@@ -54,6 +54,7 @@ mod proptests;
 
 pub use cache::policy::HandOutMargin;
 pub use clock::now_unix;
+pub use clock::utc_civil;
 pub use env::Env;
 pub use error::{Error, ErrorKind, Result};
 pub use provider::{AccessToken, Provider, ProviderOptions};

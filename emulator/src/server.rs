@@ -825,6 +825,9 @@ async fn control(state: &Arc<State>, req: Request<Incoming>, path: &str, method:
                 Err(e) => bad_control(&e),
             }
         }
+        "/_emulator/faults" if *method == Method::DELETE => {
+            Outcome::Respond(json_resp(200, &json!({"cleared": state.clear_faults()})))
+        }
         "/_emulator/revoke" if post => Outcome::Respond(json_resp(200, &json!({"revoked": state.revoke()}))),
         "/_emulator/reset" if post => {
             state.reset();
@@ -855,9 +858,8 @@ async fn control(state: &Arc<State>, req: Request<Incoming>, path: &str, method:
         | "/_emulator/config" => {
             method_not_allowed(method, path, if path == "/_emulator/config" { "GET, POST" } else { "GET" })
         }
-        "/_emulator/jwt" | "/_emulator/faults" | "/_emulator/revoke" | "/_emulator/reset" => {
-            method_not_allowed(method, path, "POST")
-        }
+        "/_emulator/faults" => method_not_allowed(method, path, "POST, DELETE"),
+        "/_emulator/jwt" | "/_emulator/revoke" | "/_emulator/reset" => method_not_allowed(method, path, "POST"),
         _ => Outcome::Respond(error_resp(404, &format!("no such control endpoint: {path}"))),
     }
 }

@@ -254,6 +254,15 @@ impl State {
         n
     }
 
+    /// Drop every pending fault (tokens and counters stay); returns how many were pending.
+    pub fn clear_faults(&self) -> usize {
+        let mut g = self.lock();
+        let n = g.token_faults.len() + g.message_faults.len();
+        g.token_faults.clear();
+        g.message_faults.clear();
+        n
+    }
+
     pub fn next_fault(&self, endpoint: Endpoint) -> Option<FaultKind> {
         let mut g = self.lock();
         let q = match endpoint {

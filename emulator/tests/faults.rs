@@ -214,3 +214,18 @@ async fn messages_faults_and_rust_api() {
     assert_eq!(emu.stats().faults_pending, 3);
     assert!(emu.push_faults_json(&json!([{"kind":"hang","count":0}])).is_err());
 }
+
+#[tokio::test]
+async fn delete_clears_pending_faults_and_keeps_tokens() {
+    let emu = start();
+    let base = emu.base_url();
+    let c = client();
+    let live = token(&c, &base).await;
+    push(&c, &base, json!([{"kind":"status","status":503,"count":1000,"endpoint":"token"}])).await;
+    assert_eq!(exchange(&c, &base, &emu.mint_jwt("s", "a", 600)).await.status, 503);
+    let r = send(c.delete(format!("{base}/_emulator/faults"))).await;
+    assert_eq!((r.status, r.json()["cleared"].as_u64()), (200, Some(1)));
+    assert_eq!(exchange(&c, &base, &emu.mint_jwt("s", "a", 600)).await.status, 200);
+    assert!(emu.is_token_valid(&live), "tokens minted before survive");
+    assert_eq!(send(c.get(format!("{base}/_emulator/faults"))).await.status, 405);
+}

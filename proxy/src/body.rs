@@ -6,9 +6,12 @@
 //! that leaves the proxy waiting longer than the client time-out for the next
 //! piece of its body is given up on (the upstream request is aborted and the
 //! client gets a 408).
+//! A body larger than `--max-request-bytes` is cut off the same way (413).
 //! [`RespBody`] goes to the client: the upstream body frame by frame, counting
 //! bytes, and writing the request's access-log line when it ends or is dropped
-//! (the client went away).
+//! (the client went away); when upstream stays silent past the upstream
+//! time-out in the middle of a body, the body ends with an error (the client's
+//! connection is closed, as nginx does past `proxy_read_timeout`).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -19,6 +22,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::HeaderValue;
+
+use crate::log::LogFormat;
+use crate::metrics::{Metrics, Origin};
 use std::future::Future;
 
 /// What a [`ReqBody`] has seen of the client's body.
@@ -75,38 +82,71 @@ fn lock(r: &SharedRecording) -> std::sync::MutexGuard<'_, Recording> {
 /// Set when a client's body stalled past the time-out.
 pub(crate) type TimedOut = Arc<AtomicBool>;
 
-/// How long to wait for the next piece of a client's body, and where to say it stalled.
+/// How long to wait for the next piece of a client's body, and where to say
+/// it stalled; how large the body may get (`--max-request-bytes`), and where
+/// to say it got larger.
 pub(crate) struct Stall {
     pub(crate) timeout: Duration,
     pub(crate) timed_out: TimedOut,
     /// Armed while waiting for the client (not while upstream is not reading).
     waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// 0: no limit.
+    max_bytes: u64,
+    seen: u64,
+    pub(crate) too_large: TimedOut,
 }
 
 impl Stall {
-    pub(crate) fn new(timeout: Duration) -> Stall {
-        Stall { timeout, timed_out: Arc::new(AtomicBool::new(false)), waiting: None }
+    pub(crate) fn new(timeout: Duration, max_bytes: u64) -> Stall {
+        Stall {
+            timeout,
+            timed_out: Arc::new(AtomicBool::new(false)),
+            waiting: None,
+            max_bytes,
+            seen: 0,
+            too_large: Arc::new(AtomicBool::new(false)),
+        }
     }
 }
 
-/// The error a stalled body ends with (upstream sees the request aborted).
+/// Why the proxy ended a body early (the other side sees it aborted).
 #[derive(Debug)]
-pub(crate) struct BodyStalled;
+pub(crate) enum Cut {
+    /// The client stopped sending its request body (`--client-timeout`).
+    Stalled,
+    /// The request body grew past `--max-request-bytes`.
+    TooLarge,
+    /// Upstream sent nothing for longer than `--upstream-timeout` in the middle of its body.
+    UpstreamSilent,
+}
 
-impl std::fmt::Display for BodyStalled {
+impl std::fmt::Display for Cut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the client stopped sending its request body")
+        f.write_str(match self {
+            Cut::Stalled => "the client stopped sending its request body",
+            Cut::TooLarge => "the request body is larger than --max-request-bytes",
+            Cut::UpstreamSilent => "upstream sent nothing for longer than --upstream-timeout",
+        })
     }
 }
 
-impl std::error::Error for BodyStalled {}
+impl std::error::Error for Cut {}
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body sent upstream.
 pub(crate) enum ReqBody {
     /// The client's body as it arrives, optionally recorded for a replay.
-    Stream { inner: Incoming, record: Option<SharedRecording>, stall: Stall },
+    Stream {
+        /// `None` only after it went back to `give_back`.
+        inner: Option<Incoming>,
+        record: Option<SharedRecording>,
+        stall: Stall,
+        /// Where the body goes when it is dropped before anything was read from
+        /// it (its upstream request failed to connect), so it can be sent again.
+        give_back: Option<GiveBack>,
+        touched: bool,
+    },
     /// A recorded body, sent again.
     Chunks(VecDeque<Bytes>),
 }
@@ -119,7 +159,26 @@ impl ReqBody {
                 lock(r).complete = true;
             }
         }
-        ReqBody::Stream { inner, record, stall }
+        ReqBody::Stream { inner: Some(inner), record, stall, give_back: None, touched: false }
+    }
+
+    /// Give the body back to `slot` if it is dropped unread.
+    pub(crate) fn give_back_to(mut self, slot: GiveBack) -> Self {
+        if let ReqBody::Stream { give_back, .. } = &mut self {
+            *give_back = Some(slot);
+        }
+        self
+    }
+}
+
+/// A client body handed back unread (see [`ReqBody::give_back_to`]).
+pub(crate) type GiveBack = Arc<Mutex<Option<Incoming>>>;
+
+impl Drop for ReqBody {
+    fn drop(&mut self) {
+        if let ReqBody::Stream { inner, give_back: Some(slot), touched: false, .. } = self {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = inner.take();
+        }
     }
 }
 
@@ -129,7 +188,9 @@ impl Body for ReqBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ReqBody::Stream { inner, record, stall } => {
+            ReqBody::Stream { inner, record, stall, touched, .. } => {
+                *touched = true;
+                let Some(inner) = inner.as_mut() else { return Poll::Ready(None) };
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 if polled.is_pending() {
                     let timeout = stall.timeout;
@@ -139,10 +200,22 @@ impl Body for ReqBody {
                         if let Some(r) = record {
                             lock(r).give_up();
                         }
-                        return Poll::Ready(Some(Err(Box::new(BodyStalled))));
+                        return Poll::Ready(Some(Err(Box::new(Cut::Stalled))));
                     }
                 } else {
                     stall.waiting = None;
+                }
+                if let Poll::Ready(Some(Ok(frame))) = &polled {
+                    if let Some(data) = frame.data_ref() {
+                        stall.seen += data.len() as u64;
+                        if stall.max_bytes > 0 && stall.seen > stall.max_bytes {
+                            stall.too_large.store(true, Ordering::SeqCst);
+                            if let Some(r) = record {
+                                lock(r).give_up();
+                            }
+                            return Poll::Ready(Some(Err(Box::new(Cut::TooLarge))));
+                        }
+                    }
                 }
                 if let Some(r) = record {
                     match &polled {
@@ -170,22 +243,28 @@ impl Body for ReqBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
+            ReqBody::Stream { inner, .. } => inner.as_ref().is_none_or(|b| b.is_end_stream()),
             ReqBody::Chunks(c) => c.is_empty(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ReqBody::Stream { inner, .. } => inner.size_hint(),
+            ReqBody::Stream { inner: Some(inner), .. } => inner.size_hint(),
+            ReqBody::Stream { inner: None, .. } => SizeHint::with_exact(0),
             ReqBody::Chunks(c) => SizeHint::with_exact(c.iter().map(|b| b.len() as u64).sum()),
         }
     }
 }
 
-/// One access-log line, written once when the response body ends or is dropped.
+/// One access-log line, written once when the response body ends or is
+/// dropped; the request is counted in the metrics at the same moment.
 pub(crate) struct AccessLog {
     pub(crate) enabled: bool,
+    pub(crate) format: LogFormat,
+    /// Where the request is counted (`None`: health checks and scrapes are not).
+    pub(crate) metrics: Option<Arc<Metrics>>,
+    pub(crate) origin: Origin,
     pub(crate) method: hyper::Method,
     pub(crate) path: String,
     pub(crate) status: u16,
@@ -195,6 +274,8 @@ pub(crate) struct AccessLog {
     pub(crate) finished: Option<&'static str>,
     /// The request id of an answer the proxy made itself.
     pub(crate) id: Option<String>,
+    /// Upstream's `request-id` header (what Anthropic's support asks for).
+    pub(crate) upstream_id: Option<HeaderValue>,
 }
 
 impl AccessLog {
@@ -212,16 +293,56 @@ impl AccessLog {
             s.push_str(" request-id=");
             s.push_str(id);
         }
+        if let Some(id) = self.upstream_id() {
+            s.push_str(" upstream-request-id=");
+            s.push_str(id);
+        }
         s.push('\n');
         s
+    }
+
+    fn upstream_id(&self) -> Option<&str> {
+        // Only a plain token: the value is upstream's, and this goes to a log.
+        self.upstream_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128 && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'))
+    }
+
+    fn fields(&self, end: &str) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        let ms = (self.start.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        m.insert("method".into(), self.method.as_str().into());
+        m.insert("path".into(), self.path.as_str().into());
+        m.insert("status".into(), self.status.into());
+        m.insert("duration_ms".into(), ms.into());
+        m.insert("bytes".into(), self.bytes.into());
+        m.insert("end".into(), end.into());
+        m.insert("origin".into(), if self.origin == Origin::Proxy { "proxy" } else { "upstream" }.into());
+        if !self.note.is_empty() {
+            m.insert("note".into(), self.note.into());
+        }
+        if let Some(id) = &self.id {
+            m.insert("request_id".into(), id.as_str().into());
+        }
+        if let Some(id) = self.upstream_id() {
+            m.insert("upstream_request_id".into(), id.into());
+        }
+        m
     }
 }
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.request(self.origin, self.status);
+        }
         if self.enabled {
             let end = self.finished.unwrap_or("client-closed");
-            crate::log_line(self.line(end));
+            match self.format {
+                LogFormat::Text => crate::log::access_text(self.line(end)),
+                LogFormat::Json => crate::log::access_json(self.fields(end)),
+            }
         }
     }
 }
@@ -235,13 +356,27 @@ pub(crate) struct RespBody {
 }
 
 enum Kind {
-    Upstream(Incoming),
+    Upstream(Incoming, Idle),
     Full(Option<Bytes>),
 }
 
+/// The longest upstream may leave a response body waiting (`--upstream-timeout`).
+struct Idle {
+    timeout: Duration,
+    /// Armed while waiting for upstream; made on the first wait, then reset.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
 impl RespBody {
-    pub(crate) fn upstream(body: Incoming, log: AccessLog, inflight: Option<crate::InflightGuard>) -> Self {
-        RespBody { kind: Kind::Upstream(body), log, _inflight: inflight }
+    pub(crate) fn upstream(
+        body: Incoming,
+        log: AccessLog,
+        inflight: Option<crate::InflightGuard>,
+        idle_timeout: Duration,
+    ) -> Self {
+        let idle = Idle { timeout: idle_timeout, sleep: None, armed: false };
+        RespBody { kind: Kind::Upstream(body, idle), log, _inflight: inflight }
     }
 
     pub(crate) fn full(bytes: Bytes, log: AccessLog, inflight: Option<crate::InflightGuard>) -> Self {
@@ -260,12 +395,30 @@ impl Drop for RespBody {
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let polled = match &mut this.kind {
-            Kind::Upstream(b) => Pin::new(b).poll_frame(cx),
+        let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.kind {
+            Kind::Upstream(b, idle) => match Pin::new(b).poll_frame(cx) {
+                Poll::Pending => {
+                    let deadline = tokio::time::Instant::now() + idle.timeout;
+                    let sleep = idle.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if !idle.armed {
+                        sleep.as_mut().reset(deadline);
+                        idle.armed = true;
+                    }
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        this.log.finished = Some("upstream-timeout");
+                        return Poll::Ready(Some(Err(Box::new(Cut::UpstreamSilent))));
+                    }
+                    Poll::Pending
+                }
+                ready => {
+                    idle.armed = false;
+                    ready.map_err(|e| Box::new(e) as BoxError)
+                }
+            },
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
         };
         match &polled {
@@ -283,14 +436,14 @@ impl Body for RespBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Upstream(b, _) => b.is_end_stream(),
             Kind::Full(b) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Upstream(b) => b.size_hint(),
+            Kind::Upstream(b, _) => b.size_hint(),
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
         }

@@ -16,6 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default `--client-timeout`, in seconds.
 pub const DEFAULT_CLIENT_TIMEOUT_SECS: u64 = 30;
+/// Default `--upstream-timeout`, in seconds: the official SDKs' default
+/// request time-out (10 minutes), so the proxy never gives up before them.
+pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 600;
 
 /// Descriptors kept for everything else: listener, log, token exchanges,
 /// identity sources, over-cap answers.

@@ -2,43 +2,64 @@
 //! too short for a stream, and re-obtained once when upstream refuses it.
 //!
 //! Requests read the current token without waiting (a mutex held for a
-//! clone). The numbers come from core's refresh policy
-//! (`anthropic_wif_core::cache::policy`), with the stream allowance as a
-//! hard margin: a token is *usable* for forwarding while it has more than
-//! its floor left, `floor = max(mandatory, min(stream allowance, lifetime / 2))`,
-//! where the lifetime is what the token had left when the proxy first saw it
-//! (so a 60-second token is not thrown away at once under a 300-second
-//! allowance). A background task replaces the token from the policy's
-//! refresh bound on (the advisory window above the floor, at least a second
-//! ahead of it), so no request waits for an exchange in the steady state.
-//! Only when there is no usable token does a request wait, for one exchange
-//! shared by all waiting requests.
-//!
-//! Failures back off ([`policy::retry_backoff`]: 1 s doubling to 30 s, at
-//! least 5 s while a usable token is still served); while backing off with no
-//! usable token, requests are refused at once with the last error (fail closed).
+//! clone). When to stop forwarding with a token, when to replace it and how
+//! long to wait after a failure are decided by [`schedule`] and [`backoff`]
+//! alone, from core's refresh policy (`anthropic_wif_core::cache::policy`); a background task ([`Tokens::run`])
+//! acts on them, and wakes whenever the state changes (a failure recorded by
+//! a request, a token dropped after a 401), so a retry never waits for client
+//! traffic. Only when there is no usable token does a request wait, for one
+//! exchange shared by all waiting requests; while backing off with no usable
+//! token, requests are refused at once with the last error (fail closed).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anthropic_wif_core::cache::policy::{self, HandOutMargin, Thresholds};
 use anthropic_wif_core::{now_unix, AccessToken, Error, Provider};
 use hyper::header::HeaderValue;
-use tokio::sync::{watch, Mutex as AsyncMutex};
+use serde_json::json;
+use tokio::sync::{watch, Mutex as AsyncMutex, Notify};
 use zeroize::Zeroizing;
+
+use crate::log::{self, LogFormat};
+use crate::metrics::Metrics;
 
 /// A token minted after a 401 that is refused again within this time is not
 /// re-exchanged again: the refusal is not about the token's age.
 const REJECT_AGAIN_WINDOW: Duration = Duration::from_secs(10);
 
+// ---------------------------------------------------------------------------
+// The refresh policy. Every number the proxy's token handling uses comes from
+// these two functions, and they are built on core's rules
+// (`anthropic_wif_core::cache::refresh_windows` and the provider's back-off
+// constants), not on a policy of their own; issue #11 moves every face onto
+// one policy in core/src/cache/, and this is the one place to replace then.
+
 /// `(floor, refresh_at)` for a token that expires at `exp` and had `lifetime`
-/// seconds when first seen: it is forwarded while it has more than `floor`
-/// left, and replaced from `refresh_at` on (core's policy, the allowance as
-/// a hard margin).
+/// seconds when the proxy first saw it, from core's refresh policy with the
+/// stream allowance as a hard margin ([`Thresholds::strict`]).
+///
+/// - It is forwarded while it has more than `floor` left:
+///   `floor = max(mandatory, min(allowance, lifetime / 2))`, i.e. the stream
+///   allowance (so a stream started with it has that long to run), capped at
+///   half the lifetime (so a 60-second token serves half its life) and never
+///   below the mandatory window.
+/// - It is replaced from `refresh_at` on: the advisory lead ahead of the floor
+///   (90 s for long tokens, 15 s for 60-second ones), at least a second, so no
+///   request waits for an exchange in the steady state and a failed refresh
+///   has time for retries.
 pub(crate) fn schedule(allowance: i64, lifetime: i64, exp: i64) -> (i64, i64) {
     let t = Thresholds::strict(lifetime, HandOutMargin::StreamSafe { allowance });
     (t.floor, exp - t.refresh.max(t.floor + 1))
+}
+
+/// How long to wait after `failures` (>= 1) consecutive failed attempts to
+/// obtain a token: core's [`policy::retry_backoff`] (1 s doubling up to the
+/// shared 30 s refresh back-off; at least the 5 s advisory back-off while a
+/// usable token is still being served, since clients are not affected yet).
+pub(crate) fn backoff(failures: u32, serving: bool) -> Duration {
+    policy::retry_backoff(failures, serving)
 }
 
 #[derive(Clone)]
@@ -96,19 +117,26 @@ pub(crate) struct Tokens {
     state: Mutex<State>,
     /// Serialises obtaining tokens: one exchange for any number of waiters.
     refresh: AsyncMutex<()>,
+    /// Wakes the background task when the state changed outside it.
+    wake: Notify,
     next_id: AtomicU64,
     pub(crate) obtained: AtomicU64,
+    metrics: Arc<Metrics>,
+    log: LogFormat,
 }
 
 impl Tokens {
-    pub(crate) fn new(provider: Provider, allowance: i64) -> Self {
+    pub(crate) fn new(provider: Provider, allowance: i64, metrics: Arc<Metrics>, log: LogFormat) -> Self {
         Tokens {
             provider,
             allowance: allowance.max(0),
             state: Mutex::new(State::default()),
             refresh: AsyncMutex::new(()),
+            wake: Notify::new(),
             next_id: AtomicU64::new(1),
             obtained: AtomicU64::new(0),
+            metrics,
+            log,
         }
     }
 
@@ -138,7 +166,9 @@ impl Tokens {
         if let Some(e) = self.recent_failure() {
             return Err(e);
         }
-        self.obtain(|c, now| c.usable(now)).await
+        // Boxed: the exchange's future is large, and inline it would make every request's future
+        // as large (moved by memcpy on each request; see bench/PROXY.md).
+        Box::pin(self.obtain(|c, now| c.usable(now))).await
     }
 
     /// Ask the provider (memory, disk shared with other processes, or an
@@ -193,31 +223,48 @@ impl Tokens {
                 drop(st);
                 if changed {
                     self.obtained.fetch_add(1, Ordering::Relaxed);
-                    {
-                        let life = c.expires_at.map(|e| format!("expires in {} s", e - now_unix()));
-                        crate::log_line(format!(
-                            "anthropic-wif proxy: access token ready ({}; forwarding while more than {} s left){}\n",
-                            life.unwrap_or_else(|| "does not expire".into()),
-                            c.floor,
-                            if recovered { "; recovered" } else { "" }
-                        ));
-                    }
+                    self.metrics.exchange(None, false);
+                    let expires_in = c.expires_at.map(|e| e - now_unix());
+                    let floor = c.floor;
+                    log::event(
+                        self.log,
+                        "token",
+                        "ready",
+                        || {
+                            format!(
+                                "access token ready ({}; forwarding while more than {floor} s left){}",
+                                expires_in.map_or_else(|| "does not expire".into(), |e| format!("expires in {e} s")),
+                                if recovered { "; recovered" } else { "" }
+                            )
+                        },
+                        json!({"expires_in": expires_in, "forward_while_more_than": floor, "recovered": recovered}),
+                    );
                 }
             }
             Err(e) => {
                 let count = st.failure.as_ref().map_or(1, |f| f.count.saturating_add(1));
-                let still = st.current.as_ref().is_some_and(|c| c.usable(now_unix()));
-                let backoff = policy::retry_backoff(count, still);
-                st.failure = Some(Failure { error: e.clone(), at: Instant::now(), count, backoff });
+                let serving = st.current.as_ref().is_some_and(|c| c.usable(now_unix()));
+                let wait = backoff(count, serving);
+                st.failure = Some(Failure { error: e.clone(), at: Instant::now(), count, backoff: wait });
                 drop(st);
-                {
-                    crate::log_line(format!(
-                        "anthropic-wif proxy: cannot obtain an access token [{}]: {e}; {}retrying in {} s\n",
-                        e.kind.as_str(),
-                        if still { "still serving the current token; " } else { "answering 503 meanwhile; " },
-                        backoff.as_secs()
-                    ));
-                }
+                self.metrics.exchange(Some(e.kind), serving);
+                let meanwhile = if serving { "still serving the current token" } else { "answering 503 meanwhile" };
+                log::event(
+                    self.log,
+                    "token",
+                    "failed",
+                    || {
+                        format!(
+                            "cannot obtain an access token [{}]: {e}; {meanwhile}; retrying in {} s",
+                            e.kind.as_str(),
+                            wait.as_secs()
+                        )
+                    },
+                    json!({"kind": e.kind.as_str(), "message": e.to_string(), "serving": serving,
+                           "failures": count, "retry_in": wait.as_secs()}),
+                );
+                // The background task retries when the back-off is over, with or without traffic.
+                self.wake.notify_one();
             }
         }
         result
@@ -240,11 +287,16 @@ impl Tokens {
             }
         }
         if let Some(e) = self.recent_failure() {
+            self.wake.notify_one();
             return Err(e);
         }
-        {
-            crate::log_line("anthropic-wif proxy: upstream refused the access token (401); exchanging anew\n");
-        }
+        log::event(
+            self.log,
+            "token",
+            "refused-upstream",
+            || "upstream refused the access token (401); exchanging anew".into(),
+            json!({}),
+        );
         self.provider.invalidate();
         let result = match self.provider.token(true).await {
             Ok(t) => self.make(t, Some(Instant::now())),
@@ -254,12 +306,14 @@ impl Tokens {
     }
 
     /// Keep a token ready until `stop` fires: obtain one at start, replace it
-    /// ahead of its refresh time, retry failures with back-off.
+    /// ahead of its refresh time, retry failures when their back-off is over.
+    /// Wakes early when a request recorded a failure or a 401 dropped the token.
     pub(crate) async fn run(&self, mut stop: watch::Receiver<bool>) {
         loop {
             let wait = self.next_wake();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => continue,
                 _ = stop.changed() => return,
             }
             if *stop.borrow() {
@@ -290,6 +344,13 @@ impl Tokens {
                 Some(r) => Duration::from_secs((r - now_unix()).clamp(1, 3600) as u64),
             },
         }
+    }
+
+    /// Seconds until the current token expires, and consecutive failures (for /metrics).
+    pub(crate) fn gauges(&self) -> (Option<i64>, u32) {
+        let st = self.state();
+        let now = now_unix();
+        (st.current.as_ref().and_then(|c| c.expires_at).map(|e| e - now), st.failure.as_ref().map_or(0, |f| f.count))
     }
 
     pub(crate) fn health(&self) -> Health {
@@ -323,7 +384,8 @@ impl Tokens {
 
 #[cfg(test)]
 mod tests {
-    use super::schedule;
+    use super::{backoff, schedule};
+    use std::time::Duration;
 
     #[test]
     fn a_long_token_keeps_the_whole_allowance() {
@@ -351,5 +413,17 @@ mod tests {
     fn degenerate_inputs_do_not_underflow() {
         assert_eq!(schedule(300, 0, 1_000), (0, 999));
         assert_eq!(schedule(-5, -5, 1_000), (0, 999));
+    }
+
+    #[test]
+    fn back_off_doubles_to_cores_cap_and_spares_the_endpoint_while_serving() {
+        let s = |n, serving| backoff(n, serving).as_secs();
+        assert_eq!(
+            [s(1, false), s(2, false), s(3, false), s(5, false), s(6, false), s(99, false)],
+            [1, 2, 4, 16, 30, 30]
+        );
+        assert_eq!([s(1, true), s(3, true), s(4, true), s(6, true)], [5, 5, 8, 30]);
+        assert_eq!(backoff(0, false), Duration::from_secs(1));
+        assert_eq!(backoff(u32::MAX, true), Duration::from_secs(30));
     }
 }

@@ -245,6 +245,19 @@ async fn echo(req: Request<Incoming>, emu_base: String, flag: Arc<AtomicBool>) -
         *out.status_mut() = status;
         return out;
     }
+    if path == "/v1/silent" {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    if path == "/v1/stall" {
+        // One event, then nothing (the stream stays open) for 10 s.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let _ = tx.send(Bytes::from_static(b"event: ping\ndata: {}\n\n")).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(tx);
+        });
+        return Response::new(EchoBody::Chan(rx));
+    }
     if path == "/v1/forever" {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
@@ -491,6 +504,49 @@ fn endpoint_down_means_503_with_the_reason_then_recovery() {
     assert_eq!(status, 200, "{v}");
     let h = block_on(async { c.get(format!("{}/healthz", px.base)).send().await.unwrap() });
     assert_eq!(h.status(), 200);
+}
+
+#[test]
+fn after_a_refused_exchange_healthz_recovers_with_no_client_traffic() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let px = fx.proxy(|_| {});
+    px.wait_ready();
+    let c = http();
+    let url = format!("{}/v1/messages", px.base);
+    // Upstream stops accepting the token, and the identity file now holds a JWT the token
+    // endpoint refuses (expired): the client's request gets a 401, the exchange after it is refused.
+    fx.emu.revoke_all();
+    let expired =
+        fx.emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, -120);
+    std::fs::write(&fx.jwt, expired).unwrap();
+    let (status, v) = block_on(post(&c, &url, &message(false)));
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["type"], "credentials_unavailable");
+    let h = block_on(async { c.get(format!("{}/healthz", px.base)).send().await.unwrap() });
+    assert_eq!(h.status(), 503);
+
+    // No client traffic from here on. The background retry runs with back-off (1 s, 2 s, 4 s…):
+    // the token endpoint hears from the proxy again, but not in a tight loop.
+    let before = fx.emu.stats().token_requests;
+    std::thread::sleep(Duration::from_millis(3500));
+    let retried = fx.emu.stats().token_requests - before;
+    assert!((1..=3).contains(&retried), "{retried} retries in 3.5 s with no traffic (want 1 to 3: 1 s, 2 s back-off)");
+    assert!(!px.handle.ready());
+
+    // A fresh JWT appears in the file: /healthz recovers by itself.
+    let exchanges = fx.emu.stats().exchanges;
+    write_jwt(&fx.emu, &fx.jwt);
+    let t = Instant::now();
+    loop {
+        let h = block_on(async { c.get(format!("{}/healthz", px.base)).send().await.unwrap() });
+        if h.status() == 200 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "/healthz still 503 after 15 s with a fresh JWT in the file");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(fx.emu.stats().exchanges, exchanges + 1, "one exchange recovered it");
+    assert_eq!(block_on(post(&c, &url, &message(false))).0, 200);
 }
 
 #[test]
@@ -972,4 +1028,209 @@ fn a_stale_socket_is_replaced_a_live_one_is_not_and_the_mode_is_exact() {
     assert_eq!(private_dirs_left(d), Vec::<String>::new());
     px.shutdown();
     assert!(!sock.exists());
+}
+
+/// One HTTP/1.1 answer read off a kept-alive connection: (status, lower-case head, body).
+fn read_answer(r: &mut std::io::BufReader<std::net::TcpStream>) -> (u16, String, String) {
+    use std::io::{BufRead, Read};
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).expect("an answer within 20 s") > 0, "connection closed; head so far: {head}");
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a content-length");
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).unwrap();
+    (head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), head, String::from_utf8_lossy(&body).into())
+}
+
+#[test]
+fn an_answer_made_before_the_body_arrived_keeps_the_connection_usable() {
+    // Found by the fault soak: a 503 made while the client was still sending its body closed the
+    // connection without saying so, and the client's next request on it failed.
+    use std::io::Write;
+    let fx = Fixture::new(EmulatorConfig::default());
+    fx.emu.push_faults([Fault::status(503).times(1000)]);
+    let px = fx.proxy(|_| {});
+    let s = std::net::TcpStream::connect(addr(&px)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let body = message(false).to_string();
+    for _ in 0..3 {
+        // Headers first, the body a moment later (as http.client and others send them).
+        write!(w, "POST /v1/messages HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len()).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        w.write_all(body.as_bytes()).unwrap();
+        let (status, head, _) = read_answer(&mut r);
+        assert_eq!(status, 503, "{head}");
+        assert!(!head.contains("connection: close"), "the body was read, the connection stays: {head}");
+    }
+    // A body too large to read and drop: the answer says the connection closes.
+    let big = "x".repeat(200 * 1024);
+    let (status, head, _) = raw(
+        &addr(&px),
+        "POST",
+        "/v1/messages",
+        &["host: localhost".into(), "content-type: application/json".into()],
+        &big,
+    );
+    assert_eq!(status, 503);
+    assert!(head.contains("connection: close"), "{head}");
+}
+
+#[test]
+fn a_502_after_the_body_went_upstream_says_the_connection_closes() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let echo = start_echo(fx.emu.base_url());
+    let px = fx.proxy_to(&echo.base, |_| {});
+    px.wait_ready();
+    let (status, head, _) =
+        raw(&addr(&px), "POST", "/v1/hangup", &["host: localhost".into()], &message(false).to_string());
+    assert_eq!(status, 502);
+    assert!(head.contains("connection: close"), "{head}");
+}
+
+/// A TCP relay to `target` on a fixed loopback port: an upstream that can go away and come back.
+struct Relay {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    fn start(listener: std::net::TcpListener, target: String) -> Relay {
+        listener.set_nonblocking(true).unwrap();
+        let task = runtime().spawn(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut c, _)) = l.accept().await {
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut u) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                    }
+                });
+            }
+        });
+        Relay { task }
+    }
+    /// Stop listening and cut every relayed connection (the JoinSet is dropped with the task).
+    fn stop(self) {
+        self.task.abort();
+        let _ = block_on(self.task);
+    }
+}
+
+#[test]
+fn a_request_waits_out_an_upstream_restart_instead_of_failing() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let target = fx.emu.base_url().trim_start_matches("http://").to_string();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let relay = Relay::start(l, target.clone());
+    let px = fx.proxy_to(&format!("http://127.0.0.1:{port}"), |_| {});
+    px.wait_ready();
+    let c = http();
+    let url = format!("{}/v1/messages", px.base);
+    assert_eq!(block_on(post(&c, &url, &message(false))).0, 200);
+    // The upstream goes away (connections cut, nothing listening) and is back 400 ms later.
+    relay.stop();
+    let back = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        Relay::start(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(), target)
+    });
+    let messages = fx.emu.stats().messages;
+    let (status, v) = block_on(post(&c, &url, &message(false)));
+    assert_eq!(status, 200, "the request was sent again once upstream was back: {v}");
+    assert_eq!(fx.emu.stats().messages, messages + 1, "and arrived once");
+    back.join().unwrap().stop();
+}
+
+#[test]
+fn upstream_silence_is_a_504_and_a_stream_that_stops_is_cut() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let echo = start_echo(fx.emu.base_url());
+    let px = fx.proxy_to(&echo.base, |c| c.upstream_timeout = Duration::from_secs(1));
+    px.wait_ready();
+    let c = http();
+    let t = Instant::now();
+    let r = block_on(c.post(format!("{}/v1/silent", px.base)).js(&message(false)).send()).unwrap();
+    assert_eq!(r.status(), 504);
+    let id = r.headers()["request-id"].to_str().unwrap().to_string();
+    let v: Value = block_on(to_json(r));
+    assert_eq!((v["error"]["type"].as_str(), v["request_id"].as_str()), (Some("timeout_error"), Some(id.as_str())));
+    assert!(v["error"]["message"].as_str().unwrap().contains("--upstream-timeout"), "{v}");
+    assert!(t.elapsed() < Duration::from_secs(5), "answered after {:?}", t.elapsed());
+
+    // A stream whose upstream goes quiet mid-way: the client gets what came, then the stream ends in an error.
+    let t = Instant::now();
+    let mut r = block_on(c.post(format!("{}/v1/stall", px.base)).js(&message(true)).send()).unwrap();
+    assert_eq!(r.status(), 200);
+    let first = block_on(r.chunk()).unwrap().expect("the first event");
+    assert!(first.starts_with(b"event: ping"));
+    let rest =
+        block_on(async { tokio::time::timeout(Duration::from_secs(8), r.chunk()).await }).expect("cut, not hung");
+    assert!(rest.is_err(), "the stream ends in an error, not as if complete: {rest:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "cut after {:?}", t.elapsed());
+}
+
+#[test]
+fn request_bodies_over_max_request_bytes_get_413() {
+    use std::io::{Read, Write};
+    let fx = Fixture::new(EmulatorConfig::default());
+    let echo = start_echo(fx.emu.base_url());
+    let px = fx.proxy_to(&echo.base, |c| c.max_request_bytes = 1000);
+    px.wait_ready();
+    let h = ["host: localhost".to_string(), "content-type: application/json".to_string()];
+    // Declared too large: answered at once, nothing forwarded.
+    let seen = echo.seen.load(Ordering::SeqCst);
+    let (status, _, body) = raw(&addr(&px), "POST", "/v1/messages", &h, &"x".repeat(2000));
+    assert_eq!(status, 413, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["type"], "request_too_large");
+    assert!(v["error"]["message"].as_str().unwrap().contains("--max-request-bytes"), "{v}");
+    assert_eq!(echo.seen.load(Ordering::SeqCst), seen, "nothing went upstream");
+    // Within the limit: forwarded.
+    assert_eq!(raw(&addr(&px), "POST", "/v1/messages", &h, &"x".repeat(900)).0, 200);
+    // Chunked, growing past the limit: the upstream request is abandoned and the client gets 413.
+    let mut s = std::net::TcpStream::connect(addr(&px)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let chunk = "y".repeat(600);
+    let mut req = String::from("POST /v1/messages HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n");
+    for _ in 0..3 {
+        req.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    req.push_str("0\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+}
+
+#[test]
+fn metrics_are_behind_the_same_guard_and_carry_no_secret() {
+    let fx = Fixture::new(EmulatorConfig::default());
+    let px = fx.proxy(|_| {});
+    px.wait_ready();
+    assert_eq!(block_on(post(&http(), &format!("{}/v1/messages", px.base), &message(false))).0, 200);
+    let (status, head, page) = raw(&addr(&px), "GET", "/metrics", &["host: localhost".into()], "");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(page.contains("anthropic_wif_proxy_requests_total{origin=\"upstream\",class=\"2xx\"} 1\n"), "{page}");
+    assert!(!page.contains("sk-ant-") && !page.contains("eyJ") && !page.contains(RULE), "{page}");
+    // A web page (DNS rebinding, or a cross-origin fetch) cannot read it.
+    let (status, _, _) = raw(&addr(&px), "GET", "/metrics", &["host: attacker.example".into()], "");
+    assert_eq!(status, 403);
+    let (status, _, _) =
+        raw(&addr(&px), "GET", "/metrics", &["host: localhost".into(), "origin: https://attacker.example".into()], "");
+    assert_eq!(status, 403);
 }

@@ -42,7 +42,7 @@ def _ready_line(proc: subprocess.Popen) -> dict:
 class Stack:
     """An emulator, a fresh identity token, and a proxy in front of the emulator."""
 
-    def __init__(self, *emulator_args: str) -> None:
+    def __init__(self, *emulator_args: str, proxy_args: tuple[str, ...] = ()) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="wif-proxy-e2e-")
         d = Path(self.dir.name)
         self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(d), "XDG_CACHE_HOME": str(d / "cache"),
@@ -55,7 +55,7 @@ class Stack:
         self.proxy = subprocess.Popen(
             [binary(), "proxy", "--listen", "127.0.0.1:0", "--base-url", self.emu_url,
              "--federation-rule-id", RULE, "--organization-id", ORG,
-             "--identity-token-file", str(self.jwt_file)],
+             "--identity-token-file", str(self.jwt_file), *proxy_args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
         self.url = _ready_line(self.proxy)["base_url"]
 

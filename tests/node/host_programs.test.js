@@ -10,7 +10,7 @@ const { spawn } = require('node:child_process');
 const { Worker } = require('node:worker_threads');
 
 const { Provider } = require('anthropic-wif');
-const { emulatorAndSandbox, startEmulator, federationOptions, federationEnv, ROOT } = require('./_helpers.js');
+const { emulatorAndSandbox, startEmulator, federationOptions, federationEnv, PKG } = require('./_helpers.js');
 
 const fixture = emulatorAndSandbox();
 
@@ -94,7 +94,7 @@ test('writing process.env on the main thread while the main thread and four work
   await emu.reset();
   const env = federationEnv(emu.baseURL, sb.env, { ANTHROPIC_IDENTITY_TOKEN: await emu.mintJwt() });
   // The workers run the same script: it is passed again as argv[3].
-  const r = await runNode(RACE_SCRIPT, [ROOT, '6', RACE_SCRIPT], env, 120_000);
+  const r = await runNode(RACE_SCRIPT, [PKG, '6', RACE_SCRIPT], env, 120_000);
   // The old engine called getenv on its own threads and died with SIGSEGV here.
   assert.equal(r.signal, null, `killed by ${r.signal}; stderr: ${r.stderr.slice(-2000)}`);
   assert.equal(r.code, 0, r.stderr.slice(-2000));
@@ -134,7 +134,7 @@ function runWorker(env) {
     const w = new Worker(WORKER_SOURCE, {
       eval: true,
       env,
-      workerData: { root: ROOT, sdk: require.resolve('@anthropic-ai/sdk') },
+      workerData: { root: PKG, sdk: require.resolve('@anthropic-ai/sdk') },
     });
     w.once('message', resolve);
     w.once('error', reject);

@@ -68,20 +68,9 @@ pub(crate) fn form_encode(pairs: &[(&str, &str)]) -> String {
 
 /// `(YYYYMMDDTHHMMSSZ, YYYYMMDD)` for a unix time (UTC).
 pub(crate) fn amz_date(unix: i64) -> (String, String) {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d, hh, mm, ss) = crate::clock::utc_civil(unix);
     let date = format!("{y:04}{m:02}{d:02}");
-    let time = format!("{date}T{:02}{:02}{:02}Z", secs / 3600, (secs % 3600) / 60, secs % 60);
+    let time = format!("{date}T{hh:02}{mm:02}{ss:02}Z");
     (time, date)
 }
 
