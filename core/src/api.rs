@@ -143,12 +143,22 @@ fn check_decoded(decoded: &[u8]) -> Result<(), PathRefusal> {
             return Err(PathRefusal::DotSegment);
         }
     }
-    let token = TOKEN_ENDPOINT_PREFIX.as_bytes();
-    let is_token_endpoint = decoded.get(..token.len()).is_some_and(|p| p.eq_ignore_ascii_case(token));
-    if !decoded.starts_with(FORWARDED_PREFIX.as_bytes()) || is_token_endpoint {
+    if !decoded.starts_with(FORWARDED_PREFIX.as_bytes()) || is_token_endpoint(decoded) {
         return Err(PathRefusal::NotForwarded);
     }
     Ok(())
+}
+
+/// Whether `decoded` is under [`TOKEN_ENDPOINT_PREFIX`], in any case, also
+/// with `;parameters` on its segments (`/v1/oauth;x/token`), which a gateway
+/// may drop before routing.
+fn is_token_endpoint(decoded: &[u8]) -> bool {
+    let mut names = decoded.split(|c| *c == b'/').map(|s| s.split(|c| *c == b';').next().unwrap_or(s));
+    TOKEN_ENDPOINT_PREFIX
+        .trim_end_matches('/')
+        .split('/')
+        .all(|want| names.next().is_some_and(|name| name.eq_ignore_ascii_case(want.as_bytes())))
+        && names.next().is_some()
 }
 
 #[cfg(test)]
@@ -220,7 +230,16 @@ mod tests {
         {
             assert_eq!(check_forwarded_path(p), Err(PathRefusal::NotForwarded), "{p}");
         }
-        for p in ["/v1/oauth/token", "/v1/OAuth/token", "/v1/%6fauth/token", "/v1/oauth/"] {
+        // Also with `;parameters` a gateway may drop (`/v1/oauth;x/token` routed as `/v1/oauth/token`).
+        for p in [
+            "/v1/oauth/token",
+            "/v1/OAuth/token",
+            "/v1/%6fauth/token",
+            "/v1/oauth/",
+            "/v1/oauth;x/token",
+            "/v1/oauth;/",
+            "/v1/OAUTH%3bx/token",
+        ] {
             assert_eq!(check_forwarded_path(p), Err(PathRefusal::NotForwarded), "{p}");
         }
     }
