@@ -28,7 +28,8 @@ export type IdentityTokenSource =
   | KubernetesIdentitySource
   | AwsStsIdentitySource
   | SpiffeIdentitySource
-  | AutoIdentitySource;
+  | AutoIdentitySource
+  | LiteralIdentitySource;
 
 /** The name of every identity-token source (the union's `source` tag). */
 export type IdentitySourceName = IdentityTokenSource['source'];
@@ -41,7 +42,8 @@ export interface FileIdentitySource {
 /** An environment variable holding the JWT itself. */
 export interface EnvIdentitySource {
   source: 'env';
-  var: string;
+  /** The variable's name; default `ANTHROPIC_IDENTITY_TOKEN` (PHP's default). */
+  var?: string;
 }
 /**
  * A program run without a shell, inheriting the environment; its stdout is the
@@ -165,6 +167,16 @@ export interface AutoIdentitySource {
   source: 'auto';
   audience?: string;
 }
+/**
+ * An identity token written in the configuration itself (the Java and PHP
+ * SDKs' `value`/`literal` sources, for profiles those SDKs share). It is never
+ * shown, and like any identity token it serves one exchange: prefer a file or
+ * a variable.
+ */
+export interface LiteralIdentitySource {
+  source: 'literal';
+  token: string;
+}
 
 /**
  * Options of `new Provider(options)`: the CLI's flags in camelCase. Unset
@@ -210,6 +222,13 @@ export interface ProviderOptions {
    */
   lockTimeout?: number;
   /**
+   * When the identity token was already exchanged on this machine and no
+   * cached access token is usable: how long, in seconds, to wait for the
+   * token file to be rotated (or to ask a minting source again) before
+   * failing. 0 to 600, default 60.
+   */
+  rotationWait?: number;
+  /**
    * The environment to resolve from and for identity sources to read
    * (nothing else is visible), fixed for the provider's life. Default: a copy
    * of the calling thread's `process.env` (in a worker, the worker's own),
@@ -251,7 +270,10 @@ export declare class WifError extends Error {
   readonly status: number | null;
   /** The `request-id` of the token endpoint's answer, when it answered. */
   readonly requestId: string | null;
-  /** The RFC 6749 `error` code (or the Anthropic error `type`), when given. */
+  /**
+   * The RFC 6749 `error` code (or the Anthropic error `type`), when given; or the engine's own code,
+   * e.g. `identity_token_consumed` / `identity_token_expired` (an identity token that was not sent).
+   */
   readonly errorCode: string | null;
 }
 /** Bad or missing configuration: an option, environment variable, profile file or id. */
@@ -418,6 +440,21 @@ export interface DoctorIdentity {
   size_bytes?: number;
   token?: DoctorJwt;
   decode_error?: string;
+  /** What this machine's record of presented identity tokens says of this token. */
+  record?: DoctorRecord;
+}
+
+/** The record of presented identity tokens (never the token, only its hashed `jti` and issuer). */
+export interface DoctorRecord {
+  /** The record file. */
+  path: string;
+  /** `new`, `consumed`, `in_flight`, `presented` (sent before, without a verdict) or `unusable`. */
+  state: 'new' | 'consumed' | 'in_flight' | 'presented' | 'unusable' | (string & {});
+  /** Unix seconds of the last presentation. */
+  at?: number;
+  /** The token cache of the configuration that presented it. */
+  by?: string;
+  detail?: string;
 }
 
 /** The on-disk token cache file. */

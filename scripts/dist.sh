@@ -154,7 +154,7 @@ run_cli completions zsh > "$STAGE/completions/_anthropic-wif"
 run_cli completions fish > "$STAGE/completions/anthropic-wif.fish"
 run_cli completions powershell > "$STAGE/completions/_anthropic-wif.ps1"
 run_cli man > "$STAGE/man/anthropic-wif.1"
-for sub in token doctor exec proxy probe completions man; do
+for sub in token doctor exec daemon setup proxy probe completions man; do
   run_cli man "$sub" > "$STAGE/man/anthropic-wif-$sub.1"
 done
 if [ "$OS" = win32 ]; then ARCHIVE="$DIST/$NAME.zip"; else ARCHIVE="$DIST/$NAME.tar.gz"; fi

@@ -29,15 +29,21 @@ pub enum Command {
     /// Check the configuration and the identity token; explain what would make exchanges fail.
     #[command(after_help = DOCTOR_AFTER_HELP)]
     Doctor(DoctorArgs),
-    /// Run CMD with a fresh access token in ANTHROPIC_AUTH_TOKEN (and no API key or federation variables).
+    /// Run CMD with a private profile whose token is kept fresh while it runs (--env-token: ANTHROPIC_AUTH_TOKEN).
     #[command(
         after_help = "Exit status: CMD's own once it runs; before that, the codes of `token` (1-5), or 127 when \
                             CMD is not found and 126 when it cannot be run (an `error [exec]` message), as in the shells."
     )]
     Exec(crate::exec::ExecArgs),
+    /// Keep a profile's credentials file fresh for the official SDKs and Claude Code (a sidecar or service).
+    Daemon(crate::daemon::DaemonArgs),
+    /// Configure a client to use federated tokens: `setup claude-code`.
+    #[command(subcommand)]
+    Setup(crate::setup::SetupCommand),
     /// Serve a local reverse proxy to the Claude API that injects fresh access tokens.
     Proxy(crate::proxy::ProxyArgs),
-    /// Exit 0 when the local proxy's /healthz answers 200 (for exec probes and HEALTHCHECK; no curl needed).
+    /// Exit 0 when the local proxy's /healthz answers 200, or the daemon's ready file holds an unexpired token
+    /// (for exec probes and HEALTHCHECK; no curl needed).
     Probe(crate::probe::ProbeArgs),
     /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
     #[command(after_help = COMPLETIONS_AFTER_HELP)]
@@ -63,7 +69,8 @@ pub struct CompletionsArgs {
 
 #[derive(Args, Debug)]
 pub struct ManArgs {
-    /// A subcommand (token, doctor, exec, proxy, probe, completions, man) for its own page `anthropic-wif-<name>(1)`.
+    /// A subcommand (token, doctor, exec, daemon, setup, proxy, probe, completions, man) for its own page
+    /// `anthropic-wif-<name>(1)`.
     pub subcommand: Option<String>,
 }
 

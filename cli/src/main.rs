@@ -2,11 +2,15 @@
 //! parsing and output formats only; everything else lives in the core crate.
 
 mod args;
+mod daemon;
 mod docs;
 mod doctor;
 mod exec;
+mod keeper;
 mod probe;
 mod proxy;
+mod setup;
+mod supervise;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
         Command::Token(t) => run_token(t),
         Command::Doctor(d) => doctor::run(d),
         Command::Exec(a) => exec::run(a),
+        Command::Daemon(a) => daemon::run(a),
+        Command::Setup(a) => setup::run(a),
         Command::Proxy(a) => proxy::run(a),
         Command::Probe(a) => probe::run(a),
         Command::Completions(a) => docs::completions(a),
@@ -66,7 +72,8 @@ fn unknown_flag(e: &clap::Error) -> ExitCode {
     fail(&options::unknown_message(FieldNames::Flags, "", &given, hint.as_deref(), &known))
 }
 
-fn fail(err: &Error) -> ExitCode {
+/// The one way a command reports an error: one line on stderr, the kind's exit code.
+pub(crate) fn fail(err: &Error) -> ExitCode {
     eprintln!("anthropic-wif: error [{}]: {err}", err.kind.as_str());
     ExitCode::from(err.kind.exit_code() as u8)
 }

@@ -2,7 +2,9 @@
 //! proxy's `http://127.0.0.1:8787/healthz`) answers 200, else 1. For
 //! Kubernetes exec probes and Docker HEALTHCHECK in the distroless image,
 //! which has no curl: the kubelet's httpGet probes dial the pod IP, and the
-//! proxy listens only on the pod's loopback.
+//! proxy listens only on the pod's loopback. `--ready-file PATH` checks
+//! `anthropic-wif daemon --ready-file PATH` instead: exit 0 while that file
+//! exists and the token it reports has not expired.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,6 +21,25 @@ pub struct ProbeArgs {
     /// Give up after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 2)]
     pub timeout: u64,
+    /// Instead of a URL: the daemon's ready file (`daemon --ready-file`); 0 while it exists and its token has not
+    /// expired.
+    #[arg(long, value_name = "PATH", conflicts_with = "url")]
+    pub ready_file: Option<std::path::PathBuf>,
+}
+
+/// Whether the daemon's ready file says a token is in place: it exists, is
+/// JSON, and its `expires_at` is in the future (a daemon that died leaves a
+/// file whose token runs out).
+fn ready_file(path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|_| format!("{} is not a ready file", path.display()))?;
+    let exp = v["expires_at"].as_i64().ok_or_else(|| format!("{} names no expiry", path.display()))?;
+    let left = exp - anthropic_wif_core::now_unix();
+    if left <= 0 {
+        return Err(format!("the token {} reports expired {} s ago", path.display(), -left));
+    }
+    Ok(())
 }
 
 /// `http://127.0.0.1:8787/healthz` → (address, path). Only loopback: a probe, not a web client.
@@ -63,6 +84,15 @@ fn status(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<u1
 }
 
 pub fn run(a: ProbeArgs) -> ExitCode {
+    if let Some(f) = &a.ready_file {
+        return match ready_file(f) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("anthropic-wif probe: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let (addr, path) = match parse(&a.url) {
         Ok(p) => p,
         Err(e) => {

@@ -135,8 +135,9 @@ pub fn run(a: ProxyArgs) -> ExitCode {
     }
 }
 
+/// SIGTERM or SIGINT (Ctrl-C elsewhere): also the daemon's.
 #[cfg(unix)]
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Error> {
+pub(crate) fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Error> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| Error::internal(format!("cannot watch SIGTERM: {e}")))?;
@@ -150,7 +151,7 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Error> {
 }
 
 #[cfg(not(unix))]
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Error> {
+pub(crate) fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Error> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
     })

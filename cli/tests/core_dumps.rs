@@ -1,5 +1,5 @@
 //! Core dumps never carry the tokens (issue #10, item 8): the CLI's faces that
-//! hold secrets (`token`, `exec`, `doctor`, `proxy`) turn core dumps off for
+//! hold secrets (`token`, `exec`, `doctor`, `proxy`, `daemon`) turn core dumps off for
 //! themselves (`core::process::harden`). Checked from the outside on real
 //! processes started with `ulimit -c unlimited` in a directory they can
 //! write: the soft core limit in `/proc/<pid>/limits`, the owner of
@@ -178,20 +178,25 @@ fn the_proxy_holding_a_token_dumps_no_core() {
 }
 
 #[test]
-fn token_doctor_and_exec_dump_no_core_while_they_work() {
+fn token_doctor_exec_and_daemon_dump_no_core_while_they_work() {
     let sb = Sandbox::new();
     // An identity URL that never answers: the process is caught mid-work.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hang = format!("http://{}/token", silent.local_addr().unwrap());
     let base = sb.emu.base_url();
     let flags = ["--base-url", &base, "--federation-rule-id", RULE, "--organization-id", ORG, "--no-cache"];
-    for (sub, sig) in [("token", libc::SIGSEGV), ("doctor", libc::SIGQUIT), ("exec", libc::SIGABRT)] {
+    for (sub, sig) in
+        [("token", libc::SIGSEGV), ("doctor", libc::SIGQUIT), ("exec", libc::SIGABRT), ("daemon", libc::SIGSEGV)]
+    {
         let dir = tempfile::tempdir().unwrap();
         let mut args = vec![sub, "-vv"];
         args.extend_from_slice(&flags);
         args.extend_from_slice(&["--identity-token-url", &hang]);
         if sub == "exec" {
             args.extend_from_slice(&["--", "true"]);
+        }
+        if sub == "daemon" {
+            args.extend_from_slice(&["--target-profile", "app"]);
         }
         let mut cmd = Command::new(bin());
         cmd.args(&args).env_clear().envs(&sb.env).stdin(Stdio::null());

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 mod common;
 use common::bin;
 
-const SUBCOMMANDS: [&str; 7] = ["token", "doctor", "exec", "proxy", "probe", "completions", "man"];
+const SUBCOMMANDS: [&str; 9] = ["token", "doctor", "exec", "daemon", "setup", "proxy", "probe", "completions", "man"];
 
 fn run(args: &[&str]) -> Output {
     Command::new(bin()).args(args).stdin(Stdio::null()).output().expect("runs")
@@ -109,6 +109,12 @@ fn man_pages_render_cleanly_for_the_binary_and_each_subcommand() {
     for flag in ["--identity-token-file", "--format", "--min-remaining", "--force-refresh"] {
         assert!(token.contains(flag), "anthropic-wif-token(1) documents {flag}");
     }
+    let daemon = groff_clean(&ok(&["man", "daemon"]), "daemon");
+    for flag in ["--target-profile", "--write-profile", "--overwrite-profile", "--once", "--ready-file", "--quiet"] {
+        assert!(daemon.contains(flag), "anthropic-wif-daemon(1) documents {flag}");
+    }
+    let exec = groff_clean(&ok(&["man", "exec"]), "exec");
+    assert!(exec.contains("--env-token") && exec.contains("oauth-2025-04-20"), "anthropic-wif-exec(1)");
 }
 
 #[test]

@@ -357,6 +357,9 @@ fn cache_states_are_reported() {
     assert!((500..=600).contains(&left), "{left}");
     assert!(stdout(&sb.run(&["doctor"])).contains("a valid token, "));
 
+    // The identity token is consumed now: without a usable cached token that
+    // is an error of its own (cli/tests/consumed.rs); give a fresh one.
+    let jwt = read_secret_file(&sb.fresh_jwt_file());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (o, v) = doctor_json(&sb, &[], &[&jwt, &token]);
     assert_eq!(o.status.code(), Some(0));

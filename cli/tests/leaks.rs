@@ -35,7 +35,18 @@ fn scans() -> Vec<Scan> {
             setup: |sb, _| {
                 fed(sb);
                 parse_token_json(&sb.run(&["token", "--no-cache"]));
+                // Exchanged by another user (or machine): this one's record does not know it.
+                sb.env.insert("XDG_CACHE_HOME".into(), sb.path("other-cache").display().to_string());
                 vec!["token".into(), "--no-cache".into()]
+            },
+        },
+        Scan {
+            name: "consumed jwt (not sent)",
+            code: 3,
+            setup: |sb, _| {
+                fed(sb);
+                parse_token_json(&sb.run(&["token", "--no-cache"]));
+                vec!["token".into(), "--no-cache".into(), "--rotation-wait".into(), "0".into()]
             },
         },
         Scan {
@@ -118,6 +129,7 @@ fn scans() -> Vec<Scan> {
                 fed(sb);
                 sb.emu.push_faults([Fault::raw(200, &canary_body(",\"expires_in\":600"))]);
                 parse_token_json(&sb.run(&["token"]));
+                sb.fresh_jwt_file();
                 sb.emu.push_faults([Fault::status(503).times(3)]);
                 vec!["token".into(), "--force-refresh".into()]
             },

@@ -33,6 +33,7 @@ fn cached_sandbox() -> (Sandbox, String, std::path::PathBuf) {
 fn advisory_window_with_the_endpoint_down_serves_the_cached_token_without_hammering() {
     let (sb, token, file) = cached_sandbox();
     age_cache(&file, 100); // inside the 120 s advisory window, outside the 30 s mandatory one
+    sb.fresh_jwt_file(); // rotated (a consumed one is never sent: cli/tests/consumed.rs)
     sb.emu.push_faults([Fault::status(503).times(1000)]);
     let before = sb.emu.stats().token_requests;
     let start = Instant::now();
@@ -57,6 +58,7 @@ fn advisory_window_with_the_endpoint_down_serves_the_cached_token_without_hammer
 fn mandatory_window_with_the_endpoint_down_is_an_error() {
     let (sb, token, file) = cached_sandbox();
     age_cache(&file, 20); // inside the mandatory window
+    sb.fresh_jwt_file();
     sb.emu.push_faults([Fault::status(503).times(1000)]);
     let o = sb.run(&["token", "-v"]);
     let err = assert_failed(&o, "unavailable", 5, &[&token]);

@@ -246,6 +246,10 @@ fn a_reused_identity_token_is_denied_with_exit_4_and_a_hint() {
     let jwt_file = sb.federation_env();
     let jwt = read_secret_file(&jwt_file);
     parse_token_json(&sb.run(&["token", "--no-cache"]));
+    // Used by another user or machine: this one's record of presented
+    // identity tokens does not know it, so it is sent (and refused). With
+    // the same record it would not be sent at all (cli/tests/consumed.rs).
+    sb.env.insert("XDG_CACHE_HOME".into(), sb.path("other-cache").display().to_string());
     let o = sb.run(&["token", "--no-cache"]);
     assert_eq!(o.status.code(), Some(4), "stderr: {}", stderr(&o));
     assert!(stdout(&o).is_empty());

@@ -12,6 +12,9 @@
 //!   exchanging), so a plain diagnosis is safe to run at any time. It does run
 //!   the configured source (reads the file, runs the command, calls the URL).
 //! - Without `exchange` the diagnosis writes nothing: no cache, no lock file.
+//! - It looks the token up in the record of presented identity tokens
+//!   (cache/consumed.rs), read-only, and says when this machine already
+//!   exchanged it.
 //! - With `exchange` it sends the very identity token it diagnosed, which the
 //!   server then accepts never again. It is the provider's own exchange
 //!   ([`Provider::exchange_now`]): under the cross-process lock, the access
@@ -19,7 +22,8 @@
 //!   disabled) and a recorded refresh back-off cleared, as after any
 //!   exchange; otherwise the next `token` call would read the same, now
 //!   consumed, JWT from a file and be refused. The exchange is skipped when
-//!   the diagnosis already found an error.
+//!   the diagnosis already found an error, and, like every exchange, refused
+//!   with nothing sent for a token that is expired or already exchanged.
 //!
 //! Never in a report: the identity JWT (or its signature), the access token
 //! (only [`Secret::masked`]), an API key or bearer token, literal header values
@@ -35,6 +39,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cache::consumed::{self, Fingerprint, Record, State};
 use crate::cache::disk::{self, DiskCache, DiskRead};
 use crate::cache::policy::{HandOutMargin, Standing};
 use crate::cache::CachedToken;
@@ -85,6 +90,10 @@ pub mod codes {
     pub const JWT_MISSING_IAT: &str = "jwt_missing_iat";
     pub const JWT_MISSING_EXP: &str = "jwt_missing_exp";
     pub const KUBERNETES_DEFAULT_TOKEN: &str = "kubernetes_default_token";
+    pub const JWT_CONSUMED: &str = "jwt_consumed";
+    pub const JWT_IN_FLIGHT: &str = "jwt_in_flight";
+    pub const JWT_PRESENTED_BEFORE: &str = "jwt_presented_before";
+    pub const TOKEN_RECORD_UNUSABLE: &str = "token_record_unusable";
     pub const CACHE_INSECURE: &str = "cache_insecure";
     pub const CACHE_CORRUPT: &str = "cache_corrupt";
     pub const EXCHANGE_FAILED: &str = "exchange_failed";
@@ -246,6 +255,29 @@ pub struct IdentityReport {
     pub token: Option<JwtReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decode_error: Option<String>,
+    /// What the record of presented identity tokens says of this token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordReport>,
+}
+
+/// The record of presented identity tokens (cache/consumed.rs) on the
+/// fetched token.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordReport {
+    /// The record file.
+    pub path: String,
+    /// `new` (never presented from this machine), `consumed`, `in_flight`,
+    /// `presented` (sent before, refused or without a verdict), or
+    /// `unusable` (the record is refused or unreadable: see `detail`).
+    pub state: &'static str,
+    /// Unix seconds of the last presentation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
+    /// The token cache of the configuration that presented it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// The on-disk cache file (or a `user_oauth` profile's credentials file).
@@ -631,6 +663,7 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
         size_bytes: None,
         token: None,
         decode_error: None,
+        record: None,
     };
     if uses_k8s_default_path(spec) {
         k8s_finding(report, &format!("the source reads {KUBERNETES_DEFAULT_TOKEN_PATH}"));
@@ -648,9 +681,14 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
             None
         }
     };
+    let mut seen = None;
     if let Some(jwt) = &jwt {
         idr.fetched = true;
         check_token(report, &mut idr, jwt, spec, &expected, crate::clock::now_unix());
+        seen = Record::for_env(&options.env).ok().map(|r| {
+            let found = r.lookup(&Fingerprint::of(jwt.expose()));
+            (r, found)
+        });
     }
     report.identity = Some(idr);
 
@@ -663,6 +701,9 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
             CacheReport { path: None, state: "disabled", expires_at: None, remaining_s: None, detail: None }
         }
     });
+    if let Some((record, found)) = seen {
+        record_findings(report, spec, &record, found);
+    }
 
     // The optional exchange.
     if !doctor.exchange {
@@ -677,6 +718,76 @@ async fn federation(report: &mut Report, options: &ProviderOptions, doctor: &Doc
         return;
     }
     run_exchange(report, provider, jwt).await;
+}
+
+/// What the record of presented identity tokens says of the fetched token.
+/// A consumed token is an error unless a cached access token is still usable
+/// (then only the next refresh needs a rotated one).
+fn record_findings(
+    report: &mut Report,
+    spec: &IdentitySpec,
+    record: &Record,
+    found: std::result::Result<Option<consumed::Entry>, String>,
+) {
+    let path = record.path().display().to_string();
+    let now = crate::clock::now_unix();
+    let mut rr = RecordReport { path: path.clone(), state: "new", at: None, by: None, detail: None };
+    match found {
+        Ok(None) => {}
+        Err(why) => {
+            let why = scrub(&why, &[], 1000);
+            report.warn(
+                codes::TOKEN_RECORD_UNUSABLE,
+                format!("the record of presented identity tokens is not used, so nothing stops an identity token this machine already exchanged from being sent again: {why}"),
+                "do what the message says (the record is rewritten with mode 0600 by the next exchange)",
+            );
+            rr.state = "unusable";
+            rr.detail = Some(why);
+        }
+        Ok(Some(entry)) => {
+            rr.at = Some(entry.at);
+            rr.by = entry.by.clone();
+            let message = scrub(consumed::refusal_error(spec, &entry, record.path(), now).message(), &[], 2000);
+            let cached = report.cache.as_ref().is_some_and(|c| c.state == "valid");
+            match entry.state {
+                State::Consumed => {
+                    rr.state = "consumed";
+                    let fix = "make the source hand out a new identity token (see the message); until then no exchange is possible";
+                    if cached {
+                        report.warn(
+                            codes::JWT_CONSUMED,
+                            format!("{message} The cached access token is still usable, so only the next refresh needs a new identity token."),
+                            fix,
+                        );
+                    } else {
+                        report.error(codes::JWT_CONSUMED, ErrorKind::Identity, message, fix);
+                    }
+                }
+                State::InFlight if entry.until.is_some_and(|u| u > now) => {
+                    rr.state = "in_flight";
+                    report.info(
+                        codes::JWT_IN_FLIGHT,
+                        message,
+                        "nothing to do: another process is exchanging it right now",
+                    );
+                }
+                State::InFlight | State::Presented => {
+                    rr.state = "presented";
+                    report.warn(
+                        codes::JWT_PRESENTED_BEFORE,
+                        format!(
+                            "this machine presented this identity token to the token endpoint before ({} s ago), without a successful exchange (refused, or no verdict); the server may refuse it as already used",
+                            now.saturating_sub(entry.at)
+                        ),
+                        "if exchanges keep failing, make the source hand out a new identity token",
+                    );
+                }
+            }
+        }
+    }
+    if let Some(idr) = report.identity.as_mut() {
+        idr.record = Some(rr);
+    }
 }
 
 /// The `audience` a preset spec carries, read through serde so that new
@@ -870,12 +981,18 @@ fn check_token(
         ),
         Some(exp) => {
             let left = exp - now;
-            if left <= 0 {
+            if let Some(ago) = jwt::expired_seconds_ago(exp, now) {
                 report.error(
                     codes::JWT_EXPIRED,
                     ErrorKind::Identity,
-                    format!("the identity token expired {} s ago (exp {exp})", -left),
+                    format!("the identity token expired {ago} s ago (exp {exp}); it is not sent (the allowance for clock skew is {} s)", jwt::EXPIRY_SKEW_ALLOWANCE_SECONDS),
                     "make the source yield a fresh token: check what writes or rotates the token file (kubelet, CI step, sidecar), or set a fresh token",
+                );
+            } else if left <= 0 {
+                report.warn(
+                    codes::JWT_EXPIRING,
+                    format!("the identity token's exp passed {} s ago by this machine's clock; within the {} s allowance for clock skew it is still sent, but the server is likely to refuse it", -left, jwt::EXPIRY_SKEW_ALLOWANCE_SECONDS),
+                    "make the source yield a fresh token, and check this machine's clock",
                 );
             } else if left < EXPIRING_SOON_SECONDS {
                 report.warn(
@@ -1068,8 +1185,11 @@ fn user_oauth_cache(report: &mut Report, profile: &str, path: &Path) {
 /// as any exchange does.
 async fn run_exchange(report: &mut Report, provider: &Provider, jwt: Secret) {
     let result = provider.exchange_now(jwt).await;
-    // Waiting for the cache lock timed out: nothing was sent.
-    report.exchange.performed = !matches!(&result, Err(e) if e.error_code() == Some(disk::LOCK_TIMEOUT_CODE));
+    // Waiting for the cache lock timed out, or the token must not be sent: nothing was sent.
+    report.exchange.performed = !matches!(&result, Err(e) if matches!(
+        e.error_code(),
+        Some(disk::LOCK_TIMEOUT_CODE | consumed::CONSUMED_CODE | consumed::IN_FLIGHT_CODE | consumed::EXPIRED_CODE)
+    ));
     let Exchanged { response: resp, cached } = match result {
         Ok(done) => done,
         Err(e) => {

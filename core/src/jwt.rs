@@ -12,6 +12,20 @@ use serde_json::{Map, Value};
 /// Largest token we will look at (the exchange refuses larger assertions).
 pub const MAX_JWT_BYTES: usize = 16 * 1024;
 
+/// How long after its `exp`, by this machine's clock, an identity token
+/// still counts as unexpired: an allowance for a clock running a little
+/// ahead of the token endpoint's (docs/design.md §1). The one constant for
+/// the check before every exchange and for `doctor`'s `jwt_expired`.
+pub const EXPIRY_SKEW_ALLOWANCE_SECONDS: i64 = 30;
+
+/// How many seconds ago a token with this `exp` expired, when at `now` it
+/// is past it by more than [`EXPIRY_SKEW_ALLOWANCE_SECONDS`]; `None` while
+/// it is usable. The one rule of when an identity token counts as expired.
+pub fn expired_seconds_ago(exp: i64, now: i64) -> Option<i64> {
+    let ago = now.saturating_sub(exp);
+    (ago > EXPIRY_SKEW_ALLOWANCE_SECONDS).then_some(ago)
+}
+
 /// A JWT's header and claims, unverified. The signature is not kept.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DecodedJwt {
@@ -142,6 +156,13 @@ impl DecodedJwt {
     pub fn remaining(&self, now: i64) -> Option<i64> {
         self.exp().map(|exp| exp.saturating_sub(now))
     }
+    /// How many seconds ago the token expired, when at `now` it is past its
+    /// `exp` by more than [`EXPIRY_SKEW_ALLOWANCE_SECONDS`]: the rule that
+    /// keeps an expired identity token from being sent. `None` while it is
+    /// usable, and for a token without `exp`.
+    pub fn expired_seconds_ago(&self, now: i64) -> Option<i64> {
+        expired_seconds_ago(self.exp()?, now)
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +194,11 @@ mod tests {
         assert_eq!(d.aud(), vec!["https://api.anthropic.com"]);
         assert_eq!(d.remaining(1_799_999_800), Some(200));
         assert_eq!(d.remaining(1_800_000_100), Some(-100));
+        // Expired only past the clock-skew allowance.
+        let allowed = 1_800_000_000 + EXPIRY_SKEW_ALLOWANCE_SECONDS;
+        assert_eq!(d.expired_seconds_ago(1_799_999_999), None);
+        assert_eq!(d.expired_seconds_ago(allowed), None);
+        assert_eq!(d.expired_seconds_ago(allowed + 1), Some(EXPIRY_SKEW_ALLOWANCE_SECONDS + 1));
     }
 
     #[test]

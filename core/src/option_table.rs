@@ -59,6 +59,8 @@ pub struct OptionDef {
 pub const MAX_MIN_REMAINING: u32 = 86_400;
 /// The `lock_timeout` bound (an hour).
 pub const MAX_LOCK_TIMEOUT: u32 = 3_600;
+/// The `rotation_wait` bound (ten minutes).
+pub const MAX_ROTATION_WAIT: u32 = 600;
 
 const IDENTITY_HEADING: &str = "Identity token source (one of)";
 const CACHING_HEADING: &str = "Caching";
@@ -115,6 +117,14 @@ pub static OPTIONS: &[OptionDef] = &[
         ..opt("lock_timeout", "lockTimeout", Some("lock-timeout"),
             Kind::Seconds { max: MAX_LOCK_TIMEOUT, whole: false }, "SECONDS",
             "Wait at most this long (0 to 3600 s, default 60) for another process exchanging for the same cache file.")
+    },
+    OptionDef {
+        heading: Some(CACHING_HEADING),
+        ..opt("rotation_wait", "rotationWait", Some("rotation-wait"),
+            Kind::Seconds { max: MAX_ROTATION_WAIT, whole: false }, "SECONDS",
+            "When the identity token was already exchanged on this machine and no cached access token is usable: \
+             how long to wait for the token file to be rotated (or ask a minting source again) before failing \
+             (0 to 600 s, default 60).")
     },
     opt("env", "env", None, Kind::Vars, "",
         "The environment to resolve from and for identity sources to read, instead of the caller's."),

@@ -18,7 +18,7 @@
 //!   environment or a profile, a required id or a name is refused downstream,
 //!   a path is refused here;
 //! - numbers have one range (`min_remaining` 0‥86 400 whole seconds,
-//!   `lock_timeout` 0‥3 600 seconds).
+//!   `lock_timeout` 0‥3 600 seconds, `rotation_wait` 0‥600 seconds).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,6 +44,7 @@ pub struct Options {
     /// Seconds, 0‥[`MAX_MIN_REMAINING`].
     pub min_remaining: Option<u32>,
     pub lock_timeout: Option<Duration>,
+    pub rotation_wait: Option<Duration>,
     /// A fixed environment instead of the caller's.
     pub env: Option<Env>,
     /// The doctor's own options.
@@ -170,6 +171,7 @@ impl Options {
                 match d.name {
                     "min_remaining" => self.min_remaining = Some(n as u32),
                     "lock_timeout" => self.lock_timeout = Some(Duration::from_secs_f64(n)),
+                    "rotation_wait" => self.rotation_wait = Some(Duration::from_secs_f64(n)),
                     other => return Err(unhandled(other)),
                 }
             }
@@ -204,7 +206,7 @@ impl Options {
     /// process's [`HandOutMargin::STREAM_SAFE`], the bindings' and the proxy's
     /// [`HandOutMargin::RefreshPolicy`]); `min_remaining` given replaces it
     /// with [`HandOutMargin::AtLeast`] that many seconds; `no_cache` is
-    /// `disk_cache = false`; `lock_timeout` replaces the 60 s default.
+    /// `disk_cache = false`; `lock_timeout` and `rotation_wait` replace their defaults.
     pub fn provider_options(&self, client: &str, margin: HandOutMargin, caller: Env) -> ProviderOptions {
         crate::diag::init_from(&caller);
         let env = self.env.clone().unwrap_or(caller);
@@ -217,6 +219,9 @@ impl Options {
         };
         if let Some(t) = self.lock_timeout {
             o.lock_timeout = t;
+        }
+        if let Some(t) = self.rotation_wait {
+            o.rotation_wait = t;
         }
         o
     }
@@ -266,6 +271,9 @@ impl Options {
         }
         if let Some(t) = self.lock_timeout {
             out.push((names.key(def_of("lock_timeout")), format!("{}", t.as_secs_f64())));
+        }
+        if let Some(t) = self.rotation_wait {
+            out.push((names.key(def_of("rotation_wait")), format!("{}", t.as_secs_f64())));
         }
         if let Some(env) = &self.env {
             let n = env.len();

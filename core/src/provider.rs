@@ -13,11 +13,18 @@
 //! url), so faces that live inside a host program pass a fresh snapshot with
 //! every call that may exchange ([`Provider::token_in`]). The warm path reads
 //! no environment at all.
+//!
+//! No identity token is sent that is expired or that this machine already
+//! exchanged (cache/consumed.rs, whatever the face). When the source hands
+//! back such a token and no cached access token is usable, a source that
+//! rotates (a file) is waited for and one that mints is asked again, for at
+//! most [`ProviderOptions::rotation_wait`], without holding the cache lock.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cache::consumed::{self, Claim, Record, Verdict};
 use crate::cache::disk::{self, DiskCache, DiskRead, LockGuard};
 use crate::cache::memory::MemoryCache;
 use crate::cache::policy::{HandOutMargin, Standing, REFRESH_FAILURE_BACKOFF_SECONDS};
@@ -25,7 +32,7 @@ use crate::cache::CachedToken;
 use crate::config::{self, Env, FederationConfig, Origin, Overrides, Resolution, Resolved};
 use crate::diag;
 use crate::error::{Error, Result};
-use crate::exchange::{self, ExchangeParams, RetryPolicy, TokenResponse};
+use crate::exchange::{self, ExchangeParams, Fate, Presentation, RetryPolicy, TokenResponse};
 use crate::identity;
 use crate::runtime::NetSettings;
 use crate::secret::Secret;
@@ -33,6 +40,8 @@ use crate::secret::Secret;
 /// Budget of the one attempt made to refresh a token that is still usable.
 const QUICK_REFRESH_BUDGET: Duration = Duration::from_secs(10);
 
+/// Default of [`ProviderOptions::rotation_wait`].
+pub const DEFAULT_ROTATION_WAIT: Duration = Duration::from_secs(60);
 /// What the disk cache offers.
 enum FromDisk {
     /// Fresh enough to hand out without refreshing.
@@ -64,6 +73,12 @@ pub struct ProviderOptions {
     /// Bound on waiting for another exchange of the same cache file (the
     /// in-process queue and the file lock together).
     pub lock_timeout: Duration,
+    /// When the identity source hands back a token this machine already
+    /// exchanged and no cached access token is usable: how long to wait for
+    /// a file to be rotated, or to ask a minting source again, before
+    /// failing. Default [`DEFAULT_ROTATION_WAIT`]; faces give it as the option
+    /// `rotation_wait` (core/src/option_table.rs, 0 to 600 s).
+    pub rotation_wait: Duration,
 }
 
 impl ProviderOptions {
@@ -79,6 +94,7 @@ impl ProviderOptions {
             min_remaining: HandOutMargin::RefreshPolicy,
             retry: RetryPolicy::default(),
             lock_timeout: Duration::from_secs(60),
+            rotation_wait: DEFAULT_ROTATION_WAIT,
         }
     }
 }
@@ -124,9 +140,20 @@ struct Inner {
 // One `Source` per provider, behind an `Arc`: its size does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Source {
-    Federation { config: FederationConfig, params: ExchangeParams, disk: Option<DiskCache> },
-    Static { token: Secret },
-    UserOauth { credentials_path: PathBuf, profile: String },
+    Federation {
+        config: FederationConfig,
+        params: ExchangeParams,
+        disk: Option<DiskCache>,
+        /// The record of presented identity tokens; `None` when it has no place.
+        record: Option<Record>,
+    },
+    Static {
+        token: Secret,
+    },
+    UserOauth {
+        credentials_path: PathBuf,
+        profile: String,
+    },
 }
 
 impl std::fmt::Debug for Provider {
@@ -164,7 +191,14 @@ impl Provider {
                 } else {
                     None
                 };
-                Source::Federation { config: cfg.clone(), params, disk }
+                let record = match Record::for_env(&options.env) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        diag::emit(diag::INFO, || format!("no record of presented identity tokens: {e}"));
+                        None
+                    }
+                };
+                Source::Federation { config: cfg.clone(), params, disk, record }
             }
             Resolution::ApiKey { origin, .. } => {
                 return Err(Error::config(format!(
@@ -316,6 +350,26 @@ impl Provider {
         crate::runtime::block_on(self.token(force_refresh))
     }
 
+    /// When the token this provider holds in memory becomes due for refresh
+    /// under its hand-out margin (unix seconds; cache/policy.rs), or `None`
+    /// when it holds none or one that never expires. A holder that keeps a
+    /// token ready on a timer (`anthropic-wif daemon`) sleeps until then and
+    /// calls [`Provider::token`] again.
+    pub fn refresh_due_at(&self) -> Option<i64> {
+        match &self.inner.source {
+            Source::Federation { .. } => self.inner.memory.refresh_due_at(self.inner.options.min_remaining),
+            _ => None,
+        }
+    }
+
+    /// How many refreshes of this provider have failed so far, and the last
+    /// failure's error (`None` before the first). [`Provider::token`] hands
+    /// out a still-usable token when a refresh fails (docs/design.md §5); a
+    /// holder that must say why its token was not renewed reads it here.
+    pub fn last_refresh_failure(&self) -> Option<(u64, Error)> {
+        self.inner.memory.last_failure()
+    }
+
     /// Drop the in-memory token (the next call re-checks disk).
     pub fn invalidate(&self) {
         self.inner.memory.invalidate();
@@ -341,8 +395,75 @@ impl Provider {
     /// sharing the cache backs off for [`REFRESH_FAILURE_BACKOFF_SECONDS`]
     /// (recorded in the lock file), so an endpoint that is down is not
     /// hammered by callers that still hold a valid token.
+    ///
+    /// When the identity source hands back a token that must not be sent
+    /// because this machine already exchanged it (or another process is
+    /// presenting it), and no usable token is held in memory, this waits
+    /// (polling, without the cache lock) up to the rotation wait for the
+    /// source to hand back another one (cache/consumed.rs).
     async fn obtain(&self, force: bool, env: &Env) -> Result<CachedToken> {
-        let Source::Federation { config, params, disk } = &self.inner.source else {
+        let started = std::time::Instant::now();
+        let wait = self.inner.options.rotation_wait;
+        let mut polls: u32 = 0;
+        loop {
+            let result = self.obtain_once(force, env).await;
+            let Err(error) = &result else { return result };
+            let Some(spec) = self.federation().map(|c| &c.identity.value) else { return result };
+            // A usable token in memory keeps being served (the memory cache
+            // does, on this error); a forced refresh has none (it was refused).
+            if !consumed::worth_waiting(error, spec)
+                || (!force
+                    && self.inner.memory.holds_usable(crate::clock::now_unix(), self.inner.options.min_remaining))
+            {
+                return result;
+            }
+            if polls == 0 && !wait.is_zero() {
+                diag::emit(diag::INFO, || {
+                    format!("waiting for a fresh identity token, at most {:.0} s: {error}", wait.as_secs_f64())
+                });
+            }
+            // A minting source is asked again less and less often; a file (or
+            // another process's claim) is looked at often, without the cache
+            // lock, until what it hands back may be sent.
+            loop {
+                let left = wait.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return result.map_err(|e| consumed::after_waiting(e, spec, started.elapsed().min(wait)));
+                }
+                polls += 1;
+                let renewal = spec.renewal();
+                let mints = renewal == identity::Renewal::Mints;
+                let pause = if mints { Duration::from_millis(500 << polls.min(4)) } else { Duration::from_millis(250) };
+                tokio::time::sleep(pause.min(left)).await;
+                if mints {
+                    break;
+                }
+                match self.refused_now(spec, env).await {
+                    // Still being presented elsewhere, or consumed in a file that may yet rotate.
+                    Some(consumed::State::InFlight) => {}
+                    Some(consumed::State::Consumed) if renewal == identity::Renewal::Rotates => {}
+                    // Sendable now, or consumed for good: one more pass says which.
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    /// Why what the identity source hands back now must still not be sent
+    /// (consumed, or another process is presenting it), by a look at the
+    /// source and the record, claiming nothing; `None` when it may be sent
+    /// (or the look failed: the next pass reports it). For sources that do
+    /// not mint, where looking costs a file read.
+    async fn refused_now(&self, spec: &identity::IdentitySpec, env: &Env) -> Option<consumed::State> {
+        let Source::Federation { record: Some(record), .. } = &self.inner.source else { return None };
+        let token = identity::fetch(spec, env).await.ok()?;
+        let entry = record.lookup(&consumed::Fingerprint::of(token.expose())).ok().flatten()?;
+        entry.blocks(crate::clock::now_unix()).then_some(entry.state)
+    }
+
+    /// One pass of [`Provider::obtain`].
+    async fn obtain_once(&self, force: bool, env: &Env) -> Result<CachedToken> {
+        let Source::Federation { config, params, disk, .. } = &self.inner.source else {
             return Err(Error::internal("obtain() on a non-federation provider"));
         };
         let Some(disk) = disk else {
@@ -426,16 +547,22 @@ impl Provider {
     /// once (no retry: it is single-use), under the cache lock, and write the
     /// result to the cache as any exchange does (clearing a recorded refresh
     /// back-off): what `doctor --exchange` does with the token it diagnosed.
+    ///
+    /// Like every exchange, it refuses (with nothing sent) a token that is
+    /// expired or that this machine already exchanged (cache/consumed.rs).
     pub async fn exchange_now(&self, assertion: Secret) -> Result<Exchanged> {
-        let Source::Federation { params, disk, .. } = &self.inner.source else {
+        let Source::Federation { config, params, disk, record } = &self.inner.source else {
             return Err(Error::config("this configuration does not use workload identity federation"));
         };
         let lock = match disk {
             Some(d) => self.lock(d).await?,
             None => None,
         };
-        let response = exchange::exchange_once(params, &assertion).await?;
-        drop(assertion);
+        let by = presenter(disk.as_ref());
+        let claim =
+            consumed::check(&assertion, &config.identity.value, record.as_ref(), &by, exchange::DEFAULT_TIMEOUT)
+                .await?;
+        let response = exchange::exchange_once(params, Presented { token: assertion, claim }).await?;
         let token = CachedToken {
             access_token: response.access_token.clone(),
             expires_at: Some(response.expires_at),
@@ -530,11 +657,19 @@ impl Provider {
         policy: &RetryPolicy,
         env: &Env,
     ) -> Result<TokenResponse> {
+        let Source::Federation { disk, record, .. } = &self.inner.source else {
+            return Err(Error::internal("exchange() on a non-federation provider"));
+        };
         let spec = &config.identity.value;
         diag::emit(diag::INFO, || {
             format!("exchanging an identity token from {} at {}", spec.describe(), params.base_url)
         });
-        let resp = exchange::exchange_with_retry(params, policy, || identity::fetch(spec, env)).await?;
+        let (by, record, hold) = (presenter(disk.as_ref()), record.as_ref(), policy.timeout);
+        let by = by.as_str();
+        let resp = exchange::exchange_with_retry(params, policy, move || async move {
+            consumed::admit(spec, env, record, by, hold).await.map(|(token, claim)| Presented { token, claim })
+        })
+        .await?;
         diag::emit(diag::INFO, || {
             format!(
                 "exchange succeeded: lifetime {} s{}",
@@ -556,6 +691,37 @@ impl Provider {
             )));
         }
         Ok(t.into())
+    }
+}
+
+/// An identity token on its way to the token endpoint, with its claim in the
+/// record of presented identity tokens, settled with the attempt's fate.
+struct Presented {
+    token: Secret,
+    claim: Option<Claim>,
+}
+
+impl Presentation for Presented {
+    fn assertion(&self) -> &Secret {
+        &self.token
+    }
+
+    async fn settle(self, fate: Fate) -> Option<String> {
+        let verdict = match fate {
+            Fate::Exchanged => Verdict::Consumed,
+            Fate::Refused => Verdict::Presented { refused: true },
+            Fate::Unknown => Verdict::Presented { refused: false },
+            Fate::NotSent => Verdict::Withdrawn,
+        };
+        self.claim?.settle(verdict).await
+    }
+}
+
+/// How the record names the configuration presenting a token: its cache.
+fn presenter(disk: Option<&DiskCache>) -> String {
+    match disk {
+        Some(d) => d.path().display().to_string(),
+        None => "(none: the on-disk cache is off)".to_string(),
     }
 }
 

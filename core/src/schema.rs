@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 
 use crate::doctor::{
     CacheReport, ConfigReport, ExchangeReport, FieldReport, Finding, IdCheck, IdentityReport, JwtReport, OriginReport,
-    Report, Severity,
+    RecordReport, Report, Severity,
 };
 use crate::error::Error;
 use crate::identity::IdentitySpec;
@@ -83,6 +83,7 @@ fn source_examples() -> Vec<IdentitySpec> {
         IdentitySpec::AwsSts { audience: s(), region: s(), duration_seconds: Some(60), signing_algorithm: s() },
         IdentitySpec::Spiffe { audience: s(), socket: s(), spiffe_id: s(), path: Some("/p".into()) },
         IdentitySpec::Auto { audience: s() },
+        IdentitySpec::Literal { token: crate::secret::Secret::new("x".to_string()) },
     ];
     // Every variant is above: a new one stops this match from compiling.
     for spec in &every {
@@ -101,7 +102,8 @@ fn source_examples() -> Vec<IdentitySpec> {
             | IdentitySpec::Kubernetes { .. }
             | IdentitySpec::AwsSts { .. }
             | IdentitySpec::Spiffe { .. }
-            | IdentitySpec::Auto { .. } => {}
+            | IdentitySpec::Auto { .. }
+            | IdentitySpec::Literal { .. } => {}
         }
     }
     every.into()
@@ -180,6 +182,8 @@ fn doctor_report() -> Value {
         jti_present: true,
         claim_names: vec!["x".into()],
     };
+    let record = RecordReport { path: "x".into(), state: "consumed", at: Some(1), by: s(), detail: s() };
+    let record_empty = RecordReport { path: "x".into(), state: "new", at: None, by: None, detail: None };
     let identity = IdentityReport {
         source: "file".into(),
         description: "x".into(),
@@ -191,9 +195,16 @@ fn doctor_report() -> Value {
         size_bytes: Some(1),
         token: Some(jwt.clone()),
         decode_error: s(),
+        record: Some(record.clone()),
     };
-    let identity_empty =
-        IdentityReport { error: None, size_bytes: None, token: None, decode_error: None, ..identity.clone() };
+    let identity_empty = IdentityReport {
+        error: None,
+        size_bytes: None,
+        token: None,
+        decode_error: None,
+        record: None,
+        ..identity.clone()
+    };
     let cache = CacheReport { path: s(), state: "valid", expires_at: Some(1), remaining_s: Some(1), detail: s() };
     let cache_empty = CacheReport { path: None, state: "missing", expires_at: None, remaining_s: None, detail: None };
     let exchange = ExchangeReport {
@@ -245,6 +256,7 @@ fn doctor_report() -> Value {
         "DoctorIdCheck": keys(&id, &id_empty),
         "DoctorJwt": keys(&jwt, &JwtReport::default()),
         "DoctorIdentity": keys(&identity, &identity_empty),
+        "DoctorRecord": keys(&record, &record_empty),
         "DoctorCache": keys(&cache, &cache_empty),
         "DoctorExchange": keys(&exchange, &ExchangeReport::default()),
         "DoctorFinding": keys(&finding, &finding_empty),
@@ -260,6 +272,8 @@ mod tests {
         let s = schema();
         let tags: Vec<String> = s["identity_sources"].as_object().unwrap().keys().cloned().collect();
         let mut supported = crate::identity::supported_sources();
+        // Java's `value` is an alias of `literal` (the same source, accepted in profiles).
+        supported.retain(|s| s != "value");
         let mut sorted = tags.clone();
         sorted.sort();
         supported.sort();

@@ -44,6 +44,10 @@ pub enum FaultKind {
     /// Send the status line, headers (a `Content-Length` larger than what
     /// follows) and part of a body, then close the connection.
     Reset,
+    /// Make the exchange (the identity token's `jti` is consumed, a token is
+    /// minted), then answer like `reset`: a server that failed after it had
+    /// used the identity token (token endpoint only).
+    ResetAfterExchange,
     /// An HTML page instead of JSON (default status 200).
     NonJson {
         #[serde(default)]
@@ -157,8 +161,8 @@ impl Fault {
         };
         let kind: FaultKind = serde_json::from_value(Value::Object(map)).map_err(|e| {
             format!(
-                "invalid fault: {e} (kinds: status, retry_after, delay, hang, reset, non_json, oversized, \
-                 redirect, echo, raw)"
+                "invalid fault: {e} (kinds: status, retry_after, delay, hang, reset, reset_after_exchange, \
+                 non_json, oversized, redirect, echo, raw)"
             )
         })?;
         let fault = Fault { kind, count, endpoint };
@@ -241,6 +245,7 @@ mod tests {
             {"kind":"delay","ms":5},
             {"kind":"hang"},
             {"kind":"reset"},
+            {"kind":"reset_after_exchange"},
             {"kind":"non_json"},
             {"kind":"oversized"},
             {"kind":"redirect","status":307,"location":"http://example.invalid/"},
@@ -248,10 +253,11 @@ mod tests {
             {"kind":"raw","status":200,"body":"{}","endpoint":"messages"}
         ]}))
         .expect("parses");
-        assert_eq!(list.len(), 10);
+        assert_eq!(list.len(), 11);
         assert_eq!(list[0].count, 2);
         assert_eq!(list[1].kind, FaultKind::RetryAfter { seconds: 1 });
-        assert_eq!(list[9].endpoint, Endpoint::Messages);
+        assert_eq!(list[5].kind, FaultKind::ResetAfterExchange);
+        assert_eq!(list[10].endpoint, Endpoint::Messages);
     }
 
     #[test]

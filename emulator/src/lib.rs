@@ -112,6 +112,11 @@ Options:
                           identity token's remaining life [default: 600]
   --rule fdrl_ID          accept only this federation rule (repeatable;
                           default: any well-formed fdrl_ id)
+  --identity-token-file PATH
+                          keep PATH holding an unused test JWT: written at
+                          start and replaced after every successful exchange,
+                          atomically, the way a platform rotates a projected
+                          token (--print-env picks a private file itself)
   --stream-delay-ms N     pause between streamed SSE events [default: 20]
   --stream-deltas N       text deltas per streamed message [default: 5]
   -h, --help              print this help
@@ -142,7 +147,14 @@ impl EmulatorConfig {
                 i += 1;
                 continue;
             }
-            let known = ["--listen", "--token-lifetime", "--rule", "--stream-delay-ms", "--stream-deltas"];
+            let known = [
+                "--listen",
+                "--token-lifetime",
+                "--rule",
+                "--stream-delay-ms",
+                "--stream-deltas",
+                "--identity-token-file",
+            ];
             if !known.contains(&name) {
                 return Err(format!("unknown option {arg:?} for `wif-emulator`; see --help"));
             }
@@ -171,6 +183,10 @@ impl EmulatorConfig {
                     }
                     c.rules.push(value);
                 }
+                "--identity-token-file" if value.is_empty() => {
+                    return Err("--identity-token-file needs a path".to_owned())
+                }
+                "--identity-token-file" => c.identity_token_file = Some(PathBuf::from(value)),
                 "--stream-delay-ms" => {
                     c.stream_delay_ms = value
                         .parse()
@@ -483,8 +499,11 @@ mod tests {
             "0",
             "--stream-deltas",
             "9",
+            "--identity-token-file",
+            "/run/wif/token",
         ]))
         .expect("parses");
+        assert_eq!(c.identity_token_file, Some(PathBuf::from("/run/wif/token")));
         assert_eq!(c.listen, "127.0.0.1:8123".parse().expect("addr"));
         assert_eq!(c.token_lifetime, 60);
         assert_eq!(c.rules, vec!["fdrl_abc".to_string(), "fdrl_def".to_string()]);
@@ -503,6 +522,7 @@ mod tests {
             (vec!["--listen", "nowhere"], "--listen"),
             (vec!["--bogus"], "unknown option"),
             (vec!["--stream-delay-ms", "-1"], "--stream-delay-ms"),
+            (vec!["--identity-token-file", ""], "--identity-token-file needs a path"),
         ] {
             let e = EmulatorConfig::from_args(&args(&a)).unwrap_err();
             assert!(e.contains(want), "{a:?}: {e}");

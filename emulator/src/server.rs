@@ -335,6 +335,20 @@ fn beta_flags(headers: &HeaderMap) -> Vec<String> {
 // ---------------------------------------------------------------------------
 // Faults.
 
+/// Headers and part of a JSON body, then the connection is closed.
+fn reset_mid_body() -> Outcome {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(Bytes::from_static(b"{\"access_token\":\"sk-ant-oat01-tr"))).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = tx.send(Err(io::Error::new(io::ErrorKind::ConnectionReset, "injected reset"))).await;
+    });
+    let mut r = Response::new(Body::Chan(rx));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from_static("4096"));
+    Outcome::Respond(r)
+}
+
 async fn apply_fault(state: &State, kind: FaultKind, body: &[u8], shutdown: watch::Receiver<bool>) -> Option<Outcome> {
     let out = match kind {
         FaultKind::Delay { ms } => {
@@ -373,18 +387,9 @@ async fn apply_fault(state: &State, kind: FaultKind, body: &[u8], shutdown: watc
             }
             Outcome::Abort
         }
-        FaultKind::Reset => {
-            let (tx, rx) = mpsc::channel(2);
-            tokio::spawn(async move {
-                let _ = tx.send(Ok(Bytes::from_static(b"{\"access_token\":\"sk-ant-oat01-tr"))).await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let _ = tx.send(Err(io::Error::new(io::ErrorKind::ConnectionReset, "injected reset"))).await;
-            });
-            let mut r = Response::new(Body::Chan(rx));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from_static("4096"));
-            Outcome::Respond(r)
-        }
+        FaultKind::Reset => reset_mid_body(),
+        // Handled by the token endpoint after the exchange.
+        FaultKind::ResetAfterExchange => return None,
         FaultKind::NonJson { status } => Outcome::Respond(resp(
             status.unwrap_or(200),
             "text/html",
@@ -572,7 +577,9 @@ async fn token_endpoint(
         Err(BodyError::Broken) => return Outcome::Abort,
     };
     record(state, &parts.method, TOKEN_PATH, &parts.headers, &body);
+    let mut lose_answer = false;
     if let Some(kind) = state.next_fault(Endpoint::Token) {
+        lose_answer = kind == FaultKind::ResetAfterExchange;
         if let Some(out) = apply_fault(state, kind, &body, shutdown).await {
             return out;
         }
@@ -593,6 +600,9 @@ async fn token_endpoint(
         if let Err(e) = refill_identity_token(file, &state.initial.issuer) {
             eprintln!("wif-emulator: cannot refill the identity token file {}: {e}", file.display());
         }
+    }
+    if lose_answer {
+        return reset_mid_body();
     }
     Outcome::Respond(json_resp(
         200,

@@ -100,3 +100,33 @@ fn print_env_prints_paste_ready_exports_and_keeps_the_token_file_filled() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!dir.exists(), "the private directory {} is removed on exit", dir.display());
 }
+
+#[test]
+fn identity_token_file_keeps_a_chosen_path_filled() {
+    let dir = std::env::temp_dir().join(format!("wif-emulator-test-{}-{:016x}", std::process::id(), fastrand::u64(..)));
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("token");
+    let exe = env!("CARGO_BIN_EXE_wif-emulator");
+    let mut child = Command::new(exe)
+        .args(["--listen", "127.0.0.1:0", "--identity-token-file", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let base = ready["base_url"].as_str().unwrap().to_owned();
+    let first = std::fs::read_to_string(&file).unwrap();
+    assert!(first.starts_with("eyJ"), "a JWT is there before the ready line");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = client();
+        assert_eq!(exchange_raw(&c, &base, &body_for(&first)).await.status, 200);
+        let second = std::fs::read_to_string(&file).unwrap();
+        assert_ne!(first, second, "refilled after the exchange");
+        assert_eq!(exchange_raw(&c, &base, &body_for(&second)).await.status, 200);
+    });
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(file.exists(), "a file the caller chose stays");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anthropic_wif_core::config::{Env, Overrides};
 use anthropic_wif_core::identity::IdentitySpec;
 use anthropic_wif_core::runtime::{block_on, runtime};
-use anthropic_wif_core::{Error, ErrorKind, Provider, ProviderOptions};
+use anthropic_wif_core::{now_unix, Error, ErrorKind, Provider, ProviderOptions};
 use anthropic_wif_emulator::{Emulator, EmulatorConfig, Fault};
 use anthropic_wif_proxy::{Listen, Proxy, ProxyConfig, ProxyHandle};
 use bytes::Bytes;
@@ -514,11 +514,12 @@ fn after_a_refused_exchange_healthz_recovers_with_no_client_traffic() {
     let c = http();
     let url = format!("{}/v1/messages", px.base);
     // Upstream stops accepting the token, and the identity file now holds a JWT the token
-    // endpoint refuses (expired): the client's request gets a 401, the exchange after it is refused.
+    // endpoint refuses (not valid for another hour): the client's request gets a 401, the exchange
+    // after it is refused. (Not an expired one: that would never be sent, so no exchange to count.)
     fx.emu.revoke_all();
-    let expired =
-        fx.emu.mint_jwt(anthropic_wif_emulator::DEFAULT_SUBJECT, anthropic_wif_emulator::DEFAULT_AUDIENCE, -120);
-    std::fs::write(&fx.jwt, expired).unwrap();
+    let not_yet = now_unix() + 3600;
+    let refused = fx.emu.mint_jwt_with(&json!({"claims": {"nbf": not_yet}})).unwrap();
+    std::fs::write(&fx.jwt, refused).unwrap();
     let (status, v) = block_on(post(&c, &url, &message(false)));
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["error"]["type"], "credentials_unavailable");

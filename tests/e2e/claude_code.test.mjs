@@ -3,20 +3,22 @@
 // emulator (issue 13, item 6). The API refuses an OAuth access token without the `oauth-2025-04-20` beta
 // flag, and so does the emulator, with the same 401.
 //
-// Works: the proxy (Claude Code holds a placeholder); a `user_oauth` profile without `client_id` whose
-// credentials file holds `anthropic-wif token`'s output, or is written by `anthropic-wif token
-// --credentials-path` (README's recipe; Claude Code then adds the flag itself);
-// Claude Code's own federation from the SDK environment variables; and `exec` with ANTHROPIC_BETAS.
-// Fails: `exec` as it is (ANTHROPIC_AUTH_TOKEN: bare Bearer) and the `apiKeyHelper` recipe (x-api-key and
-// Bearer): no flag, 401, and Claude Code retries (up to 11 attempts, backing off, for minutes, printing
-// nothing in -p mode); the tests stop it after the second 401.
+// Works (docs/daemon.md, "Claude Code: the ways that work"): a `user_oauth` profile without `client_id`
+// whose credentials file `anthropic-wif daemon` keeps (Claude Code then adds the flag itself), written by
+// hand or by `anthropic-wif setup claude-code` (the README's recipe); `anthropic-wif exec`, which gives
+// Claude Code such a profile of its own; the proxy (Claude Code holds a placeholder); Claude Code's own
+// federation from the SDK environment variables; and `exec --env-token` with ANTHROPIC_BETAS.
+// Fails: `exec --env-token` as it is (ANTHROPIC_AUTH_TOKEN: bare Bearer) and the `apiKeyHelper` recipe
+// (x-api-key and Bearer): no flag, 401, and Claude Code retries (up to 11 attempts, backing off, for
+// minutes, printing nothing in -p mode); the tests stop it after the second 401.
 //
 // Run: node tests/e2e/claude_code.mjs install (once), cargo build -p anthropic-wif-cli, then
 // node --test tests/e2e/claude_code.test.mjs. Each run's headers are printed as test diagnostics.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { BIN } from './proxy_stack.mjs';
 import { claudeStack, CLAUDE_CODE_VERSION, REPLY } from './claude_code.mjs';
@@ -121,37 +123,101 @@ test('user_oauth profile without client_id, credentials from `anthropic-wif toke
   assert.equal(JSON.parse(readFileSync(join(configDir, 'credentials', 'claude.json'), 'utf8')).access_token, accessToken);
 });
 
-test('the README recipe: a user_oauth profile whose credentials file `anthropic-wif token --credentials-path` keeps', async (t) => {
-  // As README.md shows it: the profile written with the shell's default umask, the credentials file
-  // written by `anthropic-wif token` itself (the SDKs' format, 0600, atomically, in a 0700 directory).
-  const configDir = join(s.dir, 'readme-config');
-  mkdirSync(join(configDir, 'configs'), { recursive: true });
-  writeFileSync(join(configDir, 'configs', 'claude-code.json'), '{"version": "1.0", "authentication": {"type": "user_oauth"}}\n', { mode: 0o644 });
-  const credentials = join(configDir, 'credentials', 'claude-code.json');
-  await s.rotateJwt();
-  const exchangesBefore = (await s.control('/_emulator/stats')).exchanges;
-  const keep = () => s.wif(['token', ...s.federationArgs(), '--credentials-path', credentials]);
-  const first = keep();
-  assert.equal(first.code, 0, first.stderr);
-  assert.equal(statSync(credentials).mode & 0o777, 0o600);
-  assert.equal(statSync(dirname(credentials)).mode & 0o777, 0o700);
-  const written = JSON.parse(readFileSync(credentials, 'utf8'));
-  assert.equal(written.version, '1.0');
-  assert.equal(written.type, 'oauth_token');
-  assert.equal(written.access_token, JSON.parse(first.stdout).access_token);
-  // Running it again while the token has life left exchanges nothing (the identity token is not re-sent).
-  assert.equal(keep().code, 0);
-  assert.equal((await s.control('/_emulator/stats')).exchanges, exchangesBefore + 1);
+/**
+ * `anthropic-wif daemon ARGS` in the stack's HOME, running until `stop()`; resolves once its ready file says
+ * the first token is in place (`anthropic-wif probe --ready-file`, as the Kubernetes recipe's probe).
+ */
+async function startDaemon(args, env = {}) {
+  const ready = join(s.dir, `daemon-ready-${Date.now()}`);
+  const child = spawn(BIN, ['daemon', '--ready-file', ready, ...args], { env: { ...s.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr.on('data', (d) => (log += d));
+  const exited = new Promise((ok) => child.once('exit', (code, signal) => ok({ code, signal })));
+  const deadline = Date.now() + 30_000;
+  while (s.wif(['probe', '--ready-file', ready]).code !== 0) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the daemon did not become ready: ${log}`);
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+  return {
+    log: () => log,
+    async stop() {
+      child.kill('SIGTERM');
+      const r = await exited;
+      assert.equal(r.code, 0, `the daemon's exit on SIGTERM: ${log}`);
+      assert.ok(!log.includes('sk-ant-oat01-') && !log.includes('eyJ'), log);
+      return log;
+    },
+  };
+}
 
-  const r = await s.run({ env: { ANTHROPIC_PROFILE: 'claude-code', ANTHROPIC_CONFIG_DIR: configDir, ANTHROPIC_BASE_URL: s.emuUrl } });
-  report(t, r);
-  assertAnswered(r);
-  assertBearerWithFlag(r, written.access_token);
+const credentials = (configDir, name) => JSON.parse(readFileSync(join(configDir, 'credentials', `${name}.json`), 'utf8'));
+
+test('daemon + profile: `anthropic-wif daemon --write-profile` keeps the profile Claude Code reads; it sends the flag and answers', async (t) => {
+  await s.rotateJwt();
+  const configDir = join(s.dir, 'daemon-config');
+  const d = await startDaemon([...s.federationArgs(), '--target-profile', 'claude', '--write-profile'], { ANTHROPIC_CONFIG_DIR: configDir });
+  try {
+    // The profile as the daemon wrote it: externally rotated, with the configuration's base URL.
+    const profile = JSON.parse(readFileSync(join(configDir, 'configs', 'claude.json'), 'utf8'));
+    assert.deepEqual(profile.authentication, { type: 'user_oauth' });
+    assert.equal(profile.base_url, s.emuUrl);
+    // ANTHROPIC_BASE_URL as well: with only the profile's base_url, Claude Code also asks the public API for
+    // its policy limits and waits for an answer that cannot come here (docs/sdk-profiles.md §2).
+    const r = await s.run({ env: { ANTHROPIC_PROFILE: 'claude', ANTHROPIC_CONFIG_DIR: configDir, ANTHROPIC_BASE_URL: s.emuUrl } });
+    report(t, r);
+    assertAnswered(r);
+    assertBearerWithFlag(r, credentials(configDir, 'claude').access_token);
+  } finally {
+    await d.stop();
+  }
 });
 
-test('`anthropic-wif exec -- claude` today: a bare Bearer without the flag, refused with 401 (retried until stopped)', async (t) => {
+test('setup claude-code (the README recipe): the profile and the settings it writes, the daemon it prints; Claude Code answers', async (t) => {
+  // The README's commands (tests/e2e/test_readme.py checks they are there), with the emulator's federation
+  // flags for "your federation settings".
   await s.rotateJwt();
-  const r = await s.run({ wrap: [BIN, 'exec', ...s.federationArgs(), '--'], stopWhen: refusedTwice, timeoutMs: 60_000 });
+  const configDir = join(s.dir, 'setup-config');
+  const settingsFile = join(s.dir, 'setup-claude', 'settings.json');
+  const env = { ANTHROPIC_CONFIG_DIR: configDir, CLAUDE_CONFIG_DIR: join(s.dir, 'setup-claude') };
+  const setup = s.wif(['setup', 'claude-code', ...s.federationArgs()], env);
+  assert.equal(setup.code, 0, setup.stderr);
+  t.diagnostic(setup.stdout.trim().split('\n').join(' | '));
+  assert.equal(statSync(settingsFile).mode & 0o777, 0o600);
+  const settings = JSON.parse(readFileSync(settingsFile, 'utf8'));
+  assert.equal(settings.env.ANTHROPIC_PROFILE, 'claude-code');
+  assert.equal(settings.env.ANTHROPIC_CONFIG_DIR, configDir);
+  assert.equal(settings.env.ANTHROPIC_BASE_URL, s.emuUrl);
+  // The daemon command it printed, as printed (arguments after `anthropic-wif daemon`).
+  const printed = setup.stdout.split('\n').map((l) => l.trim()).find((l) => l.startsWith('anthropic-wif daemon '));
+  const args = printed.slice('anthropic-wif daemon '.length).split(' ');
+  const d = await startDaemon(args, env);
+  try {
+    // Claude Code with those settings (its user settings.json) and nothing else set.
+    const r = await s.run({ settings });
+    report(t, r);
+    assertAnswered(r);
+    assertBearerWithFlag(r, credentials(configDir, 'claude-code').access_token);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('`anthropic-wif exec -- claude`: a private user_oauth profile; Claude Code sends the flag and answers', async (t) => {
+  await s.rotateJwt();
+  const tmp = join(s.dir, 'exec-tmp');
+  mkdirSync(tmp, { mode: 0o700 });
+  const r = await s.run({ wrap: [BIN, 'exec', ...s.federationArgs(), '--'], env: { TMPDIR: tmp } });
+  report(t, r);
+  assertAnswered(r);
+  assertBearerWithFlag(r);
+  // exec made its private directory there (Claude Code puts its own things there too) and removed it when
+  // Claude Code exited.
+  assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('anthropic-wif-exec-')), []);
+});
+
+test('`anthropic-wif exec --env-token -- claude`: a bare Bearer without the flag, refused with 401 (retried until stopped)', async (t) => {
+  await s.rotateJwt();
+  const r = await s.run({ wrap: [BIN, 'exec', '--env-token', ...s.federationArgs(), '--'], stopWhen: refusedTwice, timeoutMs: 60_000 });
   report(t, r);
   assertRefused(r);
   for (const req of r.requests) {
@@ -177,9 +243,9 @@ test('the former README apiKeyHelper recipe: x-api-key and Bearer, no flag, refu
   }
 });
 
-test('`exec` with ANTHROPIC_BETAS=oauth-2025-04-20: Claude Code adds the flag and answers (for one token lifetime)', async (t) => {
+test('`exec --env-token` with ANTHROPIC_BETAS=oauth-2025-04-20: Claude Code adds the flag and answers (for one token lifetime)', async (t) => {
   await s.rotateJwt();
-  const r = await s.run({ wrap: [BIN, 'exec', ...s.federationArgs(), '--'], env: { ANTHROPIC_BETAS: OAUTH_BETA } });
+  const r = await s.run({ wrap: [BIN, 'exec', '--env-token', ...s.federationArgs(), '--'], env: { ANTHROPIC_BETAS: OAUTH_BETA } });
   report(t, r);
   assertAnswered(r);
   assertBearerWithFlag(r);

@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -186,3 +187,139 @@ def test_the_dockerfile_command_is_the_documented_one() -> None:
     cmd = json.loads(final["CMD"])
     docs = (ROOT / "docs" / "proxy.md").read_text()
     assert shlex.join(["anthropic-wif", *cmd]) in docs or " ".join(cmd[1:]) in docs
+
+
+# ---- the daemon sidecar: deploy/kubernetes/app-with-daemon.yaml (docs/daemon.md) ---------------------------
+
+DAEMON_MANIFEST = ROOT / "deploy" / "kubernetes" / "app-with-daemon.yaml"
+
+
+def daemon_pod() -> dict:
+    docs = list(yaml.safe_load_all(DAEMON_MANIFEST.read_text()))
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    (side,) = [c for c in pod.get("initContainers", []) if c["name"] == "anthropic-wif"]
+    (app,) = pod["containers"]
+    return {"docs": docs, "pod": pod, "sidecar": side, "app": app}
+
+
+def _env(c: dict) -> dict:
+    return {e["name"]: e["value"] for e in c.get("env", [])}
+
+
+def _mounts(c: dict) -> dict:
+    return {m["name"]: m for m in c.get("volumeMounts", [])}
+
+
+def _arg(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def test_daemon_manifest_has_the_recipe_shape() -> None:
+    m = daemon_pod()
+    pod, side, app = m["pod"], m["sidecar"], m["app"]
+    assert [d["kind"] for d in m["docs"]] == ["Namespace", "ServiceAccount", "Deployment"]
+    assert pod["automountServiceAccountToken"] is False
+    assert side["restartPolicy"] == "Always", "a native sidecar, started (and ready) before the app"
+    # One uid for both containers (the SDKs refuse a group-readable credentials file), set once for the pod.
+    uid = pod["securityContext"]["runAsUser"]
+    assert uid != 0 and pod["securityContext"]["runAsNonRoot"]
+    for c in (side, app):
+        assert c.get("securityContext", {}).get("runAsUser", uid) == uid, c["name"]
+    # The shared directory: an in-memory emptyDir, the sidecar's ANTHROPIC_CONFIG_DIR and the app's.
+    side_env, app_env = _env(side), _env(app)
+    assert set(app_env) == {"ANTHROPIC_PROFILE", "ANTHROPIC_CONFIG_DIR"}, "the app is told nothing else"
+    assert side_env["ANTHROPIC_CONFIG_DIR"] == app_env["ANTHROPIC_CONFIG_DIR"]
+    shared = [n for n, mnt in _mounts(app).items() if mnt["mountPath"] == app_env["ANTHROPIC_CONFIG_DIR"]]
+    assert len(shared) == 1 and _mounts(side)[shared[0]]["mountPath"] == side_env["ANTHROPIC_CONFIG_DIR"]
+    (vol,) = [v for v in pod["volumes"] if v["name"] == shared[0]]
+    assert vol["emptyDir"]["medium"] == "Memory"
+    assert "anthropic-token" not in _mounts(app), "only the sidecar sees the identity token"
+    # The daemon keeps the profile the app names, and writes it.
+    args = side["args"]
+    assert args[0] == "daemon" and _arg(args, "--target-profile") == app_env["ANTHROPIC_PROFILE"]
+    assert "--write-profile" in args
+    # Its identity token is the projected one; its cache and ready file are on a volume of its own
+    # (the root file system is read-only).
+    (proj,) = [v for v in pod["volumes"] if "projected" in v]
+    sat = proj["projected"]["sources"][0]["serviceAccountToken"]
+    assert sat["audience"] == "https://api.anthropic.com"
+    assert side_env["ANTHROPIC_IDENTITY_TOKEN_FILE"] == f"{_mounts(side)[proj['name']]['mountPath']}/{sat['path']}"
+    assert side["securityContext"]["readOnlyRootFilesystem"]
+    writable = [mnt["mountPath"] for mnt in _mounts(side).values() if not mnt.get("readOnly")]
+    ready = _arg(args, "--ready-file")
+    assert any(ready.startswith(p + "/") for p in writable), ready
+    assert any(side_env["XDG_CACHE_HOME"] == p for p in writable)
+    for probe in ("startupProbe", "readinessProbe"):
+        assert side[probe]["exec"]["command"] == ["/usr/local/bin/anthropic-wif", "probe", "--ready-file", ready]
+
+
+def test_the_daemon_sidecar_and_an_sdk_app_work_outside_a_container() -> None:
+    """The manifest's args and env, paths mapped into a temporary directory, with the image's binary (the
+    release CLI) and the pod's uid when this runs as root; the app is the official Python SDK with exactly
+    the app container's environment."""
+    anthropic = pytest.importorskip("anthropic")
+    m = daemon_pod()
+    side, app, pod = m["sidecar"], m["app"], m["pod"]
+    work = Path(tempfile.mkdtemp(prefix="wif-daemon-pod-"))
+    work.chmod(0o755)
+    # Every absolute path of the manifest, inside `work`.
+    mounts = {mnt["mountPath"]: work / mnt["name"] for c in (side, app) for mnt in c.get("volumeMounts", [])}
+    def local(v: str) -> str:
+        for path, d in mounts.items():
+            if v == path or v.startswith(path + "/"):
+                return str(d) + v[len(path):]
+        return v
+    emu = subprocess.Popen([emulator_binary(), "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    daemon = None
+    try:
+        base = json.loads(emu.stdout.readline())["base_url"]  # type: ignore[union-attr]
+        for d in set(mounts.values()):
+            d.mkdir()
+        token = Path(local(_env(side)["ANTHROPIC_IDENTITY_TOKEN_FILE"]))
+        token.write_text(json.load(_post(base + "/_emulator/jwt"))["jwt"])
+        token.chmod(0o644)  # as the kubelet projects it
+        env = {k: local(v) for k, v in _env(side).items()}
+        env.update(ANTHROPIC_BASE_URL=base, PATH=os.environ.get("PATH", ""), HOME=str(work))
+        uid = pod["securityContext"]["runAsUser"]
+        prefix: list[str] = []
+        exe = binary()
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            prefix = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+            for d in set(mounts.values()):
+                os.chown(d, uid, uid)
+            exe = str(work / "anthropic-wif")
+            shutil.copy(binary(), exe)
+            os.chmod(exe, 0o755)
+        daemon = subprocess.Popen([*prefix, exe, *[local(a) for a in side["args"]]], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, env=env)
+        probe = [exe, *[local(a) for a in side["startupProbe"]["exec"]["command"][1:]]]
+        deadline = time.time() + 30
+        while subprocess.run([*prefix, *probe], capture_output=True).returncode != 0:
+            assert daemon.poll() is None, daemon.stderr.read()  # type: ignore[union-attr]
+            assert time.time() < deadline, "the startup probe never passed"
+            time.sleep(0.1)
+        # The app: the official SDK, as the pod's uid, with the app container's environment alone.
+        app_env = {k: local(v) for k, v in _env(app).items()}
+        app_env.update(PATH=os.environ.get("PATH", ""), HOME=str(work))
+        client = ("import anthropic; m = anthropic.Anthropic().messages.create(model='claude-test', max_tokens=16, "
+                  "messages=[{'role': 'user', 'content': 'hi'}]); print(m.type)")
+        run_as = prefix if prefix and subprocess.run([*prefix, sys.executable, "-c", "import anthropic"],
+                                                     capture_output=True).returncode == 0 else []
+        out = subprocess.run([*run_as, sys.executable, "-c", client], capture_output=True, text=True, env=app_env,
+                             timeout=60)
+        assert out.returncode == 0 and out.stdout.strip() == "message", out.stderr
+        assert anthropic  # the same SDK the subprocess imported
+        creds = Path(local(app_env["ANTHROPIC_CONFIG_DIR"])) / "credentials" / f"{app_env['ANTHROPIC_PROFILE']}.json"
+        assert creds.stat().st_mode & 0o777 == 0o600
+        if prefix:
+            assert creds.stat().st_uid == uid, "written as the pod's uid"
+    finally:
+        if daemon is not None:
+            daemon.terminate()
+            _, err = daemon.communicate(timeout=30)
+            assert daemon.returncode == 0, err
+            assert "sk-ant-oat01-" not in err and "eyJ" not in err
+        emu.terminate()
+        emu.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)

@@ -112,6 +112,7 @@ def test_metrics_move_with_the_traffic_and_json_logs_parse() -> None:
 
         # The token endpoint fails while upstream refuses the token: a failed exchange by outcome,
         # readiness 0, 503s from the proxy; then the endpoint recovers and the proxy with it.
+        stack.rotate_jwt()  # a sendable identity token (a consumed one is never sent: cli/tests/consumed.rs)
         stack.control("/_emulator/faults", {"faults": [{"kind": "status", "status": 503, "count": 1000,
                                                         "endpoint": "token"}]})
         stack.control("/_emulator/revoke", {})

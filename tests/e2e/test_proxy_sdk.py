@@ -86,6 +86,7 @@ def test_revoked_token_is_replaced_transparently(stack: Stack) -> None:
 
 
 def test_endpoint_down_is_a_503_with_the_reason(stack: Stack) -> None:
+    stack.rotate_jwt()  # a sendable identity token (a consumed one is never sent: cli/tests/consumed.rs)
     stack.control("/_emulator/revoke", {})  # the token in use dies…
     stack.control("/_emulator/faults", {"faults": [{"kind": "status", "status": 503, "count": 1000}]})  # …and no new one
     client = anthropic.Anthropic(base_url=stack.url, api_key="placeholder", max_retries=0)

@@ -86,3 +86,24 @@ def test_try_it_locally_snippets_run_as_written(checkout_like: Path, tmp_path: P
     finally:
         os.killpg(emu.pid, 15)
         emu.wait(timeout=10)
+
+
+def test_the_claude_code_recipes_are_the_tested_ones() -> None:
+    """README's Claude Code section shows the ways tests/e2e/claude_code.test.mjs runs against the real Claude Code
+    (setup claude-code + daemon, exec, proxy), and none that the tests show refused."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("### Claude Code")
+    section = text[start:text.index("\n### ", start + 5)]
+    blocks = "\n".join(re.findall(r"```sh\n(.*?)```", section, re.S))
+    commands = [line.split("#")[0].strip() for line in blocks.splitlines() if line.strip()]
+    assert commands == [
+        "anthropic-wif setup claude-code",
+        "anthropic-wif daemon --target-profile claude-code &",
+        "claude",
+        "anthropic-wif exec -- claude",
+        "anthropic-wif proxy --listen 127.0.0.1:8787 --quiet &",
+        "export ANTHROPIC_BASE_URL=http://127.0.0.1:8787 ANTHROPIC_AUTH_TOKEN=placeholder",
+        "claude",
+    ], commands
+    for refused in ("apiKeyHelper", "--env-token", "--credentials-path"):
+        assert refused not in blocks, refused

@@ -41,7 +41,7 @@ const stopAt = isMainThread ? Date.now() + Number(process.argv[2]) * 1000 : work
 const wif = require(root);
 
 async function loop(kind) {
-  const counts = { doctor: 0, token: 0, denied: 0, problems: [] };
+  const counts = { doctor: 0, token: 0, denied: 0, notSent: 0, problems: [] };
   const provider = new wif.Provider({ noCache: true });
   while (Date.now() < stopAt) {
     const report = await wif.doctor();
@@ -52,7 +52,9 @@ async function loop(kind) {
       await provider.getToken({ forceRefresh: true });
       counts.token++;
     } catch (e) {
-      if (e instanceof wif.ExchangeDeniedError) counts.denied++; // a JWT used twice
+      if (e instanceof wif.ExchangeDeniedError) counts.denied++;
+      // The one JWT, once exchanged (or while another thread exchanges it), is never sent again.
+      else if (e instanceof wif.IdentitySourceError && ['identity_token_consumed', 'identity_token_in_flight'].includes(e.errorCode)) counts.notSent++;
       else counts.problems.push(kind + ': ' + e.name + ': ' + e.message);
     }
   }
@@ -103,6 +105,7 @@ test('writing process.env on the main thread while the main thread and four work
     assert.ok(c.doctor > 5, JSON.stringify(c));
   }
   assert.ok(all.some((c) => c.token >= 1), JSON.stringify(all));
+  assert.ok(all.every((c) => c.denied === 0), `no JWT was presented twice: ${JSON.stringify(all)}`);
 });
 
 // ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ __all__ = [
     "DoctorOrigin",
     "DoctorIdCheck",
     "DoctorIdentity",
+    "DoctorRecord",
     "DoctorJwt",
     "DoctorCache",
     "DoctorExchange",
@@ -133,11 +134,25 @@ class _IdentityRequired(TypedDict):
     fetched: bool
 
 
+class _RecordRequired(TypedDict):
+    path: str
+    state: str  # "new" | "consumed" | "in_flight" | "presented" | "unusable"
+
+
+class DoctorRecord(_RecordRequired, total=False):
+    """The record of presented identity tokens (hashed ``jti`` and issuer only)."""
+
+    at: int
+    by: str
+    detail: str
+
+
 class DoctorIdentity(_IdentityRequired, total=False):
     error: DoctorError
     size_bytes: int
     token: DoctorJwt
     decode_error: str
+    record: DoctorRecord
 
 
 class _CacheRequired(TypedDict):

@@ -40,7 +40,9 @@ class WifError(_ErrorBase):
             ``"internal"`` (the engine's error kind; the CLI's exit code follows it).
         status_code: HTTP status of the token endpoint's answer, when there was one.
         request_id: the token endpoint's ``request-id`` header, when there was one.
-        error_code: the OAuth ``error`` code (or Anthropic error ``type``), when given.
+        error_code: the OAuth ``error`` code (or Anthropic error ``type``), when given; or the
+            engine's own code, e.g. ``identity_token_consumed`` / ``identity_token_expired`` (an
+            identity token that was not sent: already exchanged on this machine, or expired).
     """
 
     kind: str

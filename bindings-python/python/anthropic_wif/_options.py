@@ -60,6 +60,10 @@ class ProviderOptions(TypedDict, total=False):
     lock_timeout: Optional[float]
     """Seconds to wait (0 to 3600, default 60) for another process exchanging
     for the same cache file; then a ``WifError`` of kind ``internal``."""
+    rotation_wait: Optional[float]
+    """When the identity token was already exchanged on this machine and no
+    cached access token is usable: seconds to wait (0 to 600, default 60) for
+    the token file to be rotated (or to ask a minting source again)."""
     env: Optional[Mapping[str, str]]
     """The environment to resolve from and for identity sources to read,
     fixed for the provider's life (default: a copy of ``os.environ`` taken at

@@ -19,6 +19,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 __all__ = [
     "IdentitySource",
+    "Literal",
     "File",
     "Env",
     "Command",
@@ -75,7 +76,7 @@ class Env(IdentitySource):
 
     __slots__ = ("var",)
 
-    def __init__(self, var: str) -> None:
+    def __init__(self, var: str = "ANTHROPIC_IDENTITY_TOKEN") -> None:
         self.var = var
 
     def to_dict(self) -> Dict[str, Any]:
@@ -285,3 +286,21 @@ class Auto(_Preset):
 
     def __init__(self, audience: Optional[str] = None) -> None:
         super().__init__(audience=audience)
+
+
+class Literal(IdentitySource):
+    """An identity token written in the configuration itself (the Java and PHP
+    SDKs' ``value``/``literal`` sources, for profiles those SDKs share). Never
+    shown (``repr`` withholds it); like any identity token it serves one
+    exchange: prefer a file or a variable."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"source": "literal", "token": self._token}
+
+    def __repr__(self) -> str:
+        return "Literal(<token withheld>)"

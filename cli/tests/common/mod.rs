@@ -30,7 +30,28 @@ impl Sandbox {
     }
 
     pub fn with_config(config: EmulatorConfig) -> Self {
+        Self::with_config_in(tempfile::tempdir().expect("tempdir"), config)
+    }
+
+    /// A sandbox whose emulator mints tokens of `lifetime` seconds and, like a
+    /// platform rotating a projected token, keeps `identity-token` holding an
+    /// unused JWT (refilled after every exchange): for commands that exchange
+    /// again and again (the daemon, exec's keeper). Federation is configured
+    /// through the SDKs' environment variables; returns the token file too.
+    pub fn rotating(lifetime: u64) -> (Self, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
+        let jwt = dir.path().join("identity-token");
+        let config = EmulatorConfig {
+            token_lifetime: lifetime,
+            identity_token_file: Some(jwt.clone()),
+            ..EmulatorConfig::default()
+        };
+        let mut sb = Self::with_config_in(dir, config);
+        assert_eq!(sb.federation_env(), jwt);
+        (sb, jwt)
+    }
+
+    fn with_config_in(dir: tempfile::TempDir, config: EmulatorConfig) -> Self {
         let emu = Emulator::start(config).expect("emulator starts");
         let mut env = BTreeMap::new();
         env.insert("PATH".to_string(), std::env::var("PATH").unwrap_or_default());

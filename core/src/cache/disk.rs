@@ -179,22 +179,9 @@ impl DiskCache {
         }
         body.push_str("\n}\n");
 
-        let result = self.write_atomically(dir, body.as_bytes()).map_err(|(what, e)| fail(what, e));
+        let result = replace_file(dir, &self.path, body.as_bytes()).map_err(|(what, e)| fail(what, e));
         body.zeroize();
         result
-    }
-
-    fn write_atomically(&self, dir: &Path, bytes: &[u8]) -> std::result::Result<(), (&'static str, io::Error)> {
-        let (mut file, tmp) = create_temp(dir, &self.path).map_err(|e| ("creating a temporary file", e))?;
-        let mut guard = RemoveOnDrop(Some(tmp.clone()));
-        set_mode(&file, 0o600).map_err(|e| ("setting mode 0600", e))?;
-        file.write_all(bytes).map_err(|e| ("writing", e))?;
-        file.sync_all().map_err(|e| ("syncing", e))?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(|e| ("renaming the temporary file into place", e))?;
-        guard.0 = None;
-        sync_dir(dir);
-        Ok(())
     }
 
     /// Take the cross-process lock on `<file>.lock` (never the cache file),
@@ -561,6 +548,15 @@ mod fork {
 /// org, service account, workspace, identity source description), never the
 /// identity JWT itself; only its hash reaches the file system.
 pub fn env_cache_path(env: &Env, key_material: &str) -> Result<PathBuf> {
+    let digest = Sha256::digest(key_material.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(cache_home(env)?.join(format!("{hex}.json")))
+}
+
+/// The directory that holds anthropic-wif's own cache files:
+/// `$XDG_CACHE_HOME/anthropic-wif`, else `~/.cache/anthropic-wif`
+/// (`%LOCALAPPDATA%\anthropic-wif` on Windows).
+pub fn cache_home(env: &Env) -> Result<PathBuf> {
     let base = env
         .get("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -578,9 +574,31 @@ pub fn env_cache_path(env: &Env, key_material: &str) -> Result<PathBuf> {
                  Set one of them, or give the cache file explicitly (credentials_path).",
             )
         })?;
-    let digest = Sha256::digest(key_material.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(base.join("anthropic-wif").join(format!("{hex}.json")))
+    Ok(base.join("anthropic-wif"))
+}
+
+/// What [`read_private_json`] found.
+pub(super) enum PrivateRead {
+    Missing,
+    Object(Map<String, Value>),
+    /// Not usable (bad JSON, too large…): start afresh and overwrite it.
+    Corrupt(String),
+    /// Refused for safety (see [`DiskCache::read`]): neither trusted nor replaced.
+    Insecure(String),
+}
+
+/// Read a JSON object from a file of ours beside the caches, under the
+/// cache file's rules (0600, ours, not a symlink, in a directory of ours).
+pub(super) fn read_private_json(path: &Path, what: &str) -> PrivateRead {
+    if let Err(reason) = check_cache_dir(path) {
+        return PrivateRead::Insecure(reason);
+    }
+    match read_secure(path, what) {
+        Ok(map) => PrivateRead::Object(map),
+        Err(ReadFailure::Missing) => PrivateRead::Missing,
+        Err(ReadFailure::Corrupt(reason)) => PrivateRead::Corrupt(reason),
+        Err(ReadFailure::Insecure(reason)) => PrivateRead::Insecure(reason),
+    }
 }
 
 /// Read the credentials file of a `user_oauth` profile (an interactive
@@ -797,16 +815,56 @@ fn wipe(v: Value) {
     }
 }
 
-fn parent_dir(path: &Path) -> &Path {
+pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
 }
 
+/// Write `bytes` to `path` as every file we write is written (the token
+/// cache, the record of presented identity tokens, profiles, a ready file,
+/// Claude Code's settings): the directory
+/// created 0700 if missing, the file 0600, atomically ([`replace_file`]), so
+/// a reader sees the old content or the new, never a part, and nobody else
+/// can read it. `what` names the file in the error, which says which step
+/// failed.
+pub fn write_private_file(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
+    let dir = parent_dir(path);
+    let fail = |step: &str, e: io::Error| {
+        Error::config(format!(
+            "could not write the {what} {}: {step}: {e}. Check that {} is writable by this user",
+            path.display(),
+            dir.display()
+        ))
+    };
+    ensure_dir(dir).map_err(|e| fail("creating its directory", e))?;
+    replace_file(dir, path, bytes).map_err(|(step, e)| fail(step, e))
+}
+
+/// Replace `path` (in `dir`) with `bytes` atomically, the way every file we
+/// write is written (the token cache, the externally rotated profile): a
+/// unique temporary file (0600, `O_EXCL`, never through a symlink) in the same
+/// directory, written and fsynced, renamed over `path` (a symlink there is
+/// replaced, never followed), then the directory fsynced (best effort). On any
+/// failure the temporary file is removed and `path` is untouched; the error
+/// says which step failed.
+fn replace_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::result::Result<(), (&'static str, io::Error)> {
+    let (mut file, tmp) = create_temp(dir, path).map_err(|e| ("creating a temporary file", e))?;
+    let mut guard = RemoveOnDrop(Some(tmp.clone()));
+    set_mode(&file, 0o600).map_err(|e| ("setting mode 0600", e))?;
+    file.write_all(bytes).map_err(|e| ("writing", e))?;
+    file.sync_all().map_err(|e| ("syncing", e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| ("renaming the temporary file into place", e))?;
+    guard.0 = None;
+    sync_dir(dir);
+    Ok(())
+}
+
 /// Create `dir` and any missing ancestors, each 0700 (exactly, whatever the
 /// umask). Existing directories are not touched.
-fn ensure_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => return Ok(()),
         Ok(_) => return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a directory")),
@@ -971,6 +1029,25 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.ends_with(".tmp"))
             .collect()
+    }
+
+    #[test]
+    fn private_files_are_0600_in_0700_directories_and_replaced_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("a/b/ready");
+        write_private_file(&path, "ready file", b"one\n").unwrap();
+        assert_eq!((mode(&path), mode(&d.path().join("a")), mode(&d.path().join("a/b"))), (0o600, 0o700, 0o700));
+        // A symlink planted at the path is replaced, not followed.
+        let victim = d.path().join("victim");
+        put(&victim, "keep", 0o644);
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_private_file(&path, "ready file", b"two\n").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "two\n");
+        assert!(leftovers(&d.path().join("a/b")).is_empty());
+        let e = write_private_file(&d.path().join("victim/x"), "ready file", b"").unwrap_err().to_string();
+        assert!(e.contains("ready file") && e.contains("victim"), "{e}");
     }
 
     fn reason(read: DiskRead) -> (&'static str, String) {

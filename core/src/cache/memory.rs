@@ -81,6 +81,9 @@ struct State {
     epoch: u64,
     /// Set by `invalidate()`: the next refresh is forced.
     force_next: bool,
+    /// Refreshes that failed so far, and the last failure's error.
+    failures: u64,
+    last_error: Option<Error>,
 }
 
 struct Entry {
@@ -230,6 +233,25 @@ impl MemoryCache {
         self.lock().inflight.as_ref().map_or(0, |f| f.joined.load(Ordering::SeqCst))
     }
 
+    /// When the cached token becomes due for refresh for a caller with
+    /// `margin` (unix seconds: from then on it is no longer fresh), or `None`
+    /// with no token or one that never expires. For holders that refresh
+    /// ahead of need on a timer (the daemon) instead of on each call.
+    pub fn refresh_due_at(&self, margin: HandOutMargin) -> Option<i64> {
+        let st = self.lock();
+        let entry = st.token.as_ref()?;
+        let expires_at = entry.token.expires_at?;
+        Some(expires_at.saturating_sub(Thresholds::new(entry.lifetime, margin).refresh))
+    }
+
+    /// How many refreshes have failed so far (a failed advisory refresh too,
+    /// whose caller was served the old token) and the last failure's error;
+    /// `None` before the first failure.
+    pub fn last_failure(&self) -> Option<(u64, Error)> {
+        let st = self.lock();
+        st.last_error.clone().map(|e| (st.failures, e))
+    }
+
     /// The cached token, whatever its state (status displays; no policy).
     pub fn peek(&self) -> Option<CachedToken> {
         self.lock().token.as_ref().map(|e| e.token.clone())
@@ -366,20 +388,24 @@ impl MemoryCache {
                 }
                 Ok(token.clone())
             }
-            Err(err) => match fallback {
-                Some((old, lifetime)) => {
-                    st.backoff_until = now + ADVISORY_BACKOFF_SECONDS;
-                    // Serve the old token only if it is still usable now (the
-                    // failed refresh may have taken a while).
-                    let old = Entry { token: old, lifetime, completion: 0, forced: false };
-                    if standing(&old, now, margin) != Standing::Unusable {
-                        Ok(old.token)
-                    } else {
-                        Err(err.clone())
+            Err(err) => {
+                st.failures += 1;
+                st.last_error = Some(err.clone());
+                match fallback {
+                    Some((old, lifetime)) => {
+                        st.backoff_until = now + ADVISORY_BACKOFF_SECONDS;
+                        // Serve the old token only if it is still usable now (the
+                        // failed refresh may have taken a while).
+                        let old = Entry { token: old, lifetime, completion: 0, forced: false };
+                        if standing(&old, now, margin) != Standing::Unusable {
+                            Ok(old.token)
+                        } else {
+                            Err(err.clone())
+                        }
                     }
+                    None => Err(err.clone()),
                 }
-                None => Err(err.clone()),
-            },
+            }
         };
         drop(st);
         flight.finish(Outcome::Done(result));
@@ -561,6 +587,34 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         let t = cache.get_or_refresh(false, HandOutMargin::AtLeast(300), minting(&calls, &clock, 3600)).await.unwrap();
         assert_eq!(name(&t), "t3");
+    }
+
+    #[tokio::test]
+    async fn a_timer_holder_learns_when_the_token_is_due_and_why_a_refresh_failed() {
+        let (clock, cache) = setup();
+        assert_eq!(cache.refresh_due_at(HandOutMargin::RotatedFile), None);
+        assert!(cache.last_failure().is_none());
+        let calls = Arc::new(AtomicUsize::new(0));
+        cache.get_or_refresh(false, HandOutMargin::RotatedFile, minting(&calls, &clock, 600)).await.unwrap();
+        // The policy's bounds for a 600 s token: due 360 s before expiry for the rotated file, 120 s for the SDKs.
+        assert_eq!(cache.refresh_due_at(HandOutMargin::RotatedFile), Some(T0 + 240));
+        assert_eq!(cache.refresh_due_at(NONE), Some(T0 + 480));
+        clock.set(T0 + 239);
+        assert!(cache.get_fresh(clock.now(), HandOutMargin::RotatedFile).is_some());
+        clock.set(T0 + 240);
+        assert!(cache.get_fresh(clock.now(), HandOutMargin::RotatedFile).is_none());
+        // A failed advisory refresh serves the old token, and the failure is kept for the holder to report.
+        let t = cache.get_or_refresh(false, HandOutMargin::RotatedFile, failing(&calls)).await.unwrap();
+        assert_eq!(name(&t), "t1");
+        let (n, e) = cache.last_failure().expect("recorded");
+        assert_eq!(n, 1);
+        assert!(e.to_string().contains("token endpoint unreachable"), "{e}");
+        clock.advance(ADVISORY_BACKOFF_SECONDS);
+        cache.get_or_refresh(false, HandOutMargin::RotatedFile, failing(&calls)).await.unwrap();
+        assert_eq!(cache.last_failure().map(|(n, _)| n), Some(2));
+        // A token that never expires is never due.
+        cache.insert(tok("static", None, None));
+        assert_eq!(cache.refresh_due_at(HandOutMargin::RotatedFile), None);
     }
 
     /// A refresh that blocks until released, and tells when it has started.

@@ -19,6 +19,22 @@
 //! shifts the advisory window up with it, so the window keeps its width.
 //!
 //! A face does not say who it is: it passes a [`HandOutMargin`], a plain value.
+//!
+//! **The externally rotated credentials file** (docs/design.md §2, §5): a
+//! holder that keeps `credentials/<profile>.json` fresh for readers that only
+//! re-read it (the official SDKs and Claude Code with a `user_oauth` profile
+//! without `client_id`: `anthropic-wif daemon`, `exec`'s private profile)
+//! uses [`HandOutMargin::RotatedFile`]. The readers' windows are not scaled:
+//! their caches look again [`READER_ADVISORY_SECONDS`] (Java; 120 s for the
+//! others) before expiry, and Node, Go and C# refuse a token within
+//! [`MANDATORY_REFRESH_SECONDS`] of it. So the file's token is replaced when
+//! `min(READER_ADVISORY_SECONDS + REWRITE_LEAD_SECONDS, lifetime * 3/4)`
+//! seconds are left: 360 s for every token of 8 minutes or more (a minute
+//! before any reader's cache looks again), and after the first quarter of a
+//! shorter one's life (a 60 s token is replaced 45 s before expiry, 15 s
+//! before the first reader would refuse it; [`rotated_file_lead`]).
+//! Every other face's refresh bound is below this one, so a holder of the
+//! file refreshes first and a `token` call beside it finds the new token.
 
 use std::time::Duration;
 
@@ -36,6 +52,13 @@ pub const ADVISORY_BACKOFF_SECONDS: i64 = 5;
 /// the cache calls the token endpoint again for this long (recorded in the
 /// cache's lock file).
 pub const REFRESH_FAILURE_BACKOFF_SECONDS: i64 = 30;
+/// The longest advisory window of a reader of the externally rotated
+/// credentials file: the Java SDK's cache looks for a new token this long
+/// before expiry (the other SDKs 120 s, PHP only then; docs/sdk-profiles.md §4).
+pub const READER_ADVISORY_SECONDS: i64 = 300;
+/// How long before [`READER_ADVISORY_SECONDS`] the holder of the externally
+/// rotated file replaces a long-lived token.
+pub const REWRITE_LEAD_SECONDS: i64 = 60;
 /// The lifetime assumed for a token whose lifetime is unknown (one written
 /// by an official SDK): the Console's default rule lifetime.
 pub const ASSUMED_LIFETIME_SECONDS: i64 = 600;
@@ -74,6 +97,11 @@ pub enum HandOutMargin {
     /// token with less is never handed out, even when a refresh fails.
     /// Negative counts as 0.
     AtLeast(i64),
+    /// For the holder of an externally rotated credentials file (module
+    /// docs): `min(READER_ADVISORY_SECONDS + REWRITE_LEAD_SECONDS, lifetime * 3/4)`
+    /// seconds, preferred but not required (when a refresh fails the token is
+    /// still handed out down to the mandatory window: it is all the readers have).
+    RotatedFile,
 }
 
 /// The stream allowance of [`HandOutMargin::STREAM_SAFE`], in seconds.
@@ -89,6 +117,9 @@ impl HandOutMargin {
             HandOutMargin::RefreshPolicy => 0,
             HandOutMargin::StreamSafe { allowance } => allowance.max(0).min(lifetime.max(0) / 2),
             HandOutMargin::AtLeast(n) => n.max(0),
+            HandOutMargin::RotatedFile => {
+                (READER_ADVISORY_SECONDS + REWRITE_LEAD_SECONDS).min(lifetime.max(0).saturating_mul(3) / 4)
+            }
         }
     }
 
@@ -96,7 +127,7 @@ impl HandOutMargin {
     pub fn floor(self) -> i64 {
         match self {
             HandOutMargin::AtLeast(n) => n.max(0),
-            HandOutMargin::RefreshPolicy | HandOutMargin::StreamSafe { .. } => 0,
+            HandOutMargin::RefreshPolicy | HandOutMargin::StreamSafe { .. } | HandOutMargin::RotatedFile => 0,
         }
     }
 }
@@ -160,6 +191,16 @@ impl CachedToken {
             Some(exp) => Thresholds::new(lifetime_or_assumed(self.lifetime), margin).standing(exp.saturating_sub(now)),
         }
     }
+}
+
+/// For a token of `lifetime` seconds in an externally rotated credentials
+/// file: how many seconds pass between its replacement
+/// ([`HandOutMargin::RotatedFile`]) and the moment the first reader (Node,
+/// Go, C#: [`MANDATORY_REFRESH_SECONDS`] before expiry) would refuse it. At
+/// or below 0 such readers fail for a while in every rotation: the token is
+/// too short (the server's rules give at least 60 s, a lead of 15 s).
+pub fn rotated_file_lead(lifetime: i64) -> i64 {
+    Thresholds::new(lifetime, HandOutMargin::RotatedFile).refresh - MANDATORY_REFRESH_SECONDS
 }
 
 /// How long a holder that retries on its own (the proxy) waits after
@@ -240,6 +281,34 @@ mod tests {
         assert_eq!(tok(Some(1_031), None).standing(1_000, HandOutMargin::RefreshPolicy), Standing::RefreshDue);
         // A 60 s token: mandatory 15 s.
         assert_eq!(tok(Some(1_016), Some(60)).standing(1_000, HandOutMargin::RefreshPolicy), Standing::RefreshDue);
+    }
+
+    #[test]
+    fn the_rotated_file_is_replaced_before_every_readers_window() {
+        let t = |lifetime| Thresholds::new(lifetime, HandOutMargin::RotatedFile);
+        // Long tokens: 360 s before expiry, a minute ahead of Java's 300 s advisory window.
+        assert_eq!(t(600), Thresholds { refresh: 360, floor: 30 });
+        assert_eq!(t(3600), Thresholds { refresh: 360, floor: 30 });
+        assert_eq!(t(86_400).refresh, 360);
+        assert_eq!(t(480).refresh, 360);
+        // Shorter ones after a quarter of their life: still ahead of the SDKs' 120 s window from 160 s on,
+        // and always ahead of the 30 s in which Node, Go and C# refuse a token.
+        assert_eq!(t(300), Thresholds { refresh: 225, floor: 30 });
+        assert_eq!(t(160).refresh, 120);
+        assert_eq!(t(60), Thresholds { refresh: 45, floor: 15 });
+        assert_eq!(rotated_file_lead(60), 15);
+        assert_eq!(rotated_file_lead(600), 330);
+        assert!(rotated_file_lead(40) <= 0, "a 40 s token cannot be replaced before readers refuse it");
+        assert_eq!(t(0), Thresholds { refresh: 0, floor: 0 });
+        assert_eq!(HandOutMargin::RotatedFile.floor(), 0);
+        // Whoever keeps the file refreshes first: every other face's bound is at or below its own
+        // (the proxy's strict allowance excepted, which then makes the one exchange itself).
+        for lifetime in [60, 90, 120, 300, 600, 3600, 86_400] {
+            let own = t(lifetime).refresh;
+            for other in [HandOutMargin::RefreshPolicy, HandOutMargin::STREAM_SAFE] {
+                assert!(Thresholds::new(lifetime, other).refresh <= own, "{lifetime} s, {other:?}");
+            }
+        }
     }
 
     #[test]

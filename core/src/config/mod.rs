@@ -5,6 +5,7 @@
 
 pub mod ids;
 pub mod profile;
+pub mod rotated;
 
 pub use crate::env::Env;
 pub use crate::option_table::FieldNames;

@@ -280,6 +280,8 @@ pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile
                 opt_str(auth, "service_account_id", "authentication.service_account_id").map_err(&ctx)?;
             let identity_token = match auth.get("identity_token") {
                 None | Some(Value::Null) => None,
+                // Ruby's SDK writes a bare string: the token file's path (docs/sdk-profiles.md §1).
+                Some(Value::String(path)) => Some(IdentitySpec::bare_path(path).map_err(&ctx)?),
                 Some(v) => Some(IdentitySpec::from_json(v, "authentication.identity_token").map_err(&ctx)?),
             };
             ProfileAuth::OidcFederation {
@@ -505,9 +507,10 @@ mod tests {
             ),
             (r#"{"version": "2.0", "authentication": {"type": "oidc_federation"}}"#, "unsupported \"version\""),
             (
-                r#"{"authentication": {"type": "oidc_federation", "identity_token": "x"}}"#,
+                r#"{"authentication": {"type": "oidc_federation", "identity_token": 5}}"#,
                 "must be an identity-token source object",
             ),
+            (r#"{"authentication": {"type": "oidc_federation", "identity_token": " "}}"#, "an empty string"),
             (r#"{"authentication": {"type": "oidc_federation", "identity_token": {}}}"#, "has no \"source\""),
             (
                 r#"{"authentication": {"type": "oidc_federation", "identity_token": {"source": "file"}}}"#,

@@ -65,6 +65,7 @@ fn check_spec(jwt: &str, spec: &IdentitySpec, aud: &str) -> (Report, IdentityRep
         size_bytes: None,
         token: None,
         decode_error: None,
+        record: None,
     };
     check_token(&mut report, &mut idr, &Secret::new(jwt), spec, aud, now());
     (report.finish(), idr)
@@ -529,7 +530,7 @@ fn cache_states() {
 
 #[test]
 fn exchange_is_skipped_when_the_diagnosis_found_errors() {
-    let jwt = make_jwt(good_header(), with(good_claims(), "exp", json!(now() - 5)));
+    let jwt = make_jwt(good_header(), with(good_claims(), "exp", json!(now() - 100)));
     // An unreachable base URL: nothing may be sent anyway.
     let fx = Fixture::new().federation(&jwt).set("ANTHROPIC_BASE_URL", "http://127.0.0.1:9");
     let r = diagnose(&fx.options(), true);

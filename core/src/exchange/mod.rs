@@ -5,6 +5,9 @@
 //! - [`exchange_once`]: one POST, its answer judged and mapped to an [`Error`].
 //! - [`exchange_with_retry`]: transient failures retried with a fresh identity
 //!   token each time (the server accepts each JWT only once), within a budget.
+//! - Every attempt tells its [`Presentation`] what became of the identity
+//!   token ([`Fate`]): the provider keeps the record of consumed identity
+//!   tokens with it (`cache/consumed.rs`).
 //!
 //! Nothing secret reaches a message: server strings keep only the RFC 6749
 //! §5.2 / Anthropic error fields, scrubbed of the assertion and any token.
@@ -90,6 +93,49 @@ impl Default for RetryPolicy {
     }
 }
 
+/// What became of an identity token handed to the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// It never left this machine: refused before sending, or no connection
+    /// to the endpoint was made.
+    NotSent,
+    /// The server exchanged it: it is consumed.
+    Exchanged,
+    /// The server refused it (401, or 400 `invalid_grant`).
+    Refused,
+    /// Sent, but whether the server used it is unknown (5xx, 429, a time-out,
+    /// a lost connection, an answer that is not a usable token).
+    Unknown,
+}
+
+/// An identity token to present, and who to tell what became of it.
+pub trait Presentation: Send {
+    /// The identity token.
+    fn assertion(&self) -> &Secret;
+    /// Called once, after the attempt, with its fate. A note returned is
+    /// appended to the attempt's error.
+    fn settle(self, fate: Fate) -> impl std::future::Future<Output = Option<String>> + Send;
+}
+
+/// A bare token: nobody to tell.
+impl Presentation for Secret {
+    fn assertion(&self) -> &Secret {
+        self
+    }
+    async fn settle(self, _fate: Fate) -> Option<String> {
+        None
+    }
+}
+
+impl Presentation for &Secret {
+    fn assertion(&self) -> &Secret {
+        self
+    }
+    async fn settle(self, _fate: Fate) -> Option<String> {
+        None
+    }
+}
+
 /// One failed attempt: the error to report, and what a retry loop needs.
 struct Failure {
     error: Error,
@@ -97,34 +143,66 @@ struct Failure {
     retry_after: Option<Duration>,
     /// 401, or 400 `invalid_grant`: the server refused this identity token.
     refused_token: bool,
+    /// The request may have reached the server (false only when it surely
+    /// did not: refused before sending, no connection made).
+    sent: bool,
 }
 
 impl Failure {
     fn fatal(error: Error) -> Self {
-        Failure { error, retryable: false, retry_after: None, refused_token: false }
+        Failure { error, retryable: false, retry_after: None, refused_token: false, sent: true }
     }
     fn transient(error: Error) -> Self {
-        Failure { error, retryable: true, retry_after: None, refused_token: false }
+        Failure { error, retryable: true, retry_after: None, refused_token: false, sent: true }
+    }
+    /// Before anything was sent.
+    fn unsent(error: Error) -> Self {
+        Failure { sent: false, ..Failure::fatal(error) }
+    }
+    fn fate(&self) -> Fate {
+        if self.refused_token {
+            Fate::Refused
+        } else if self.sent {
+            Fate::Unknown
+        } else {
+            Fate::NotSent
+        }
     }
 }
 
-/// One exchange: POST the assertion, judge the answer. No retries; 30 s
-/// time-out. Callers that retry should use [`exchange_with_retry`].
-pub async fn exchange_once(params: &ExchangeParams, assertion: &Secret) -> Result<TokenResponse> {
-    attempt(params, assertion, DEFAULT_TIMEOUT).await.map_err(|f| f.error)
+/// One exchange: POST the assertion, judge the answer, tell the
+/// presentation its fate. No retries; 30 s time-out. Callers that retry
+/// should use [`exchange_with_retry`].
+pub async fn exchange_once<P: Presentation>(params: &ExchangeParams, presented: P) -> Result<TokenResponse> {
+    match attempt(params, presented.assertion(), DEFAULT_TIMEOUT).await {
+        Ok(token) => {
+            presented.settle(Fate::Exchanged).await;
+            Ok(token)
+        }
+        Err(failure) => {
+            let note = presented.settle(failure.fate()).await;
+            let mut error = failure.error;
+            if let Some(note) = note {
+                error.append(format!(" {note}"));
+            }
+            Err(error)
+        }
+    }
 }
 
 /// Exchange, retrying transient failures; `get_assertion` is called before
 /// every attempt, because the server accepts each JWT only once. An error
-/// from `get_assertion` is returned as is, at once.
-pub async fn exchange_with_retry<F, Fut>(
+/// from `get_assertion` is returned as is, at once. Each presentation is told
+/// its fate after its attempt ([`Presentation::settle`]).
+pub async fn exchange_with_retry<F, Fut, P>(
     params: &ExchangeParams,
     policy: &RetryPolicy,
     mut get_assertion: F,
 ) -> Result<TokenResponse>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Secret>>,
+    Fut: std::future::Future<Output = Result<P>>,
+    P: Presentation,
 {
     // A bad base URL is a configuration error: say so before touching the
     // identity source (which may mint a single-use token).
@@ -154,21 +232,29 @@ where
             return Err(out_of_budget(last, attempt_no));
         }
         attempt_no += 1;
-        let assertion = get_assertion().await?;
-        let fingerprint: [u8; 32] = Sha256::digest(assertion.expose().trim().as_bytes()).into();
+        let presented = get_assertion().await?;
+        let fingerprint: [u8; 32] = Sha256::digest(presented.assertion().expose().trim().as_bytes()).into();
         let resent = sent.contains(&fingerprint);
         sent.push(fingerprint);
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
+            presented.settle(Fate::NotSent).await;
             // The source took the rest of the budget: nothing is sent.
             return Err(out_of_budget(last, attempt_no - 1));
         }
-        let failure = match attempt(params, &assertion, policy.timeout.min(left)).await {
-            Ok(token) => return Ok(token),
+        let failure = match attempt(params, presented.assertion(), policy.timeout.min(left)).await {
+            Ok(token) => {
+                presented.settle(Fate::Exchanged).await;
+                return Ok(token);
+            }
             Err(f) => f,
         };
-        drop(assertion);
-        let Failure { mut error, retryable, retry_after, refused_token } = failure;
+        let note = presented.settle(failure.fate()).await;
+        let Failure { mut error, retryable, retry_after, refused_token, .. } = failure;
+        // The note of an earlier presentation would repeat the one below.
+        if let Some(note) = note.filter(|_| !resent) {
+            error.append(format!(" {note}"));
+        }
         if refused_token && resent {
             error.append(
                 " Note: this attempt re-sent the same identity token as an earlier attempt: the identity-token \
@@ -311,15 +397,15 @@ fn header_value(name: &str, value: &str) -> Result<HeaderValue> {
 
 /// One attempt within `timeout` (connect, send and the whole answer).
 async fn attempt(params: &ExchangeParams, assertion: &Secret, timeout: Duration) -> Result<TokenResponse, Failure> {
-    let (endpoint, jwt) = check_inputs(params, assertion).map_err(Failure::fatal)?;
-    let body = request_body(params, jwt).map_err(Failure::fatal)?;
-    let client = crate::runtime::http_client(&params.net).map_err(Failure::fatal)?;
+    let (endpoint, jwt) = check_inputs(params, assertion).map_err(Failure::unsent)?;
+    let body = request_body(params, jwt).map_err(Failure::unsent)?;
+    let client = crate::runtime::http_client(&params.net).map_err(Failure::unsent)?;
 
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     headers.insert("anthropic-beta", HeaderValue::from_static(BETA_HEADER_VALUE));
-    headers.insert(USER_AGENT, header_value("User-Agent", params.user_agent.trim()).map_err(Failure::fatal)?);
+    headers.insert(USER_AGENT, header_value("User-Agent", params.user_agent.trim()).map_err(Failure::unsent)?);
 
     let request = client.post(&endpoint).headers(headers).body(crate::secret::wiped_body(body)).timeout(timeout);
     let work = async {
@@ -347,10 +433,11 @@ fn transport_failure(e: &reqwest::Error, endpoint: &str, timeout: Duration, jwt:
     }
     let cause = causes(e, jwt);
     if e.is_builder() {
-        return Failure::fatal(Error::internal(format!("cannot build the request to {endpoint}: {cause}")));
+        return Failure::unsent(Error::internal(format!("cannot build the request to {endpoint}: {cause}")));
     }
     let what = if e.is_connect() { "cannot connect to" } else { "lost the connection to" };
-    Failure::transient(Error::unavailable(format!("{what} the token endpoint {endpoint}: {cause}")))
+    let failure = Failure::transient(Error::unavailable(format!("{what} the token endpoint {endpoint}: {cause}")));
+    Failure { sent: !e.is_connect(), ..failure }
 }
 
 /// The causes beneath a reqwest error (its own text repeats the URL), scrubbed.
@@ -465,7 +552,7 @@ async fn judge(
             let error = decorate(Error::unavailable(format!(
                 "the token endpoint {endpoint} answered HTTP {code}{rid_text} but {why}"
             )));
-            return Err(Failure { error, retryable: true, retry_after: None, refused_token: false });
+            return Err(Failure::transient(error));
         }
     };
 
@@ -555,5 +642,11 @@ async fn judge(
     let refused_token = code == 401 || (code == 400 && error_code.as_deref() == Some("invalid_grant"));
     let message = format!("the token endpoint {endpoint} {what}: HTTP {code}{reason}{rid_text}: {detail}.{hint}");
     let error = decorate(Error::new(kind, message)).with_error_code(error_code);
-    Err(Failure { error, retryable, retry_after: if retryable { retry_after } else { None }, refused_token })
+    Err(Failure {
+        error,
+        retryable,
+        retry_after: if retryable { retry_after } else { None },
+        refused_token,
+        sent: true,
+    })
 }

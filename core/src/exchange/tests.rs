@@ -950,7 +950,7 @@ fn an_identity_error_aborts_at_once() {
         assert_eq!(s.hits().len(), 1);
 
         let e = exchange_with_retry(&params(&s.base_url), &fast_policy(5), || {
-            std::future::ready(Err(Error::identity("no source")))
+            std::future::ready(Err::<Secret, _>(Error::identity("no source")))
         })
         .await
         .expect_err("identity first");

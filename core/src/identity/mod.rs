@@ -54,8 +54,14 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.anthropic.com";
 pub enum IdentitySpec {
     /// A file, re-read at every exchange (projected Kubernetes tokens rotate).
     File { path: PathBuf },
-    /// An environment variable holding the JWT itself.
-    Env { var: String },
+    /// An environment variable holding the JWT itself. The other SDKs'
+    /// spellings of the variable's name are accepted too (docs/sdk-profiles.md
+    /// §1): Ruby's `value`, PHP's `env_var` (exactly one of the three), and
+    /// none at all means PHP's default, `ANTHROPIC_IDENTITY_TOKEN`.
+    Env {
+        #[serde(alias = "value", alias = "env_var", default = "default_env_var")]
+        var: String,
+    },
     /// A program (no shell); its stdout is the token.
     Command {
         command: Vec<String>,
@@ -144,6 +150,44 @@ pub enum IdentitySpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
     },
+    /// The JWT written into the configuration itself: PHP's
+    /// `{"source": "literal", "token": …}`, and Java's `{"source": "value",
+    /// "path": …}` (the JWT in a field named `path`). Never shown: `Debug`
+    /// redacts it and it serialises as `(not shown)`. Like any identity
+    /// token it serves one exchange.
+    #[serde(alias = "value")]
+    Literal {
+        #[serde(alias = "path", serialize_with = "withheld", deserialize_with = "secret")]
+        token: Secret,
+    },
+}
+
+/// PHP's default variable for `{"source": "env"}` without a name.
+fn default_env_var() -> String {
+    "ANTHROPIC_IDENTITY_TOKEN".to_string()
+}
+
+fn withheld<S: serde::Serializer>(_: &Secret, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str("(not shown)")
+}
+
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Secret, D::Error> {
+    String::deserialize(d).map(Secret::new)
+}
+
+/// What a source can do when the token it handed back must not be sent
+/// (this machine already exchanged it, or it expired): the rule of the
+/// consumed-token guard (docs/design.md §1, `cache/consumed.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// A file that something else rewrites (the kubelet, spiffe-helper, a CI
+    /// step): wait, bounded, for it to change.
+    Rotates,
+    /// Asking again mints a new token (a command, a URL, a metadata or token
+    /// service, the Workload API): fetch again.
+    Mints,
+    /// The same token until the configuration changes (a variable): fail.
+    Fixed,
 }
 
 /// The preset names accepted by [`IdentitySpec::preset`] (the CLI's
@@ -249,11 +293,36 @@ impl IdentitySpec {
             IdentitySpec::Spiffe { path: Some(p), .. } => format!("SPIFFE JWT-SVID file {}", p.display()),
             IdentitySpec::Spiffe { .. } => "SPIFFE JWT-SVID from the Workload API".to_string(),
             IdentitySpec::Auto { .. } => "automatically detected identity source".to_string(),
+            IdentitySpec::Literal { .. } => "identity token written in the configuration (literal)".to_string(),
         }
     }
 }
 
 impl IdentitySpec {
+    /// How this source renews its token ([`Renewal`]). `auto` counts as
+    /// minting: fetching again covers whatever it detects.
+    pub fn renewal(&self) -> Renewal {
+        match self {
+            IdentitySpec::File { .. }
+            | IdentitySpec::Kubernetes { .. }
+            | IdentitySpec::Spiffe { path: Some(_), .. } => Renewal::Rotates,
+            IdentitySpec::Command { .. }
+            | IdentitySpec::Url { .. }
+            | IdentitySpec::GithubActions { .. }
+            | IdentitySpec::GcpMetadata { .. }
+            | IdentitySpec::AzureImds { .. }
+            | IdentitySpec::AwsSts { .. }
+            | IdentitySpec::Spiffe { path: None, .. }
+            | IdentitySpec::Auto { .. } => Renewal::Mints,
+            IdentitySpec::Env { .. }
+            | IdentitySpec::Literal { .. }
+            | IdentitySpec::Gitlab { .. }
+            | IdentitySpec::Circleci { .. }
+            | IdentitySpec::Bitbucket { .. }
+            | IdentitySpec::Terraform { .. } => Renewal::Fixed,
+        }
+    }
+
     /// The environment variables that hold this source's secrets: the
     /// identity token itself, or a credential whose only use is to mint one.
     /// `exec` removes them from its command's environment (with the SDKs'
@@ -296,6 +365,8 @@ impl IdentitySpec {
             .iter()
             .flat_map(IdentitySpec::secret_env_vars)
             .collect(),
+            // In the configuration itself, not in a variable.
+            IdentitySpec::Literal { .. } => vec![],
             IdentitySpec::File { .. }
             | IdentitySpec::Command { .. }
             | IdentitySpec::GcpMetadata { .. }
@@ -359,6 +430,7 @@ async fn fetch_concrete(spec: &IdentitySpec, env: &Env) -> Result<Secret> {
             };
             spiffe::fetch(p, env, &source).await
         }
+        IdentitySpec::Literal { token } => finish(token.expose().to_string(), &source),
         IdentitySpec::Auto { .. } => Err(Error::internal("identity source auto: detection chose auto again")),
     }
 }

@@ -43,7 +43,7 @@ impl IdentitySpec {
         if !supported.iter().any(|s| s == source) {
             let shown = if looks_secret(source) { "(value not shown)".to_string() } else { format!("{source:?}") };
             return Err(format!(
-                "{field}.source {shown} is not supported; supported sources: {}. Note that the official SDKs support only \"file\": a profile with any other source works only with anthropic-wif as the credential provider",
+                "{field}.source {shown} is not supported; supported sources: {}. Note that the official SDKs support only \"file\" (a few of them env, literal or value: docs/sdk-profiles.md §1): a profile with any other source works only with anthropic-wif as the credential provider",
                 supported.join(", ")
             ));
         }
@@ -51,6 +51,15 @@ impl IdentitySpec {
             .map_err(|e| format!("{field} (source {source:?}) is invalid: {}", scrub(&e.to_string(), &[], 300)))?;
         spec.validate(field)?;
         Ok(spec)
+    }
+
+    /// Ruby's shape in a profile: a bare string instead of an object is the
+    /// path of the token file (docs/sdk-profiles.md §1).
+    pub fn bare_path(path: &str) -> Result<IdentitySpec, String> {
+        if path.trim().is_empty() {
+            return Err(format!("authentication.identity_token is an empty string; give the identity token file's path, or an object such as {EXAMPLE}"));
+        }
+        Ok(IdentitySpec::File { path: path.into() })
     }
 
     /// [`IdentitySpec::from_json`] of JSON text (the CLI's `--identity-token`).

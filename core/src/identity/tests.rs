@@ -851,6 +851,46 @@ fn spec_json_shapes_round_trip() {
 }
 
 #[test]
+fn other_sdks_identity_token_shapes_map_onto_ours() {
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+    let env_spec = |v: &str| IdentitySpec::Env { var: v.into() };
+    let cases: Vec<(String, IdentitySpec)> = vec![
+        // Ruby: the variable's name in `value`; PHP: in `env_var`, or PHP's default.
+        (r#"{"source":"env","value":"MY_JWT"}"#.into(), env_spec("MY_JWT")),
+        (r#"{"source":"env","env_var":"MY_JWT"}"#.into(), env_spec("MY_JWT")),
+        (r#"{"source":"env"}"#.into(), env_spec("ANTHROPIC_IDENTITY_TOKEN")),
+        // PHP: the JWT itself in `token`; Java: in `path`, with source `value`.
+        (format!(r#"{{"source":"literal","token":"{jwt}"}}"#), IdentitySpec::Literal { token: Secret::new(jwt) }),
+        (format!(r#"{{"source":"value","path":"{jwt}"}}"#), IdentitySpec::Literal { token: Secret::new(jwt) }),
+    ];
+    for (json, want) in cases {
+        let spec: IdentitySpec = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(spec, want, "{json}");
+        // Never shown: not in Debug, serialisation or the description.
+        for shown in [format!("{spec:?}"), serde_json::to_string(&spec).unwrap(), spec.describe()] {
+            assert!(!shown.contains("eyJ"), "{shown}");
+        }
+    }
+    // The variable each names is declared secret (exec keeps it from CMD).
+    let spec: IdentitySpec = serde_json::from_str(r#"{"source":"env","env_var":"PHP_JWT"}"#).unwrap();
+    assert_eq!(spec.secret_env_vars(), vec!["PHP_JWT".to_string()]);
+    let spec: IdentitySpec = serde_json::from_str(r#"{"source":"env"}"#).unwrap();
+    assert_eq!(spec.secret_env_vars(), vec!["ANTHROPIC_IDENTITY_TOKEN".to_string()]);
+    // Two names for one variable is an error, as is a literal without its token.
+    assert!(serde_json::from_str::<IdentitySpec>(r#"{"source":"env","var":"A","value":"B"}"#).is_err());
+    let e = serde_json::from_str::<IdentitySpec>(r#"{"source":"literal"}"#).unwrap_err().to_string();
+    assert!(e.contains("token"), "{e}");
+    // A literal serves its token (one exchange), a source that cannot change.
+    let spec = IdentitySpec::Literal { token: Secret::new(jwt) };
+    let got = crate::runtime::block_on(fetch(&spec, &Env::default())).unwrap();
+    assert_eq!(got.expose(), jwt);
+    assert_eq!(spec.renewal(), Renewal::Fixed);
+    // Ruby: a bare string is the token file's path.
+    assert_eq!(IdentitySpec::bare_path("/t").unwrap(), IdentitySpec::File { path: "/t".into() });
+    assert!(IdentitySpec::bare_path("").is_err());
+}
+
+#[test]
 fn fetch_future_is_send() {
     // The provider spawns fetches on the multi-thread runtime.
     fn assert_send<T: Send>(_: &T) {}
