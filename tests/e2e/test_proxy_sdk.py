@@ -86,10 +86,13 @@ def test_revoked_token_is_replaced_transparently(stack: Stack) -> None:
 
 
 def test_endpoint_down_is_a_503_with_the_reason(stack: Stack) -> None:
+    client = anthropic.Anthropic(base_url=stack.url, api_key="placeholder", max_retries=0)
+    # A token in use first: the proxy obtains its first one in the background after it starts listening,
+    # and that exchange must not land between the revocation and the faults below.
+    client.messages.create(model=MODEL, max_tokens=16, messages=MESSAGES)
     stack.rotate_jwt()  # a sendable identity token (a consumed one is never sent: cli/tests/consumed.rs)
     stack.control("/_emulator/revoke", {})  # the token in use dies…
     stack.control("/_emulator/faults", {"faults": [{"kind": "status", "status": 503, "count": 1000}]})  # …and no new one
-    client = anthropic.Anthropic(base_url=stack.url, api_key="placeholder", max_retries=0)
     with pytest.raises(anthropic.APIStatusError) as e:
         client.messages.create(model=MODEL, max_tokens=16, messages=MESSAGES)
     assert e.value.status_code == 503
