@@ -207,7 +207,10 @@ export interface ProviderOptions {
   credentialsPath?: string;
   /** The identity-token source. */
   identityToken?: IdentityTokenSource;
-  /** Do not read or write the on-disk token cache (nor take its lock). Default `false`. */
+  /**
+   * Do not read or write the on-disk token cache (nor take its lock); the
+   * record of presented identity tokens is still kept. Default `false`.
+   */
   noCache?: boolean;
   /**
    * Hand out only tokens with at least this many seconds of life left, a

@@ -103,7 +103,8 @@ pub static OPTIONS: &[OptionDef] = &[
     OptionDef {
         heading: Some(CACHING_HEADING),
         ..opt("no_cache", "noCache", Some("no-cache"), Kind::Switch, "",
-            "Do not read or write the on-disk token cache (nor take its lock).")
+            "Do not read or write the on-disk token cache (nor take its lock); the record of presented identity \
+             tokens is still kept.")
     },
     OptionDef {
         heading: Some(CACHING_HEADING),

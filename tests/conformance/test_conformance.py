@@ -262,7 +262,9 @@ def run_one(face: str, case: Dict[str, Any], emu: Emulator, jwt_server: JwtServe
             out.problem = f"anthropic_wif came from {result['module']}, not an installed package"
         out.ok, out.kind, out.message = result["ok"], result.get("kind"), result.get("message", "")
     out.requests = [r for r in emu.call("GET", "/_emulator/requests") if r["path"] == "/v1/oauth/token"]
-    out.cache_files = [str(p) for p in cache.rglob("*") if p.is_file()]
+    # The access-token cache and its lock; the record of presented identity tokens is kept with
+    # no_cache too (the guard is not a cache: docs/design.md §4).
+    out.cache_files = [str(p) for p in cache.rglob("*") if p.is_file() and not p.name.startswith("presented-identity-tokens")]
     out.files = [str(p) for p in sandbox.rglob("*") if p.is_file()]
     shutil.rmtree(sandbox, ignore_errors=True)
     return out

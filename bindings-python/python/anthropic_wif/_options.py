@@ -53,7 +53,8 @@ class ProviderOptions(TypedDict, total=False):
     identity_token: Optional[IdentityTokenArg]
     """Where the identity JWT comes from."""
     no_cache: Optional[bool]
-    """Do not read or write the on-disk token cache (nor take its lock)."""
+    """Do not read or write the on-disk token cache (nor take its lock); the
+    record of presented identity tokens is still kept."""
     min_remaining: Optional[int]
     """Hand out only tokens with at least this many seconds left (0 to 86400;
     default: the refresh policy alone, as the SDK keeps its own cache)."""
