@@ -1,6 +1,7 @@
 //! The clock: unix time in whole seconds, and a [`Clock`] that tests can
 //! move by hand.
 
+#[cfg(test)]
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Current unix time in whole seconds.
@@ -24,9 +25,11 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to (tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicI64);
 
+#[cfg(test)]
 impl ManualClock {
     pub fn new(now: i64) -> Self {
         ManualClock(AtomicI64::new(now))
@@ -39,6 +42,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
         self.0.load(Ordering::SeqCst)

@@ -99,28 +99,28 @@
 
 pub mod api;
 pub mod cache;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub mod diag;
 pub mod doctor;
-pub mod env;
+pub(crate) mod env;
 pub mod error;
-pub mod exchange;
+pub(crate) mod exchange;
 #[doc(hidden)]
 pub mod fuzz_api;
 pub mod identity;
-pub mod json;
+pub(crate) mod json;
 pub mod jwt;
-pub mod option_table;
+pub(crate) mod option_table;
 pub mod options;
 pub mod process;
-pub mod provider;
+pub(crate) mod provider;
 pub mod runtime;
 pub mod schema;
-pub mod secret;
+pub(crate) mod secret;
 pub mod trusted;
 pub mod url;
-pub mod version;
+pub(crate) mod version;
 
 #[cfg(test)]
 mod proptests;
@@ -130,6 +130,7 @@ pub use clock::now_unix;
 pub use clock::utc_civil;
 pub use env::Env;
 pub use error::{Error, ErrorKind, Result};
-pub use provider::{AccessToken, Provider, ProviderOptions};
+pub use exchange::RetryPolicy;
+pub use provider::{AccessToken, Exchanged, Provider, ProviderOptions, DEFAULT_ROTATION_WAIT};
 pub use secret::Secret;
 pub use version::VERSION;

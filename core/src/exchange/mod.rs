@@ -28,9 +28,8 @@ use crate::secret::Secret;
 
 use crate::url::{check_base_url, token_endpoint};
 
-pub const BETA_OAUTH: &str = "oauth-2025-04-20";
-pub const BETA_FEDERATION: &str = "oidc-federation-2026-04-01";
-/// The `anthropic-beta` value of a jwt-bearer exchange.
+/// The `anthropic-beta` value of a jwt-bearer exchange: the OAuth flag
+/// ([`crate::api::OAUTH_BETA`], checked by a test) and the federation flag.
 pub const BETA_HEADER_VALUE: &str = "oauth-2025-04-20,oidc-federation-2026-04-01";
 pub const GRANT_TYPE_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Assertions longer than this are refused before sending.
