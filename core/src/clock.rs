@@ -10,13 +10,13 @@ pub fn now_unix() -> i64 {
 }
 
 /// A source of unix time in seconds, so tests can move time by hand.
-pub trait Clock: Send + Sync + 'static {
+pub(crate) trait Clock: Send + Sync + 'static {
     fn now(&self) -> i64;
 }
 
 /// The system clock ([`now_unix`]).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
@@ -27,7 +27,7 @@ impl Clock for SystemClock {
 /// A clock that only moves when told to (tests).
 #[cfg(test)]
 #[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
+pub(crate) struct ManualClock(AtomicI64);
 
 #[cfg(test)]
 impl ManualClock {
@@ -37,7 +37,7 @@ impl ManualClock {
     pub fn set(&self, now: i64) {
         self.0.store(now, Ordering::SeqCst)
     }
-    pub fn advance(&self, seconds: i64) {
+    pub(crate) fn advance(&self, seconds: i64) {
         self.0.fetch_add(seconds, Ordering::SeqCst);
     }
 }

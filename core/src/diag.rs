@@ -20,7 +20,7 @@ pub const INFO: u8 = 1;
 pub const DEBUG: u8 = 2;
 
 /// The variable that turns diagnostics on in the bindings.
-pub const ENV_LOG: &str = "ANTHROPIC_WIF_LOG";
+pub(crate) const ENV_LOG: &str = "ANTHROPIC_WIF_LOG";
 
 /// Set the verbosity (the CLI's `-v` count). Wins over [`init_from`].
 pub fn set_verbosity(level: u8) {
@@ -46,7 +46,7 @@ fn level_from(env: &Env) -> u8 {
 }
 
 /// Current verbosity (quiet until [`set_verbosity`] or [`init_from`]).
-pub fn verbosity() -> u8 {
+pub(crate) fn verbosity() -> u8 {
     match LEVEL.load(Ordering::Relaxed) {
         UNSET => 0,
         v => v,

@@ -56,7 +56,7 @@ use crate::url::redact_url;
 /// Version of the report's JSON shape.
 pub const REPORT_VERSION: u32 = 1;
 /// Identity tokens with less life left than this get a warning.
-pub const EXPIRING_SOON_SECONDS: i64 = 60;
+pub(crate) const EXPIRING_SOON_SECONDS: i64 = 60;
 /// Identity tokens living longer than this get a warning.
 pub const MAX_RECOMMENDED_LIFETIME_SECONDS: i64 = 3600;
 /// Allowed clock skew for `nbf`.
@@ -382,7 +382,7 @@ impl Report {
     }
 
     /// Findings of the given severity.
-    pub fn findings_of(&self, severity: Severity) -> impl Iterator<Item = &Finding> {
+    pub(crate) fn findings_of(&self, severity: Severity) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(move |f| f.severity == severity)
     }
 
@@ -451,7 +451,8 @@ fn kind_from_str(s: &str) -> ErrorKind {
 /// Diagnose from synchronous code (on the shared runtime; do not call from
 /// inside it). `exchange`: also make one real exchange, which consumes the
 /// identity token and writes the cache.
-pub fn diagnose(options: &ProviderOptions, exchange: bool) -> Report {
+#[cfg(test)]
+pub(crate) fn diagnose(options: &ProviderOptions, exchange: bool) -> Report {
     diagnose_with(options, &DoctorOptions { exchange, ..Default::default() })
 }
 

@@ -60,7 +60,7 @@ impl fmt::Display for ErrorKind {
 }
 
 /// Longest message an [`Error`] keeps, in characters (longer ones are cut).
-pub const MAX_MESSAGE_CHARS: usize = 8000;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 8000;
 /// Longest `request-id` / error code an [`Error`] keeps.
 const MAX_FIELD_CHARS: usize = 200;
 
@@ -97,22 +97,22 @@ impl Error {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
-    pub fn with_status(mut self, status: u16) -> Self {
+    pub(crate) fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
         self
     }
     /// The `request-id` response header (cleaned, bounded; blank is none).
-    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
+    pub(crate) fn with_request_id(mut self, request_id: Option<String>) -> Self {
         self.request_id = clean_field(request_id);
         self
     }
     /// The RFC 6749 `error` code or Anthropic error `type` (cleaned, bounded; blank is none).
-    pub fn with_error_code(mut self, code: Option<String>) -> Self {
+    pub(crate) fn with_error_code(mut self, code: Option<String>) -> Self {
         self.error_code = clean_field(code);
         self
     }
     /// Prefix the message with context, keeping kind/status/request id.
-    pub fn context(mut self, prefix: impl fmt::Display) -> Self {
+    pub(crate) fn context(mut self, prefix: impl fmt::Display) -> Self {
         self.message = clean_message(&format!("{prefix}: {}", self.message));
         self
     }
@@ -128,7 +128,7 @@ impl Error {
         &self.message
     }
     /// The message, owned.
-    pub fn into_message(self) -> String {
+    pub(crate) fn into_message(self) -> String {
         self.message
     }
     /// The `request-id` response header of the token endpoint's answer, when there was one.

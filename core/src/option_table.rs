@@ -56,11 +56,11 @@ pub struct OptionDef {
 
 /// The `min_remaining` bound: the longest token lifetime a federation rule
 /// can grant (86 400 s).
-pub const MAX_MIN_REMAINING: u32 = 86_400;
+pub(crate) const MAX_MIN_REMAINING: u32 = 86_400;
 /// The `lock_timeout` bound (an hour).
-pub const MAX_LOCK_TIMEOUT: u32 = 3_600;
+pub(crate) const MAX_LOCK_TIMEOUT: u32 = 3_600;
 /// The `rotation_wait` bound (ten minutes).
-pub const MAX_ROTATION_WAIT: u32 = 600;
+pub(crate) const MAX_ROTATION_WAIT: u32 = 600;
 
 const IDENTITY_HEADING: &str = "Identity token source (one of)";
 const CACHING_HEADING: &str = "Caching";
@@ -141,7 +141,7 @@ pub static OPTIONS: &[OptionDef] = &[
 ];
 
 /// The row of `name` (snake_case).
-pub fn def(name: &str) -> Option<&'static OptionDef> {
+pub(crate) fn def(name: &str) -> Option<&'static OptionDef> {
     OPTIONS.iter().find(|d| d.name == name)
 }
 

@@ -33,7 +33,8 @@ use crate::error::{Error, Result};
 use crate::identity::IdentitySpec;
 use crate::provider::ProviderOptions;
 
-pub use crate::option_table::{def, FieldNames, Kind, OptionDef, Scope, MAX_LOCK_TIMEOUT, MAX_MIN_REMAINING, OPTIONS};
+pub(crate) use crate::option_table::def;
+pub use crate::option_table::{FieldNames, Kind, OptionDef, Scope, OPTIONS};
 
 /// Every setting of a provider (and of a diagnosis), checked.
 #[derive(Clone, Debug, Default)]
@@ -331,7 +332,7 @@ pub fn unknown_message(names: FieldNames, call: &str, given: &str, hint: Option<
 
 /// The known name closest to `given`, compared without case, `_` and `-` (so
 /// another face's spelling finds this face's), when it is close enough.
-pub fn suggest<'a>(given: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(given: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let norm = |s: &str| s.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect::<String>();
     let g = norm(given);
     known

@@ -256,7 +256,7 @@ impl Provider {
     }
 
     /// The on-disk cache file in use, if any.
-    pub fn cache_path(&self) -> Option<&Path> {
+    pub(crate) fn cache_path(&self) -> Option<&Path> {
         match &self.inner.source {
             Source::Federation { disk: Some(d), .. } => Some(d.path()),
             Source::UserOauth { credentials_path, .. } => Some(credentials_path),
@@ -550,7 +550,7 @@ impl Provider {
     ///
     /// Like every exchange, it refuses (with nothing sent) a token that is
     /// expired or that this machine already exchanged (cache/consumed.rs).
-    pub async fn exchange_now(&self, assertion: Secret) -> Result<Exchanged> {
+    pub(crate) async fn exchange_now(&self, assertion: Secret) -> Result<Exchanged> {
         let Source::Federation { config, params, disk, record } = &self.inner.source else {
             return Err(Error::config("this configuration does not use workload identity federation"));
         };

@@ -271,7 +271,7 @@ mod tests {
     fn every_source_is_described() {
         let s = schema();
         let tags: Vec<String> = s["identity_sources"].as_object().unwrap().keys().cloned().collect();
-        let mut supported = crate::identity::supported_sources();
+        let mut supported = crate::identity::parse::supported_sources();
         // Java's `value` is an alias of `literal` (the same source, accepted in profiles).
         supported.retain(|s| s != "value");
         let mut sorted = tags.clone();

@@ -34,7 +34,7 @@ use std::path::Path;
 
 /// Which rule a file or directory must pass (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Policy {
+pub(crate) enum Policy {
     /// Owned by this user or root, not writable by group or others.
     Settings,
     /// Owned by this user, no group or other access, never a symlink.
@@ -43,7 +43,7 @@ pub enum Policy {
 
 /// Why [`open`] gave no file.
 #[derive(Debug)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// Nothing at the path.
     Missing,
     /// Refused by the rule; the reason names the file, owner, mode and fix.
@@ -56,7 +56,7 @@ pub enum OpenError {
 /// `what` names it in messages (e.g. `config file`), `stake` says what an
 /// attacker who controls it could do (e.g. `choose where your identity token
 /// is sent`).
-pub fn open(path: &Path, what: &str, stake: &str, policy: Policy) -> Result<(File, Metadata), OpenError> {
+pub(crate) fn open(path: &Path, what: &str, stake: &str, policy: Policy) -> Result<(File, Metadata), OpenError> {
     let link = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(OpenError::Missing),
@@ -106,7 +106,7 @@ pub fn open(path: &Path, what: &str, stake: &str, policy: Policy) -> Result<(Fil
 }
 
 /// Check a file's metadata (of an open descriptor, ideally) against `policy`.
-pub fn check(meta: &Metadata, path: &Path, what: &str, stake: &str, policy: Policy) -> Result<(), String> {
+pub(crate) fn check(meta: &Metadata, path: &Path, what: &str, stake: &str, policy: Policy) -> Result<(), String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -196,7 +196,7 @@ fn check_link(link: &Metadata, path: &Path, what: &str) -> Result<(), String> {
 }
 
 /// The effective uid (0 on systems without uids).
-pub fn current_uid() -> u32 {
+pub(crate) fn current_uid() -> u32 {
     #[cfg(unix)]
     {
         // SAFETY: geteuid has no preconditions and cannot fail.

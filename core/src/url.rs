@@ -12,7 +12,7 @@ use reqwest::Url;
 use crate::error::{scrub, Error, Result};
 
 /// The token endpoint's path under the base URL.
-pub const TOKEN_PATH: &str = "/v1/oauth/token";
+pub(crate) const TOKEN_PATH: &str = "/v1/oauth/token";
 
 const FIX: &str = "use an https:// URL such as https://api.anthropic.com \
      (plain http:// is allowed only for http://localhost, http://127.0.0.1 and http://[::1], any port)";
@@ -27,7 +27,7 @@ pub fn check_base_url(url: &str, what: &str) -> Result<()> {
 
 /// `{base_url}/v1/oauth/token`, after [`check_base_url`]. Surrounding white
 /// space, a trailing slash and a base path (`https://host/prefix`) are handled.
-pub fn token_endpoint(base_url: &str) -> Result<String> {
+pub(crate) fn token_endpoint(base_url: &str) -> Result<String> {
     let url = parse_base_url(base_url.trim(), "the base URL")?;
     let base = url.as_str().trim_end_matches('/');
     Ok(format!("{base}{TOKEN_PATH}"))
@@ -91,7 +91,7 @@ const MAX_URL_CHARS: usize = 300;
 /// only `${VAR}` references is a template and stays), a fragment becomes `#…`,
 /// and the rest is [`scrub`]bed and bounded. Works on text that does not parse
 /// as a URL too, so a malformed URL with a secret in it is never echoed whole.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let (head, fragment) = match url.split_once('#') {
         Some((h, f)) => (h, Some(f)),
         None => (url, None),

@@ -58,18 +58,18 @@ use crate::jwt;
 use crate::secret::Secret;
 
 /// The record's file name in anthropic-wif's cache directory.
-pub const RECORD_FILE_NAME: &str = "presented-identity-tokens";
+pub(crate) const RECORD_FILE_NAME: &str = "presented-identity-tokens";
 /// `Error::error_code` of a token this machine already exchanged.
-pub const CONSUMED_CODE: &str = "identity_token_consumed";
+pub(crate) const CONSUMED_CODE: &str = "identity_token_consumed";
 /// `Error::error_code` of a token another process is presenting right now.
-pub const IN_FLIGHT_CODE: &str = "identity_token_in_flight";
+pub(crate) const IN_FLIGHT_CODE: &str = "identity_token_in_flight";
 /// `Error::error_code` of an expired token.
-pub const EXPIRED_CODE: &str = "identity_token_expired";
+pub(crate) const EXPIRED_CODE: &str = "identity_token_expired";
 /// How many more times a minting source is asked when it hands back a token
 /// that must not be sent.
-pub const REFETCHES: u32 = 2;
+pub(crate) const REFETCHES: u32 = 2;
 /// Entries kept at most.
-pub const MAX_ENTRIES: usize = 1000;
+pub(crate) const MAX_ENTRIES: usize = 1000;
 /// How long an entry of a token without `exp` is kept.
 const RETENTION_WITHOUT_EXP: i64 = 86_400;
 /// Bound on waiting for the record's lock (held for milliseconds).
@@ -83,7 +83,7 @@ const STATE_PRESENTED: &str = "presented";
 
 /// What the record keeps of an identity token: a hash, never the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     id: String,
     /// The token's `exp`, when it is a JWT with one.
     pub exp: Option<i64>,
@@ -127,7 +127,7 @@ pub enum State {
 
 /// A recorded token.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub state: State,
     /// Unix seconds of the last change.
     pub at: i64,
@@ -171,7 +171,7 @@ fn alive(pid: u32) -> bool {
 
 /// What became of a claimed token (the provider's reading of the exchange's fate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The server exchanged it.
     Consumed,
     /// Sent: refused (`refused`), or without a verdict.
@@ -188,7 +188,7 @@ pub struct Record {
 
 /// A token claimed for one presentation; [`Claim::settle`] it afterwards.
 #[derive(Debug)]
-pub struct Claim {
+pub(crate) struct Claim {
     record: Record,
     fingerprint: Fingerprint,
     /// What was recorded of it before the claim (a `presented` entry).
@@ -197,7 +197,7 @@ pub struct Claim {
 
 /// What [`Record::claim`] decided.
 #[derive(Debug)]
-pub enum Claimed {
+pub(crate) enum Claimed {
     /// Claimed: send it, then settle.
     Held(Claim),
     /// Must not be sent, as the entry says.
@@ -208,7 +208,7 @@ pub enum Claimed {
 
 impl Record {
     /// The per-user record ([`RECORD_FILE_NAME`] in [`disk::cache_home`]).
-    pub fn for_env(env: &Env) -> Result<Record> {
+    pub(crate) fn for_env(env: &Env) -> Result<Record> {
         Ok(Record::at(disk::cache_home(env)?.join(RECORD_FILE_NAME)))
     }
 
@@ -223,7 +223,7 @@ impl Record {
 
     /// What the record says of a token, read without the lock (doctor).
     /// `Err` when the record is refused for safety or unreadable.
-    pub fn lookup(&self, fingerprint: &Fingerprint) -> std::result::Result<Option<Entry>, String> {
+    pub(crate) fn lookup(&self, fingerprint: &Fingerprint) -> std::result::Result<Option<Entry>, String> {
         match disk::read_private_json(self.path(), WHAT) {
             PrivateRead::Missing => Ok(None),
             PrivateRead::Object(map) => Ok(entries(&map).remove(&fingerprint.id)),
@@ -233,7 +233,7 @@ impl Record {
 
     /// Claim `fingerprint` for a presentation that ends within `hold`, or say
     /// why it must not be sent. `by` names the configuration's token cache.
-    pub async fn claim(&self, fingerprint: &Fingerprint, by: &str, hold: Duration) -> Claimed {
+    pub(crate) async fn claim(&self, fingerprint: &Fingerprint, by: &str, hold: Duration) -> Claimed {
         let now = crate::clock::now_unix();
         let result = self
             .update(now, |tokens| {
@@ -324,7 +324,7 @@ impl Claim {
 /// consumed, not being presented by another process; claimed in `record`
 /// for one presentation within `hold`. A minting source is asked again
 /// ([`REFETCHES`] times) when it hands back a token that must not be sent.
-pub async fn admit(
+pub(crate) async fn admit(
     spec: &IdentitySpec,
     env: &Env,
     record: Option<&Record>,
@@ -347,7 +347,7 @@ pub async fn admit(
 }
 
 /// The checks of [`admit`] for a token already fetched from `spec`.
-pub async fn check(
+pub(crate) async fn check(
     token: &Secret,
     spec: &IdentitySpec,
     record: Option<&Record>,
@@ -373,7 +373,7 @@ pub async fn check(
 /// Whether waiting may help with `error` from [`admit`]: a consumed token
 /// from a source that rotates or mints, or a token another process is
 /// presenting.
-pub fn worth_waiting(error: &Error, spec: &IdentitySpec) -> bool {
+pub(crate) fn worth_waiting(error: &Error, spec: &IdentitySpec) -> bool {
     match error.error_code() {
         Some(IN_FLIGHT_CODE) => true,
         Some(CONSUMED_CODE) => spec.renewal() != Renewal::Fixed,
@@ -382,7 +382,7 @@ pub fn worth_waiting(error: &Error, spec: &IdentitySpec) -> bool {
 }
 
 /// `error` from [`admit`] after waiting `waited` for a token that may be sent.
-pub fn after_waiting(mut error: Error, spec: &IdentitySpec, waited: Duration) -> Error {
+pub(crate) fn after_waiting(mut error: Error, spec: &IdentitySpec, waited: Duration) -> Error {
     let s = waited.as_secs_f64();
     let what = match (error.error_code(), spec.renewal()) {
         (Some(IN_FLIGHT_CODE), _) => "for the other process to finish",
@@ -488,7 +488,7 @@ fn by_text(entry: &Entry) -> String {
 
 /// The error for a token that must not be sent because of `entry` (what
 /// [`check`] returns, and `doctor`'s finding).
-pub fn refusal_error(spec: &IdentitySpec, entry: &Entry, record: &Path, now: i64) -> Error {
+pub(crate) fn refusal_error(spec: &IdentitySpec, entry: &Entry, record: &Path, now: i64) -> Error {
     let source = spec.describe();
     let share = "Configurations that read one token file should share one token cache (the same profile, or the \
                  same credentials_path) instead of each exchanging it.";

@@ -13,7 +13,7 @@ pub mod disk;
 pub mod memory;
 pub mod policy;
 
-pub use disk::{env_cache_path, read_user_oauth, DiskCache, DiskRead, LockGuard};
+pub use disk::{DiskCache, DiskRead};
 pub use memory::MemoryCache;
 pub use policy::HandOutMargin;
 

@@ -41,27 +41,27 @@ use std::time::Duration;
 use super::CachedToken;
 
 /// The SDKs' advisory refresh threshold (seconds before expiry).
-pub const ADVISORY_REFRESH_SECONDS: i64 = 120;
+pub(crate) const ADVISORY_REFRESH_SECONDS: i64 = 120;
 /// The SDKs' mandatory refresh threshold (seconds before expiry); also the
 /// margin the SDKs apply when reading the disk cache.
-pub const MANDATORY_REFRESH_SECONDS: i64 = 30;
+pub(crate) const MANDATORY_REFRESH_SECONDS: i64 = 30;
 /// After a failed advisory refresh, a process serves the old token this long
 /// before trying again (the SDKs' back-off, in memory).
-pub const ADVISORY_BACKOFF_SECONDS: i64 = 5;
+pub(crate) const ADVISORY_BACKOFF_SECONDS: i64 = 5;
 /// After a failed refresh of a still-usable cached token, no process sharing
 /// the cache calls the token endpoint again for this long (recorded in the
 /// cache's lock file).
-pub const REFRESH_FAILURE_BACKOFF_SECONDS: i64 = 30;
+pub(crate) const REFRESH_FAILURE_BACKOFF_SECONDS: i64 = 30;
 /// The longest advisory window of a reader of the externally rotated
 /// credentials file: the Java SDK's cache looks for a new token this long
 /// before expiry (the other SDKs 120 s, PHP only then; docs/sdk-profiles.md §4).
-pub const READER_ADVISORY_SECONDS: i64 = 300;
+pub(crate) const READER_ADVISORY_SECONDS: i64 = 300;
 /// How long before [`READER_ADVISORY_SECONDS`] the holder of the externally
 /// rotated file replaces a long-lived token.
-pub const REWRITE_LEAD_SECONDS: i64 = 60;
+pub(crate) const REWRITE_LEAD_SECONDS: i64 = 60;
 /// The lifetime assumed for a token whose lifetime is unknown (one written
 /// by an official SDK): the Console's default rule lifetime.
-pub const ASSUMED_LIFETIME_SECONDS: i64 = 600;
+pub(crate) const ASSUMED_LIFETIME_SECONDS: i64 = 600;
 
 /// The refresh windows for a token of `lifetime` seconds, scaled so that a
 /// short token serves at least half its life:
@@ -72,7 +72,7 @@ pub fn refresh_windows(lifetime: i64) -> (i64, i64) {
 }
 
 /// A token's lifetime, or [`ASSUMED_LIFETIME_SECONDS`] when unknown.
-pub fn lifetime_or_assumed(lifetime: Option<i64>) -> i64 {
+pub(crate) fn lifetime_or_assumed(lifetime: Option<i64>) -> i64 {
     lifetime.unwrap_or(ASSUMED_LIFETIME_SECONDS)
 }
 
@@ -105,7 +105,7 @@ pub enum HandOutMargin {
 }
 
 /// The stream allowance of [`HandOutMargin::STREAM_SAFE`], in seconds.
-pub const STREAM_ALLOWANCE_SECONDS: i64 = 300;
+pub(crate) const STREAM_ALLOWANCE_SECONDS: i64 = 300;
 
 impl HandOutMargin {
     /// `min(300 s, lifetime / 2)`: the credential process's default (docs/design.md §8).
@@ -134,7 +134,7 @@ impl HandOutMargin {
 
 /// Where a token stands for one caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Standing {
+pub(crate) enum Standing {
     /// Hand it out; nothing to do.
     Fresh,
     /// Still usable, but a refresh is due: try one; if it fails, hand this
@@ -170,7 +170,7 @@ impl Thresholds {
     }
 
     /// Where a token with `remaining` seconds left stands.
-    pub fn standing(&self, remaining: i64) -> Standing {
+    pub(crate) fn standing(&self, remaining: i64) -> Standing {
         if remaining > self.refresh && remaining > self.floor {
             Standing::Fresh
         } else if remaining > self.floor {
@@ -185,7 +185,7 @@ impl CachedToken {
     /// Where this token stands at `now` under `margin`; a token without
     /// expiry is always fresh, one of unknown lifetime is judged as if it
     /// lived [`ASSUMED_LIFETIME_SECONDS`].
-    pub fn standing(&self, now: i64, margin: HandOutMargin) -> Standing {
+    pub(crate) fn standing(&self, now: i64, margin: HandOutMargin) -> Standing {
         match self.expires_at {
             None => Standing::Fresh,
             Some(exp) => Thresholds::new(lifetime_or_assumed(self.lifetime), margin).standing(exp.saturating_sub(now)),
@@ -199,7 +199,8 @@ impl CachedToken {
 /// Go, C#: [`MANDATORY_REFRESH_SECONDS`] before expiry) would refuse it. At
 /// or below 0 such readers fail for a while in every rotation: the token is
 /// too short (the server's rules give at least 60 s, a lead of 15 s).
-pub fn rotated_file_lead(lifetime: i64) -> i64 {
+#[cfg(test)]
+pub(crate) fn rotated_file_lead(lifetime: i64) -> i64 {
     Thresholds::new(lifetime, HandOutMargin::RotatedFile).refresh - MANDATORY_REFRESH_SECONDS
 }
 

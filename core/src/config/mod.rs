@@ -18,7 +18,7 @@ use crate::identity::IdentitySpec;
 use crate::secret::Secret;
 
 /// Default API base URL.
-pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 
 /// Where a configuration value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,23 +173,23 @@ pub struct Resolved {
 }
 
 // Environment variable names (docs/design.md §3).
-pub const ENV_API_KEY: &str = "ANTHROPIC_API_KEY";
-pub const ENV_AUTH_TOKEN: &str = "ANTHROPIC_AUTH_TOKEN";
-pub const ENV_PROFILE: &str = "ANTHROPIC_PROFILE";
-pub const ENV_CONFIG_DIR: &str = "ANTHROPIC_CONFIG_DIR";
-pub const ENV_FEDERATION_RULE_ID: &str = "ANTHROPIC_FEDERATION_RULE_ID";
-pub const ENV_ORGANIZATION_ID: &str = "ANTHROPIC_ORGANIZATION_ID";
-pub const ENV_SERVICE_ACCOUNT_ID: &str = "ANTHROPIC_SERVICE_ACCOUNT_ID";
-pub const ENV_WORKSPACE_ID: &str = "ANTHROPIC_WORKSPACE_ID";
-pub const ENV_IDENTITY_TOKEN_FILE: &str = "ANTHROPIC_IDENTITY_TOKEN_FILE";
-pub const ENV_IDENTITY_TOKEN: &str = "ANTHROPIC_IDENTITY_TOKEN";
-pub const ENV_BASE_URL: &str = "ANTHROPIC_BASE_URL";
-pub const ENV_SCOPE: &str = "ANTHROPIC_SCOPE";
+pub(crate) const ENV_API_KEY: &str = "ANTHROPIC_API_KEY";
+pub(crate) const ENV_AUTH_TOKEN: &str = "ANTHROPIC_AUTH_TOKEN";
+pub(crate) const ENV_PROFILE: &str = "ANTHROPIC_PROFILE";
+pub(crate) const ENV_CONFIG_DIR: &str = "ANTHROPIC_CONFIG_DIR";
+pub(crate) const ENV_FEDERATION_RULE_ID: &str = "ANTHROPIC_FEDERATION_RULE_ID";
+pub(crate) const ENV_ORGANIZATION_ID: &str = "ANTHROPIC_ORGANIZATION_ID";
+pub(crate) const ENV_SERVICE_ACCOUNT_ID: &str = "ANTHROPIC_SERVICE_ACCOUNT_ID";
+pub(crate) const ENV_WORKSPACE_ID: &str = "ANTHROPIC_WORKSPACE_ID";
+pub(crate) const ENV_IDENTITY_TOKEN_FILE: &str = "ANTHROPIC_IDENTITY_TOKEN_FILE";
+pub(crate) const ENV_IDENTITY_TOKEN: &str = "ANTHROPIC_IDENTITY_TOKEN";
+pub(crate) const ENV_BASE_URL: &str = "ANTHROPIC_BASE_URL";
+pub(crate) const ENV_SCOPE: &str = "ANTHROPIC_SCOPE";
 
 /// The SDKs' variables that hold secrets (a key, a bearer, an identity JWT).
 /// With [`crate::identity::IdentitySpec::secret_env_vars`], what `exec` keeps
 /// from its command.
-pub const SECRET_ENV_VARS: [&str; 3] = [ENV_API_KEY, ENV_AUTH_TOKEN, ENV_IDENTITY_TOKEN];
+pub(crate) const SECRET_ENV_VARS: [&str; 3] = [ENV_API_KEY, ENV_AUTH_TOKEN, ENV_IDENTITY_TOKEN];
 /// The SDKs' federation settings: a process given a token by `exec` must not
 /// federate on its own, so `exec` removes these too.
 pub const FEDERATION_ENV_VARS: [&str; 8] = [
@@ -204,12 +204,12 @@ pub const FEDERATION_ENV_VARS: [&str; 8] = [
 ];
 
 /// Name of the pointer file that selects the active profile.
-pub const ACTIVE_CONFIG_FILE: &str = "active_config";
+pub(crate) const ACTIVE_CONFIG_FILE: &str = "active_config";
 /// The profile used when nothing names one.
-pub const DEFAULT_PROFILE: &str = "default";
+pub(crate) const DEFAULT_PROFILE: &str = "default";
 
 /// Resolve the configuration: explicit settings first, then the chain.
-pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
+pub(crate) fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
     let config_dir = config_dir(overrides, env)?;
     let (resolution, step, step_kind) = match choose(overrides, env, &config_dir)? {
         Choice::Profile { name, path, step, step_kind, active } => {
@@ -276,7 +276,7 @@ pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
 /// state of the others): the same choice of step and profile as [`resolve`]
 /// and the same picking (explicit > profile > environment), nothing
 /// validated; empty optional ids are left out, as [`resolve`] leaves them.
-pub fn partial_ids(overrides: &Overrides, env: &Env) -> Vec<(ids::IdField, Sourced<String>)> {
+pub(crate) fn partial_ids(overrides: &Overrides, env: &Env) -> Vec<(ids::IdField, Sourced<String>)> {
     let prof = config_dir(overrides, env).ok().and_then(|dir| match choose(overrides, env, &dir).ok()? {
         Choice::Profile { name, .. } => profile::load(&dir, &name, env).ok(),
         _ => None,

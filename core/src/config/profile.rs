@@ -24,14 +24,14 @@ use crate::identity::IdentitySpec;
 use crate::trusted;
 
 /// Largest profile file we read.
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// Deepest JSON nesting we accept (the schema needs 4).
-pub const MAX_JSON_DEPTH: usize = 64;
+pub(crate) const MAX_JSON_DEPTH: usize = 64;
 /// Longest profile name (the file name `<name>.json` must fit in 255 bytes).
-pub const MAX_PROFILE_NAME: usize = 200;
+pub(crate) const MAX_PROFILE_NAME: usize = 200;
 
-pub const AUTH_OIDC_FEDERATION: &str = "oidc_federation";
-pub const AUTH_USER_OAUTH: &str = "user_oauth";
+pub(crate) const AUTH_OIDC_FEDERATION: &str = "oidc_federation";
+pub(crate) const AUTH_USER_OAUTH: &str = "user_oauth";
 
 /// A parsed profile file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +97,7 @@ pub fn credentials_path(config_dir: &Path, name: &str) -> PathBuf {
 
 /// Check a profile name: `^[A-Za-z0-9_-][A-Za-z0-9_.-]*$`, so it cannot leave
 /// `configs/` (no separators, no leading dot, no `..`, no NUL).
-pub fn validate_name(name: &str, origin: &Origin) -> Result<()> {
+pub(crate) fn validate_name(name: &str, origin: &Origin) -> Result<()> {
     let problem = name_problem(name);
     match problem {
         None => Ok(()),
@@ -136,7 +136,7 @@ fn name_problem(name: &str) -> Option<String> {
 }
 
 /// Read and parse `<config_dir>/configs/<name>.json`. The name must already be valid.
-pub fn load(config_dir: &Path, name: &str, env: &Env) -> Result<Profile> {
+pub(crate) fn load(config_dir: &Path, name: &str, env: &Env) -> Result<Profile> {
     let path = config_path(config_dir, name);
     let bytes = read_config_file(&path, name)?;
     parse(&bytes, name, &path, env)
@@ -149,7 +149,7 @@ pub(crate) const PROFILE_STAKE: &str = "choose where your identity token is sent
 /// [`trusted::Policy::Settings`] (this user's or root's, not writable by group
 /// or others, a symlink only if it is this user's or root's), the file must be
 /// a regular file of at most [`MAX_CONFIG_BYTES`].
-pub fn read_config_file(path: &Path, name: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_config_file(path: &Path, name: &str) -> Result<Vec<u8>> {
     let shown = path.display();
     if let Some(dir) = path.parent() {
         trusted::check_dir(dir, "profile directory", PROFILE_STAKE).map_err(Error::config)?;
@@ -216,7 +216,7 @@ fn json_depth_exceeds(bytes: &[u8], limit: usize) -> bool {
 }
 
 /// Parse a profile file's bytes. `path` is used in messages and origins.
-pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile> {
+pub(crate) fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile> {
     let shown = path.display();
     let ctx = |m: String| Error::config(format!("config file {shown} (profile {name:?}): {m}"));
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {

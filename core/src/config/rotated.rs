@@ -67,7 +67,7 @@ pub struct Target {
 }
 
 /// Whether `p` is an externally rotated profile (`user_oauth` without `client_id`).
-pub fn is_rotated(p: &Profile) -> bool {
+pub(crate) fn is_rotated(p: &Profile) -> bool {
     matches!(&p.auth, ProfileAuth::UserOauth { client_id: None, .. })
 }
 

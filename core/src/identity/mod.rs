@@ -37,13 +37,10 @@ mod sigv4;
 pub mod spiffe;
 pub mod url;
 
-pub use auto::{detect, detect_with_probes, Detection};
-pub use parse::supported_sources;
-
 /// Largest identity token accepted from a file, a variable or a command's
 /// stdout. (The exchange itself refuses assertions over 16 KiB; this bound
 /// only stops us reading something that is clearly not a token.)
-pub const MAX_LOCAL_TOKEN_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_LOCAL_TOKEN_BYTES: usize = 64 * 1024;
 
 /// Default audience for the presets.
 pub const DEFAULT_AUDIENCE: &str = "https://api.anthropic.com";
@@ -179,7 +176,7 @@ fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Secret,
 /// (this machine already exchanged it, or it expired): the rule of the
 /// consumed-token guard (docs/design.md §1, `cache/consumed.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Renewal {
+pub(crate) enum Renewal {
     /// A file that something else rewrites (the kubelet, spiffe-helper, a CI
     /// step): wait, bounded, for it to change.
     Rotates,
@@ -192,7 +189,7 @@ pub enum Renewal {
 
 /// The preset names accepted by [`IdentitySpec::preset`] (the CLI's
 /// `--identity-source`), dashed as on the command line.
-pub const PRESET_NAMES: &[&str] = &[
+pub(crate) const PRESET_NAMES: &[&str] = &[
     "auto",
     "github-actions",
     "gitlab",
@@ -252,7 +249,7 @@ impl IdentitySpec {
     /// `environment variable ANTHROPIC_IDENTITY_TOKEN`, `command "gcloud …"`,
     /// `url https://…/${VAR}?key=…` (the template, never expanded values,
     /// query values withheld: [`crate::url::redact_url`]).
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             IdentitySpec::File { path } => format!("identity token file {}", path.display()),
             IdentitySpec::Env { var } => format!("identity token environment variable {var}"),
@@ -301,7 +298,7 @@ impl IdentitySpec {
 impl IdentitySpec {
     /// How this source renews its token ([`Renewal`]). `auto` counts as
     /// minting: fetching again covers whatever it detects.
-    pub fn renewal(&self) -> Renewal {
+    pub(crate) fn renewal(&self) -> Renewal {
         match self {
             IdentitySpec::File { .. }
             | IdentitySpec::Kubernetes { .. }

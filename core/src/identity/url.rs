@@ -30,12 +30,12 @@ use crate::error::{scrub, Error, Result};
 use crate::secret::Secret;
 
 /// Largest response body accepted from an identity URL.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Time-out for the whole GET, body included.
-pub const URL_TIMEOUT: Duration = crate::runtime::HTTP_TIMEOUT;
+pub(crate) const URL_TIMEOUT: Duration = crate::runtime::HTTP_TIMEOUT;
 /// Hosts reachable over plain `http` besides loopback: the link-local /
 /// internal metadata endpoints of AWS, Azure and Google Cloud.
-pub const PLAIN_HTTP_HOSTS: &str = "169.254.169.254, 169.254.170.2, metadata.google.internal, [fd00:ec2::254]";
+pub(crate) const PLAIN_HTTP_HOSTS: &str = "169.254.169.254, 169.254.170.2, metadata.google.internal, [fd00:ec2::254]";
 /// How much of an error body reaches a message.
 const ERROR_BODY_CHARS: usize = 200;
 
@@ -251,7 +251,7 @@ pub(crate) struct HttpAnswer {
 }
 
 impl HttpAnswer {
-    pub fn is_success(&self) -> bool {
+    pub(crate) fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 }
