@@ -16,7 +16,9 @@ static LEVEL: AtomicU8 = AtomicU8::new(UNSET);
 
 const UNSET: u8 = 255;
 
+/// Verbosity of `-v` / `ANTHROPIC_WIF_LOG=info`.
 pub const INFO: u8 = 1;
+/// Verbosity of `-vv` / `ANTHROPIC_WIF_LOG=debug`.
 pub const DEBUG: u8 = 2;
 
 /// The variable that turns diagnostics on in the bindings.
@@ -53,6 +55,7 @@ pub(crate) fn verbosity() -> u8 {
     }
 }
 
+/// Whether diagnostics of `level` ([`INFO`], [`DEBUG`]) are written.
 pub fn enabled(level: u8) -> bool {
     verbosity() >= level
 }

@@ -83,6 +83,7 @@ impl Env {
         self.vars.len()
     }
 
+    /// Whether the snapshot holds no variables.
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
     }

@@ -68,6 +68,7 @@ const MAX_FIELD_CHARS: usize = 200;
 /// clean (see the module docs): read it with [`Error::message`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
+    /// The class of failure; faces map it to their exit code or exception.
     pub kind: ErrorKind,
     message: String,
     /// HTTP status of the token endpoint's answer, when there was one.
@@ -76,24 +77,31 @@ pub struct Error {
     error_code: Option<String>,
 }
 
+/// `Result` with the engine's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error of `kind`; the message is cleaned and bounded.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error { kind, message: clean_message(&message.into()), status: None, request_id: None, error_code: None }
     }
+    /// An [`ErrorKind::Config`] error.
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)
     }
+    /// An [`ErrorKind::Identity`] error.
     pub fn identity(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Identity, message)
     }
+    /// An [`ErrorKind::Denied`] error.
     pub fn denied(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Denied, message)
     }
+    /// An [`ErrorKind::Unavailable`] error.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)
     }
+    /// An [`ErrorKind::Internal`] error.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
@@ -120,6 +128,7 @@ impl Error {
     pub fn append(&mut self, text: impl AsRef<str>) {
         self.message = clean_message(&format!("{}{}", self.message, text.as_ref()));
     }
+    /// The class of failure.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

@@ -29,7 +29,9 @@ pub(crate) fn expired_seconds_ago(exp: i64, now: i64) -> Option<i64> {
 /// A JWT's header and claims, unverified. The signature is not kept.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DecodedJwt {
+    /// The JOSE header (`alg`, `kid`, …).
     pub header: Map<String, Value>,
+    /// The claims (`iss`, `sub`, `aud`, `exp`, …).
     pub claims: Map<String, Value>,
 }
 

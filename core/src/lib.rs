@@ -96,6 +96,7 @@
 // The engine never writes to stdout: that belongs to the faces (a credential
 // process's stdout is the one place a secret may go).
 #![cfg_attr(not(test), deny(clippy::print_stdout))]
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod cache;

@@ -20,7 +20,12 @@ pub enum Kind {
     /// `true` or `false` (on the command line, a flag without a value).
     Switch,
     /// A number of seconds from 0 to `max`; `whole`: an integer.
-    Seconds { max: u32, whole: bool },
+    Seconds {
+        /// The largest value accepted.
+        max: u32,
+        /// Whether only integers are accepted.
+        whole: bool,
+    },
     /// Environment variables: an object of strings (`null` values are left out).
     Vars,
 }
@@ -44,7 +49,9 @@ pub struct OptionDef {
     /// The CLI flag (without `--`); `None` when the CLI has no such flag
     /// (`env`: a command's environment is its process's, set it with env(1)).
     pub flag: Option<&'static str>,
+    /// What values it takes.
     pub kind: Kind,
+    /// Which call takes it.
     pub scope: Scope,
     /// The CLI's `--help` heading (`None`: the main list).
     pub heading: Option<&'static str>,

@@ -41,10 +41,13 @@ pub use crate::option_table::{FieldNames, Kind, OptionDef, Scope, OPTIONS};
 pub struct Options {
     /// The configuration settings (they come before the SDKs' chain).
     pub overrides: Overrides,
+    /// Skip the on-disk cache (`--no-cache`).
     pub no_cache: bool,
     /// Seconds, 0‥[`MAX_MIN_REMAINING`].
     pub min_remaining: Option<u32>,
+    /// Bound on waiting for another exchange of the same cache file.
     pub lock_timeout: Option<Duration>,
+    /// How long to wait for a fresh identity token when the current one was presented already.
     pub rotation_wait: Option<Duration>,
     /// A fixed environment instead of the caller's.
     pub env: Option<Env>,

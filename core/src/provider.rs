@@ -51,8 +51,10 @@ enum FromDisk {
     Nothing,
 }
 
+/// Everything a [`Provider`] is built from; every face fills it from [`crate::options::Options`].
 #[derive(Clone, Debug)]
 pub struct ProviderOptions {
+    /// The configuration settings; unset ones come from the SDKs' chain.
     pub overrides: Overrides,
     /// The environment the configuration is resolved from (and identity
     /// sources read, unless a call brings a fresher snapshot).
@@ -69,6 +71,7 @@ pub struct ProviderOptions {
     /// process uses [`HandOutMargin::STREAM_SAFE`], an explicit
     /// `min_remaining` is [`HandOutMargin::AtLeast`].
     pub min_remaining: HandOutMargin,
+    /// Retries of the exchange.
     pub retry: RetryPolicy,
     /// Bound on waiting for another exchange of the same cache file (the
     /// in-process queue and the file lock together).
@@ -112,6 +115,7 @@ pub struct Exchanged {
 /// An access token handed to a caller. `Debug` never shows the token.
 #[derive(Clone, Debug)]
 pub struct AccessToken {
+    /// The access token.
     pub token: Secret,
     /// Unix seconds; `None` for a token that does not expire (static bearer).
     pub expires_at: Option<i64>,

@@ -217,6 +217,7 @@ impl Record {
         Record { file: DiskCache::new(path) }
     }
 
+    /// The record file.
     pub fn path(&self) -> &Path {
         self.file.path()
     }

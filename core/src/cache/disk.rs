@@ -81,6 +81,7 @@ pub struct DiskCache {
 }
 
 impl DiskCache {
+    /// The cache at `path`; its lock file is `path` + `.lock`. Touches nothing yet.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         let mut lock = path.clone().into_os_string();
@@ -88,6 +89,7 @@ impl DiskCache {
         DiskCache { path, lock_path: PathBuf::from(lock) }
     }
 
+    /// The cache file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -22,6 +22,7 @@ use crate::secret::Secret;
 /// A token as the caches hold it.
 #[derive(Clone, Debug)]
 pub struct CachedToken {
+    /// The access token (`sk-ant-oat01-…`, or a static bearer).
     pub access_token: Secret,
     /// Unix seconds; `None` means it never expires (never refreshed).
     pub expires_at: Option<i64>,

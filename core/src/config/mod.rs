@@ -47,11 +47,14 @@ impl fmt::Display for Origin {
 /// A value with its origin.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sourced<T> {
+    /// The value.
     pub value: T,
+    /// Where it came from.
     pub origin: Origin,
 }
 
 impl<T> Sourced<T> {
+    /// `value` from `origin`.
     pub fn new(value: T, origin: Origin) -> Self {
         Sourced { value, origin }
     }
@@ -63,16 +66,25 @@ impl<T> Sourced<T> {
 /// `organizationId`). Faces build them through [`crate::options::Options`].
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
+    /// The profile to use (`--profile`); chosen before `ANTHROPIC_PROFILE`.
     pub profile: Option<String>,
+    /// The federation rule id (`fdrl_…`).
     pub federation_rule_id: Option<String>,
+    /// The organization id (a UUID).
     pub organization_id: Option<String>,
+    /// The service account id (`svac_…`), when the rule targets several.
     pub service_account_id: Option<String>,
+    /// The workspace id (`wrkspc_…`), sent as `anthropic-workspace-id`.
     pub workspace_id: Option<String>,
+    /// The API's base URL (default `https://api.anthropic.com`).
     pub base_url: Option<String>,
+    /// Where the identity token comes from.
     pub identity_token: Option<IdentitySpec>,
+    /// The configuration directory (default `$ANTHROPIC_CONFIG_DIR`, else `~/.config/anthropic`).
     pub config_dir: Option<PathBuf>,
     /// Override of the on-disk cache file (like a profile's `credentials_path`).
     pub credentials_path: Option<PathBuf>,
+    /// How the face spells each field, for messages.
     pub names: FieldNames,
     /// How the face named the identity source when not as `identity_token`
     /// (the CLI's `--identity-token-file` and the other shortcuts), for origins.
@@ -89,12 +101,17 @@ impl Overrides {
 /// A complete, validated federation configuration.
 #[derive(Clone, Debug)]
 pub struct FederationConfig {
+    /// The federation rule id (`fdrl_…`).
     pub federation_rule_id: Sourced<String>,
+    /// The organization id (a UUID).
     pub organization_id: Sourced<String>,
+    /// The service account id (`svac_…`), when set.
     pub service_account_id: Option<Sourced<String>>,
+    /// The workspace id (`wrkspc_…`), when set.
     pub workspace_id: Option<Sourced<String>>,
     /// Always set; `Origin::Default` when nobody set it.
     pub base_url: Sourced<String>,
+    /// The identity-token source.
     pub identity: Sourced<IdentitySpec>,
     /// The profile name, when the configuration came from a profile.
     pub profile: Option<String>,
@@ -122,15 +139,31 @@ pub enum Resolution {
     /// because the static credential comes first (e.g. `ANTHROPIC_PROFILE=ci,
     /// ANTHROPIC_FEDERATION_RULE_ID, profile default (/…/configs/default.json)`),
     /// so faces can say so instead of hiding it.
-    ApiKey { origin: Origin, shadowed: Option<String> },
+    ApiKey {
+        /// Where the key was set.
+        origin: Origin,
+        /// The federation settings it shadows, if any.
+        shadowed: Option<String>,
+    },
     /// `ANTHROPIC_AUTH_TOKEN` is set: a static bearer token.
-    StaticBearer { token: Secret, origin: Origin, shadowed: Option<String> },
+    StaticBearer {
+        /// The bearer token.
+        token: Secret,
+        /// Where it was set.
+        origin: Origin,
+        /// The federation settings it shadows, if any.
+        shadowed: Option<String>,
+    },
     /// A `user_oauth` profile: an interactive login's access token, read
     /// from its credentials file when present (refreshing it is out of scope).
     UserOauth {
+        /// The profile's name.
         profile: String,
+        /// The profile file.
         profile_path: PathBuf,
+        /// The credentials file holding the access token.
         credentials_path: PathBuf,
+        /// The API's base URL.
         base_url: Sourced<String>,
         /// Sent as the `anthropic-workspace-id` header by the SDKs for these profiles.
         workspace_id: Option<Sourced<String>>,
@@ -161,6 +194,7 @@ pub enum Step {
 /// The chain's decision and which step made it.
 #[derive(Debug)]
 pub struct Resolved {
+    /// What was decided.
     pub resolution: Resolution,
     /// Human description of the step, e.g. `explicit settings`,
     /// `ANTHROPIC_PROFILE=ci (/home/u/.config/anthropic/configs/ci.json)`,

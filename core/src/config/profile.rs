@@ -36,51 +36,66 @@ pub(crate) const AUTH_USER_OAUTH: &str = "user_oauth";
 /// A parsed profile file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
+    /// The profile's name (`configs/<name>.json`).
     pub name: String,
+    /// The file it was read from.
     pub path: PathBuf,
     /// `version`, normalised (`"1.0"`); `None` when absent.
     pub version: Option<String>,
+    /// `organization_id`.
     pub organization_id: Option<String>,
+    /// `workspace_id`.
     pub workspace_id: Option<String>,
     /// Without trailing slashes.
     pub base_url: Option<String>,
+    /// The `authentication` object.
     pub auth: ProfileAuth,
 }
 
 /// The `authentication` object, by `type`. Empty strings count as unset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProfileAuth {
+    /// `type: oidc_federation`: workload identity federation.
     OidcFederation {
+        /// `federation_rule_id`.
         federation_rule_id: Option<String>,
+        /// `service_account_id`.
         service_account_id: Option<String>,
+        /// `identity_token`: where the identity JWT comes from.
         identity_token: Option<IdentitySpec>,
+        /// `credentials_path`: the token cache file (default `credentials/<profile>.json`).
         credentials_path: Option<PathBuf>,
+        /// `scope` (display only).
         scope: Option<String>,
     },
     /// An interactive login's tokens. The access token lives in the
     /// credentials file (`credentials_path`, else `credentials/<profile>.json`);
     /// with a `client_id` the SDKs refresh it with a `refresh_token` grant
     /// (out of scope here), without one the file is rotated by someone else.
-    UserOauth { client_id: Option<String>, credentials_path: Option<PathBuf>, scope: Option<String> },
+    UserOauth {
+        /// `client_id`: set when the SDKs refresh the token themselves.
+        client_id: Option<String>,
+        /// `credentials_path`: the file holding the access token.
+        credentials_path: Option<PathBuf>,
+        /// `scope` (display only).
+        scope: Option<String>,
+    },
 }
 
 impl ProfileAuth {
-    pub fn type_name(&self) -> &'static str {
+    /// The `type` value (`oidc_federation` or `user_oauth`).
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             ProfileAuth::OidcFederation { .. } => AUTH_OIDC_FEDERATION,
             ProfileAuth::UserOauth { .. } => AUTH_USER_OAUTH,
         }
     }
-    pub fn credentials_path(&self) -> Option<&Path> {
+    /// `credentials_path`, when set.
+    pub(crate) fn credentials_path(&self) -> Option<&Path> {
         match self {
             ProfileAuth::OidcFederation { credentials_path, .. } | ProfileAuth::UserOauth { credentials_path, .. } => {
                 credentials_path.as_deref()
             }
-        }
-    }
-    pub fn scope(&self) -> Option<&str> {
-        match self {
-            ProfileAuth::OidcFederation { scope, .. } | ProfileAuth::UserOauth { scope, .. } => scope.as_deref(),
         }
     }
 }

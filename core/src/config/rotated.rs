@@ -28,7 +28,9 @@ use crate::trusted;
 /// token is: the settings of the API calls they make with it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReaderSettings {
+    /// The organization id readers send.
     pub organization_id: Option<String>,
+    /// The workspace id readers send, when set.
     pub workspace_id: Option<String>,
     /// Written only when set: readers default to the API's.
     pub base_url: Option<String>,
@@ -61,8 +63,11 @@ pub enum Existing {
 /// A profile whose credentials file someone keeps fresh for its readers.
 #[derive(Debug)]
 pub struct Target {
+    /// The profile's name.
     pub name: String,
+    /// The configuration directory holding `configs/<name>.json`.
     pub config_dir: PathBuf,
+    /// What is there now.
     pub existing: Existing,
 }
 

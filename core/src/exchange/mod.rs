@@ -74,6 +74,7 @@ pub struct RetryPolicy {
     pub max_total: Duration,
     /// First back-off; doubles per attempt, with jitter.
     pub base_delay: Duration,
+    /// Longest single back-off. Default 8 s.
     pub max_delay: Duration,
     /// Time-out of one attempt (connect, send, whole answer). Default 30 s;
     /// an attempt never outlives what is left of `max_total`.

@@ -50,61 +50,77 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.anthropic.com";
 #[serde(tag = "source", rename_all = "snake_case")]
 pub enum IdentitySpec {
     /// A file, re-read at every exchange (projected Kubernetes tokens rotate).
-    File { path: PathBuf },
+    File {
+        /// The token file.
+        path: PathBuf,
+    },
     /// An environment variable holding the JWT itself. The other SDKs'
     /// spellings of the variable's name are accepted too (docs/sdk-profiles.md
     /// §1): Ruby's `value`, PHP's `env_var` (exactly one of the three), and
     /// none at all means PHP's default, `ANTHROPIC_IDENTITY_TOKEN`.
     Env {
+        /// The variable's name.
         #[serde(alias = "value", alias = "env_var", default = "default_env_var")]
         var: String,
     },
     /// A program (no shell); its stdout is the token.
     Command {
+        /// The program and its arguments (`${VAR}` expanded).
         command: Vec<String>,
+        /// Seconds before the program is killed (default 30, at most 3600).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_s: Option<u64>,
     },
     /// An HTTP GET; `${VAR}` expanded in the URL and header values.
     Url {
+        /// The URL (`https`, or `http` to a metadata address).
         url: String,
+        /// Request headers.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         headers: BTreeMap<String, String>,
+        /// A top-level JSON string field of the answer holding the token (default: the trimmed body).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         field: Option<String>,
     },
     /// GitHub Actions OIDC (`permissions: id-token: write`).
     GithubActions {
+        /// The token's `aud` (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
     },
     /// GitLab CI `id_tokens:` variable (default `ANTHROPIC_ID_TOKEN`).
     Gitlab {
+        /// The variable (default `ANTHROPIC_ID_TOKEN`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         var: Option<String>,
     },
     /// CircleCI `CIRCLE_OIDC_TOKEN_V2`.
     Circleci {
+        /// The variable (default `CIRCLE_OIDC_TOKEN_V2`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         var: Option<String>,
     },
     /// Bitbucket Pipelines `BITBUCKET_STEP_OIDC_TOKEN` (`oidc: true`).
     Bitbucket {
+        /// The variable (default `BITBUCKET_STEP_OIDC_TOKEN`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         var: Option<String>,
     },
     /// HCP Terraform `TFC_WORKLOAD_IDENTITY_TOKEN`.
     Terraform {
+        /// The variable (default `TFC_WORKLOAD_IDENTITY_TOKEN`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         var: Option<String>,
     },
     /// Google Cloud metadata server identity token.
     GcpMetadata {
+        /// The token's `aud` (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
     },
     /// Azure managed identity (IMDS, or App Service's `IDENTITY_ENDPOINT`).
     AzureImds {
+        /// The token's `aud` (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
         /// A user-assigned identity's client id.
@@ -114,13 +130,16 @@ pub enum IdentitySpec {
     /// A projected service-account token (default
     /// `/var/run/secrets/anthropic.com/token`).
     Kubernetes {
+        /// The token file (default `/var/run/secrets/anthropic.com/token`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<PathBuf>,
     },
     /// AWS STS `GetWebIdentityToken`, signed with the ambient AWS credentials.
     AwsSts {
+        /// The token's `aud` (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
+        /// The STS region (default `AWS_REGION`, `AWS_DEFAULT_REGION`, the AWS profile's, else the EC2 instance's).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         region: Option<String>,
         /// 60…3600, default 300.
@@ -133,17 +152,22 @@ pub enum IdentitySpec {
     /// SPIFFE JWT-SVID: the Workload API (`socket`, default
     /// `$SPIFFE_ENDPOINT_SOCKET`), or a spiffe-helper file (`path`).
     Spiffe {
+        /// The token's `aud` (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
+        /// The Workload API socket (default `$SPIFFE_ENDPOINT_SOCKET`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         socket: Option<String>,
+        /// The SPIFFE id to ask for, when the workload has several.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         spiffe_id: Option<String>,
+        /// A spiffe-helper JWT-SVID file, instead of the Workload API.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<PathBuf>,
     },
     /// Detect the platform from the environment (see [`auto`]).
     Auto {
+        /// The token's `aud` for sources that mint on request (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
     },
@@ -154,6 +178,7 @@ pub enum IdentitySpec {
     /// token it serves one exchange.
     #[serde(alias = "value")]
     Literal {
+        /// The JWT.
         #[serde(alias = "path", serialize_with = "withheld", deserialize_with = "secret")]
         token: Secret,
     },
