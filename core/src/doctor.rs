@@ -160,6 +160,7 @@ pub enum Severity {
 
 /// One thing the diagnosis found.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct Finding {
     /// Stable machine code (see [`codes`]).
     pub code: &'static str,
@@ -176,6 +177,7 @@ pub struct Finding {
 
 /// Where a value came from, for machines and people.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct OriginReport {
     /// `explicit` (a flag or constructor argument), `env`, `profile`, `default`.
     pub kind: &'static str,
@@ -205,6 +207,7 @@ impl From<&Origin> for OriginReport {
 
 /// A configuration field, its (secret-free) value and its origin.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct FieldReport {
     /// The field's name as the face spells it.
     pub name: &'static str,
@@ -216,6 +219,7 @@ pub struct FieldReport {
 
 /// Which step of the configuration chain decided, and every field's origin.
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct ConfigReport {
     /// Whether the configuration resolved.
     pub ok: bool,
@@ -250,6 +254,7 @@ pub struct ConfigReport {
 
 /// One id and whether it is well-formed.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct IdCheck {
     /// The id's field (`federation_rule_id`, `organization_id`, …).
     pub field: &'static str,
@@ -266,6 +271,7 @@ pub struct IdCheck {
 
 /// The decoded, unverified identity token: never the token or its signature.
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct JwtReport {
     /// Header `alg`.
     pub alg: Option<String>,
@@ -297,6 +303,7 @@ pub struct JwtReport {
 
 /// The identity source and the token it gave.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct IdentityReport {
     /// The source's `source` tag (`file`, `env`, `command`, `url`, `github_actions`, …).
     pub source: String,
@@ -330,6 +337,7 @@ pub struct IdentityReport {
 /// The record of presented identity tokens (cache/consumed.rs) on the
 /// fetched token.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct RecordReport {
     /// The record file.
     pub path: String,
@@ -350,6 +358,7 @@ pub struct RecordReport {
 
 /// The on-disk cache file (or a `user_oauth` profile's credentials file).
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct CacheReport {
     /// The file (absent when the disk cache is disabled).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -371,6 +380,7 @@ pub struct CacheReport {
 
 /// The optional real exchange.
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct ExchangeReport {
     /// Whether an exchange was asked for.
     pub requested: bool,
@@ -410,6 +420,7 @@ pub struct ExchangeReport {
 
 /// The whole report. Serialize it (`serde_json::to_value`) for machines.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Version of the report's shape ([`REPORT_VERSION`]).
     pub version: u32,

@@ -13,6 +13,7 @@ use std::fmt;
 
 /// What went wrong, coarse enough for a caller to act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// Bad or missing configuration: a flag, env var, profile file or id.
     /// Fix the configuration; retrying will not help.

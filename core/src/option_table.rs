@@ -9,6 +9,7 @@ use serde_json::Value;
 
 /// What an option's value is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Kind {
     /// Text: an id, a name, a URL. `""` is passed on.
     Text,

@@ -61,6 +61,7 @@ const OWN_KEYS: [&str; 6] = ["version", "type", "access_token", "expires_at", "e
 
 /// What [`DiskCache::read`] found. Reasons are secret-free and name the path and the fix.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum DiskRead {
     /// No file: exchange and write one.
     Missing,

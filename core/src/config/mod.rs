@@ -22,6 +22,7 @@ pub(crate) const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 
 /// Where a configuration value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Origin {
     /// A CLI flag or a binding constructor argument (named, e.g. `--organization-id`).
     Explicit(String),
@@ -129,6 +130,7 @@ pub struct FederationConfig {
 /// between variants does not matter.)
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
+#[non_exhaustive]
 pub enum Resolution {
     /// Workload identity federation.
     Federation(FederationConfig),
@@ -174,6 +176,7 @@ pub enum Resolution {
 
 /// Which step of the chain decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Step {
     /// An explicitly named profile (`--profile`), explicit fields on top.
     ExplicitProfile,

@@ -50,6 +50,7 @@ impl ReaderSettings {
 
 /// What is at `configs/<name>.json`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Existing {
     /// No file.
     Missing,

@@ -48,6 +48,7 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.anthropic.com";
 /// Where the identity JWT comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum IdentitySpec {
     /// A file, re-read at every exchange (projected Kubernetes tokens rotate).
     File {
