@@ -42,7 +42,7 @@ pub(crate) fn merge_beta<'a>(values: impl IntoIterator<Item = &'a str>, add: &[&
     flags.join(",")
 }
 
-/// [`merge_beta`] with [`OAUTH_BETA`]: the `anthropic-beta` value a request
+/// `merge_beta` with [`OAUTH_BETA`]: the `anthropic-beta` value a request
 /// made with an access token must carry.
 pub fn with_oauth_beta<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
     merge_beta(values, &[OAUTH_BETA])
@@ -59,7 +59,7 @@ const TOKEN_ENDPOINT_PREFIX: &str = "/v1/oauth/";
 /// Why [`check_forwarded_path`] refused a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathRefusal {
-    /// Not one of the API routes a token is forwarded to (see [`FORWARDED_PREFIX`]).
+    /// Not one of the API routes a token is forwarded to (see `FORWARDED_PREFIX`).
     NotForwarded,
     /// A `.` or `..` segment, written plainly or percent-encoded in any case
     /// (`%2e`, `.%2E`), also with `;parameters` (`..;x`, which some servers read

@@ -17,7 +17,7 @@
 //!   exchanged it.
 //! - With `exchange` it sends the very identity token it diagnosed, which the
 //!   server then accepts never again. It is the provider's own exchange
-//!   ([`Provider::exchange_now`]): under the cross-process lock, the access
+//!   (`Provider::exchange_now`): under the cross-process lock, the access
 //!   token obtained written to the on-disk cache (unless the disk cache is
 //!   disabled) and a recorded refresh back-off cleared, as after any
 //!   exchange; otherwise the next `token` call would read the same, now
@@ -558,7 +558,7 @@ pub(crate) fn diagnose(options: &ProviderOptions, exchange: bool) -> Report {
     diagnose_with(options, &DoctorOptions { exchange, ..Default::default() })
 }
 
-/// [`diagnose`] with all options.
+/// `diagnose` with all options.
 pub fn diagnose_with(options: &ProviderOptions, doctor: &DoctorOptions) -> Report {
     crate::runtime::block_on(diagnose_async(options, doctor))
 }

@@ -7,20 +7,24 @@
 //! each identity JWT only once.
 //!
 //! Layout, in layers (docs/design.md, "Core's layers"; a module uses only
-//! lower layers, `tests/layers.rs` checks it):
-//! - leaves: [`error`] (the one error, text cleaning), [`json`], [`jwt`],
-//!   [`secret`], [`env`] (the environment snapshot), [`clock`], [`version`],
+//! lower layers, `tests/layers.rs` checks it; the modules named in plain
+//! text are private, their types re-exported at the root):
+//! - leaves: [`error`] (the one error, text cleaning), `json`, [`jwt`],
+//!   `secret` ([`Secret`]), `env` (the environment snapshot, [`Env`]),
+//!   `clock`, `version` ([`VERSION`]),
 //!   [`trusted`] (the ownership rule for files we read), [`api`] (header
 //!   rules for API calls made with an access token, docs/design.md §2);
 //! - [`url`]: the base-URL check and URL redaction; [`diag`]: diagnostics;
 //! - [`process`]: keeping secrets out of core dumps; [`runtime`]: the one
 //!   tokio runtime and HTTP client;
 //! - [`identity`]: identity-token sources (file, env, command, url, presets);
-//! - [`exchange`]: the jwt-bearer POST, response parsing, error mapping;
+//! - `exchange`: the jwt-bearer POST, response parsing, error mapping
+//!   ([`RetryPolicy`]);
 //!   [`cache`]: the refresh policy, the memory cache, the on-disk cache and
 //!   its file lock;
 //! - [`config`]: ids and their validation, profiles, the precedence chain;
-//! - [`provider`]: identity + exchange + caches, the one entry point;
+//! - `provider`: identity + exchange + caches, the one entry point
+//!   ([`Provider`]);
 //! - [`options`]: the one options type and table every face maps its
 //!   settings into; [`schema`]: the shapes the faces declare again, for
 //!   their drift checks;

@@ -43,7 +43,7 @@ pub struct Options {
     pub overrides: Overrides,
     /// Skip the on-disk cache (`--no-cache`).
     pub no_cache: bool,
-    /// Seconds, 0‥[`MAX_MIN_REMAINING`].
+    /// Seconds, 0‥`MAX_MIN_REMAINING`.
     pub min_remaining: Option<u32>,
     /// Bound on waiting for another exchange of the same cache file.
     pub lock_timeout: Option<Duration>,

@@ -102,7 +102,7 @@ impl ProviderOptions {
     }
 }
 
-/// What [`Provider::exchange_now`] did.
+/// What `Provider::exchange_now` did.
 #[derive(Debug)]
 pub struct Exchanged {
     /// The token endpoint's answer.
@@ -246,7 +246,7 @@ impl Provider {
     }
 
     /// Every environment variable that holds a secret of this configuration:
-    /// the SDKs' ([`config::SECRET_ENV_VARS`]) and the identity source's
+    /// the SDKs' (`config::SECRET_ENV_VARS`) and the identity source's
     /// ([`crate::identity::IdentitySpec::secret_env_vars`]). What `exec`
     /// keeps from its command.
     pub fn secret_env_vars(&self) -> Vec<String> {

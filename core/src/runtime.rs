@@ -2,13 +2,13 @@
 //!
 //! After `fork()` (gunicorn `--preload`, Python multiprocessing) the child has
 //! the parent's memory but none of its threads, so a runtime created in the
-//! parent is dead in the child. [`runtime`] and [`http_client`] therefore key
+//! parent is dead in the child. [`runtime`] and `http_client` therefore key
 //! their singletons on the process id and build fresh ones in a forked child
 //! (the parent's copies are leaked in the child, never dropped, because
 //! dropping them would try to join threads that do not exist there).
 //!
 //! The HTTP client's network settings (proxies, CA certificates) come from
-//! the caller's environment snapshot ([`NetSettings::from_env`]), never from
+//! the caller's environment snapshot (`NetSettings::from_env`), never from
 //! the process environment: reqwest would otherwise read `HTTPS_PROXY` and
 //! friends, and the certificate loader `SSL_CERT_FILE`, with `getenv` on a
 //! runtime thread (env.rs says why that must not happen).

@@ -14,7 +14,7 @@
 //! Rust field, option or source without its counterpart fails them.
 //!
 //! The examples below are complete by construction: a struct literal must
-//! name every field, and [`source_examples`] matches every variant, so a new
+//! name every field, and `source_examples` matches every variant, so a new
 //! field or variant does not compile until it is described here.
 
 use serde::Serialize;

@@ -5,16 +5,16 @@
 //! as you; the token cache directory and its lock file decide whether tokens
 //! are shared, replaced or blocked. So, on Unix:
 //!
-//! - [`Policy::Settings`] (profiles, `active_config`, the `configs/` and config
+//! - `Policy::Settings` (profiles, `active_config`, the `configs/` and config
 //!   directories, the token cache directory and its lock file): owned by this
 //!   user (the effective uid) or root, and not writable by group or others.
 //!   A symlink is followed only when the link itself belongs to this user or
 //!   root, and then the file it leads to must pass the same rule.
-//! - [`Policy::Secret`] (the token cache file, which both official SDKs also
+//! - `Policy::Secret` (the token cache file, which both official SDKs also
 //!   guard this way): owned by this user, no access at all for group or
 //!   others, never a symlink.
 //!
-//! Files are judged by what was opened, not by name: [`open`] takes the
+//! Files are judged by what was opened, not by name: `open` takes the
 //! path's `lstat`, opens it (with `O_NOFOLLOW` unless the link itself was
 //! judged), and checks the `fstat` of the descriptor, so swapping the file
 //! between the check and the read gains nothing. Directories are judged by
@@ -151,7 +151,7 @@ pub(crate) fn check(meta: &Metadata, path: &Path, what: &str, stake: &str, polic
     }
 }
 
-/// Check a directory against [`Policy::Settings`]: owned by this user or
+/// Check a directory against `Policy::Settings`: owned by this user or
 /// root, not writable by group or others (a symlink to it must belong to this
 /// user or root too). A directory that does not exist passes: whoever creates
 /// it next is checked then.

@@ -1,11 +1,11 @@
 //! URLs: the one check of a base URL (docs/design.md §1: where an identity
 //! token may be sent) and the one way a URL is shown in a message.
 //!
-//! - [`check_base_url`] / [`token_endpoint`]: `https://` only, plus plain
+//! - [`check_base_url`] / `token_endpoint`: `https://` only, plus plain
 //!   `http://` to the loopback names used for local testing; no credentials,
 //!   query or fragment. Checked when the configuration is resolved (the
 //!   message names where the URL came from) and again before any exchange.
-//! - [`redact_url`]: no `user:password@`, no query values, no fragment.
+//! - `redact_url`: no `user:password@`, no query values, no fragment.
 
 use reqwest::Url;
 

@@ -2,21 +2,21 @@
 //!
 //! The server accepts each identity JWT once (its `jti`), and refuses an
 //! expired one; both refusals are the same opaque 401. So before any
-//! exchange, by every face (they all go through [`crate::provider`]), the
+//! exchange, by every face (they all go through `crate::provider`), the
 //! token the source handed back is checked here:
 //! - **expired**: past its `exp` by more than the clock-skew allowance
-//!   ([`crate::jwt::EXPIRY_SKEW_ALLOWANCE_SECONDS`]): not sent;
+//!   (`crate::jwt::EXPIRY_SKEW_ALLOWANCE_SECONDS`): not sent;
 //! - **consumed**: this machine already exchanged it, by the **record**
 //!   below: not sent. Nor is a token another process is presenting right now.
 //!
-//! A source that mints ([`Renewal::Mints`]) is asked again first
-//! ([`REFETCHES`] times); what the provider does next (wait for a file to
+//! A source that mints (`Renewal::Mints`) is asked again first
+//! (`REFETCHES` times); what the provider does next (wait for a file to
 //! rotate, serve a still-usable cached access token) is its own business.
 //!
 //! ## The record
 //!
-//! One file per user, [`RECORD_FILE_NAME`] in anthropic-wif's cache
-//! directory ([`crate::cache::disk::cache_home`]: `$XDG_CACHE_HOME/anthropic-wif`,
+//! One file per user, `RECORD_FILE_NAME` in anthropic-wif's cache
+//! directory (`crate::cache::disk::cache_home`: `$XDG_CACHE_HOME/anthropic-wif`,
 //! else `~/.cache/anthropic-wif`), whatever cache file a configuration uses:
 //! so two configurations that read one token file (two profiles, a profile
 //! and the environment, the CLI and a Python program) see each other's
@@ -29,7 +29,7 @@
 //! Format, never the JWT:
 //! `{"version": 1, "tokens": [{"id": "<64 hex>", "exp": 1795…, "state": "consumed", "at": 1795…, "by": "<token cache>"}, …]}`
 //! - `id`: SHA-256 of `jti`, `iss` (when the token has a `jti`), else of
-//!   the whole token ([`Fingerprint`]);
+//!   the whole token (`Fingerprint`);
 //! - `state`: `in_flight` (a process is presenting it, until `until`: the
 //!   attempt's time-out and a margin; a crashed presenter's claim lapses
 //!   then), `consumed` (the server exchanged it: never again), `presented`
@@ -37,7 +37,7 @@
 //!   blocking, but a later refusal of it says it was most likely re-used);
 //! - bounded: an entry goes once its token is past `exp` and the allowance
 //!   (the expiry check refuses it anyway), one without `exp` after a day;
-//!   at most [`MAX_ENTRIES`], the oldest dropped first.
+//!   at most `MAX_ENTRIES`, the oldest dropped first.
 //!
 //! Other programs that exchange the same token (the official SDKs, Claude
 //! Code given the federation variables) do not write this record: their

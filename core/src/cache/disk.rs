@@ -836,7 +836,7 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 /// Write `bytes` to `path` as every file we write is written (the token
 /// cache, the record of presented identity tokens, profiles, a ready file,
 /// Claude Code's settings): the directory
-/// created 0700 if missing, the file 0600, atomically ([`replace_file`]), so
+/// created 0700 if missing, the file 0600, atomically (`replace_file`), so
 /// a reader sees the old content or the new, never a part, and nobody else
 /// can read it. `what` names the file in the error, which says which step
 /// failed.

@@ -12,7 +12,7 @@
 //! * `remaining > refresh`: fresh, served.
 //! * `floor < remaining <= refresh` (refresh due, the advisory window): if a
 //!   refresh is in flight, or an advisory refresh failed less than
-//!   [`ADVISORY_BACKOFF_SECONDS`] ago (back-off), the old token is served at
+//!   `ADVISORY_BACKOFF_SECONDS` ago (back-off), the old token is served at
 //!   once without calling `refresh`. Otherwise this caller refreshes; on
 //!   failure it serves the old token (if still usable then) and starts the
 //!   back-off.

@@ -5,7 +5,7 @@
 //! ([`consumed`]).
 //!
 //! The provider orchestrates them: memory → disk → lock → re-check disk →
-//! exchange → write disk. [`memory::MemoryCache::get_or_refresh`] runs the
+//! exchange → write disk. `memory::MemoryCache::get_or_refresh` runs the
 //! refresh closure (which does the disk/lock/exchange part) one at a time.
 
 pub mod consumed;

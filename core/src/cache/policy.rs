@@ -25,14 +25,14 @@
 //! re-read it (the official SDKs and Claude Code with a `user_oauth` profile
 //! without `client_id`: `anthropic-wif daemon`, `exec`'s private profile)
 //! uses [`HandOutMargin::RotatedFile`]. The readers' windows are not scaled:
-//! their caches look again [`READER_ADVISORY_SECONDS`] (Java; 120 s for the
+//! their caches look again `READER_ADVISORY_SECONDS` (Java; 120 s for the
 //! others) before expiry, and Node, Go and C# refuse a token within
-//! [`MANDATORY_REFRESH_SECONDS`] of it. So the file's token is replaced when
+//! `MANDATORY_REFRESH_SECONDS` of it. So the file's token is replaced when
 //! `min(READER_ADVISORY_SECONDS + REWRITE_LEAD_SECONDS, lifetime * 3/4)`
 //! seconds are left: 360 s for every token of 8 minutes or more (a minute
 //! before any reader's cache looks again), and after the first quarter of a
 //! shorter one's life (a 60 s token is replaced 45 s before expiry, 15 s
-//! before the first reader would refuse it; [`rotated_file_lead`]).
+//! before the first reader would refuse it; `rotated_file_lead`).
 //! Every other face's refresh bound is below this one, so a holder of the
 //! file refreshes first and a `token` call beside it finds the new token.
 
@@ -206,8 +206,8 @@ pub(crate) fn rotated_file_lead(lifetime: i64) -> i64 {
 
 /// How long a holder that retries on its own (the proxy) waits after
 /// `failures` (at least 1) consecutive failed attempts to obtain a token:
-/// 1 s, doubling, up to [`REFRESH_FAILURE_BACKOFF_SECONDS`]; while it still
-/// serves a usable token (`serving`), at least [`ADVISORY_BACKOFF_SECONDS`].
+/// 1 s, doubling, up to `REFRESH_FAILURE_BACKOFF_SECONDS`; while it still
+/// serves a usable token (`serving`), at least `ADVISORY_BACKOFF_SECONDS`.
 pub fn retry_backoff(failures: u32, serving: bool) -> Duration {
     let doubling = 1i64 << failures.saturating_sub(1).min(16);
     let mut secs = doubling.min(REFRESH_FAILURE_BACKOFF_SECONDS);

@@ -6,7 +6,7 @@
 //! (`anthropic-wif daemon`, `exec`'s private profile).
 //!
 //! Here: recognising such a profile ([`inspect`]), where its credentials file
-//! is ([`Target::credentials_path`]), and writing one ([`write`]): top-level
+//! is ([`Target::credentials_path`]), and writing one ([`fn@write`]): top-level
 //! `organization_id`, `workspace_id` and `base_url` as the federation
 //! configuration has them (what the readers send their API calls with), no
 //! `client_id`, 0600 in a 0700 `configs/` (created so), atomically, with the

@@ -18,7 +18,7 @@
 //!     Azure IMDS (`/metadata/instance`), AWS EC2 (IMDSv2 token). The probes
 //!     honour `GCE_METADATA_HOST`, `AZURE_IMDS_ENDPOINT`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
 //!
-//! Steps 1–9 are [`detect`] (no network; doctor reports it); [`detect_with_probes`]
+//! Steps 1–9 are `detect` (no network; doctor reports it); `detect_with_probes`
 //! adds step 10. Nothing found is an error naming everything looked for.
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};

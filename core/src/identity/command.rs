@@ -6,7 +6,7 @@
 //!   environment), not the process environment, which the engine never reads;
 //!   it inherits the working directory; stdin is `/dev/null`, stdout and
 //!   stderr are pipes.
-//! - stdout is bounded ([`MAX_LOCAL_TOKEN_BYTES`]); more is an error and the
+//! - stdout is bounded (`MAX_LOCAL_TOKEN_BYTES`); more is an error and the
 //!   child is killed at once.
 //! - On time-out the child is killed. On Unix it runs in its own process group
 //!   and the whole group gets SIGKILL, so `sh -c '…'` wrappers do not leave

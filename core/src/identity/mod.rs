@@ -4,16 +4,16 @@
 //! and binding constructors take the same shape.
 
 //!
-//! Layout: [`file`], [`env`], [`command`], [`url`] (with [`expand`] for
+//! Layout: [`mod@file`], [`mod@env`], [`command`], [`url`] (with `expand` for
 //! `${VAR}`), and the platform presets: [`presets`] (GitHub Actions, the CI
 //! variables, Google Cloud, Azure, Kubernetes), [`aws`] (STS
-//! `GetWebIdentityToken`, SigV4 in [`sigv4`]), [`spiffe`] (Workload API), and
+//! `GetWebIdentityToken`, SigV4 in `sigv4`), [`spiffe`] (Workload API), and
 //! [`auto`] (detection). See docs/platforms.md for the platform side.
 //!
 //! Error kinds: a source that fails at run time is `ErrorKind::Identity`;
 //! a malformed spec (empty argv, bad header name, `timeout_s` 0, disallowed
 //! URL scheme…) is `ErrorKind::Config`. Every message starts with
-//! [`IdentitySpec::describe`], says what to do, and is scrubbed of
+//! `IdentitySpec::describe`, says what to do, and is scrubbed of
 //! token-shaped text as a last line of defence.
 
 use std::collections::BTreeMap;
@@ -349,7 +349,7 @@ impl IdentitySpec {
     /// The environment variables that hold this source's secrets: the
     /// identity token itself, or a credential whose only use is to mint one.
     /// `exec` removes them from its command's environment (with the SDKs'
-    /// own secret variables, [`crate::config::SECRET_ENV_VARS`]). This is
+    /// own secret variables, `crate::config::SECRET_ENV_VARS`). This is
     /// the one declaration per source; a new source must say here what it
     /// reads.
     ///

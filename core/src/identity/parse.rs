@@ -62,7 +62,7 @@ impl IdentitySpec {
         Ok(IdentitySpec::File { path: path.into() })
     }
 
-    /// [`IdentitySpec::from_json`] of JSON text (the CLI's `--identity-token`).
+    /// `IdentitySpec::from_json` of JSON text (the CLI's `--identity-token`).
     pub fn from_json_text(text: &str, field: &str) -> Result<IdentitySpec, String> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
             format!(

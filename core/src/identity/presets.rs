@@ -1,6 +1,6 @@
 //! Platform presets: each turns a platform's documented way of minting an
 //! OIDC token into one of the generic mechanisms (an HTTP GET through
-//! [`super::url::get_token`], an environment variable, a file), with the
+//! `super::url::get_token`, an environment variable, a file), with the
 //! platform's own fix in every error.
 //!
 //! Here: GitHub Actions, the CI variables (GitLab, CircleCI, Bitbucket, HCP
@@ -8,7 +8,7 @@
 //! AWS STS is in [`super::aws`], SPIFFE in [`super::spiffe`], `auto` in
 //! [`super::auto`]. Every endpoint can be pointed elsewhere by an environment
 //! variable (tests use loopback fakes):
-//! - `GCE_METADATA_HOST` (host[:port], as Google's client libraries read it);
+//! - `GCE_METADATA_HOST` (`host[:port]`, as Google's client libraries read it);
 //! - `AZURE_IMDS_ENDPOINT` (base URL, default `http://169.254.169.254`);
 //!   App Service / Functions / Container Apps are used when `IDENTITY_ENDPOINT`
 //!   and `IDENTITY_HEADER` are set;

@@ -3,16 +3,16 @@
 //! (GitHub Actions now; GCP and Azure metadata later).
 //!
 //! - `${VAR}` is expanded from [`Env`] in the URL's path, query and fragment
-//!   and in header values (see [`super::expand`]); never in the scheme, host
+//!   and in header values (see `super::expand`); never in the scheme, host
 //!   or port, so the environment cannot send the request and its headers
 //!   elsewhere. Messages show the URL *template* (query values withheld, see
-//!   [`crate::url::redact_url`]), never expanded values or header values,
+//!   `crate::url::redact_url`), never expanded values or header values,
 //!   and every expanded value is scrubbed from any text that reaches a message.
 //! - Schemes: `https` anywhere; plain `http` only for loopback hosts and the
-//!   cloud metadata hosts ([`PLAIN_HTTP_HOSTS`]). URLs with credentials
+//!   cloud metadata hosts (`PLAIN_HTTP_HOSTS`). URLs with credentials
 //!   (`user:pass@`) are refused.
 //! - The shared client never follows redirects; a 3xx is an error.
-//! - The body is read incrementally and capped at [`MAX_BODY_BYTES`].
+//! - The body is read incrementally and capped at `MAX_BODY_BYTES`.
 //! - `field` picks a top-level JSON string; without it the trimmed body is
 //!   the token.
 
