@@ -19,6 +19,8 @@ const MAX_TAG_BODY: usize = 64;
 
 /// The ids the exchange sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// The variants are the fields' names (`federation_rule_id`, …), `_id` and all.
+#[allow(clippy::enum_variant_names)]
 pub(crate) enum IdField {
     FederationRuleId,
     OrganizationId,
