@@ -251,7 +251,8 @@ fn error_value<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, PyAny>>
         ErrorKind::Identity => &classes.identity,
         ErrorKind::Denied => &classes.denied,
         ErrorKind::Unavailable => &classes.unavailable,
-        ErrorKind::Internal => &classes.base,
+        // ErrorKind::Internal, and any kind core adds later (it is non_exhaustive).
+        _ => &classes.base,
     };
     let Ok(serde_json::Value::Object(form)) = serde_json::to_value(err) else {
         return cls.bind(py).call1((err.to_string(),));

@@ -8,7 +8,7 @@
 /// (often appended to `$GITHUB_ENV`), so it must be non-empty printable ASCII
 /// without spaces. The one check for tokens from the endpoint, from the disk
 /// cache, from a `user_oauth` credentials file and from `ANTHROPIC_AUTH_TOKEN`.
-pub fn access_token_problem(token: &str) -> Option<&'static str> {
+pub(crate) fn access_token_problem(token: &str) -> Option<&'static str> {
     if token.is_empty() {
         Some("is empty")
     } else if !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
@@ -30,7 +30,7 @@ pub const BETA_HEADER: &str = "anthropic-beta";
 /// Flags are compared whole (`oauth-2025-04-20` is not found in
 /// `oauth-2025-04-200`), surrounding white space and empty items are dropped,
 /// order is kept, and no flag appears twice.
-pub fn merge_beta<'a>(values: impl IntoIterator<Item = &'a str>, add: &[&'a str]) -> String {
+pub(crate) fn merge_beta<'a>(values: impl IntoIterator<Item = &'a str>, add: &[&'a str]) -> String {
     let mut flags: Vec<&str> = Vec::new();
     let existing = values.into_iter().flat_map(|v| v.split(','));
     for f in existing.chain(add.iter().copied()) {
@@ -42,7 +42,7 @@ pub fn merge_beta<'a>(values: impl IntoIterator<Item = &'a str>, add: &[&'a str]
     flags.join(",")
 }
 
-/// [`merge_beta`] with [`OAUTH_BETA`]: the `anthropic-beta` value a request
+/// `merge_beta` with [`OAUTH_BETA`]: the `anthropic-beta` value a request
 /// made with an access token must carry.
 pub fn with_oauth_beta<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
     merge_beta(values, &[OAUTH_BETA])
@@ -50,7 +50,7 @@ pub fn with_oauth_beta<'a>(values: impl IntoIterator<Item = &'a str>) -> String 
 
 /// Forwarded paths start with this: the Claude API's versioned routes
 /// (Messages, token counting, Message Batches, Models, Files, …).
-pub const FORWARDED_PREFIX: &str = "/v1/";
+pub(crate) const FORWARDED_PREFIX: &str = "/v1/";
 
 /// …except the token endpoint: whoever forwards requests makes the exchange
 /// itself, and its clients have no business there.
@@ -59,7 +59,7 @@ const TOKEN_ENDPOINT_PREFIX: &str = "/v1/oauth/";
 /// Why [`check_forwarded_path`] refused a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathRefusal {
-    /// Not one of the API routes a token is forwarded to (see [`FORWARDED_PREFIX`]).
+    /// Not one of the API routes a token is forwarded to (see `FORWARDED_PREFIX`).
     NotForwarded,
     /// A `.` or `..` segment, written plainly or percent-encoded in any case
     /// (`%2e`, `.%2E`), also with `;parameters` (`..;x`, which some servers read

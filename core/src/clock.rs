@@ -1,6 +1,7 @@
 //! The clock: unix time in whole seconds, and a [`Clock`] that tests can
 //! move by hand.
 
+#[cfg(test)]
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Current unix time in whole seconds.
@@ -9,13 +10,13 @@ pub fn now_unix() -> i64 {
 }
 
 /// A source of unix time in seconds, so tests can move time by hand.
-pub trait Clock: Send + Sync + 'static {
+pub(crate) trait Clock: Send + Sync + 'static {
     fn now(&self) -> i64;
 }
 
 /// The system clock ([`now_unix`]).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
@@ -24,9 +25,11 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to (tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
+pub(crate) struct ManualClock(AtomicI64);
 
+#[cfg(test)]
 impl ManualClock {
     pub fn new(now: i64) -> Self {
         ManualClock(AtomicI64::new(now))
@@ -34,11 +37,12 @@ impl ManualClock {
     pub fn set(&self, now: i64) {
         self.0.store(now, Ordering::SeqCst)
     }
-    pub fn advance(&self, seconds: i64) {
+    pub(crate) fn advance(&self, seconds: i64) {
         self.0.fetch_add(seconds, Ordering::SeqCst);
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
         self.0.load(Ordering::SeqCst)

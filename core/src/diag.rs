@@ -16,11 +16,13 @@ static LEVEL: AtomicU8 = AtomicU8::new(UNSET);
 
 const UNSET: u8 = 255;
 
+/// Verbosity of `-v` / `ANTHROPIC_WIF_LOG=info`.
 pub const INFO: u8 = 1;
+/// Verbosity of `-vv` / `ANTHROPIC_WIF_LOG=debug`.
 pub const DEBUG: u8 = 2;
 
 /// The variable that turns diagnostics on in the bindings.
-pub const ENV_LOG: &str = "ANTHROPIC_WIF_LOG";
+pub(crate) const ENV_LOG: &str = "ANTHROPIC_WIF_LOG";
 
 /// Set the verbosity (the CLI's `-v` count). Wins over [`init_from`].
 pub fn set_verbosity(level: u8) {
@@ -46,13 +48,14 @@ fn level_from(env: &Env) -> u8 {
 }
 
 /// Current verbosity (quiet until [`set_verbosity`] or [`init_from`]).
-pub fn verbosity() -> u8 {
+pub(crate) fn verbosity() -> u8 {
     match LEVEL.load(Ordering::Relaxed) {
         UNSET => 0,
         v => v,
     }
 }
 
+/// Whether diagnostics of `level` ([`INFO`], [`DEBUG`]) are written.
 pub fn enabled(level: u8) -> bool {
     verbosity() >= level
 }

@@ -17,7 +17,7 @@
 //!   exchanged it.
 //! - With `exchange` it sends the very identity token it diagnosed, which the
 //!   server then accepts never again. It is the provider's own exchange
-//!   ([`Provider::exchange_now`]): under the cross-process lock, the access
+//!   (`Provider::exchange_now`): under the cross-process lock, the access
 //!   token obtained written to the on-disk cache (unless the disk cache is
 //!   disabled) and a recorded refresh back-off cleared, as after any
 //!   exchange; otherwise the next `token` call would read the same, now
@@ -56,7 +56,7 @@ use crate::url::redact_url;
 /// Version of the report's JSON shape.
 pub const REPORT_VERSION: u32 = 1;
 /// Identity tokens with less life left than this get a warning.
-pub const EXPIRING_SOON_SECONDS: i64 = 60;
+pub(crate) const EXPIRING_SOON_SECONDS: i64 = 60;
 /// Identity tokens living longer than this get a warning.
 pub const MAX_RECOMMENDED_LIFETIME_SECONDS: i64 = 3600;
 /// Allowed clock skew for `nbf`.
@@ -66,39 +66,73 @@ pub const KUBERNETES_DEFAULT_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/
 
 /// Stable finding codes.
 pub mod codes {
+    /// error: the configuration does not resolve (message names the field, origin and fix).
     pub const CONFIG_ERROR: &str = "config_error";
+    /// error: an id is malformed.
     pub const INVALID_ID: &str = "invalid_id";
+    /// error: `ANTHROPIC_API_KEY` is set: the SDKs use it, no federation.
     pub const STATIC_API_KEY: &str = "static_api_key";
+    /// error: `ANTHROPIC_API_KEY` hides federation settings that are also present.
     pub const API_KEY_SHADOWS_FEDERATION: &str = "api_key_shadows_federation";
+    /// warning: `ANTHROPIC_AUTH_TOKEN` is set: a static bearer is used, no federation.
     pub const STATIC_BEARER: &str = "static_bearer";
+    /// warning: `ANTHROPIC_AUTH_TOKEN` hides federation settings that are also present.
     pub const AUTH_TOKEN_SHADOWS_FEDERATION: &str = "auth_token_shadows_federation";
+    /// info: the profile is an interactive login (`user_oauth`), not federation.
     pub const USER_OAUTH: &str = "user_oauth";
+    /// error: that profile's credentials file is missing or expired.
     pub const USER_OAUTH_TOKEN_UNUSABLE: &str = "user_oauth_token_unusable";
+    /// error: the identity-token source failed.
     pub const IDENTITY_FETCH_FAILED: &str = "identity_fetch_failed";
+    /// error: the source's output is not a JWT.
     pub const JWT_MALFORMED: &str = "jwt_malformed";
+    /// error: over 16 KiB: the exchange refuses it.
     pub const JWT_TOO_LARGE: &str = "jwt_too_large";
+    /// error: `exp` is more than 30 s in the past: the token is not sent.
     pub const JWT_EXPIRED: &str = "jwt_expired";
+    /// warning: less than 60 s left, or `exp` passed within the 30 s allowance.
     pub const JWT_EXPIRING: &str = "jwt_expiring";
+    /// warning: `nbf` more than 60 s in the future (clock skew).
     pub const JWT_NOT_YET_VALID: &str = "jwt_not_yet_valid";
+    /// warning: lifetime (`exp - iat`) over 1 hour.
     pub const JWT_LONG_LIVED: &str = "jwt_long_lived";
+    /// warning: `aud` does not contain the expected audience.
     pub const JWT_AUDIENCE_MISMATCH: &str = "jwt_audience_mismatch";
+    /// error: unsigned token, or no `alg`.
     pub const JWT_ALG_NONE: &str = "jwt_alg_none";
+    /// error: `HS256`/`HS384`/`HS512`: cannot be verified with the issuer's public keys.
     pub const JWT_ALG_SYMMETRIC: &str = "jwt_alg_symmetric";
+    /// warning: no `kid` in the header.
     pub const JWT_MISSING_KID: &str = "jwt_missing_kid";
+    /// error: no issuer.
     pub const JWT_MISSING_ISS: &str = "jwt_missing_iss";
+    /// warning: no subject.
     pub const JWT_MISSING_SUB: &str = "jwt_missing_sub";
+    /// warning: no issue time.
     pub const JWT_MISSING_IAT: &str = "jwt_missing_iat";
+    /// error: no expiry.
     pub const JWT_MISSING_EXP: &str = "jwt_missing_exp";
+    /// error: the pod's default service-account token, not a projected one for the API.
     pub const KUBERNETES_DEFAULT_TOKEN: &str = "kubernetes_default_token";
+    /// error, or warning while a cached access token is usable: this machine already exchanged this identity token; it is never sent again.
     pub const JWT_CONSUMED: &str = "jwt_consumed";
+    /// info: another process is presenting this identity token right now.
     pub const JWT_IN_FLIGHT: &str = "jwt_in_flight";
+    /// warning: this machine sent this identity token before without a successful exchange.
     pub const JWT_PRESENTED_BEFORE: &str = "jwt_presented_before";
+    /// warning: the record of presented identity tokens is refused or unreadable.
     pub const TOKEN_RECORD_UNUSABLE: &str = "token_record_unusable";
+    /// warning: the cache file, its directory or lock file is refused for safety.
     pub const CACHE_INSECURE: &str = "cache_insecure";
+    /// warning: the cache file is unusable; the next exchange overwrites it.
     pub const CACHE_CORRUPT: &str = "cache_corrupt";
+    /// error: `--exchange` failed (status and request id in the report's `exchange`).
     pub const EXCHANGE_FAILED: &str = "exchange_failed";
+    /// info: `--exchange` was not attempted because of an earlier error.
     pub const EXCHANGE_SKIPPED: &str = "exchange_skipped";
+    /// warning: the exchange granted less than 5 minutes.
     pub const ACCESS_TOKEN_SHORT: &str = "access_token_short";
+    /// warning: the access token from `--exchange` could not be cached.
     pub const CACHE_WRITE_FAILED: &str = "cache_write_failed";
 }
 
@@ -112,6 +146,7 @@ pub struct DoctorOptions {
     pub expected_audience: Option<String>,
 }
 
+/// How serious a [`Finding`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -125,19 +160,24 @@ pub enum Severity {
 
 /// One thing the diagnosis found.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct Finding {
     /// Stable machine code (see [`codes`]).
     pub code: &'static str,
+    /// `error`, `warning` or `info`.
     pub severity: Severity,
     /// For errors: `config`, `identity`, `denied`, `unavailable`, `internal`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<&'static str>,
+    /// What is wrong, naming the field, file or source.
     pub message: String,
+    /// What to do about it.
     pub fix: String,
 }
 
 /// Where a value came from, for machines and people.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct OriginReport {
     /// `explicit` (a flag or constructor argument), `env`, `profile`, `default`.
     pub kind: &'static str,
@@ -167,15 +207,21 @@ impl From<&Origin> for OriginReport {
 
 /// A configuration field, its (secret-free) value and its origin.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct FieldReport {
+    /// The field's name as the face spells it.
     pub name: &'static str,
+    /// Its value (never a secret).
     pub value: String,
+    /// Where it was set.
     pub origin: OriginReport,
 }
 
 /// Which step of the configuration chain decided, and every field's origin.
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct ConfigReport {
+    /// Whether the configuration resolved.
     pub ok: bool,
     /// `explicit_profile`, `explicit`, `api_key`, `auth_token`, `env_profile`,
     /// `env_federation`, `active_profile`; absent when resolution failed.
@@ -187,48 +233,69 @@ pub struct ConfigReport {
     /// `federation`, `api_key`, `static_bearer`, `user_oauth`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolution: Option<&'static str>,
+    /// The configuration directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_dir: Option<String>,
+    /// The profile's name, when one was used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// The profile file, when one was used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_path: Option<String>,
+    /// Every configuration field with its origin.
     pub fields: Vec<FieldReport>,
     /// Federation settings present but ignored because a static credential wins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadowed: Option<String>,
+    /// Why resolution failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Error>,
 }
 
 /// One id and whether it is well-formed.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct IdCheck {
+    /// The id's field (`federation_rule_id`, `organization_id`, …).
     pub field: &'static str,
     /// The id (ids are not secret), or a note when the value looks like a token.
     pub value: String,
+    /// Where it was set.
     pub origin: OriginReport,
+    /// Whether it is well-formed.
     pub ok: bool,
+    /// What is wrong with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 /// The decoded, unverified identity token: never the token or its signature.
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct JwtReport {
+    /// Header `alg`.
     pub alg: Option<String>,
+    /// Header `kid`.
     pub kid: Option<String>,
+    /// Header `typ`.
     pub typ: Option<String>,
+    /// Claim `iss`.
     pub iss: Option<String>,
+    /// Claim `sub`.
     pub sub: Option<String>,
+    /// Claim `aud` (a string becomes one element).
     pub aud: Vec<String>,
+    /// Claim `iat`, unix seconds.
     pub iat: Option<i64>,
+    /// Claim `nbf`, unix seconds.
     pub nbf: Option<i64>,
+    /// Claim `exp`, unix seconds.
     pub exp: Option<i64>,
     /// `exp - iat`.
     pub lifetime_s: Option<i64>,
     /// `exp - now` (negative when expired).
     pub remaining_s: Option<i64>,
+    /// Whether a `jti` claim is present.
     pub jti_present: bool,
     /// The claim names present (values not shown beyond the ones above).
     pub claim_names: Vec<String>,
@@ -236,6 +303,7 @@ pub struct JwtReport {
 
 /// The identity source and the token it gave.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct IdentityReport {
     /// The source's `source` tag (`file`, `env`, `command`, `url`, `github_actions`, …).
     pub source: String,
@@ -243,16 +311,22 @@ pub struct IdentityReport {
     pub description: String,
     /// The source's settings, with literal header values withheld.
     pub settings: Value,
+    /// Where the source was set.
     pub origin: OriginReport,
     /// The audience the checks expect.
     pub expected_audience: String,
+    /// Whether a token was fetched.
     pub fetched: bool,
+    /// Why fetching failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Error>,
+    /// The token's size in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<usize>,
+    /// The decoded token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<JwtReport>,
+    /// Why the token did not decode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decode_error: Option<String>,
     /// What the record of presented identity tokens says of this token.
@@ -263,6 +337,7 @@ pub struct IdentityReport {
 /// The record of presented identity tokens (cache/consumed.rs) on the
 /// fetched token.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct RecordReport {
     /// The record file.
     pub path: String,
@@ -276,44 +351,60 @@ pub struct RecordReport {
     /// The token cache of the configuration that presented it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// Why the record is unusable (state `unusable`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
 /// The on-disk cache file (or a `user_oauth` profile's credentials file).
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct CacheReport {
+    /// The file (absent when the disk cache is disabled).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// `disabled`, `missing`, `valid` (usable: more than the mandatory
     /// refresh window left, 30 s for a token of 2 min or more; see
     /// cache/policy.rs), `expired` (less), `insecure`, `corrupt`.
     pub state: &'static str,
+    /// The cached token's expiry, unix seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Seconds left (negative when expired).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining_s: Option<i64>,
+    /// Why it is insecure or corrupt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
 /// The optional real exchange.
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct ExchangeReport {
+    /// Whether an exchange was asked for.
     pub requested: bool,
+    /// Whether it was made.
     pub performed: bool,
+    /// Why it was not made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped_reason: Option<String>,
+    /// Whether it succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ok: Option<bool>,
+    /// HTTP status of the token endpoint's answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// The answer's `request-id` header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The granted `expires_in`, seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub granted_lifetime_s: Option<i64>,
+    /// The access token's expiry, unix seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// The granted `scope`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// [`Secret::masked`], e.g. `sk-ant-oat01-…abcd`.
@@ -322,29 +413,40 @@ pub struct ExchangeReport {
     /// The cache file the new token was written to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cached_in: Option<String>,
+    /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Error>,
 }
 
 /// The whole report. Serialize it (`serde_json::to_value`) for machines.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct Report {
+    /// Version of the report's shape ([`REPORT_VERSION`]).
     pub version: u32,
     /// No finding of severity `error`.
     pub healthy: bool,
     /// 0 when healthy, else the exit code of the first error's kind (README table).
     pub exit_code: i32,
+    /// Number of findings of severity `error`.
     pub errors: usize,
+    /// Number of findings of severity `warning`.
     pub warnings: usize,
     /// Unix seconds when the diagnosis ran.
     pub checked_at: i64,
+    /// The configuration chain's decision.
     pub config: ConfigReport,
+    /// The ids and their checks.
     pub ids: Vec<IdCheck>,
+    /// The identity source and its token (absent when the configuration did not resolve to federation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityReport>,
+    /// The cache file (absent when there is none to check).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheReport>,
+    /// The optional real exchange.
     pub exchange: ExchangeReport,
+    /// Everything found, in order.
     pub findings: Vec<Finding>,
 }
 
@@ -382,7 +484,7 @@ impl Report {
     }
 
     /// Findings of the given severity.
-    pub fn findings_of(&self, severity: Severity) -> impl Iterator<Item = &Finding> {
+    pub(crate) fn findings_of(&self, severity: Severity) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(move |f| f.severity == severity)
     }
 
@@ -451,11 +553,12 @@ fn kind_from_str(s: &str) -> ErrorKind {
 /// Diagnose from synchronous code (on the shared runtime; do not call from
 /// inside it). `exchange`: also make one real exchange, which consumes the
 /// identity token and writes the cache.
-pub fn diagnose(options: &ProviderOptions, exchange: bool) -> Report {
+#[cfg(test)]
+pub(crate) fn diagnose(options: &ProviderOptions, exchange: bool) -> Report {
     diagnose_with(options, &DoctorOptions { exchange, ..Default::default() })
 }
 
-/// [`diagnose`] with all options.
+/// `diagnose` with all options.
 pub fn diagnose_with(options: &ProviderOptions, doctor: &DoctorOptions) -> Report {
     crate::runtime::block_on(diagnose_async(options, doctor))
 }

@@ -64,7 +64,7 @@ impl Env {
         self.vars.get(name).filter(|s| !s.is_empty()).cloned()
     }
 
-    pub fn is_set(&self, name: &str) -> bool {
+    pub(crate) fn is_set(&self, name: &str) -> bool {
         self.vars.get(name).is_some_and(|s| !s.is_empty())
     }
 
@@ -83,6 +83,7 @@ impl Env {
         self.vars.len()
     }
 
+    /// Whether the snapshot holds no variables.
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
     }

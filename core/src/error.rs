@@ -13,6 +13,7 @@ use std::fmt;
 
 /// What went wrong, coarse enough for a caller to act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// Bad or missing configuration: a flag, env var, profile file or id.
     /// Fix the configuration; retrying will not help.
@@ -60,7 +61,7 @@ impl fmt::Display for ErrorKind {
 }
 
 /// Longest message an [`Error`] keeps, in characters (longer ones are cut).
-pub const MAX_MESSAGE_CHARS: usize = 8000;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 8000;
 /// Longest `request-id` / error code an [`Error`] keeps.
 const MAX_FIELD_CHARS: usize = 200;
 
@@ -68,6 +69,7 @@ const MAX_FIELD_CHARS: usize = 200;
 /// clean (see the module docs): read it with [`Error::message`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
+    /// The class of failure; faces map it to their exit code or exception.
     pub kind: ErrorKind,
     message: String,
     /// HTTP status of the token endpoint's answer, when there was one.
@@ -76,43 +78,50 @@ pub struct Error {
     error_code: Option<String>,
 }
 
+/// `Result` with the engine's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error of `kind`; the message is cleaned and bounded.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error { kind, message: clean_message(&message.into()), status: None, request_id: None, error_code: None }
     }
+    /// An [`ErrorKind::Config`] error.
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)
     }
+    /// An [`ErrorKind::Identity`] error.
     pub fn identity(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Identity, message)
     }
+    /// An [`ErrorKind::Denied`] error.
     pub fn denied(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Denied, message)
     }
+    /// An [`ErrorKind::Unavailable`] error.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)
     }
+    /// An [`ErrorKind::Internal`] error.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
-    pub fn with_status(mut self, status: u16) -> Self {
+    pub(crate) fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
         self
     }
     /// The `request-id` response header (cleaned, bounded; blank is none).
-    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
+    pub(crate) fn with_request_id(mut self, request_id: Option<String>) -> Self {
         self.request_id = clean_field(request_id);
         self
     }
     /// The RFC 6749 `error` code or Anthropic error `type` (cleaned, bounded; blank is none).
-    pub fn with_error_code(mut self, code: Option<String>) -> Self {
+    pub(crate) fn with_error_code(mut self, code: Option<String>) -> Self {
         self.error_code = clean_field(code);
         self
     }
     /// Prefix the message with context, keeping kind/status/request id.
-    pub fn context(mut self, prefix: impl fmt::Display) -> Self {
+    pub(crate) fn context(mut self, prefix: impl fmt::Display) -> Self {
         self.message = clean_message(&format!("{prefix}: {}", self.message));
         self
     }
@@ -120,6 +129,7 @@ impl Error {
     pub fn append(&mut self, text: impl AsRef<str>) {
         self.message = clean_message(&format!("{}{}", self.message, text.as_ref()));
     }
+    /// The class of failure.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
@@ -128,7 +138,7 @@ impl Error {
         &self.message
     }
     /// The message, owned.
-    pub fn into_message(self) -> String {
+    pub(crate) fn into_message(self) -> String {
         self.message
     }
     /// The `request-id` response header of the token endpoint's answer, when there was one.

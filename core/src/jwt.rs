@@ -10,18 +10,18 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 /// Largest token we will look at (the exchange refuses larger assertions).
-pub const MAX_JWT_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_JWT_BYTES: usize = 16 * 1024;
 
 /// How long after its `exp`, by this machine's clock, an identity token
 /// still counts as unexpired: an allowance for a clock running a little
 /// ahead of the token endpoint's (docs/design.md §1). The one constant for
 /// the check before every exchange and for `doctor`'s `jwt_expired`.
-pub const EXPIRY_SKEW_ALLOWANCE_SECONDS: i64 = 30;
+pub(crate) const EXPIRY_SKEW_ALLOWANCE_SECONDS: i64 = 30;
 
 /// How many seconds ago a token with this `exp` expired, when at `now` it
 /// is past it by more than [`EXPIRY_SKEW_ALLOWANCE_SECONDS`]; `None` while
 /// it is usable. The one rule of when an identity token counts as expired.
-pub fn expired_seconds_ago(exp: i64, now: i64) -> Option<i64> {
+pub(crate) fn expired_seconds_ago(exp: i64, now: i64) -> Option<i64> {
     let ago = now.saturating_sub(exp);
     (ago > EXPIRY_SKEW_ALLOWANCE_SECONDS).then_some(ago)
 }
@@ -29,7 +29,9 @@ pub fn expired_seconds_ago(exp: i64, now: i64) -> Option<i64> {
 /// A JWT's header and claims, unverified. The signature is not kept.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DecodedJwt {
+    /// The JOSE header (`alg`, `kid`, …).
     pub header: Map<String, Value>,
+    /// The claims (`iss`, `sub`, `aud`, `exp`, …).
     pub claims: Map<String, Value>,
 }
 
@@ -43,7 +45,7 @@ pub fn decode_unverified(token: &str) -> Result<DecodedJwt, String> {
 /// Like [`decode_unverified`], for diagnostics: also decodes tokens over the
 /// 16 KiB exchange limit (up to 64 KiB) and unsecured ones (empty signature,
 /// `alg` `none`), so a report can show what is wrong with them.
-pub fn decode_unverified_lenient(token: &str) -> Result<DecodedJwt, String> {
+pub(crate) fn decode_unverified_lenient(token: &str) -> Result<DecodedJwt, String> {
     decode_inner(token, 4 * MAX_JWT_BYTES, true)
 }
 
@@ -160,7 +162,8 @@ impl DecodedJwt {
     /// `exp` by more than [`EXPIRY_SKEW_ALLOWANCE_SECONDS`]: the rule that
     /// keeps an expired identity token from being sent. `None` while it is
     /// usable, and for a token without `exp`.
-    pub fn expired_seconds_ago(&self, now: i64) -> Option<i64> {
+    #[cfg(test)]
+    pub(crate) fn expired_seconds_ago(&self, now: i64) -> Option<i64> {
         expired_seconds_ago(self.exp()?, now)
     }
 }

@@ -7,20 +7,24 @@
 //! each identity JWT only once.
 //!
 //! Layout, in layers (docs/design.md, "Core's layers"; a module uses only
-//! lower layers, `tests/layers.rs` checks it):
-//! - leaves: [`error`] (the one error, text cleaning), [`json`], [`jwt`],
-//!   [`secret`], [`env`] (the environment snapshot), [`clock`], [`version`],
+//! lower layers, `tests/layers.rs` checks it; the modules named in plain
+//! text are private, their types re-exported at the root):
+//! - leaves: [`error`] (the one error, text cleaning), `json`, [`jwt`],
+//!   `secret` ([`Secret`]), `env` (the environment snapshot, [`Env`]),
+//!   `clock`, `version` ([`VERSION`]),
 //!   [`trusted`] (the ownership rule for files we read), [`api`] (header
 //!   rules for API calls made with an access token, docs/design.md §2);
 //! - [`url`]: the base-URL check and URL redaction; [`diag`]: diagnostics;
 //! - [`process`]: keeping secrets out of core dumps; [`runtime`]: the one
 //!   tokio runtime and HTTP client;
 //! - [`identity`]: identity-token sources (file, env, command, url, presets);
-//! - [`exchange`]: the jwt-bearer POST, response parsing, error mapping;
+//! - `exchange`: the jwt-bearer POST, response parsing, error mapping
+//!   ([`RetryPolicy`]);
 //!   [`cache`]: the refresh policy, the memory cache, the on-disk cache and
 //!   its file lock;
 //! - [`config`]: ids and their validation, profiles, the precedence chain;
-//! - [`provider`]: identity + exchange + caches, the one entry point;
+//! - `provider`: identity + exchange + caches, the one entry point
+//!   ([`Provider`]);
 //! - [`options`]: the one options type and table every face maps its
 //!   settings into; [`schema`]: the shapes the faces declare again, for
 //!   their drift checks;
@@ -96,31 +100,32 @@
 // The engine never writes to stdout: that belongs to the faces (a credential
 // process's stdout is the one place a secret may go).
 #![cfg_attr(not(test), deny(clippy::print_stdout))]
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod cache;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub mod diag;
 pub mod doctor;
-pub mod env;
+pub(crate) mod env;
 pub mod error;
-pub mod exchange;
+pub(crate) mod exchange;
 #[doc(hidden)]
 pub mod fuzz_api;
 pub mod identity;
-pub mod json;
+pub(crate) mod json;
 pub mod jwt;
-pub mod option_table;
+pub(crate) mod option_table;
 pub mod options;
 pub mod process;
-pub mod provider;
+pub(crate) mod provider;
 pub mod runtime;
 pub mod schema;
-pub mod secret;
+pub(crate) mod secret;
 pub mod trusted;
 pub mod url;
-pub mod version;
+pub(crate) mod version;
 
 #[cfg(test)]
 mod proptests;
@@ -130,6 +135,7 @@ pub use clock::now_unix;
 pub use clock::utc_civil;
 pub use env::Env;
 pub use error::{Error, ErrorKind, Result};
-pub use provider::{AccessToken, Provider, ProviderOptions};
+pub use exchange::RetryPolicy;
+pub use provider::{AccessToken, Exchanged, Provider, ProviderOptions, DEFAULT_ROTATION_WAIT};
 pub use secret::Secret;
 pub use version::VERSION;

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 /// What an option's value is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Kind {
     /// Text: an id, a name, a URL. `""` is passed on.
     Text,
@@ -20,7 +21,12 @@ pub enum Kind {
     /// `true` or `false` (on the command line, a flag without a value).
     Switch,
     /// A number of seconds from 0 to `max`; `whole`: an integer.
-    Seconds { max: u32, whole: bool },
+    Seconds {
+        /// The largest value accepted.
+        max: u32,
+        /// Whether only integers are accepted.
+        whole: bool,
+    },
     /// Environment variables: an object of strings (`null` values are left out).
     Vars,
 }
@@ -44,7 +50,9 @@ pub struct OptionDef {
     /// The CLI flag (without `--`); `None` when the CLI has no such flag
     /// (`env`: a command's environment is its process's, set it with env(1)).
     pub flag: Option<&'static str>,
+    /// What values it takes.
     pub kind: Kind,
+    /// Which call takes it.
     pub scope: Scope,
     /// The CLI's `--help` heading (`None`: the main list).
     pub heading: Option<&'static str>,
@@ -56,11 +64,11 @@ pub struct OptionDef {
 
 /// The `min_remaining` bound: the longest token lifetime a federation rule
 /// can grant (86 400 s).
-pub const MAX_MIN_REMAINING: u32 = 86_400;
+pub(crate) const MAX_MIN_REMAINING: u32 = 86_400;
 /// The `lock_timeout` bound (an hour).
-pub const MAX_LOCK_TIMEOUT: u32 = 3_600;
+pub(crate) const MAX_LOCK_TIMEOUT: u32 = 3_600;
 /// The `rotation_wait` bound (ten minutes).
-pub const MAX_ROTATION_WAIT: u32 = 600;
+pub(crate) const MAX_ROTATION_WAIT: u32 = 600;
 
 const IDENTITY_HEADING: &str = "Identity token source (one of)";
 const CACHING_HEADING: &str = "Caching";
@@ -142,7 +150,7 @@ pub static OPTIONS: &[OptionDef] = &[
 ];
 
 /// The row of `name` (snake_case).
-pub fn def(name: &str) -> Option<&'static OptionDef> {
+pub(crate) fn def(name: &str) -> Option<&'static OptionDef> {
     OPTIONS.iter().find(|d| d.name == name)
 }
 

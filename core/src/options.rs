@@ -33,17 +33,21 @@ use crate::error::{Error, Result};
 use crate::identity::IdentitySpec;
 use crate::provider::ProviderOptions;
 
-pub use crate::option_table::{def, FieldNames, Kind, OptionDef, Scope, MAX_LOCK_TIMEOUT, MAX_MIN_REMAINING, OPTIONS};
+pub(crate) use crate::option_table::def;
+pub use crate::option_table::{FieldNames, Kind, OptionDef, Scope, OPTIONS};
 
 /// Every setting of a provider (and of a diagnosis), checked.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// The configuration settings (they come before the SDKs' chain).
     pub overrides: Overrides,
+    /// Skip the on-disk cache (`--no-cache`).
     pub no_cache: bool,
-    /// Seconds, 0‥[`MAX_MIN_REMAINING`].
+    /// Seconds, 0‥`MAX_MIN_REMAINING`.
     pub min_remaining: Option<u32>,
+    /// Bound on waiting for another exchange of the same cache file.
     pub lock_timeout: Option<Duration>,
+    /// How long to wait for a fresh identity token when the current one was presented already.
     pub rotation_wait: Option<Duration>,
     /// A fixed environment instead of the caller's.
     pub env: Option<Env>,
@@ -331,7 +335,7 @@ pub fn unknown_message(names: FieldNames, call: &str, given: &str, hint: Option<
 
 /// The known name closest to `given`, compared without case, `_` and `-` (so
 /// another face's spelling finds this face's), when it is close enough.
-pub fn suggest<'a>(given: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(given: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let norm = |s: &str| s.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect::<String>();
     let g = norm(given);
     known

@@ -71,7 +71,7 @@ pub fn harden() -> Hardening {
 }
 
 /// The dumpable flag and soft core limit as the kernel has them now.
-pub fn current() -> Hardening {
+pub(crate) fn current() -> Hardening {
     #[cfg(unix)]
     {
         #[cfg(target_os = "linux")]

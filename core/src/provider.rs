@@ -51,8 +51,10 @@ enum FromDisk {
     Nothing,
 }
 
+/// Everything a [`Provider`] is built from; every face fills it from [`crate::options::Options`].
 #[derive(Clone, Debug)]
 pub struct ProviderOptions {
+    /// The configuration settings; unset ones come from the SDKs' chain.
     pub overrides: Overrides,
     /// The environment the configuration is resolved from (and identity
     /// sources read, unless a call brings a fresher snapshot).
@@ -69,6 +71,7 @@ pub struct ProviderOptions {
     /// process uses [`HandOutMargin::STREAM_SAFE`], an explicit
     /// `min_remaining` is [`HandOutMargin::AtLeast`].
     pub min_remaining: HandOutMargin,
+    /// Retries of the exchange.
     pub retry: RetryPolicy,
     /// Bound on waiting for another exchange of the same cache file (the
     /// in-process queue and the file lock together).
@@ -99,7 +102,7 @@ impl ProviderOptions {
     }
 }
 
-/// What [`Provider::exchange_now`] did.
+/// What `Provider::exchange_now` did.
 #[derive(Debug)]
 pub struct Exchanged {
     /// The token endpoint's answer.
@@ -112,6 +115,7 @@ pub struct Exchanged {
 /// An access token handed to a caller. `Debug` never shows the token.
 #[derive(Clone, Debug)]
 pub struct AccessToken {
+    /// The access token.
     pub token: Secret,
     /// Unix seconds; `None` for a token that does not expire (static bearer).
     pub expires_at: Option<i64>,
@@ -242,7 +246,7 @@ impl Provider {
     }
 
     /// Every environment variable that holds a secret of this configuration:
-    /// the SDKs' ([`config::SECRET_ENV_VARS`]) and the identity source's
+    /// the SDKs' (`config::SECRET_ENV_VARS`) and the identity source's
     /// ([`crate::identity::IdentitySpec::secret_env_vars`]). What `exec`
     /// keeps from its command.
     pub fn secret_env_vars(&self) -> Vec<String> {
@@ -256,7 +260,7 @@ impl Provider {
     }
 
     /// The on-disk cache file in use, if any.
-    pub fn cache_path(&self) -> Option<&Path> {
+    pub(crate) fn cache_path(&self) -> Option<&Path> {
         match &self.inner.source {
             Source::Federation { disk: Some(d), .. } => Some(d.path()),
             Source::UserOauth { credentials_path, .. } => Some(credentials_path),
@@ -550,7 +554,7 @@ impl Provider {
     ///
     /// Like every exchange, it refuses (with nothing sent) a token that is
     /// expired or that this machine already exchanged (cache/consumed.rs).
-    pub async fn exchange_now(&self, assertion: Secret) -> Result<Exchanged> {
+    pub(crate) async fn exchange_now(&self, assertion: Secret) -> Result<Exchanged> {
         let Source::Federation { config, params, disk, record } = &self.inner.source else {
             return Err(Error::config("this configuration does not use workload identity federation"));
         };

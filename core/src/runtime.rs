@@ -2,13 +2,13 @@
 //!
 //! After `fork()` (gunicorn `--preload`, Python multiprocessing) the child has
 //! the parent's memory but none of its threads, so a runtime created in the
-//! parent is dead in the child. [`runtime`] and [`http_client`] therefore key
+//! parent is dead in the child. [`runtime`] and `http_client` therefore key
 //! their singletons on the process id and build fresh ones in a forked child
 //! (the parent's copies are leaked in the child, never dropped, because
 //! dropping them would try to join threads that do not exist there).
 //!
 //! The HTTP client's network settings (proxies, CA certificates) come from
-//! the caller's environment snapshot ([`NetSettings::from_env`]), never from
+//! the caller's environment snapshot (`NetSettings::from_env`), never from
 //! the process environment: reqwest would otherwise read `HTTPS_PROXY` and
 //! friends, and the certificate loader `SSL_CERT_FILE`, with `getenv` on a
 //! runtime thread (env.rs says why that must not happen).
@@ -73,7 +73,7 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 }
 
 /// Whole-request time-out for the token exchange and identity URLs (docs/design.md §1).
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the HTTP client takes from the environment, as `curl` and reqwest
 /// read it: `HTTPS_PROXY`/`https_proxy`, `HTTP_PROXY`/`http_proxy` (each
@@ -83,7 +83,7 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// (colon-separated) for the CA certificates. Not `Debug`: a proxy URL may
 /// carry a password.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct NetSettings {
+pub(crate) struct NetSettings {
     http_proxy: Option<String>,
     https_proxy: Option<String>,
     no_proxy: Option<String>,
@@ -104,7 +104,7 @@ impl std::fmt::Debug for NetSettings {
 }
 
 impl NetSettings {
-    pub fn from_env(env: &Env) -> Self {
+    pub(crate) fn from_env(env: &Env) -> Self {
         let first = |names: &[&str]| names.iter().find_map(|n| env.get(n));
         let cgi = env.is_set("REQUEST_METHOD");
         let all = first(&["ALL_PROXY", "all_proxy"]);
@@ -121,7 +121,7 @@ impl NetSettings {
 /// The HTTP client for these network settings: rustls (ring), no redirects
 /// ever, 30 s time-out. Built on first use so a cache hit never pays for TLS
 /// set-up, then shared by every caller with the same settings.
-pub fn http_client(net: &NetSettings) -> Result<reqwest::Client> {
+pub(crate) fn http_client(net: &NetSettings) -> Result<reqwest::Client> {
     let p = current();
     let mut clients = p.clients.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, c)) = clients.iter().find(|(n, _)| n == net) {

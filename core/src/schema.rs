@@ -14,7 +14,7 @@
 //! Rust field, option or source without its counterpart fails them.
 //!
 //! The examples below are complete by construction: a struct literal must
-//! name every field, and [`source_examples`] matches every variant, so a new
+//! name every field, and `source_examples` matches every variant, so a new
 //! field or variant does not compile until it is described here.
 
 use serde::Serialize;
@@ -271,7 +271,7 @@ mod tests {
     fn every_source_is_described() {
         let s = schema();
         let tags: Vec<String> = s["identity_sources"].as_object().unwrap().keys().cloned().collect();
-        let mut supported = crate::identity::supported_sources();
+        let mut supported = crate::identity::parse::supported_sources();
         // Java's `value` is an alias of `literal` (the same source, accepted in profiles).
         supported.retain(|s| s != "value");
         let mut sorted = tags.clone();

@@ -5,9 +5,11 @@
 use std::fmt;
 use zeroize::Zeroize;
 
+/// A secret string: never in `Debug`/`Display`, zeroised on drop.
 pub struct Secret(String);
 
 impl Secret {
+    /// Wrap `value`.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
@@ -15,9 +17,11 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+    /// Length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

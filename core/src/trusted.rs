@@ -5,16 +5,16 @@
 //! as you; the token cache directory and its lock file decide whether tokens
 //! are shared, replaced or blocked. So, on Unix:
 //!
-//! - [`Policy::Settings`] (profiles, `active_config`, the `configs/` and config
+//! - `Policy::Settings` (profiles, `active_config`, the `configs/` and config
 //!   directories, the token cache directory and its lock file): owned by this
 //!   user (the effective uid) or root, and not writable by group or others.
 //!   A symlink is followed only when the link itself belongs to this user or
 //!   root, and then the file it leads to must pass the same rule.
-//! - [`Policy::Secret`] (the token cache file, which both official SDKs also
+//! - `Policy::Secret` (the token cache file, which both official SDKs also
 //!   guard this way): owned by this user, no access at all for group or
 //!   others, never a symlink.
 //!
-//! Files are judged by what was opened, not by name: [`open`] takes the
+//! Files are judged by what was opened, not by name: `open` takes the
 //! path's `lstat`, opens it (with `O_NOFOLLOW` unless the link itself was
 //! judged), and checks the `fstat` of the descriptor, so swapping the file
 //! between the check and the read gains nothing. Directories are judged by
@@ -34,7 +34,7 @@ use std::path::Path;
 
 /// Which rule a file or directory must pass (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Policy {
+pub(crate) enum Policy {
     /// Owned by this user or root, not writable by group or others.
     Settings,
     /// Owned by this user, no group or other access, never a symlink.
@@ -43,7 +43,7 @@ pub enum Policy {
 
 /// Why [`open`] gave no file.
 #[derive(Debug)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// Nothing at the path.
     Missing,
     /// Refused by the rule; the reason names the file, owner, mode and fix.
@@ -56,7 +56,7 @@ pub enum OpenError {
 /// `what` names it in messages (e.g. `config file`), `stake` says what an
 /// attacker who controls it could do (e.g. `choose where your identity token
 /// is sent`).
-pub fn open(path: &Path, what: &str, stake: &str, policy: Policy) -> Result<(File, Metadata), OpenError> {
+pub(crate) fn open(path: &Path, what: &str, stake: &str, policy: Policy) -> Result<(File, Metadata), OpenError> {
     let link = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(OpenError::Missing),
@@ -106,7 +106,7 @@ pub fn open(path: &Path, what: &str, stake: &str, policy: Policy) -> Result<(Fil
 }
 
 /// Check a file's metadata (of an open descriptor, ideally) against `policy`.
-pub fn check(meta: &Metadata, path: &Path, what: &str, stake: &str, policy: Policy) -> Result<(), String> {
+pub(crate) fn check(meta: &Metadata, path: &Path, what: &str, stake: &str, policy: Policy) -> Result<(), String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -151,7 +151,7 @@ pub fn check(meta: &Metadata, path: &Path, what: &str, stake: &str, policy: Poli
     }
 }
 
-/// Check a directory against [`Policy::Settings`]: owned by this user or
+/// Check a directory against `Policy::Settings`: owned by this user or
 /// root, not writable by group or others (a symlink to it must belong to this
 /// user or root too). A directory that does not exist passes: whoever creates
 /// it next is checked then.
@@ -196,7 +196,7 @@ fn check_link(link: &Metadata, path: &Path, what: &str) -> Result<(), String> {
 }
 
 /// The effective uid (0 on systems without uids).
-pub fn current_uid() -> u32 {
+pub(crate) fn current_uid() -> u32 {
     #[cfg(unix)]
     {
         // SAFETY: geteuid has no preconditions and cannot fail.

@@ -1,18 +1,18 @@
 //! URLs: the one check of a base URL (docs/design.md §1: where an identity
 //! token may be sent) and the one way a URL is shown in a message.
 //!
-//! - [`check_base_url`] / [`token_endpoint`]: `https://` only, plus plain
+//! - [`check_base_url`] / `token_endpoint`: `https://` only, plus plain
 //!   `http://` to the loopback names used for local testing; no credentials,
 //!   query or fragment. Checked when the configuration is resolved (the
 //!   message names where the URL came from) and again before any exchange.
-//! - [`redact_url`]: no `user:password@`, no query values, no fragment.
+//! - `redact_url`: no `user:password@`, no query values, no fragment.
 
 use reqwest::Url;
 
 use crate::error::{scrub, Error, Result};
 
 /// The token endpoint's path under the base URL.
-pub const TOKEN_PATH: &str = "/v1/oauth/token";
+pub(crate) const TOKEN_PATH: &str = "/v1/oauth/token";
 
 const FIX: &str = "use an https:// URL such as https://api.anthropic.com \
      (plain http:// is allowed only for http://localhost, http://127.0.0.1 and http://[::1], any port)";
@@ -27,7 +27,7 @@ pub fn check_base_url(url: &str, what: &str) -> Result<()> {
 
 /// `{base_url}/v1/oauth/token`, after [`check_base_url`]. Surrounding white
 /// space, a trailing slash and a base path (`https://host/prefix`) are handled.
-pub fn token_endpoint(base_url: &str) -> Result<String> {
+pub(crate) fn token_endpoint(base_url: &str) -> Result<String> {
     let url = parse_base_url(base_url.trim(), "the base URL")?;
     let base = url.as_str().trim_end_matches('/');
     Ok(format!("{base}{TOKEN_PATH}"))
@@ -91,7 +91,7 @@ const MAX_URL_CHARS: usize = 300;
 /// only `${VAR}` references is a template and stays), a fragment becomes `#…`,
 /// and the rest is [`scrub`]bed and bounded. Works on text that does not parse
 /// as a URL too, so a malformed URL with a secret in it is never echoed whole.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let (head, fragment) = match url.split_once('#') {
         Some((h, f)) => (h, Some(f)),
         None => (url, None),

@@ -653,7 +653,8 @@ pub(crate) fn reason_class(e: &Error) -> String {
         ErrorKind::Identity => "the identity token could not be obtained from its source".to_string(),
         ErrorKind::Denied => format!("the token endpoint refused the exchange{status}"),
         ErrorKind::Unavailable => format!("the token endpoint is unreachable or failing{status}"),
-        ErrorKind::Internal => "an internal error in the proxy".to_string(),
+        // ErrorKind::Internal, and any kind core adds later (it is non_exhaustive).
+        _ => "an internal error in the proxy".to_string(),
     };
     format!("[{}] {class}", e.kind.as_str())
 }

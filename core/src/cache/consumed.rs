@@ -2,21 +2,21 @@
 //!
 //! The server accepts each identity JWT once (its `jti`), and refuses an
 //! expired one; both refusals are the same opaque 401. So before any
-//! exchange, by every face (they all go through [`crate::provider`]), the
+//! exchange, by every face (they all go through `crate::provider`), the
 //! token the source handed back is checked here:
 //! - **expired**: past its `exp` by more than the clock-skew allowance
-//!   ([`crate::jwt::EXPIRY_SKEW_ALLOWANCE_SECONDS`]): not sent;
+//!   (`crate::jwt::EXPIRY_SKEW_ALLOWANCE_SECONDS`): not sent;
 //! - **consumed**: this machine already exchanged it, by the **record**
 //!   below: not sent. Nor is a token another process is presenting right now.
 //!
-//! A source that mints ([`Renewal::Mints`]) is asked again first
-//! ([`REFETCHES`] times); what the provider does next (wait for a file to
+//! A source that mints (`Renewal::Mints`) is asked again first
+//! (`REFETCHES` times); what the provider does next (wait for a file to
 //! rotate, serve a still-usable cached access token) is its own business.
 //!
 //! ## The record
 //!
-//! One file per user, [`RECORD_FILE_NAME`] in anthropic-wif's cache
-//! directory ([`crate::cache::disk::cache_home`]: `$XDG_CACHE_HOME/anthropic-wif`,
+//! One file per user, `RECORD_FILE_NAME` in anthropic-wif's cache
+//! directory (`crate::cache::disk::cache_home`: `$XDG_CACHE_HOME/anthropic-wif`,
 //! else `~/.cache/anthropic-wif`), whatever cache file a configuration uses:
 //! so two configurations that read one token file (two profiles, a profile
 //! and the environment, the CLI and a Python program) see each other's
@@ -29,7 +29,7 @@
 //! Format, never the JWT:
 //! `{"version": 1, "tokens": [{"id": "<64 hex>", "exp": 1795…, "state": "consumed", "at": 1795…, "by": "<token cache>"}, …]}`
 //! - `id`: SHA-256 of `jti`, `iss` (when the token has a `jti`), else of
-//!   the whole token ([`Fingerprint`]);
+//!   the whole token (`Fingerprint`);
 //! - `state`: `in_flight` (a process is presenting it, until `until`: the
 //!   attempt's time-out and a margin; a crashed presenter's claim lapses
 //!   then), `consumed` (the server exchanged it: never again), `presented`
@@ -37,7 +37,7 @@
 //!   blocking, but a later refusal of it says it was most likely re-used);
 //! - bounded: an entry goes once its token is past `exp` and the allowance
 //!   (the expiry check refuses it anyway), one without `exp` after a day;
-//!   at most [`MAX_ENTRIES`], the oldest dropped first.
+//!   at most `MAX_ENTRIES`, the oldest dropped first.
 //!
 //! Other programs that exchange the same token (the official SDKs, Claude
 //! Code given the federation variables) do not write this record: their
@@ -58,18 +58,18 @@ use crate::jwt;
 use crate::secret::Secret;
 
 /// The record's file name in anthropic-wif's cache directory.
-pub const RECORD_FILE_NAME: &str = "presented-identity-tokens";
+pub(crate) const RECORD_FILE_NAME: &str = "presented-identity-tokens";
 /// `Error::error_code` of a token this machine already exchanged.
-pub const CONSUMED_CODE: &str = "identity_token_consumed";
+pub(crate) const CONSUMED_CODE: &str = "identity_token_consumed";
 /// `Error::error_code` of a token another process is presenting right now.
-pub const IN_FLIGHT_CODE: &str = "identity_token_in_flight";
+pub(crate) const IN_FLIGHT_CODE: &str = "identity_token_in_flight";
 /// `Error::error_code` of an expired token.
-pub const EXPIRED_CODE: &str = "identity_token_expired";
+pub(crate) const EXPIRED_CODE: &str = "identity_token_expired";
 /// How many more times a minting source is asked when it hands back a token
 /// that must not be sent.
-pub const REFETCHES: u32 = 2;
+pub(crate) const REFETCHES: u32 = 2;
 /// Entries kept at most.
-pub const MAX_ENTRIES: usize = 1000;
+pub(crate) const MAX_ENTRIES: usize = 1000;
 /// How long an entry of a token without `exp` is kept.
 const RETENTION_WITHOUT_EXP: i64 = 86_400;
 /// Bound on waiting for the record's lock (held for milliseconds).
@@ -83,7 +83,7 @@ const STATE_PRESENTED: &str = "presented";
 
 /// What the record keeps of an identity token: a hash, never the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     id: String,
     /// The token's `exp`, when it is a JWT with one.
     pub exp: Option<i64>,
@@ -127,7 +127,7 @@ pub enum State {
 
 /// A recorded token.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub state: State,
     /// Unix seconds of the last change.
     pub at: i64,
@@ -171,7 +171,7 @@ fn alive(pid: u32) -> bool {
 
 /// What became of a claimed token (the provider's reading of the exchange's fate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The server exchanged it.
     Consumed,
     /// Sent: refused (`refused`), or without a verdict.
@@ -188,7 +188,7 @@ pub struct Record {
 
 /// A token claimed for one presentation; [`Claim::settle`] it afterwards.
 #[derive(Debug)]
-pub struct Claim {
+pub(crate) struct Claim {
     record: Record,
     fingerprint: Fingerprint,
     /// What was recorded of it before the claim (a `presented` entry).
@@ -197,7 +197,7 @@ pub struct Claim {
 
 /// What [`Record::claim`] decided.
 #[derive(Debug)]
-pub enum Claimed {
+pub(crate) enum Claimed {
     /// Claimed: send it, then settle.
     Held(Claim),
     /// Must not be sent, as the entry says.
@@ -208,7 +208,7 @@ pub enum Claimed {
 
 impl Record {
     /// The per-user record ([`RECORD_FILE_NAME`] in [`disk::cache_home`]).
-    pub fn for_env(env: &Env) -> Result<Record> {
+    pub(crate) fn for_env(env: &Env) -> Result<Record> {
         Ok(Record::at(disk::cache_home(env)?.join(RECORD_FILE_NAME)))
     }
 
@@ -217,13 +217,14 @@ impl Record {
         Record { file: DiskCache::new(path) }
     }
 
+    /// The record file.
     pub fn path(&self) -> &Path {
         self.file.path()
     }
 
     /// What the record says of a token, read without the lock (doctor).
     /// `Err` when the record is refused for safety or unreadable.
-    pub fn lookup(&self, fingerprint: &Fingerprint) -> std::result::Result<Option<Entry>, String> {
+    pub(crate) fn lookup(&self, fingerprint: &Fingerprint) -> std::result::Result<Option<Entry>, String> {
         match disk::read_private_json(self.path(), WHAT) {
             PrivateRead::Missing => Ok(None),
             PrivateRead::Object(map) => Ok(entries(&map).remove(&fingerprint.id)),
@@ -233,7 +234,7 @@ impl Record {
 
     /// Claim `fingerprint` for a presentation that ends within `hold`, or say
     /// why it must not be sent. `by` names the configuration's token cache.
-    pub async fn claim(&self, fingerprint: &Fingerprint, by: &str, hold: Duration) -> Claimed {
+    pub(crate) async fn claim(&self, fingerprint: &Fingerprint, by: &str, hold: Duration) -> Claimed {
         let now = crate::clock::now_unix();
         let result = self
             .update(now, |tokens| {
@@ -324,7 +325,7 @@ impl Claim {
 /// consumed, not being presented by another process; claimed in `record`
 /// for one presentation within `hold`. A minting source is asked again
 /// ([`REFETCHES`] times) when it hands back a token that must not be sent.
-pub async fn admit(
+pub(crate) async fn admit(
     spec: &IdentitySpec,
     env: &Env,
     record: Option<&Record>,
@@ -347,7 +348,7 @@ pub async fn admit(
 }
 
 /// The checks of [`admit`] for a token already fetched from `spec`.
-pub async fn check(
+pub(crate) async fn check(
     token: &Secret,
     spec: &IdentitySpec,
     record: Option<&Record>,
@@ -373,7 +374,7 @@ pub async fn check(
 /// Whether waiting may help with `error` from [`admit`]: a consumed token
 /// from a source that rotates or mints, or a token another process is
 /// presenting.
-pub fn worth_waiting(error: &Error, spec: &IdentitySpec) -> bool {
+pub(crate) fn worth_waiting(error: &Error, spec: &IdentitySpec) -> bool {
     match error.error_code() {
         Some(IN_FLIGHT_CODE) => true,
         Some(CONSUMED_CODE) => spec.renewal() != Renewal::Fixed,
@@ -382,7 +383,7 @@ pub fn worth_waiting(error: &Error, spec: &IdentitySpec) -> bool {
 }
 
 /// `error` from [`admit`] after waiting `waited` for a token that may be sent.
-pub fn after_waiting(mut error: Error, spec: &IdentitySpec, waited: Duration) -> Error {
+pub(crate) fn after_waiting(mut error: Error, spec: &IdentitySpec, waited: Duration) -> Error {
     let s = waited.as_secs_f64();
     let what = match (error.error_code(), spec.renewal()) {
         (Some(IN_FLIGHT_CODE), _) => "for the other process to finish",
@@ -488,7 +489,7 @@ fn by_text(entry: &Entry) -> String {
 
 /// The error for a token that must not be sent because of `entry` (what
 /// [`check`] returns, and `doctor`'s finding).
-pub fn refusal_error(spec: &IdentitySpec, entry: &Entry, record: &Path, now: i64) -> Error {
+pub(crate) fn refusal_error(spec: &IdentitySpec, entry: &Entry, record: &Path, now: i64) -> Error {
     let source = spec.describe();
     let share = "Configurations that read one token file should share one token cache (the same profile, or the \
                  same credentials_path) instead of each exchanging it.";

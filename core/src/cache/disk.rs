@@ -48,12 +48,12 @@ use crate::secret::Secret;
 use crate::trusted::{self, is_symlink_error};
 
 /// `"version"` written to the cache file.
-pub const CACHE_FILE_VERSION: &str = "1.0";
+pub(crate) const CACHE_FILE_VERSION: &str = "1.0";
 /// `"type"` of the cache file.
-pub const CACHE_FILE_TYPE: &str = "oauth_token";
+pub(crate) const CACHE_FILE_TYPE: &str = "oauth_token";
 /// `Error::error_code` of a lock time-out (as opposed to a lock file that
 /// cannot be created or locked at all, e.g. in a read-only directory).
-pub const LOCK_TIMEOUT_CODE: &str = "lock_timeout";
+pub(crate) const LOCK_TIMEOUT_CODE: &str = "lock_timeout";
 /// Files larger than this are not cache files.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Keys we own; everything else in an existing file is carried over.
@@ -61,6 +61,7 @@ const OWN_KEYS: [&str; 6] = ["version", "type", "access_token", "expires_at", "e
 
 /// What [`DiskCache::read`] found. Reasons are secret-free and name the path and the fix.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum DiskRead {
     /// No file: exchange and write one.
     Missing,
@@ -81,6 +82,7 @@ pub struct DiskCache {
 }
 
 impl DiskCache {
+    /// The cache at `path`; its lock file is `path` + `.lock`. Touches nothing yet.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         let mut lock = path.clone().into_os_string();
@@ -88,11 +90,12 @@ impl DiskCache {
         DiskCache { path, lock_path: PathBuf::from(lock) }
     }
 
+    /// The cache file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn lock_path(&self) -> &Path {
+    pub(crate) fn lock_path(&self) -> &Path {
         &self.lock_path
     }
 
@@ -196,7 +199,7 @@ impl DiskCache {
     /// The OS releases the lock when its holder exits, however it dies, and
     /// a child the holder forked never keeps it (module `fork` below); the guard
     /// releases it on drop.
-    pub async fn lock_async(&self, timeout: Duration) -> Result<LockGuard> {
+    pub(crate) async fn lock_async(&self, timeout: Duration) -> Result<LockGuard> {
         let deadline = Instant::now() + timeout;
         let queue = lock_queue(&self.lock_path);
         let turn = match tokio::time::timeout(timeout, queue.lock_owned()).await {
@@ -208,12 +211,18 @@ impl DiskCache {
         while let Some(wait) = self.attempt(&file, deadline, timeout, &mut pause)? {
             tokio::time::sleep(wait).await;
         }
-        Ok(LockGuard { file, path: self.lock_path.clone(), _turn: Some(turn) })
+        Ok(LockGuard {
+            file,
+            #[cfg(test)]
+            path: self.lock_path.clone(),
+            _turn: Some(turn),
+        })
     }
 
     /// [`DiskCache::lock_async`] for synchronous callers: blocks this thread
     /// (sleeping between attempts) and skips the in-process queue.
-    pub fn lock(&self, timeout: Duration) -> Result<LockGuard> {
+    #[cfg(test)]
+    pub(crate) fn lock(&self, timeout: Duration) -> Result<LockGuard> {
         let deadline = Instant::now() + timeout;
         let file = self.open_lock()?;
         let mut pause = Duration::from_millis(1);
@@ -295,8 +304,9 @@ impl DiskCache {
 /// Holds the cache lock; released on drop (then the next waiter of this
 /// process gets its turn).
 #[derive(Debug)]
-pub struct LockGuard {
+pub(crate) struct LockGuard {
     file: LockFile,
+    #[cfg(test)]
     path: PathBuf,
     /// This process's turn at the lock file ([`DiskCache::lock_async`]);
     /// dropped after the file lock is released.
@@ -304,7 +314,8 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -324,7 +335,7 @@ impl LockGuard {
 
     /// Record (or with `None`, clear) the refresh back-off. Best effort: a
     /// failure only means the next process tries the endpoint again.
-    pub fn set_refresh_backoff_until(&self, until: Option<i64>) {
+    pub(crate) fn set_refresh_backoff_until(&self, until: Option<i64>) {
         use std::io::Seek;
         let mut f = &self.file.file;
         let _ = f.set_len(0);
@@ -547,7 +558,7 @@ mod fork {
 /// `key_material` is everything that determines the token (base URL, rule,
 /// org, service account, workspace, identity source description), never the
 /// identity JWT itself; only its hash reaches the file system.
-pub fn env_cache_path(env: &Env, key_material: &str) -> Result<PathBuf> {
+pub(crate) fn env_cache_path(env: &Env, key_material: &str) -> Result<PathBuf> {
     let digest = Sha256::digest(key_material.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     Ok(cache_home(env)?.join(format!("{hex}.json")))
@@ -556,7 +567,7 @@ pub fn env_cache_path(env: &Env, key_material: &str) -> Result<PathBuf> {
 /// The directory that holds anthropic-wif's own cache files:
 /// `$XDG_CACHE_HOME/anthropic-wif`, else `~/.cache/anthropic-wif`
 /// (`%LOCALAPPDATA%\anthropic-wif` on Windows).
-pub fn cache_home(env: &Env) -> Result<PathBuf> {
+pub(crate) fn cache_home(env: &Env) -> Result<PathBuf> {
     let base = env
         .get("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -606,7 +617,7 @@ pub(super) fn read_private_json(path: &Path, what: &str) -> PrivateRead {
 /// `expires_at` may be absent or null, meaning no expiry information). Same
 /// safety checks as the cache. Refreshing is out of scope: an expired token is
 /// returned as is and the caller decides.
-pub fn read_user_oauth(path: &Path) -> Result<CachedToken> {
+pub(crate) fn read_user_oauth(path: &Path) -> Result<CachedToken> {
     const WHAT: &str = "user_oauth credentials file";
     check_cache_dir(path).map_err(Error::config)?;
     match read_secure(path, WHAT) {
@@ -825,7 +836,7 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 /// Write `bytes` to `path` as every file we write is written (the token
 /// cache, the record of presented identity tokens, profiles, a ready file,
 /// Claude Code's settings): the directory
-/// created 0700 if missing, the file 0600, atomically ([`replace_file`]), so
+/// created 0700 if missing, the file 0600, atomically (`replace_file`), so
 /// a reader sees the old content or the new, never a part, and nobody else
 /// can read it. `what` names the file in the error, which says which step
 /// failed.

@@ -12,7 +12,7 @@
 //! * `remaining > refresh`: fresh, served.
 //! * `floor < remaining <= refresh` (refresh due, the advisory window): if a
 //!   refresh is in flight, or an advisory refresh failed less than
-//!   [`ADVISORY_BACKOFF_SECONDS`] ago (back-off), the old token is served at
+//!   `ADVISORY_BACKOFF_SECONDS` ago (back-off), the old token is served at
 //!   once without calling `refresh`. Otherwise this caller refreshes; on
 //!   failure it serves the old token (if still usable then) and starts the
 //!   back-off.
@@ -200,7 +200,7 @@ impl MemoryCache {
     }
 
     /// A cache on the given clock (tests use [`crate::clock::ManualClock`]).
-    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn with_clock(clock: Arc<dyn Clock>) -> Self {
         MemoryCache { clock, state: Mutex::new(State::default()) }
     }
 
@@ -215,7 +215,7 @@ impl MemoryCache {
 
     /// The warm path: the cached token if it is fresh for a caller with
     /// this `margin` (a token without expiry always is). Sync, no I/O.
-    pub fn get_fresh(&self, now: i64, margin: HandOutMargin) -> Option<CachedToken> {
+    pub(crate) fn get_fresh(&self, now: i64, margin: HandOutMargin) -> Option<CachedToken> {
         let st = self.lock();
         let entry = st.token.as_ref()?;
         (standing(entry, now, margin) == Standing::Fresh).then(|| entry.token.clone())
@@ -224,7 +224,7 @@ impl MemoryCache {
     /// Whether the cached token may still be handed out under `margin` (it
     /// is fresh or due for refresh, not below the floor): what a failed
     /// advisory refresh of this cache serves.
-    pub fn holds_usable(&self, now: i64, margin: HandOutMargin) -> bool {
+    pub(crate) fn holds_usable(&self, now: i64, margin: HandOutMargin) -> bool {
         self.lock().token.as_ref().is_some_and(|entry| standing(entry, now, margin) != Standing::Unusable)
     }
 
@@ -247,13 +247,14 @@ impl MemoryCache {
     /// How many refreshes have failed so far (a failed advisory refresh too,
     /// whose caller was served the old token) and the last failure's error;
     /// `None` before the first failure.
-    pub fn last_failure(&self) -> Option<(u64, Error)> {
+    pub(crate) fn last_failure(&self) -> Option<(u64, Error)> {
         let st = self.lock();
         st.last_error.clone().map(|e| (st.failures, e))
     }
 
     /// The cached token, whatever its state (status displays; no policy).
-    pub fn peek(&self) -> Option<CachedToken> {
+    #[cfg(test)]
+    pub(crate) fn peek(&self) -> Option<CachedToken> {
         self.lock().token.as_ref().map(|e| e.token.clone())
     }
 
@@ -276,7 +277,12 @@ impl MemoryCache {
     /// A token per the policy in the module docs. `refresh(force)` is called
     /// at most once per call, and only by the single-flight leader; `force`
     /// tells it to bypass any other cache (disk) and exchange anew.
-    pub async fn get_or_refresh<F, Fut>(&self, force: bool, margin: HandOutMargin, refresh: F) -> Result<CachedToken>
+    pub(crate) async fn get_or_refresh<F, Fut>(
+        &self,
+        force: bool,
+        margin: HandOutMargin,
+        refresh: F,
+    ) -> Result<CachedToken>
     where
         F: FnOnce(bool) -> Fut,
         Fut: Future<Output = Result<CachedToken>>,

@@ -5,7 +5,7 @@
 //! ([`consumed`]).
 //!
 //! The provider orchestrates them: memory → disk → lock → re-check disk →
-//! exchange → write disk. [`memory::MemoryCache::get_or_refresh`] runs the
+//! exchange → write disk. `memory::MemoryCache::get_or_refresh` runs the
 //! refresh closure (which does the disk/lock/exchange part) one at a time.
 
 pub mod consumed;
@@ -13,7 +13,7 @@ pub mod disk;
 pub mod memory;
 pub mod policy;
 
-pub use disk::{env_cache_path, read_user_oauth, DiskCache, DiskRead, LockGuard};
+pub use disk::{DiskCache, DiskRead};
 pub use memory::MemoryCache;
 pub use policy::HandOutMargin;
 
@@ -22,6 +22,7 @@ use crate::secret::Secret;
 /// A token as the caches hold it.
 #[derive(Clone, Debug)]
 pub struct CachedToken {
+    /// The access token (`sk-ant-oat01-…`, or a static bearer).
     pub access_token: Secret,
     /// Unix seconds; `None` means it never expires (never refreshed).
     pub expires_at: Option<i64>,

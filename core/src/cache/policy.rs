@@ -25,14 +25,14 @@
 //! re-read it (the official SDKs and Claude Code with a `user_oauth` profile
 //! without `client_id`: `anthropic-wif daemon`, `exec`'s private profile)
 //! uses [`HandOutMargin::RotatedFile`]. The readers' windows are not scaled:
-//! their caches look again [`READER_ADVISORY_SECONDS`] (Java; 120 s for the
+//! their caches look again `READER_ADVISORY_SECONDS` (Java; 120 s for the
 //! others) before expiry, and Node, Go and C# refuse a token within
-//! [`MANDATORY_REFRESH_SECONDS`] of it. So the file's token is replaced when
+//! `MANDATORY_REFRESH_SECONDS` of it. So the file's token is replaced when
 //! `min(READER_ADVISORY_SECONDS + REWRITE_LEAD_SECONDS, lifetime * 3/4)`
 //! seconds are left: 360 s for every token of 8 minutes or more (a minute
 //! before any reader's cache looks again), and after the first quarter of a
 //! shorter one's life (a 60 s token is replaced 45 s before expiry, 15 s
-//! before the first reader would refuse it; [`rotated_file_lead`]).
+//! before the first reader would refuse it; `rotated_file_lead`).
 //! Every other face's refresh bound is below this one, so a holder of the
 //! file refreshes first and a `token` call beside it finds the new token.
 
@@ -41,27 +41,27 @@ use std::time::Duration;
 use super::CachedToken;
 
 /// The SDKs' advisory refresh threshold (seconds before expiry).
-pub const ADVISORY_REFRESH_SECONDS: i64 = 120;
+pub(crate) const ADVISORY_REFRESH_SECONDS: i64 = 120;
 /// The SDKs' mandatory refresh threshold (seconds before expiry); also the
 /// margin the SDKs apply when reading the disk cache.
-pub const MANDATORY_REFRESH_SECONDS: i64 = 30;
+pub(crate) const MANDATORY_REFRESH_SECONDS: i64 = 30;
 /// After a failed advisory refresh, a process serves the old token this long
 /// before trying again (the SDKs' back-off, in memory).
-pub const ADVISORY_BACKOFF_SECONDS: i64 = 5;
+pub(crate) const ADVISORY_BACKOFF_SECONDS: i64 = 5;
 /// After a failed refresh of a still-usable cached token, no process sharing
 /// the cache calls the token endpoint again for this long (recorded in the
 /// cache's lock file).
-pub const REFRESH_FAILURE_BACKOFF_SECONDS: i64 = 30;
+pub(crate) const REFRESH_FAILURE_BACKOFF_SECONDS: i64 = 30;
 /// The longest advisory window of a reader of the externally rotated
 /// credentials file: the Java SDK's cache looks for a new token this long
 /// before expiry (the other SDKs 120 s, PHP only then; docs/sdk-profiles.md §4).
-pub const READER_ADVISORY_SECONDS: i64 = 300;
+pub(crate) const READER_ADVISORY_SECONDS: i64 = 300;
 /// How long before [`READER_ADVISORY_SECONDS`] the holder of the externally
 /// rotated file replaces a long-lived token.
-pub const REWRITE_LEAD_SECONDS: i64 = 60;
+pub(crate) const REWRITE_LEAD_SECONDS: i64 = 60;
 /// The lifetime assumed for a token whose lifetime is unknown (one written
 /// by an official SDK): the Console's default rule lifetime.
-pub const ASSUMED_LIFETIME_SECONDS: i64 = 600;
+pub(crate) const ASSUMED_LIFETIME_SECONDS: i64 = 600;
 
 /// The refresh windows for a token of `lifetime` seconds, scaled so that a
 /// short token serves at least half its life:
@@ -72,7 +72,7 @@ pub fn refresh_windows(lifetime: i64) -> (i64, i64) {
 }
 
 /// A token's lifetime, or [`ASSUMED_LIFETIME_SECONDS`] when unknown.
-pub fn lifetime_or_assumed(lifetime: Option<i64>) -> i64 {
+pub(crate) fn lifetime_or_assumed(lifetime: Option<i64>) -> i64 {
     lifetime.unwrap_or(ASSUMED_LIFETIME_SECONDS)
 }
 
@@ -105,7 +105,7 @@ pub enum HandOutMargin {
 }
 
 /// The stream allowance of [`HandOutMargin::STREAM_SAFE`], in seconds.
-pub const STREAM_ALLOWANCE_SECONDS: i64 = 300;
+pub(crate) const STREAM_ALLOWANCE_SECONDS: i64 = 300;
 
 impl HandOutMargin {
     /// `min(300 s, lifetime / 2)`: the credential process's default (docs/design.md §8).
@@ -134,7 +134,7 @@ impl HandOutMargin {
 
 /// Where a token stands for one caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Standing {
+pub(crate) enum Standing {
     /// Hand it out; nothing to do.
     Fresh,
     /// Still usable, but a refresh is due: try one; if it fails, hand this
@@ -170,7 +170,7 @@ impl Thresholds {
     }
 
     /// Where a token with `remaining` seconds left stands.
-    pub fn standing(&self, remaining: i64) -> Standing {
+    pub(crate) fn standing(&self, remaining: i64) -> Standing {
         if remaining > self.refresh && remaining > self.floor {
             Standing::Fresh
         } else if remaining > self.floor {
@@ -185,7 +185,7 @@ impl CachedToken {
     /// Where this token stands at `now` under `margin`; a token without
     /// expiry is always fresh, one of unknown lifetime is judged as if it
     /// lived [`ASSUMED_LIFETIME_SECONDS`].
-    pub fn standing(&self, now: i64, margin: HandOutMargin) -> Standing {
+    pub(crate) fn standing(&self, now: i64, margin: HandOutMargin) -> Standing {
         match self.expires_at {
             None => Standing::Fresh,
             Some(exp) => Thresholds::new(lifetime_or_assumed(self.lifetime), margin).standing(exp.saturating_sub(now)),
@@ -199,14 +199,15 @@ impl CachedToken {
 /// Go, C#: [`MANDATORY_REFRESH_SECONDS`] before expiry) would refuse it. At
 /// or below 0 such readers fail for a while in every rotation: the token is
 /// too short (the server's rules give at least 60 s, a lead of 15 s).
-pub fn rotated_file_lead(lifetime: i64) -> i64 {
+#[cfg(test)]
+pub(crate) fn rotated_file_lead(lifetime: i64) -> i64 {
     Thresholds::new(lifetime, HandOutMargin::RotatedFile).refresh - MANDATORY_REFRESH_SECONDS
 }
 
 /// How long a holder that retries on its own (the proxy) waits after
 /// `failures` (at least 1) consecutive failed attempts to obtain a token:
-/// 1 s, doubling, up to [`REFRESH_FAILURE_BACKOFF_SECONDS`]; while it still
-/// serves a usable token (`serving`), at least [`ADVISORY_BACKOFF_SECONDS`].
+/// 1 s, doubling, up to `REFRESH_FAILURE_BACKOFF_SECONDS`; while it still
+/// serves a usable token (`serving`), at least `ADVISORY_BACKOFF_SECONDS`.
 pub fn retry_backoff(failures: u32, serving: bool) -> Duration {
     let doubling = 1i64 << failures.saturating_sub(1).min(16);
     let mut secs = doubling.min(REFRESH_FAILURE_BACKOFF_SECONDS);

@@ -19,7 +19,9 @@ const MAX_TAG_BODY: usize = 64;
 
 /// The ids the exchange sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IdField {
+// The variants are the fields' names (`federation_rule_id`, …), `_id` and all.
+#[allow(clippy::enum_variant_names)]
+pub(crate) enum IdField {
     FederationRuleId,
     OrganizationId,
     ServiceAccountId,
@@ -38,7 +40,7 @@ impl IdField {
     }
 
     /// The key inside a profile file.
-    pub fn profile_key(self) -> &'static str {
+    pub(crate) fn profile_key(self) -> &'static str {
         match self {
             IdField::FederationRuleId => "authentication.federation_rule_id",
             IdField::OrganizationId => "organization_id",
@@ -48,7 +50,7 @@ impl IdField {
     }
 
     /// The environment variable the SDKs read for it.
-    pub fn env_var(self) -> &'static str {
+    pub(crate) fn env_var(self) -> &'static str {
         match self {
             IdField::FederationRuleId => "ANTHROPIC_FEDERATION_RULE_ID",
             IdField::OrganizationId => "ANTHROPIC_ORGANIZATION_ID",
@@ -115,7 +117,7 @@ pub fn workspace_id(value: &str, origin: &Origin) -> Result<()> {
 }
 
 /// Validate `value` as `field`; the error names the field, its origin and the fix.
-pub fn validate(field: IdField, value: &str, origin: &Origin) -> Result<()> {
+pub(crate) fn validate(field: IdField, value: &str, origin: &Origin) -> Result<()> {
     match problem(field, value) {
         None => Ok(()),
         Some(problem) => Err(Error::config(format!("{} {problem}: {}", describe_field(field, origin), field.fix()))),
@@ -124,7 +126,7 @@ pub fn validate(field: IdField, value: &str, origin: &Origin) -> Result<()> {
 
 /// `organization_id from environment variable ANTHROPIC_ORGANIZATION_ID`,
 /// `federation_rule_id from profile file /…/ci.json (authentication.federation_rule_id)`.
-pub fn describe_field(field: IdField, origin: &Origin) -> String {
+pub(crate) fn describe_field(field: IdField, origin: &Origin) -> String {
     match origin {
         Origin::ProfileFile(_) => format!("{} from {origin} ({})", field.name(), field.profile_key()),
         Origin::Default => format!("{} (default)", field.name()),
@@ -133,7 +135,7 @@ pub fn describe_field(field: IdField, origin: &Origin) -> String {
 }
 
 /// True for the canonical 8-4-4-4-12 hexadecimal UUID form (any case).
-pub fn is_uuid(s: &str) -> bool {
+pub(crate) fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() != 36 {
         return false;

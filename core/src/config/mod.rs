@@ -18,10 +18,11 @@ use crate::identity::IdentitySpec;
 use crate::secret::Secret;
 
 /// Default API base URL.
-pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 
 /// Where a configuration value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Origin {
     /// A CLI flag or a binding constructor argument (named, e.g. `--organization-id`).
     Explicit(String),
@@ -47,11 +48,14 @@ impl fmt::Display for Origin {
 /// A value with its origin.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sourced<T> {
+    /// The value.
     pub value: T,
+    /// Where it came from.
     pub origin: Origin,
 }
 
 impl<T> Sourced<T> {
+    /// `value` from `origin`.
     pub fn new(value: T, origin: Origin) -> Self {
         Sourced { value, origin }
     }
@@ -63,16 +67,25 @@ impl<T> Sourced<T> {
 /// `organizationId`). Faces build them through [`crate::options::Options`].
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
+    /// The profile to use (`--profile`); chosen before `ANTHROPIC_PROFILE`.
     pub profile: Option<String>,
+    /// The federation rule id (`fdrl_…`).
     pub federation_rule_id: Option<String>,
+    /// The organization id (a UUID).
     pub organization_id: Option<String>,
+    /// The service account id (`svac_…`), when the rule targets several.
     pub service_account_id: Option<String>,
+    /// The workspace id (`wrkspc_…`), sent as `anthropic-workspace-id`.
     pub workspace_id: Option<String>,
+    /// The API's base URL (default `https://api.anthropic.com`).
     pub base_url: Option<String>,
+    /// Where the identity token comes from.
     pub identity_token: Option<IdentitySpec>,
+    /// The configuration directory (default `$ANTHROPIC_CONFIG_DIR`, else `~/.config/anthropic`).
     pub config_dir: Option<PathBuf>,
     /// Override of the on-disk cache file (like a profile's `credentials_path`).
     pub credentials_path: Option<PathBuf>,
+    /// How the face spells each field, for messages.
     pub names: FieldNames,
     /// How the face named the identity source when not as `identity_token`
     /// (the CLI's `--identity-token-file` and the other shortcuts), for origins.
@@ -89,12 +102,17 @@ impl Overrides {
 /// A complete, validated federation configuration.
 #[derive(Clone, Debug)]
 pub struct FederationConfig {
+    /// The federation rule id (`fdrl_…`).
     pub federation_rule_id: Sourced<String>,
+    /// The organization id (a UUID).
     pub organization_id: Sourced<String>,
+    /// The service account id (`svac_…`), when set.
     pub service_account_id: Option<Sourced<String>>,
+    /// The workspace id (`wrkspc_…`), when set.
     pub workspace_id: Option<Sourced<String>>,
     /// Always set; `Origin::Default` when nobody set it.
     pub base_url: Sourced<String>,
+    /// The identity-token source.
     pub identity: Sourced<IdentitySpec>,
     /// The profile name, when the configuration came from a profile.
     pub profile: Option<String>,
@@ -112,6 +130,7 @@ pub struct FederationConfig {
 /// between variants does not matter.)
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
+#[non_exhaustive]
 pub enum Resolution {
     /// Workload identity federation.
     Federation(FederationConfig),
@@ -122,15 +141,31 @@ pub enum Resolution {
     /// because the static credential comes first (e.g. `ANTHROPIC_PROFILE=ci,
     /// ANTHROPIC_FEDERATION_RULE_ID, profile default (/…/configs/default.json)`),
     /// so faces can say so instead of hiding it.
-    ApiKey { origin: Origin, shadowed: Option<String> },
+    ApiKey {
+        /// Where the key was set.
+        origin: Origin,
+        /// The federation settings it shadows, if any.
+        shadowed: Option<String>,
+    },
     /// `ANTHROPIC_AUTH_TOKEN` is set: a static bearer token.
-    StaticBearer { token: Secret, origin: Origin, shadowed: Option<String> },
+    StaticBearer {
+        /// The bearer token.
+        token: Secret,
+        /// Where it was set.
+        origin: Origin,
+        /// The federation settings it shadows, if any.
+        shadowed: Option<String>,
+    },
     /// A `user_oauth` profile: an interactive login's access token, read
     /// from its credentials file when present (refreshing it is out of scope).
     UserOauth {
+        /// The profile's name.
         profile: String,
+        /// The profile file.
         profile_path: PathBuf,
+        /// The credentials file holding the access token.
         credentials_path: PathBuf,
+        /// The API's base URL.
         base_url: Sourced<String>,
         /// Sent as the `anthropic-workspace-id` header by the SDKs for these profiles.
         workspace_id: Option<Sourced<String>>,
@@ -141,6 +176,7 @@ pub enum Resolution {
 
 /// Which step of the chain decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Step {
     /// An explicitly named profile (`--profile`), explicit fields on top.
     ExplicitProfile,
@@ -161,6 +197,7 @@ pub enum Step {
 /// The chain's decision and which step made it.
 #[derive(Debug)]
 pub struct Resolved {
+    /// What was decided.
     pub resolution: Resolution,
     /// Human description of the step, e.g. `explicit settings`,
     /// `ANTHROPIC_PROFILE=ci (/home/u/.config/anthropic/configs/ci.json)`,
@@ -173,23 +210,23 @@ pub struct Resolved {
 }
 
 // Environment variable names (docs/design.md §3).
-pub const ENV_API_KEY: &str = "ANTHROPIC_API_KEY";
-pub const ENV_AUTH_TOKEN: &str = "ANTHROPIC_AUTH_TOKEN";
-pub const ENV_PROFILE: &str = "ANTHROPIC_PROFILE";
-pub const ENV_CONFIG_DIR: &str = "ANTHROPIC_CONFIG_DIR";
-pub const ENV_FEDERATION_RULE_ID: &str = "ANTHROPIC_FEDERATION_RULE_ID";
-pub const ENV_ORGANIZATION_ID: &str = "ANTHROPIC_ORGANIZATION_ID";
-pub const ENV_SERVICE_ACCOUNT_ID: &str = "ANTHROPIC_SERVICE_ACCOUNT_ID";
-pub const ENV_WORKSPACE_ID: &str = "ANTHROPIC_WORKSPACE_ID";
-pub const ENV_IDENTITY_TOKEN_FILE: &str = "ANTHROPIC_IDENTITY_TOKEN_FILE";
-pub const ENV_IDENTITY_TOKEN: &str = "ANTHROPIC_IDENTITY_TOKEN";
-pub const ENV_BASE_URL: &str = "ANTHROPIC_BASE_URL";
-pub const ENV_SCOPE: &str = "ANTHROPIC_SCOPE";
+pub(crate) const ENV_API_KEY: &str = "ANTHROPIC_API_KEY";
+pub(crate) const ENV_AUTH_TOKEN: &str = "ANTHROPIC_AUTH_TOKEN";
+pub(crate) const ENV_PROFILE: &str = "ANTHROPIC_PROFILE";
+pub(crate) const ENV_CONFIG_DIR: &str = "ANTHROPIC_CONFIG_DIR";
+pub(crate) const ENV_FEDERATION_RULE_ID: &str = "ANTHROPIC_FEDERATION_RULE_ID";
+pub(crate) const ENV_ORGANIZATION_ID: &str = "ANTHROPIC_ORGANIZATION_ID";
+pub(crate) const ENV_SERVICE_ACCOUNT_ID: &str = "ANTHROPIC_SERVICE_ACCOUNT_ID";
+pub(crate) const ENV_WORKSPACE_ID: &str = "ANTHROPIC_WORKSPACE_ID";
+pub(crate) const ENV_IDENTITY_TOKEN_FILE: &str = "ANTHROPIC_IDENTITY_TOKEN_FILE";
+pub(crate) const ENV_IDENTITY_TOKEN: &str = "ANTHROPIC_IDENTITY_TOKEN";
+pub(crate) const ENV_BASE_URL: &str = "ANTHROPIC_BASE_URL";
+pub(crate) const ENV_SCOPE: &str = "ANTHROPIC_SCOPE";
 
 /// The SDKs' variables that hold secrets (a key, a bearer, an identity JWT).
 /// With [`crate::identity::IdentitySpec::secret_env_vars`], what `exec` keeps
 /// from its command.
-pub const SECRET_ENV_VARS: [&str; 3] = [ENV_API_KEY, ENV_AUTH_TOKEN, ENV_IDENTITY_TOKEN];
+pub(crate) const SECRET_ENV_VARS: [&str; 3] = [ENV_API_KEY, ENV_AUTH_TOKEN, ENV_IDENTITY_TOKEN];
 /// The SDKs' federation settings: a process given a token by `exec` must not
 /// federate on its own, so `exec` removes these too.
 pub const FEDERATION_ENV_VARS: [&str; 8] = [
@@ -204,12 +241,12 @@ pub const FEDERATION_ENV_VARS: [&str; 8] = [
 ];
 
 /// Name of the pointer file that selects the active profile.
-pub const ACTIVE_CONFIG_FILE: &str = "active_config";
+pub(crate) const ACTIVE_CONFIG_FILE: &str = "active_config";
 /// The profile used when nothing names one.
-pub const DEFAULT_PROFILE: &str = "default";
+pub(crate) const DEFAULT_PROFILE: &str = "default";
 
 /// Resolve the configuration: explicit settings first, then the chain.
-pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
+pub(crate) fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
     let config_dir = config_dir(overrides, env)?;
     let (resolution, step, step_kind) = match choose(overrides, env, &config_dir)? {
         Choice::Profile { name, path, step, step_kind, active } => {
@@ -276,7 +313,7 @@ pub fn resolve(overrides: &Overrides, env: &Env) -> Result<Resolved> {
 /// state of the others): the same choice of step and profile as [`resolve`]
 /// and the same picking (explicit > profile > environment), nothing
 /// validated; empty optional ids are left out, as [`resolve`] leaves them.
-pub fn partial_ids(overrides: &Overrides, env: &Env) -> Vec<(ids::IdField, Sourced<String>)> {
+pub(crate) fn partial_ids(overrides: &Overrides, env: &Env) -> Vec<(ids::IdField, Sourced<String>)> {
     let prof = config_dir(overrides, env).ok().and_then(|dir| match choose(overrides, env, &dir).ok()? {
         Choice::Profile { name, .. } => profile::load(&dir, &name, env).ok(),
         _ => None,

@@ -24,63 +24,78 @@ use crate::identity::IdentitySpec;
 use crate::trusted;
 
 /// Largest profile file we read.
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// Deepest JSON nesting we accept (the schema needs 4).
-pub const MAX_JSON_DEPTH: usize = 64;
+pub(crate) const MAX_JSON_DEPTH: usize = 64;
 /// Longest profile name (the file name `<name>.json` must fit in 255 bytes).
-pub const MAX_PROFILE_NAME: usize = 200;
+pub(crate) const MAX_PROFILE_NAME: usize = 200;
 
-pub const AUTH_OIDC_FEDERATION: &str = "oidc_federation";
-pub const AUTH_USER_OAUTH: &str = "user_oauth";
+pub(crate) const AUTH_OIDC_FEDERATION: &str = "oidc_federation";
+pub(crate) const AUTH_USER_OAUTH: &str = "user_oauth";
 
 /// A parsed profile file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
+    /// The profile's name (`configs/<name>.json`).
     pub name: String,
+    /// The file it was read from.
     pub path: PathBuf,
     /// `version`, normalised (`"1.0"`); `None` when absent.
     pub version: Option<String>,
+    /// `organization_id`.
     pub organization_id: Option<String>,
+    /// `workspace_id`.
     pub workspace_id: Option<String>,
     /// Without trailing slashes.
     pub base_url: Option<String>,
+    /// The `authentication` object.
     pub auth: ProfileAuth,
 }
 
 /// The `authentication` object, by `type`. Empty strings count as unset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProfileAuth {
+    /// `type: oidc_federation`: workload identity federation.
     OidcFederation {
+        /// `federation_rule_id`.
         federation_rule_id: Option<String>,
+        /// `service_account_id`.
         service_account_id: Option<String>,
+        /// `identity_token`: where the identity JWT comes from.
         identity_token: Option<IdentitySpec>,
+        /// `credentials_path`: the token cache file (default `credentials/<profile>.json`).
         credentials_path: Option<PathBuf>,
+        /// `scope` (display only).
         scope: Option<String>,
     },
     /// An interactive login's tokens. The access token lives in the
     /// credentials file (`credentials_path`, else `credentials/<profile>.json`);
     /// with a `client_id` the SDKs refresh it with a `refresh_token` grant
     /// (out of scope here), without one the file is rotated by someone else.
-    UserOauth { client_id: Option<String>, credentials_path: Option<PathBuf>, scope: Option<String> },
+    UserOauth {
+        /// `client_id`: set when the SDKs refresh the token themselves.
+        client_id: Option<String>,
+        /// `credentials_path`: the file holding the access token.
+        credentials_path: Option<PathBuf>,
+        /// `scope` (display only).
+        scope: Option<String>,
+    },
 }
 
 impl ProfileAuth {
-    pub fn type_name(&self) -> &'static str {
+    /// The `type` value (`oidc_federation` or `user_oauth`).
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             ProfileAuth::OidcFederation { .. } => AUTH_OIDC_FEDERATION,
             ProfileAuth::UserOauth { .. } => AUTH_USER_OAUTH,
         }
     }
-    pub fn credentials_path(&self) -> Option<&Path> {
+    /// `credentials_path`, when set.
+    pub(crate) fn credentials_path(&self) -> Option<&Path> {
         match self {
             ProfileAuth::OidcFederation { credentials_path, .. } | ProfileAuth::UserOauth { credentials_path, .. } => {
                 credentials_path.as_deref()
             }
-        }
-    }
-    pub fn scope(&self) -> Option<&str> {
-        match self {
-            ProfileAuth::OidcFederation { scope, .. } | ProfileAuth::UserOauth { scope, .. } => scope.as_deref(),
         }
     }
 }
@@ -97,7 +112,7 @@ pub fn credentials_path(config_dir: &Path, name: &str) -> PathBuf {
 
 /// Check a profile name: `^[A-Za-z0-9_-][A-Za-z0-9_.-]*$`, so it cannot leave
 /// `configs/` (no separators, no leading dot, no `..`, no NUL).
-pub fn validate_name(name: &str, origin: &Origin) -> Result<()> {
+pub(crate) fn validate_name(name: &str, origin: &Origin) -> Result<()> {
     let problem = name_problem(name);
     match problem {
         None => Ok(()),
@@ -136,7 +151,7 @@ fn name_problem(name: &str) -> Option<String> {
 }
 
 /// Read and parse `<config_dir>/configs/<name>.json`. The name must already be valid.
-pub fn load(config_dir: &Path, name: &str, env: &Env) -> Result<Profile> {
+pub(crate) fn load(config_dir: &Path, name: &str, env: &Env) -> Result<Profile> {
     let path = config_path(config_dir, name);
     let bytes = read_config_file(&path, name)?;
     parse(&bytes, name, &path, env)
@@ -149,7 +164,7 @@ pub(crate) const PROFILE_STAKE: &str = "choose where your identity token is sent
 /// [`trusted::Policy::Settings`] (this user's or root's, not writable by group
 /// or others, a symlink only if it is this user's or root's), the file must be
 /// a regular file of at most [`MAX_CONFIG_BYTES`].
-pub fn read_config_file(path: &Path, name: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_config_file(path: &Path, name: &str) -> Result<Vec<u8>> {
     let shown = path.display();
     if let Some(dir) = path.parent() {
         trusted::check_dir(dir, "profile directory", PROFILE_STAKE).map_err(Error::config)?;
@@ -216,7 +231,7 @@ fn json_depth_exceeds(bytes: &[u8], limit: usize) -> bool {
 }
 
 /// Parse a profile file's bytes. `path` is used in messages and origins.
-pub fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile> {
+pub(crate) fn parse(bytes: &[u8], name: &str, path: &Path, env: &Env) -> Result<Profile> {
     let shown = path.display();
     let ctx = |m: String| Error::config(format!("config file {shown} (profile {name:?}): {m}"));
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {

@@ -6,7 +6,7 @@
 //! (`anthropic-wif daemon`, `exec`'s private profile).
 //!
 //! Here: recognising such a profile ([`inspect`]), where its credentials file
-//! is ([`Target::credentials_path`]), and writing one ([`write`]): top-level
+//! is ([`Target::credentials_path`]), and writing one ([`fn@write`]): top-level
 //! `organization_id`, `workspace_id` and `base_url` as the federation
 //! configuration has them (what the readers send their API calls with), no
 //! `client_id`, 0600 in a 0700 `configs/` (created so), atomically, with the
@@ -28,7 +28,9 @@ use crate::trusted;
 /// token is: the settings of the API calls they make with it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReaderSettings {
+    /// The organization id readers send.
     pub organization_id: Option<String>,
+    /// The workspace id readers send, when set.
     pub workspace_id: Option<String>,
     /// Written only when set: readers default to the API's.
     pub base_url: Option<String>,
@@ -48,6 +50,7 @@ impl ReaderSettings {
 
 /// What is at `configs/<name>.json`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Existing {
     /// No file.
     Missing,
@@ -61,13 +64,16 @@ pub enum Existing {
 /// A profile whose credentials file someone keeps fresh for its readers.
 #[derive(Debug)]
 pub struct Target {
+    /// The profile's name.
     pub name: String,
+    /// The configuration directory holding `configs/<name>.json`.
     pub config_dir: PathBuf,
+    /// What is there now.
     pub existing: Existing,
 }
 
 /// Whether `p` is an externally rotated profile (`user_oauth` without `client_id`).
-pub fn is_rotated(p: &Profile) -> bool {
+pub(crate) fn is_rotated(p: &Profile) -> bool {
     matches!(&p.auth, ProfileAuth::UserOauth { client_id: None, .. })
 }
 

@@ -28,21 +28,20 @@ use crate::secret::Secret;
 
 use crate::url::{check_base_url, token_endpoint};
 
-pub const BETA_OAUTH: &str = "oauth-2025-04-20";
-pub const BETA_FEDERATION: &str = "oidc-federation-2026-04-01";
-/// The `anthropic-beta` value of a jwt-bearer exchange.
-pub const BETA_HEADER_VALUE: &str = "oauth-2025-04-20,oidc-federation-2026-04-01";
-pub const GRANT_TYPE_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The `anthropic-beta` value of a jwt-bearer exchange: the OAuth flag
+/// ([`crate::api::OAUTH_BETA`], checked by a test) and the federation flag.
+pub(crate) const BETA_HEADER_VALUE: &str = "oauth-2025-04-20,oidc-federation-2026-04-01";
+pub(crate) const GRANT_TYPE_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Assertions longer than this are refused before sending.
-pub const MAX_ASSERTION_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_ASSERTION_BYTES: usize = 16 * 1024;
 /// Responses longer than this are an error, not a truncation.
-pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Time-out of one exchange attempt (docs/design.md §1).
-pub const DEFAULT_TIMEOUT: Duration = crate::runtime::HTTP_TIMEOUT;
+pub(crate) const DEFAULT_TIMEOUT: Duration = crate::runtime::HTTP_TIMEOUT;
 
 /// Everything the exchange sends besides the assertion. Ids are validated.
 #[derive(Clone, Debug)]
-pub struct ExchangeParams {
+pub(crate) struct ExchangeParams {
     pub base_url: String,
     pub federation_rule_id: String,
     pub organization_id: String,
@@ -75,6 +74,7 @@ pub struct RetryPolicy {
     pub max_total: Duration,
     /// First back-off; doubles per attempt, with jitter.
     pub base_delay: Duration,
+    /// Longest single back-off. Default 8 s.
     pub max_delay: Duration,
     /// Time-out of one attempt (connect, send, whole answer). Default 30 s;
     /// an attempt never outlives what is left of `max_total`.
@@ -95,7 +95,7 @@ impl Default for RetryPolicy {
 
 /// What became of an identity token handed to the token endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fate {
+pub(crate) enum Fate {
     /// It never left this machine: refused before sending, or no connection
     /// to the endpoint was made.
     NotSent,
@@ -109,7 +109,7 @@ pub enum Fate {
 }
 
 /// An identity token to present, and who to tell what became of it.
-pub trait Presentation: Send {
+pub(crate) trait Presentation: Send {
     /// The identity token.
     fn assertion(&self) -> &Secret;
     /// Called once, after the attempt, with its fate. A note returned is
@@ -173,7 +173,7 @@ impl Failure {
 /// One exchange: POST the assertion, judge the answer, tell the
 /// presentation its fate. No retries; 30 s time-out. Callers that retry
 /// should use [`exchange_with_retry`].
-pub async fn exchange_once<P: Presentation>(params: &ExchangeParams, presented: P) -> Result<TokenResponse> {
+pub(crate) async fn exchange_once<P: Presentation>(params: &ExchangeParams, presented: P) -> Result<TokenResponse> {
     match attempt(params, presented.assertion(), DEFAULT_TIMEOUT).await {
         Ok(token) => {
             presented.settle(Fate::Exchanged).await;
@@ -194,7 +194,7 @@ pub async fn exchange_once<P: Presentation>(params: &ExchangeParams, presented: 
 /// every attempt, because the server accepts each JWT only once. An error
 /// from `get_assertion` is returned as is, at once. Each presentation is told
 /// its fate after its attempt ([`Presentation::settle`]).
-pub async fn exchange_with_retry<F, Fut, P>(
+pub(crate) async fn exchange_with_retry<F, Fut, P>(
     params: &ExchangeParams,
     policy: &RetryPolicy,
     mut get_assertion: F,

@@ -11,14 +11,14 @@ use crate::secret::Secret;
 
 /// Longest `expires_in` we believe. The server mints at most 86 400 s; a
 /// year or more means the answer is not what we think it is.
-pub const MAX_EXPIRES_IN: i64 = 365 * 24 * 3600;
+pub(crate) const MAX_EXPIRES_IN: i64 = 365 * 24 * 3600;
 /// Longest server-supplied string (description, code, …) kept in a message.
-pub const MAX_FIELD_CHARS: usize = 300;
+pub(crate) const MAX_FIELD_CHARS: usize = 300;
 /// Longest `Retry-After` we parse as a number of seconds (a day).
 const MAX_RETRY_AFTER_SECS: u64 = 24 * 3600;
 
 /// The fields of a successful answer, before `expires_at` is computed.
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub access_token: Secret,
     pub expires_in: i64,
     pub scope: Option<String>,
@@ -28,7 +28,7 @@ pub struct Parsed {
 /// wrong (they never quote the token, and quote other values scrubbed).
 /// The access token is moved out of `obj` (never copied), so once the
 /// caller zeroises the raw body no plain copy of it is left behind.
-pub fn parse_success(obj: &mut serde_json::Map<String, Value>, assertion: &str) -> Result<Parsed, String> {
+pub(crate) fn parse_success(obj: &mut serde_json::Map<String, Value>, assertion: &str) -> Result<Parsed, String> {
     let access_token = match obj.remove("access_token") {
         Some(Value::String(s)) => Secret::new(s),
         None | Some(Value::Null) => return Err("it has no access_token".into()),
@@ -63,7 +63,7 @@ pub fn parse_success(obj: &mut serde_json::Map<String, Value>, assertion: &str) 
 /// finite floats, floored; numeric strings (both official SDKs coerce them:
 /// Python with `int()`, Node with `Number()`). Refused: missing, booleans,
 /// anything else, ≤ 0 (already expired) and more than a year (absurd).
-pub fn parse_expires_in(v: Option<&Value>) -> Result<i64, String> {
+pub(crate) fn parse_expires_in(v: Option<&Value>) -> Result<i64, String> {
     let secs: i64 = match v {
         None | Some(Value::Null) => return Err("it has no expires_in".into()),
         Some(Value::Number(n)) => number_secs(n.as_i64(), n.as_f64())?,
@@ -126,7 +126,7 @@ pub fn clean(text: &str, secrets: &[&str], max: usize) -> String {
 
 /// The safe part of an error body.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct ErrorDetails {
+pub(crate) struct ErrorDetails {
     /// RFC 6749 `error`, or Anthropic `error.type`.
     pub code: Option<String>,
     /// RFC 6749 `error_description`, or Anthropic `error.message`.
@@ -165,7 +165,7 @@ impl ErrorDetails {
 /// Keep only RFC 6749 §5.2 `error`, `error_description`, `error_uri` and
 /// Anthropic's `{"type":"error","error":{"type","message"}}`; every string is
 /// scrubbed of `secrets` (and any `sk-ant-…` or JWT) and cut.
-pub fn error_details(body: &[u8], content_type: Option<&str>, secrets: &[&str]) -> ErrorDetails {
+pub(crate) fn error_details(body: &[u8], content_type: Option<&str>, secrets: &[&str]) -> ErrorDetails {
     let mut d = ErrorDetails::default();
     let ct = content_type.map(|c| clean(c, secrets, 60)).unwrap_or_else(|| "none".into());
     match serde_json::from_slice::<Value>(body) {
@@ -213,7 +213,7 @@ pub fn error_details(body: &[u8], content_type: Option<&str>, secrets: &[&str]) 
 
 /// `Retry-After`: delay-seconds or an HTTP date. `None` when absent or
 /// unparseable; dates in the past mean "now".
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     if v.is_empty() {
         return None;
@@ -227,7 +227,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// The hint for a denied exchange (401, or 400 `invalid_grant`).
-pub fn denied_hint(rule_id: &str, workspace_set: bool) -> String {
+pub(crate) fn denied_hint(rule_id: &str, workspace_set: bool) -> String {
     let mut h = format!(
         "Check that federation rule {} matches the identity token's claims \
          (issuer, audience, subject).",

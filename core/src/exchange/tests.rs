@@ -1049,3 +1049,8 @@ fn error_details_keep_only_safe_fields() {
     let d = response::error_details(serde_json::json!({"message": "x"}).to_string().as_bytes(), None, &[]);
     assert!(d.render().contains("no error or error_description"), "{}", d.render());
 }
+
+#[test]
+fn the_exchange_beta_carries_the_one_oauth_flag() {
+    assert!(BETA_HEADER_VALUE.split(',').any(|flag| flag == crate::api::OAUTH_BETA), "{BETA_HEADER_VALUE}");
+}

@@ -18,7 +18,7 @@
 //!     Azure IMDS (`/metadata/instance`), AWS EC2 (IMDSv2 token). The probes
 //!     honour `GCE_METADATA_HOST`, `AZURE_IMDS_ENDPOINT`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
 //!
-//! Steps 1–9 are [`detect`] (no network; doctor reports it); [`detect_with_probes`]
+//! Steps 1–9 are `detect` (no network; doctor reports it); `detect_with_probes`
 //! adds step 10. Nothing found is an error naming everything looked for.
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -33,7 +33,7 @@ use crate::url::redact_url;
 
 /// What `auto` chose and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Detection {
+pub(crate) struct Detection {
     pub spec: IdentitySpec,
     /// e.g. `CIRCLE_OIDC_TOKEN_V2 is set`.
     pub reason: String,
@@ -44,7 +44,7 @@ fn found(spec: IdentitySpec, reason: impl Into<String>) -> Option<Detection> {
 }
 
 /// Steps 1–9: detection from the environment and the file system only.
-pub fn detect(env: &Env, audience: Option<&str>) -> Option<Detection> {
+pub(crate) fn detect(env: &Env, audience: Option<&str>) -> Option<Detection> {
     let aud = audience.map(str::to_string);
     if env.is_set(presets::GITHUB_REQUEST_URL_VAR) && env.is_set(presets::GITHUB_REQUEST_TOKEN_VAR) {
         return found(
@@ -94,7 +94,7 @@ pub fn detect(env: &Env, audience: Option<&str>) -> Option<Detection> {
 }
 
 /// [`detect`], then the metadata probes; an error lists everything looked for.
-pub async fn detect_with_probes(env: &Env, audience: Option<&str>) -> Result<Detection> {
+pub(crate) async fn detect_with_probes(env: &Env, audience: Option<&str>) -> Result<Detection> {
     if let Some(d) = detect(env, audience) {
         return Ok(d);
     }

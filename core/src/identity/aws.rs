@@ -50,14 +50,14 @@ use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
-pub const ENV_CONTAINER_ENDPOINT: &str = "ANTHROPIC_WIF_AWS_CONTAINER_ENDPOINT";
+pub(crate) const ENV_CONTAINER_ENDPOINT: &str = "ANTHROPIC_WIF_AWS_CONTAINER_ENDPOINT";
 const DEFAULT_CONTAINER_ENDPOINT: &str = "http://169.254.170.2";
 const DEFAULT_IMDS_ENDPOINT: &str = "http://169.254.169.254";
 const DEFAULT_IMDS_ENDPOINT_V6: &str = "http://[fd00:ec2::254]";
 /// Time-out for a credential endpoint (container agent, IMDS) request.
 const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(5);
 /// AWS's default `DurationSeconds`.
-pub const DEFAULT_DURATION_SECONDS: u32 = 300;
+pub(crate) const DEFAULT_DURATION_SECONDS: u32 = 300;
 const STS_VERSION: &str = "2011-06-15";
 
 const STS_FIX: &str = "the calling IAM principal needs `sts:GetWebIdentityToken` permission, and the account needs outbound \
@@ -479,7 +479,7 @@ struct Resolved {
 
 /// Which ambient credential source the environment points at (no I/O on the
 /// network); `None` means "try IMDS". For `auto` and doctor.
-pub fn configured_credential_source(env: &Env) -> Option<&'static str> {
+pub(crate) fn configured_credential_source(env: &Env) -> Option<&'static str> {
     if env.is_set("AWS_ACCESS_KEY_ID") && env.is_set("AWS_SECRET_ACCESS_KEY") {
         Some("environment variables AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
     } else if env.is_set("AWS_PROFILE") {

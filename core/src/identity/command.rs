@@ -6,7 +6,7 @@
 //!   environment), not the process environment, which the engine never reads;
 //!   it inherits the working directory; stdin is `/dev/null`, stdout and
 //!   stderr are pipes.
-//! - stdout is bounded ([`MAX_LOCAL_TOKEN_BYTES`]); more is an error and the
+//! - stdout is bounded (`MAX_LOCAL_TOKEN_BYTES`); more is an error and the
 //!   child is killed at once.
 //! - On time-out the child is killed. On Unix it runs in its own process group
 //!   and the whole group gets SIGKILL, so `sh -c '…'` wrappers do not leave
@@ -26,9 +26,9 @@ use crate::error::{scrub, Error, Result};
 use crate::secret::Secret;
 
 /// Default time-out when `timeout_s` is not given.
-pub const DEFAULT_TIMEOUT_S: u64 = 30;
+pub(crate) const DEFAULT_TIMEOUT_S: u64 = 30;
 /// Largest accepted `timeout_s`.
-pub const MAX_TIMEOUT_S: u64 = 3600;
+pub(crate) const MAX_TIMEOUT_S: u64 = 3600;
 /// How much of stderr is kept (its tail) while reading.
 const STDERR_KEEP_BYTES: usize = 8 * 1024;
 /// How much of the stderr tail reaches a message.

@@ -4,16 +4,16 @@
 //! and binding constructors take the same shape.
 
 //!
-//! Layout: [`file`], [`env`], [`command`], [`url`] (with [`expand`] for
+//! Layout: [`mod@file`], [`mod@env`], [`command`], [`url`] (with `expand` for
 //! `${VAR}`), and the platform presets: [`presets`] (GitHub Actions, the CI
 //! variables, Google Cloud, Azure, Kubernetes), [`aws`] (STS
-//! `GetWebIdentityToken`, SigV4 in [`sigv4`]), [`spiffe`] (Workload API), and
+//! `GetWebIdentityToken`, SigV4 in `sigv4`), [`spiffe`] (Workload API), and
 //! [`auto`] (detection). See docs/platforms.md for the platform side.
 //!
 //! Error kinds: a source that fails at run time is `ErrorKind::Identity`;
 //! a malformed spec (empty argv, bad header name, `timeout_s` 0, disallowed
 //! URL scheme…) is `ErrorKind::Config`. Every message starts with
-//! [`IdentitySpec::describe`], says what to do, and is scrubbed of
+//! `IdentitySpec::describe`, says what to do, and is scrubbed of
 //! token-shaped text as a last line of defence.
 
 use std::collections::BTreeMap;
@@ -37,13 +37,10 @@ mod sigv4;
 pub mod spiffe;
 pub mod url;
 
-pub use auto::{detect, detect_with_probes, Detection};
-pub use parse::supported_sources;
-
 /// Largest identity token accepted from a file, a variable or a command's
 /// stdout. (The exchange itself refuses assertions over 16 KiB; this bound
 /// only stops us reading something that is clearly not a token.)
-pub const MAX_LOCAL_TOKEN_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_LOCAL_TOKEN_BYTES: usize = 64 * 1024;
 
 /// Default audience for the presets.
 pub const DEFAULT_AUDIENCE: &str = "https://api.anthropic.com";
@@ -51,63 +48,80 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.anthropic.com";
 /// Where the identity JWT comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum IdentitySpec {
     /// A file, re-read at every exchange (projected Kubernetes tokens rotate).
-    File { path: PathBuf },
+    File {
+        /// The token file.
+        path: PathBuf,
+    },
     /// An environment variable holding the JWT itself. The other SDKs'
     /// spellings of the variable's name are accepted too (docs/sdk-profiles.md
     /// §1): Ruby's `value`, PHP's `env_var` (exactly one of the three), and
     /// none at all means PHP's default, `ANTHROPIC_IDENTITY_TOKEN`.
     Env {
+        /// The variable's name.
         #[serde(alias = "value", alias = "env_var", default = "default_env_var")]
         var: String,
     },
     /// A program (no shell); its stdout is the token.
     Command {
+        /// The program and its arguments (`${VAR}` expanded).
         command: Vec<String>,
+        /// Seconds before the program is killed (default 30, at most 3600).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_s: Option<u64>,
     },
     /// An HTTP GET; `${VAR}` expanded in the URL and header values.
     Url {
+        /// The URL (`https`, or `http` to a metadata address).
         url: String,
+        /// Request headers.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         headers: BTreeMap<String, String>,
+        /// A top-level JSON string field of the answer holding the token (default: the trimmed body).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         field: Option<String>,
     },
     /// GitHub Actions OIDC (`permissions: id-token: write`).
     GithubActions {
+        /// The token's `aud` (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
     },
     /// GitLab CI `id_tokens:` variable (default `ANTHROPIC_ID_TOKEN`).
     Gitlab {
+        /// The variable (default `ANTHROPIC_ID_TOKEN`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         var: Option<String>,
     },
     /// CircleCI `CIRCLE_OIDC_TOKEN_V2`.
     Circleci {
+        /// The variable (default `CIRCLE_OIDC_TOKEN_V2`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         var: Option<String>,
     },
     /// Bitbucket Pipelines `BITBUCKET_STEP_OIDC_TOKEN` (`oidc: true`).
     Bitbucket {
+        /// The variable (default `BITBUCKET_STEP_OIDC_TOKEN`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         var: Option<String>,
     },
     /// HCP Terraform `TFC_WORKLOAD_IDENTITY_TOKEN`.
     Terraform {
+        /// The variable (default `TFC_WORKLOAD_IDENTITY_TOKEN`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         var: Option<String>,
     },
     /// Google Cloud metadata server identity token.
     GcpMetadata {
+        /// The token's `aud` (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
     },
     /// Azure managed identity (IMDS, or App Service's `IDENTITY_ENDPOINT`).
     AzureImds {
+        /// The token's `aud` (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
         /// A user-assigned identity's client id.
@@ -117,13 +131,16 @@ pub enum IdentitySpec {
     /// A projected service-account token (default
     /// `/var/run/secrets/anthropic.com/token`).
     Kubernetes {
+        /// The token file (default `/var/run/secrets/anthropic.com/token`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<PathBuf>,
     },
     /// AWS STS `GetWebIdentityToken`, signed with the ambient AWS credentials.
     AwsSts {
+        /// The token's `aud` (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
+        /// The STS region (default `AWS_REGION`, `AWS_DEFAULT_REGION`, the AWS profile's, else the EC2 instance's).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         region: Option<String>,
         /// 60…3600, default 300.
@@ -136,17 +153,22 @@ pub enum IdentitySpec {
     /// SPIFFE JWT-SVID: the Workload API (`socket`, default
     /// `$SPIFFE_ENDPOINT_SOCKET`), or a spiffe-helper file (`path`).
     Spiffe {
+        /// The token's `aud` (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
+        /// The Workload API socket (default `$SPIFFE_ENDPOINT_SOCKET`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         socket: Option<String>,
+        /// The SPIFFE id to ask for, when the workload has several.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         spiffe_id: Option<String>,
+        /// A spiffe-helper JWT-SVID file, instead of the Workload API.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<PathBuf>,
     },
     /// Detect the platform from the environment (see [`auto`]).
     Auto {
+        /// The token's `aud` for sources that mint on request (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
     },
@@ -157,6 +179,7 @@ pub enum IdentitySpec {
     /// token it serves one exchange.
     #[serde(alias = "value")]
     Literal {
+        /// The JWT.
         #[serde(alias = "path", serialize_with = "withheld", deserialize_with = "secret")]
         token: Secret,
     },
@@ -179,7 +202,7 @@ fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Secret,
 /// (this machine already exchanged it, or it expired): the rule of the
 /// consumed-token guard (docs/design.md §1, `cache/consumed.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Renewal {
+pub(crate) enum Renewal {
     /// A file that something else rewrites (the kubelet, spiffe-helper, a CI
     /// step): wait, bounded, for it to change.
     Rotates,
@@ -192,7 +215,7 @@ pub enum Renewal {
 
 /// The preset names accepted by [`IdentitySpec::preset`] (the CLI's
 /// `--identity-source`), dashed as on the command line.
-pub const PRESET_NAMES: &[&str] = &[
+pub(crate) const PRESET_NAMES: &[&str] = &[
     "auto",
     "github-actions",
     "gitlab",
@@ -252,7 +275,7 @@ impl IdentitySpec {
     /// `environment variable ANTHROPIC_IDENTITY_TOKEN`, `command "gcloud …"`,
     /// `url https://…/${VAR}?key=…` (the template, never expanded values,
     /// query values withheld: [`crate::url::redact_url`]).
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             IdentitySpec::File { path } => format!("identity token file {}", path.display()),
             IdentitySpec::Env { var } => format!("identity token environment variable {var}"),
@@ -301,7 +324,7 @@ impl IdentitySpec {
 impl IdentitySpec {
     /// How this source renews its token ([`Renewal`]). `auto` counts as
     /// minting: fetching again covers whatever it detects.
-    pub fn renewal(&self) -> Renewal {
+    pub(crate) fn renewal(&self) -> Renewal {
         match self {
             IdentitySpec::File { .. }
             | IdentitySpec::Kubernetes { .. }
@@ -326,7 +349,7 @@ impl IdentitySpec {
     /// The environment variables that hold this source's secrets: the
     /// identity token itself, or a credential whose only use is to mint one.
     /// `exec` removes them from its command's environment (with the SDKs'
-    /// own secret variables, [`crate::config::SECRET_ENV_VARS`]). This is
+    /// own secret variables, `crate::config::SECRET_ENV_VARS`). This is
     /// the one declaration per source; a new source must say here what it
     /// reads.
     ///

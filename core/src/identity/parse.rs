@@ -22,7 +22,7 @@ impl IdentitySpec {
     /// Parse the `identity_token` union from JSON and check what can be
     /// checked without fetching ([`IdentitySpec::validate`]). An unknown
     /// `source` lists the supported ones.
-    pub fn from_json(value: &Value, field: &str) -> Result<IdentitySpec, String> {
+    pub(crate) fn from_json(value: &Value, field: &str) -> Result<IdentitySpec, String> {
         let Value::Object(obj) = value else {
             return Err(format!(
                 "{field} must be an identity-token source object like {EXAMPLE}, not {}",
@@ -55,14 +55,14 @@ impl IdentitySpec {
 
     /// Ruby's shape in a profile: a bare string instead of an object is the
     /// path of the token file (docs/sdk-profiles.md §1).
-    pub fn bare_path(path: &str) -> Result<IdentitySpec, String> {
+    pub(crate) fn bare_path(path: &str) -> Result<IdentitySpec, String> {
         if path.trim().is_empty() {
             return Err(format!("authentication.identity_token is an empty string; give the identity token file's path, or an object such as {EXAMPLE}"));
         }
         Ok(IdentitySpec::File { path: path.into() })
     }
 
-    /// [`IdentitySpec::from_json`] of JSON text (the CLI's `--identity-token`).
+    /// `IdentitySpec::from_json` of JSON text (the CLI's `--identity-token`).
     pub fn from_json_text(text: &str, field: &str) -> Result<IdentitySpec, String> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
             format!(
@@ -109,7 +109,7 @@ pub(crate) fn env_var_problem(var: &str) -> Option<&'static str> {
 
 /// The `source` names [`IdentitySpec`] accepts, asked of serde itself so the
 /// list follows the enum.
-pub fn supported_sources() -> Vec<String> {
+pub(crate) fn supported_sources() -> Vec<String> {
     let probe = serde_json::json!({ "source": "\u{1}" });
     let msg = match IdentitySpec::deserialize(&probe) {
         Err(e) => e.to_string(),

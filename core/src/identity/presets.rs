@@ -1,6 +1,6 @@
 //! Platform presets: each turns a platform's documented way of minting an
 //! OIDC token into one of the generic mechanisms (an HTTP GET through
-//! [`super::url::get_token`], an environment variable, a file), with the
+//! `super::url::get_token`, an environment variable, a file), with the
 //! platform's own fix in every error.
 //!
 //! Here: GitHub Actions, the CI variables (GitLab, CircleCI, Bitbucket, HCP
@@ -8,7 +8,7 @@
 //! AWS STS is in [`super::aws`], SPIFFE in [`super::spiffe`], `auto` in
 //! [`super::auto`]. Every endpoint can be pointed elsewhere by an environment
 //! variable (tests use loopback fakes):
-//! - `GCE_METADATA_HOST` (host[:port], as Google's client libraries read it);
+//! - `GCE_METADATA_HOST` (`host[:port]`, as Google's client libraries read it);
 //! - `AZURE_IMDS_ENDPOINT` (base URL, default `http://169.254.169.254`);
 //!   App Service / Functions / Container Apps are used when `IDENTITY_ENDPOINT`
 //!   and `IDENTITY_HEADER` are set;
@@ -29,8 +29,8 @@ use crate::error::{Error, Result};
 use crate::secret::Secret;
 
 /// The variables the GitHub Actions runner sets when the job may mint tokens.
-pub const GITHUB_REQUEST_URL_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
-pub const GITHUB_REQUEST_TOKEN_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+pub(crate) const GITHUB_REQUEST_URL_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
+pub(crate) const GITHUB_REQUEST_TOKEN_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
 
 const GITHUB_PERMISSION_FIX: &str = "add `permissions: id-token: write` to the workflow or the job \
 (pull requests from forks never get it), and run this inside a GitHub Actions job step";
@@ -116,33 +116,25 @@ pub(crate) async fn github_actions(configured_audience: Option<&str>, env: &Env,
 
 /// A CI platform whose job gets its OIDC token in an environment variable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CiVar {
+pub(crate) enum CiVar {
     Gitlab,
     Circleci,
     Bitbucket,
     Terraform,
 }
 
-pub const GITLAB_DEFAULT_VAR: &str = "ANTHROPIC_ID_TOKEN";
-pub const CIRCLECI_VAR: &str = "CIRCLE_OIDC_TOKEN_V2";
-pub const BITBUCKET_VAR: &str = "BITBUCKET_STEP_OIDC_TOKEN";
-pub const TERRAFORM_VAR: &str = "TFC_WORKLOAD_IDENTITY_TOKEN";
+pub(crate) const GITLAB_DEFAULT_VAR: &str = "ANTHROPIC_ID_TOKEN";
+pub(crate) const CIRCLECI_VAR: &str = "CIRCLE_OIDC_TOKEN_V2";
+pub(crate) const BITBUCKET_VAR: &str = "BITBUCKET_STEP_OIDC_TOKEN";
+pub(crate) const TERRAFORM_VAR: &str = "TFC_WORKLOAD_IDENTITY_TOKEN";
 
 impl CiVar {
-    pub fn default_var(self) -> &'static str {
+    pub(crate) fn default_var(self) -> &'static str {
         match self {
             CiVar::Gitlab => GITLAB_DEFAULT_VAR,
             CiVar::Circleci => CIRCLECI_VAR,
             CiVar::Bitbucket => BITBUCKET_VAR,
             CiVar::Terraform => TERRAFORM_VAR,
-        }
-    }
-    pub fn platform(self) -> &'static str {
-        match self {
-            CiVar::Gitlab => "GitLab CI",
-            CiVar::Circleci => "CircleCI",
-            CiVar::Bitbucket => "Bitbucket Pipelines",
-            CiVar::Terraform => "HCP Terraform",
         }
     }
     /// What to configure on the platform so the variable is set.
@@ -173,8 +165,8 @@ pub(crate) fn ci_var(kind: CiVar, var: Option<&str>, env: &Env, source: &str) ->
 
 // ------------------------------------------------------------ Google Cloud
 
-pub const GCE_METADATA_HOST_VAR: &str = "GCE_METADATA_HOST";
-pub const GCE_DEFAULT_HOST: &str = "metadata.google.internal";
+pub(crate) const GCE_METADATA_HOST_VAR: &str = "GCE_METADATA_HOST";
+pub(crate) const GCE_DEFAULT_HOST: &str = "metadata.google.internal";
 
 /// `http://<GCE_METADATA_HOST or metadata.google.internal>` (a value with a
 /// scheme is taken as a base URL).
@@ -217,8 +209,8 @@ pub(crate) async fn gcp_metadata(configured_audience: Option<&str>, env: &Env, s
 
 // ------------------------------------------------------------ Azure
 
-pub const AZURE_IMDS_ENDPOINT_VAR: &str = "AZURE_IMDS_ENDPOINT";
-pub const AZURE_DEFAULT_IMDS: &str = "http://169.254.169.254";
+pub(crate) const AZURE_IMDS_ENDPOINT_VAR: &str = "AZURE_IMDS_ENDPOINT";
+pub(crate) const AZURE_DEFAULT_IMDS: &str = "http://169.254.169.254";
 
 pub(crate) fn azure_imds_base(env: &Env) -> String {
     env.get(AZURE_IMDS_ENDPOINT_VAR)
@@ -287,12 +279,12 @@ pub(crate) async fn azure_imds(
 
 // ------------------------------------------------------------ Kubernetes
 
-pub const KUBERNETES_DEFAULT_PATH: &str = "/var/run/secrets/anthropic.com/token";
-pub const KUBERNETES_PATH_VAR: &str = "ANTHROPIC_WIF_KUBERNETES_TOKEN_PATH";
+pub(crate) const KUBERNETES_DEFAULT_PATH: &str = "/var/run/secrets/anthropic.com/token";
+pub(crate) const KUBERNETES_PATH_VAR: &str = "ANTHROPIC_WIF_KUBERNETES_TOKEN_PATH";
 
 /// The projected-token path: the spec's, else `$ANTHROPIC_WIF_KUBERNETES_TOKEN_PATH`,
 /// else [`KUBERNETES_DEFAULT_PATH`].
-pub fn kubernetes_path(configured: Option<&std::path::Path>, env: &Env) -> PathBuf {
+pub(crate) fn kubernetes_path(configured: Option<&std::path::Path>, env: &Env) -> PathBuf {
     configured
         .map(PathBuf::from)
         .or_else(|| env.get(KUBERNETES_PATH_VAR).map(PathBuf::from))

@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::*;
 use crate::error::ErrorKind;
+use crate::identity::auto::{detect, detect_with_probes};
 use crate::runtime::{block_on, runtime};
 
 const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcmVzZXQifQ.c2lnbmF0dXJl";

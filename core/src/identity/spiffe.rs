@@ -33,7 +33,7 @@ use crate::env::Env;
 use crate::error::{scrub, Error, Result};
 use crate::secret::Secret;
 
-pub const SOCKET_VAR: &str = "SPIFFE_ENDPOINT_SOCKET";
+pub(crate) const SOCKET_VAR: &str = "SPIFFE_ENDPOINT_SOCKET";
 const PATH: &str = "/SpiffeWorkloadAPI/FetchJWTSVID";
 const TIMEOUT: Duration = crate::runtime::HTTP_TIMEOUT;
 const MAX_RESPONSE: usize = 1024 * 1024;

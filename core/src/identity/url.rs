@@ -3,16 +3,16 @@
 //! (GitHub Actions now; GCP and Azure metadata later).
 //!
 //! - `${VAR}` is expanded from [`Env`] in the URL's path, query and fragment
-//!   and in header values (see [`super::expand`]); never in the scheme, host
+//!   and in header values (see `super::expand`); never in the scheme, host
 //!   or port, so the environment cannot send the request and its headers
 //!   elsewhere. Messages show the URL *template* (query values withheld, see
-//!   [`crate::url::redact_url`]), never expanded values or header values,
+//!   `crate::url::redact_url`), never expanded values or header values,
 //!   and every expanded value is scrubbed from any text that reaches a message.
 //! - Schemes: `https` anywhere; plain `http` only for loopback hosts and the
-//!   cloud metadata hosts ([`PLAIN_HTTP_HOSTS`]). URLs with credentials
+//!   cloud metadata hosts (`PLAIN_HTTP_HOSTS`). URLs with credentials
 //!   (`user:pass@`) are refused.
 //! - The shared client never follows redirects; a 3xx is an error.
-//! - The body is read incrementally and capped at [`MAX_BODY_BYTES`].
+//! - The body is read incrementally and capped at `MAX_BODY_BYTES`.
 //! - `field` picks a top-level JSON string; without it the trimmed body is
 //!   the token.
 
@@ -30,12 +30,12 @@ use crate::error::{scrub, Error, Result};
 use crate::secret::Secret;
 
 /// Largest response body accepted from an identity URL.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Time-out for the whole GET, body included.
-pub const URL_TIMEOUT: Duration = crate::runtime::HTTP_TIMEOUT;
+pub(crate) const URL_TIMEOUT: Duration = crate::runtime::HTTP_TIMEOUT;
 /// Hosts reachable over plain `http` besides loopback: the link-local /
 /// internal metadata endpoints of AWS, Azure and Google Cloud.
-pub const PLAIN_HTTP_HOSTS: &str = "169.254.169.254, 169.254.170.2, metadata.google.internal, [fd00:ec2::254]";
+pub(crate) const PLAIN_HTTP_HOSTS: &str = "169.254.169.254, 169.254.170.2, metadata.google.internal, [fd00:ec2::254]";
 /// How much of an error body reaches a message.
 const ERROR_BODY_CHARS: usize = 200;
 
@@ -251,7 +251,7 @@ pub(crate) struct HttpAnswer {
 }
 
 impl HttpAnswer {
-    pub fn is_success(&self) -> bool {
+    pub(crate) fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 }
