@@ -2,13 +2,13 @@
 //! and the on-disk cache shared with the official SDKs, with its
 //! cross-process lock ([`disk`]); and the record of the identity tokens this
 //! machine presented, which keeps consumed and expired ones from being sent
-//! ([`consumed`]).
+//! (`consumed`).
 //!
 //! The provider orchestrates them: memory → disk → lock → re-check disk →
 //! exchange → write disk. `memory::MemoryCache::get_or_refresh` runs the
 //! refresh closure (which does the disk/lock/exchange part) one at a time.
 
-pub mod consumed;
+pub(crate) mod consumed;
 pub mod disk;
 pub mod memory;
 pub mod policy;

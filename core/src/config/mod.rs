@@ -3,8 +3,8 @@
 //! → env federation → the active profile. Every id is validated here, before
 //! any I/O on the network, and every error names the field and its origin.
 
-pub mod ids;
-pub mod profile;
+pub(crate) mod ids;
+pub(crate) mod profile;
 pub mod rotated;
 
 pub use crate::env::Env;

@@ -4,11 +4,11 @@
 //! and binding constructors take the same shape.
 
 //!
-//! Layout: [`mod@file`], [`mod@env`], [`command`], [`url`] (with `expand` for
-//! `${VAR}`), and the platform presets: [`presets`] (GitHub Actions, the CI
-//! variables, Google Cloud, Azure, Kubernetes), [`aws`] (STS
-//! `GetWebIdentityToken`, SigV4 in `sigv4`), [`spiffe`] (Workload API), and
-//! [`auto`] (detection). See docs/platforms.md for the platform side.
+//! Layout: `file`, `env`, `command`, `url` (with `expand` for
+//! `${VAR}`), and the platform presets: `presets` (GitHub Actions, the CI
+//! variables, Google Cloud, Azure, Kubernetes), `aws` (STS
+//! `GetWebIdentityToken`, SigV4 in `sigv4`), `spiffe` (Workload API), and
+//! `auto` (detection). See docs/platforms.md for the platform side.
 //!
 //! Error kinds: a source that fails at run time is `ErrorKind::Identity`;
 //! a malformed spec (empty argv, bad header name, `timeout_s` 0, disallowed
@@ -25,17 +25,17 @@ use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
-pub mod auto;
-pub mod aws;
-pub mod command;
-pub mod env;
+pub(crate) mod auto;
+pub(crate) mod aws;
+pub(crate) mod command;
+pub(crate) mod env;
 pub(crate) mod expand;
-pub mod file;
-pub mod parse;
-pub mod presets;
+pub(crate) mod file;
+pub(crate) mod parse;
+pub(crate) mod presets;
 mod sigv4;
-pub mod spiffe;
-pub mod url;
+pub(crate) mod spiffe;
+pub(crate) mod url;
 
 /// Largest identity token accepted from a file, a variable or a command's
 /// stdout. (The exchange itself refuses assertions over 16 KiB; this bound
@@ -166,7 +166,7 @@ pub enum IdentitySpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<PathBuf>,
     },
-    /// Detect the platform from the environment (see [`auto`]).
+    /// Detect the platform from the environment (see `auto`).
     Auto {
         /// The token's `aud` for sources that mint on request (default `https://api.anthropic.com`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
