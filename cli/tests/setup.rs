@@ -78,26 +78,12 @@ fn writes_the_profile_and_merges_claude_codes_settings() {
 #[test]
 fn flags_given_to_setup_are_in_the_printed_command_and_bad_settings_change_nothing() {
     let sb = Sandbox::new();
-    let jwt = sb.fresh_jwt_file();
     let settings = sb.path("project/.claude/settings.local.json");
     let base = sb.emu.base_url();
-    let args = [
-        "setup",
-        "claude-code",
-        "--base-url",
-        &base,
-        "--federation-rule-id",
-        RULE,
-        "--organization-id",
-        ORG,
-        "--identity-token-file",
-        jwt.to_str().unwrap(),
-        "--settings",
-        settings.to_str().unwrap(),
-        "--target-profile",
-        "cc",
-    ];
-    let o = sb.run(&args);
+    let jwt = sb.path("identity-token");
+    let mut args = sb.federation_args(&["setup", "claude-code"]);
+    args.extend(["--settings", settings.to_str().unwrap(), "--target-profile", "cc"].map(String::from));
+    let o = sb.run_owned(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(mode(settings.parent().unwrap()), 0o700);
     assert_eq!(read_json(&settings)["env"]["ANTHROPIC_PROFILE"], "cc");
@@ -116,11 +102,10 @@ fn flags_given_to_setup_are_in_the_printed_command_and_bad_settings_change_nothi
     let other = Sandbox::new();
     let bad = other.path("settings.json");
     std::fs::write(&bad, "[1, 2]").unwrap();
-    let mut args = args.to_vec();
-    let i = args.iter().position(|a| *a == "--settings").unwrap();
-    let bad_s = bad.display().to_string();
-    args[i + 1] = &bad_s;
-    let err = assert_failed(&other.run(&args), "config", 2, &[]);
+    let mut args = args.clone();
+    let i = args.iter().position(|a| a == "--settings").unwrap();
+    args[i + 1] = bad.display().to_string();
+    let err = assert_failed(&other.run_owned(&args), "config", 2, &[]);
     assert!(err.contains("not hold a JSON object") && err.contains("nothing was changed"), "{err}");
     assert_eq!(std::fs::read_to_string(&bad).unwrap(), "[1, 2]");
     assert!(!other.path("config/configs/cc.json").exists());
@@ -130,7 +115,7 @@ fn flags_given_to_setup_are_in_the_printed_command_and_bad_settings_change_nothi
     std::fs::create_dir_all(&configs).unwrap();
     std::fs::write(configs.join("cc.json"), r#"{"authentication":{"type":"user_oauth","client_id":"x"}}"#).unwrap();
     std::fs::write(&bad, "{}").unwrap();
-    let err = assert_failed(&other.run(&args), "config", 2, &[]);
+    let err = assert_failed(&other.run_owned(&args), "config", 2, &[]);
     assert!(err.contains("--overwrite-profile"), "{err}");
     assert_eq!(std::fs::read_to_string(&bad).unwrap(), "{}", "settings untouched");
 }

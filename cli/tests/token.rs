@@ -113,19 +113,7 @@ fn thirty_two_processes_on_a_cold_cache_make_one_exchange() {
 #[test]
 fn explicit_flags_without_environment() {
     let sb = Sandbox::new();
-    let jwt = sb.fresh_jwt_file();
-    let base = sb.emu.base_url();
-    let o = sb.run(&[
-        "token",
-        "--base-url",
-        &base,
-        "--federation-rule-id",
-        RULE,
-        "--organization-id",
-        ORG,
-        "--identity-token-file",
-        jwt.to_str().unwrap(),
-    ]);
+    let o = sb.run_owned(&sb.federation_args(&["token"]));
     parse_token_json(&o);
     let body = &sb.emu.requests()[0].body;
     assert!(body.get("service_account_id").is_none(), "unset optional fields are omitted");

@@ -84,6 +84,25 @@ impl Sandbox {
         p
     }
 
+    /// Federation through flags: the emulator's base URL, the test rule and
+    /// organization, and a fresh identity-token file (`args` first, e.g. the
+    /// subcommand).
+    pub fn federation_args(&self, args: &[&str]) -> Vec<String> {
+        let jwt = self.fresh_jwt_file();
+        let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        out.extend(
+            ["--base-url", &self.emu.base_url(), "--federation-rule-id", RULE, "--organization-id", ORG]
+                .map(String::from),
+        );
+        out.extend(["--identity-token-file".to_string(), jwt.display().to_string()]);
+        out
+    }
+
+    /// [`Sandbox::run`] with string arguments.
+    pub fn run_owned(&self, args: &[String]) -> Output {
+        self.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
     /// Configure federation through the SDKs' environment variables.
     pub fn federation_env(&mut self) -> PathBuf {
         let jwt = self.fresh_jwt_file();
