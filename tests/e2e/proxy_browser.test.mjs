@@ -18,6 +18,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+
+/** Kill Chromium's whole process group (its renderer and utility processes too) and wait for it to exit. */
+async function stopChrome(chrome) {
+  if (!chrome || chrome.exitCode !== null || chrome.signalCode !== null) return;
+  const exited = new Promise((ok) => chrome.once('exit', ok));
+  try {
+    process.kill(-chrome.pid, 'SIGKILL');
+  } catch {
+    chrome.kill('SIGKILL');
+  }
+  await exited;
+}
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer as httpServer } from 'node:http';
 import { connect, createServer as netServer } from 'node:net';
@@ -135,7 +147,7 @@ test('a web page of another origin gets nothing from the proxy: cross-origin fet
       '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-default-browser-check',
       `--user-data-dir=${profile}`, '--host-resolver-rules=MAP *.attacker.test 127.0.0.1',
       `http://rebind.attacker.test:${originPort}/`,
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true }); // its own process group: see stopChrome
     let chromeErr = '';
     chrome.stderr.on('data', (d) => (chromeErr += d));
 
@@ -145,7 +157,7 @@ test('a web page of another origin gets nothing from the proxy: cross-origin fet
       assert.equal(chrome.exitCode, null, `chromium exited: ${chromeErr.slice(-2000)}`);
       await new Promise((ok) => setTimeout(ok, 100));
     }
-    chrome.kill('SIGKILL');
+    await stopChrome(chrome);
 
     const first = reports.find((r) => r.phase === 1);
     const second = reports.find((r) => r.phase === 2);
@@ -181,9 +193,10 @@ test('a web page of another origin gets nothing from the proxy: cross-origin fet
     assert.equal(statuses.at(-1), '200', log);
     for (const kind of ['refused-sec-fetch-site', 'refused-host', 'refused-preflight']) assert.ok(log.includes(kind), `${kind}: ${log}`);
   } finally {
-    chrome?.kill('SIGKILL');
+    await stopChrome(chrome);
     for (const s of servers) s.close();
-    rmSync(profile, { recursive: true, force: true });
+    // Chromium's helpers may still be flushing the profile for a moment after the group is killed.
+    rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     if (stack.proxy.child.exitCode === null) await stack.close();
   }
 });
