@@ -121,14 +121,16 @@ function sandbox() {
 
 /**
  * For a test file: an emulator and a sandbox started before its tests and
- * stopped after them (node:test hooks). Returns `{ emu, sb }`, filled in by the hook.
+ * stopped after them (node:test hooks). Returns `{ emu, sb }`, filled in by the hook,
+ * which then calls `onReady(fixture)` when given (to set a file's own variables).
  */
-function emulatorAndSandbox() {
+function emulatorAndSandbox(onReady) {
   const { before, after } = require('node:test');
   const fixture = { emu: null, sb: null };
   before(async () => {
     fixture.emu = await startEmulator();
     fixture.sb = sandbox();
+    if (onReady) onReady(fixture);
   });
   after(async () => {
     await fixture.emu.stop();

@@ -1,24 +1,17 @@
 // doctor(): the core diagnosis from Node, the same report as `anthropic-wif doctor --json`.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const { execFileSync } = require('node:child_process');
 
 const { doctor, Provider, ConfigurationError } = require('anthropic-wif');
-const { startEmulator, sandbox, federationOptions, assertNoSecrets, cliBinary, RULE, ORG, SVAC } = require('./_helpers.js');
+const { emulatorAndSandbox, sandbox, federationOptions, assertNoSecrets, cliBinary, RULE, ORG, SVAC } = require('./_helpers.js');
 
 let emu;
 let sb;
-before(async () => {
-  emu = await startEmulator();
-  sb = sandbox();
-});
-after(async () => {
-  await emu.stop();
-  sb.cleanup();
-});
+emulatorAndSandbox((fx) => ({ emu, sb } = fx));
 
 let n = 0;
 /** A fresh JWT from the emulator in a file, and options reading it (own cache file). */

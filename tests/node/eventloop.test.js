@@ -1,22 +1,15 @@
 // The exchange runs on the engine's own runtime: the event loop keeps ticking.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 
 const { Provider } = require('anthropic-wif');
-const { startEmulator, sandbox, federationOptions } = require('./_helpers.js');
+const { emulatorAndSandbox, federationOptions } = require('./_helpers.js');
 
 let emu;
 let sb;
-before(async () => {
-  emu = await startEmulator();
-  sb = sandbox();
-});
-after(async () => {
-  await emu.stop();
-  sb.cleanup();
-});
+emulatorAndSandbox((fx) => ({ emu, sb } = fx));
 
 test('the event loop keeps ticking during a slow exchange', async () => {
   await emu.reset();

@@ -3,25 +3,18 @@
 // endpoints (a real Node http server), exchanging at the emulator.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const http = require('node:http');
 const Anthropic = require('@anthropic-ai/sdk').default;
 
 const { Provider, doctor, ConfigurationError, IdentitySourceError } = require('anthropic-wif');
-const { startEmulator, sandbox, federationOptions, assertNoSecrets } = require('./_helpers.js');
+const { emulatorAndSandbox, federationOptions, assertNoSecrets } = require('./_helpers.js');
 
 let emu;
 let sb;
-before(async () => {
-  emu = await startEmulator();
-  sb = sandbox();
-});
-after(async () => {
-  await emu.stop();
-  sb.cleanup();
-});
+emulatorAndSandbox((fx) => ({ emu, sb } = fx));
 
 /** Every variant of IdentityTokenSource, with all its fields (docs/platforms.md). */
 const EVERY_SOURCE = [

@@ -1,25 +1,18 @@
 // The official @anthropic-ai/sdk as the real client, against the emulator on loopback.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const Anthropic = require('@anthropic-ai/sdk').default;
 
 const { Provider } = require('anthropic-wif');
 const { execFileSync } = require('node:child_process');
-const { startEmulator, sandbox, federationOptions, jwtCommand, cliBinary, PKG, RULE, ORG, SVAC } = require('./_helpers.js');
+const { emulatorAndSandbox, federationOptions, jwtCommand, cliBinary, PKG, RULE, ORG, SVAC } = require('./_helpers.js');
 
 let emu;
 let sb;
-before(async () => {
-  emu = await startEmulator();
-  sb = sandbox();
-});
-after(async () => {
-  await emu.stop();
-  sb.cleanup();
-});
+emulatorAndSandbox((fx) => ({ emu, sb } = fx));
 
 function message(client) {
   return client.messages.create({

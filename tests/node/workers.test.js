@@ -1,23 +1,16 @@
 // Loading the addon in several worker_threads at once, and tearing workers down mid-exchange.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const { Worker } = require('node:worker_threads');
 
 const { Provider } = require('anthropic-wif');
-const { startEmulator, sandbox, federationOptions, PKG } = require('./_helpers.js');
+const { emulatorAndSandbox, federationOptions, PKG } = require('./_helpers.js');
 
 let emu;
 let sb;
-before(async () => {
-  emu = await startEmulator();
-  sb = sandbox();
-});
-after(async () => {
-  await emu.stop();
-  sb.cleanup();
-});
+emulatorAndSandbox((fx) => ({ emu, sb } = fx));
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
