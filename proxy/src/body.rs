@@ -356,7 +356,8 @@ pub(crate) struct RespBody {
 }
 
 enum Kind {
-    Upstream(Incoming, Idle),
+    /// The upstream body, and its connection until the body has ended.
+    Upstream(Incoming, Idle, Option<crate::pool::Lease>),
     Full(Option<Bytes>),
 }
 
@@ -371,12 +372,22 @@ struct Idle {
 impl RespBody {
     pub(crate) fn upstream(
         body: Incoming,
+        lease: crate::pool::Lease,
         log: AccessLog,
         inflight: Option<crate::InflightGuard>,
         idle_timeout: Duration,
     ) -> Self {
         let idle = Idle { timeout: idle_timeout, sleep: None, armed: false };
-        RespBody { kind: Kind::Upstream(body, idle), log, _inflight: inflight }
+        RespBody { kind: Kind::Upstream(body, idle, Some(lease)), log, _inflight: inflight }
+    }
+
+    /// The upstream body has ended: its connection can serve another request.
+    fn release(&mut self) {
+        if let Kind::Upstream(_, _, lease) = &mut self.kind {
+            if let Some(l) = lease.take() {
+                l.release();
+            }
+        }
     }
 
     pub(crate) fn full(bytes: Bytes, log: AccessLog, inflight: Option<crate::InflightGuard>) -> Self {
@@ -390,6 +401,10 @@ impl Drop for RespBody {
         if self.log.finished.is_none() && self.is_end_stream() {
             self.log.finished = Some("complete");
         }
+        // A body dropped before its end takes its connection with it (hyper closes it).
+        if self.log.finished == Some("complete") {
+            self.release();
+        }
     }
 }
 
@@ -400,7 +415,7 @@ impl Body for RespBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.kind {
-            Kind::Upstream(b, idle) => match Pin::new(b).poll_frame(cx) {
+            Kind::Upstream(b, idle, _) => match Pin::new(b).poll_frame(cx) {
                 Poll::Pending => {
                     let deadline = tokio::time::Instant::now() + idle.timeout;
                     let sleep = idle.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -431,19 +446,23 @@ impl Body for RespBody {
             Poll::Ready(Some(Err(_))) => this.log.finished = Some("upstream-error"),
             Poll::Pending => {}
         }
+        // hyper stops polling a body that says it has ended; its connection goes back now.
+        if matches!(polled, Poll::Ready(None)) || (matches!(polled, Poll::Ready(Some(Ok(_)))) && this.is_end_stream()) {
+            this.release();
+        }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Upstream(b, _) => b.is_end_stream(),
+            Kind::Upstream(b, _, _) => b.is_end_stream(),
             Kind::Full(b) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Upstream(b, _) => b.size_hint(),
+            Kind::Upstream(b, _, _) => b.size_hint(),
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
         }

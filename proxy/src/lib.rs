@@ -29,6 +29,7 @@ mod guard;
 mod limits;
 mod log;
 mod metrics;
+mod pool;
 mod tokens;
 #[cfg(unix)]
 mod unix;
@@ -52,7 +53,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
@@ -180,8 +181,6 @@ enum Listener {
     Unix(tokio::net::UnixListener),
 }
 
-type Client = hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, ReqBody>;
-
 struct Upstream {
     scheme: hyper::http::uri::Scheme,
     authority: hyper::http::uri::Authority,
@@ -201,7 +200,7 @@ impl Drop for InflightGuard {
 
 struct Shared {
     tokens: Tokens,
-    client: Client,
+    pool: Arc<pool::Pool>,
     upstream: Upstream,
     config: ProxyConfig,
     hosts: guard::HostRule,
@@ -289,7 +288,9 @@ impl Proxy {
                 serde_json::json!({"max_connections": cap, "requested": wanted, "open_file_limit": limit}),
             );
         }
-        let client = build_client()?;
+        let pool = pool::Pool::new(build_connector()?, &upstream.scheme, &upstream.authority)
+            .map_err(|e| Error::config(format!("base URL {base:?}: {e}")))?;
+        let pool = Arc::new(pool);
         let (listener, bound) = bind_listener(&config).await?;
         let metrics = Arc::new(Metrics::default());
         let shared = Arc::new(Shared {
@@ -300,7 +301,7 @@ impl Proxy {
                 config.log_format,
             ),
             metrics,
-            client,
+            pool,
             upstream,
             config,
             hosts,
@@ -492,7 +493,7 @@ fn parse_upstream(base: &str) -> Result<Upstream, Error> {
     Ok(Upstream { scheme, authority, prefix, shown })
 }
 
-fn build_client() -> Result<Client, Error> {
+fn build_connector() -> Result<hyper_rustls::HttpsConnector<HttpConnector>, Error> {
     use hyper_rustls::ConfigBuilderExt;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -505,15 +506,11 @@ fn build_client() -> Result<Client, Error> {
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
     http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    Ok(hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(https))
+        .wrap_connector(http))
 }
 
 async fn bind_listener(config: &ProxyConfig) -> Result<(Listener, Bound), Error> {
@@ -800,11 +797,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
     let (mut parts, body) = req.into_parts();
     // From here on the body goes upstream: an answer of the proxy's own closes the connection.
     let had_body = !body.is_end_stream();
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let uri = {
-        let u = &shared.upstream;
-        let pq = if u.prefix.is_empty() { pq.to_string() } else { format!("{}{pq}", u.prefix) };
-        Uri::builder().scheme(u.scheme.clone()).authority(u.authority.clone()).path_and_query(pq).build()
+    // Upstream gets the origin form (`/v1/messages?…`), under the base URL's path prefix if any; the
+    // usual request (origin form, no prefix) keeps its URI as it is.
+    let prefix = &shared.upstream.prefix;
+    let uri = if prefix.is_empty() && parts.uri.scheme().is_none() && parts.uri.authority().is_none() {
+        Ok(std::mem::take(&mut parts.uri))
+    } else {
+        let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        Uri::try_from(format!("{prefix}{pq}"))
     };
     let uri = match uri {
         Ok(u) => u,
@@ -824,7 +824,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
     parts.version = hyper::Version::HTTP_11;
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
-    h.remove(header::HOST);
+    h.insert(header::HOST, shared.pool.host().clone());
     h.remove(header::EXPECT);
     h.remove("x-api-key");
     h.remove(header::AUTHORIZATION);
@@ -893,8 +893,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
         Err(_) if stalled.load(Ordering::SeqCst) => return close_if(had_body, body_stalled(&shared, log, inflight)),
         Err(e) => return close_if(had_body, upstream_failed(&shared, log, inflight, e)),
     };
+    let (resp, lease) = resp;
     if resp.status() != StatusCode::UNAUTHORIZED {
-        return forward_response(&shared, resp, log, inflight);
+        return forward_response(&shared, resp, lease, log, inflight);
     }
 
     // 401: this token is refused. Exchange anew (once for all refused requests).
@@ -906,23 +907,26 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
             let _ = shared2.tokens.rejected(id).await;
         });
         log.note = "401-not-replayable";
-        return forward_response(&shared, resp, log, inflight);
+        return forward_response(&shared, resp, lease, log, inflight);
     };
     // Boxed, like the exchange in `Tokens::get`: rare, and large.
     let new_token = match Box::pin(shared.tokens.rejected(token.id)).await {
         Ok(AfterReject::Replay(t)) => t,
         Ok(AfterReject::PassOn) => {
             log.note = "401-fresh-token-refused";
-            return forward_response(&shared, resp, log, inflight);
+            return forward_response(&shared, resp, lease, log, inflight);
         }
         Err(e) => return close_if(had_body, token_unavailable(&shared, log, inflight, &e)),
     };
     // Read the small 401 body to the end so its connection goes back to the pool.
-    let _ = tokio::time::timeout(
+    let read = tokio::time::timeout(
         Duration::from_secs(5),
         http_body_util::Limited::new(resp.into_body(), 64 * 1024).collect(),
     )
     .await;
+    if matches!(read, Ok(Ok(_))) {
+        lease.release();
+    }
     let mut replay = Request::new(ReqBody::Chunks(chunks));
     *replay.method_mut() = method;
     *replay.uri_mut() = uri;
@@ -930,7 +934,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
     replay.headers_mut().insert(header::AUTHORIZATION, new_token.header.clone());
     log.note = "replayed-after-401";
     match send_upstream(&shared, replay).await {
-        Ok(r) => forward_response(&shared, r, log, inflight),
+        Ok((r, lease)) => forward_response(&shared, r, lease, log, inflight),
         Err(e) => close_if(had_body, upstream_failed(&shared, log, inflight, e)),
     }
 }
@@ -980,15 +984,15 @@ const CONNECT_RETRY_DELAYS_MS: [u64; 6] = [50, 100, 200, 400, 800, 1600];
 
 /// Why a request got no answer from upstream.
 enum SendError {
-    Client(hyper_util::client::legacy::Error),
+    Client(pool::UpstreamError),
     /// No response headers within `--upstream-timeout`.
     Silent,
 }
 
 /// Send a request upstream; the time to its response headers goes to the metrics.
-async fn send_upstream(shared: &Shared, req: Request<ReqBody>) -> Result<Response<Incoming>, SendError> {
+async fn send_upstream(shared: &Shared, req: Request<ReqBody>) -> Result<(Response<Incoming>, pool::Lease), SendError> {
     let sent = Instant::now();
-    match tokio::time::timeout(shared.config.upstream_timeout, shared.client.request(req)).await {
+    match tokio::time::timeout(shared.config.upstream_timeout, shared.pool.send(req)).await {
         Ok(Ok(r)) => {
             shared.metrics.upstream_latency(sent.elapsed());
             Ok(r)
@@ -1019,6 +1023,7 @@ fn metrics_page(shared: &Shared, mut log: AccessLog) -> Response<RespBody> {
 fn forward_response(
     shared: &Shared,
     resp: Response<Incoming>,
+    lease: pool::Lease,
     mut log: AccessLog,
     inflight: InflightGuard,
 ) -> Response<RespBody> {
@@ -1031,7 +1036,7 @@ fn forward_response(
     if log.enabled {
         log.upstream_id = parts.headers.get("request-id").cloned();
     }
-    Response::from_parts(parts, RespBody::upstream(body, log, Some(inflight), shared.config.upstream_timeout))
+    Response::from_parts(parts, RespBody::upstream(body, lease, log, Some(inflight), shared.config.upstream_timeout))
 }
 
 fn upstream_silent(shared: &Shared, mut log: AccessLog, inflight: InflightGuard) -> Response<RespBody> {
@@ -1071,17 +1076,11 @@ fn body_stalled(shared: &Shared, mut log: AccessLog, inflight: InflightGuard) ->
 }
 
 fn upstream_failed(shared: &Shared, mut log: AccessLog, inflight: InflightGuard, e: SendError) -> Response<RespBody> {
-    use std::error::Error as _;
     let e = match e {
         SendError::Client(e) => e,
         SendError::Silent => return upstream_silent(shared, log, inflight),
     };
-    let mut cause = String::new();
-    let mut src = e.source();
-    while let Some(s) = src {
-        cause = s.to_string();
-        src = s.source();
-    }
+    let cause = e.cause();
     let what = if e.is_connect() { "cannot connect to" } else { "lost the connection to" };
     let id = new_request_id();
     let cause = if cause.is_empty() { String::new() } else { anthropic_wif_core::error::scrub(&cause, &[], 300) };
