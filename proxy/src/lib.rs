@@ -557,24 +557,34 @@ async fn bind_listener(config: &ProxyConfig) -> Result<(Listener, Bound), Error>
 // Requests.
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the proxy replaces.
-const DROP_ALWAYS: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-];
+/// A match on the name's text: comparing against an array of `HeaderName`s
+/// built and dropped it on every call (callgrind: ~800 instructions per message).
+fn drop_always(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+    )
+}
+
+/// Request headers the proxy removes or sets, parsed once (removing by a
+/// `&str` parses and validates the name on every call).
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+static BETA: HeaderName = HeaderName::from_static(api::BETA_HEADER);
 
 /// Remove hop-by-hop headers: those above and those the `Connection` header
 /// names. One pass over the names first: most messages carry none, and
 /// removing by name costs a parse and a hash each (callgrind: 9 removals per
 /// message were ~6 % of the proxy's instructions per request).
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if !h.keys().any(|k| DROP_ALWAYS.contains(k)) {
+    if !h.keys().any(drop_always) {
         return;
     }
     let listed: Vec<HeaderName> = h
@@ -587,7 +597,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in listed {
         h.remove(n);
     }
-    let present: Vec<HeaderName> = h.keys().filter(|k| DROP_ALWAYS.contains(k)).cloned().collect();
+    let present: Vec<HeaderName> = h.keys().filter(|k| drop_always(k)).cloned().collect();
     for n in present {
         h.remove(n);
     }
@@ -826,11 +836,20 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: Option<IpAdd
     strip_hop_by_hop(h);
     h.insert(header::HOST, shared.pool.host().clone());
     h.remove(header::EXPECT);
-    h.remove("x-api-key");
+    h.remove(&X_API_KEY);
     h.remove(header::AUTHORIZATION);
-    let beta = api::with_oauth_beta(h.get_all(api::BETA_HEADER).iter().filter_map(|v| v.to_str().ok()));
-    if let Ok(v) = HeaderValue::from_str(&beta) {
-        h.insert(api::BETA_HEADER, v);
+    match h.get(&BETA) {
+        // No flags of the client's: the merged value is the flag itself (a static value, no copy).
+        None => {
+            debug_assert_eq!(api::with_oauth_beta([]), api::OAUTH_BETA);
+            h.insert(BETA.clone(), HeaderValue::from_static(api::OAUTH_BETA));
+        }
+        Some(_) => {
+            let beta = api::with_oauth_beta(h.get_all(&BETA).iter().filter_map(|v| v.to_str().ok()));
+            if let Ok(v) = HeaderValue::from_str(&beta) {
+                h.insert(BETA.clone(), v);
+            }
+        }
     }
 
     // Keep a copy of a small body (reference-counted chunks) for a replay.
