@@ -134,14 +134,12 @@ impl Pool {
         loop {
             let (mut tx, reused) = match self.take() {
                 Some(tx) => (tx, true),
-                // Boxed, as the wait below: rare, and large; inline they would make every
-                // request's future larger, and it is moved (copied) several times.
-                None => (Box::pin(self.connect()).await?, false),
+                None => (self.connect().await?, false),
             };
             // A fresh connection takes its first request at once; a pooled one
             // has normally said it wants the next one already.
             if reused && !tx.is_ready() {
-                match Box::pin(tokio::time::timeout(READY_WAIT, tx.ready())).await {
+                match tokio::time::timeout(READY_WAIT, tx.ready()).await {
                     Ok(Ok(())) => {}
                     _ => continue,
                 }
