@@ -272,6 +272,12 @@ impl CommonArgs {
         Ok(self.provider_options_for(&self.options(None)?))
     }
 
+    /// The engine's options for a command with its own User-Agent comment
+    /// (`client`) and hand-out margin (the proxy, the daemon, exec's keeper).
+    pub fn provider_options_as(&self, client: &str, margin: HandOutMargin) -> Result<ProviderOptions, Error> {
+        Ok(self.options(None)?.provider_options(client, margin, environment().clone()))
+    }
+
     /// The identity source a shortcut flag gives, with the flag's name.
     fn identity_shortcut(&self) -> Result<Option<(&'static str, IdentitySpec)>, Error> {
         let mut given: Vec<(&str, IdentitySpec)> = Vec::new();

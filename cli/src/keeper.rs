@@ -192,10 +192,7 @@ pub fn provider(
     needs: &str,
     otherwise: &str,
 ) -> Result<(Provider, ReaderSettings), Error> {
-    let mut o = common.provider_options()?;
-    o.client = client.into();
-    o.min_remaining = MARGIN;
-    let provider = Provider::new(o)?;
+    let provider = Provider::new(common.provider_options_as(client, MARGIN)?)?;
     let Some(fed) = provider.federation() else {
         return Err(Error::config(format!(
             "{needs} with tokens from workload identity federation, but the configuration ({}) is not \

@@ -94,12 +94,8 @@ pub fn run(a: ProxyArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(&e),
     };
-    let provider = match a.common.provider_options().and_then(|mut o| {
-        o.client = "proxy".into();
-        // The proxy keeps its own stream allowance (proxy/src/tokens.rs).
-        o.min_remaining = HandOutMargin::RefreshPolicy;
-        Provider::new(o)
-    }) {
+    // The proxy keeps its own stream allowance (proxy/src/tokens.rs).
+    let provider = match a.common.provider_options_as("proxy", HandOutMargin::RefreshPolicy).and_then(Provider::new) {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
