@@ -213,21 +213,20 @@ where
     let mut sent: Vec<[u8; 32]> = Vec::new();
     let mut attempt_no: u32 = 0;
     let mut last: Option<Error> = None;
+    // The budget is checked before the identity source is asked (it may
+    // mint a single-use token that would then be wasted); a back-off that
+    // overslept ends with the last attempt's error.
+    let out_of_budget = |last: Option<Error>, attempts: u32| match last {
+        Some(mut error) => {
+            error.append(format!(" Not retrying: the {} budget for this exchange ran out.", secs(policy.max_total)));
+            after_attempts(error, attempts, started)
+        }
+        None => Error::unavailable(format!(
+            "the token exchange ran out of its {} time budget before sending anything",
+            secs(policy.max_total)
+        )),
+    };
     loop {
-        // The budget is checked before the identity source is asked (it may
-        // mint a single-use token that would then be wasted); a back-off that
-        // overslept ends with the last attempt's error.
-        let out_of_budget = |last: Option<Error>, attempts: u32| match last {
-            Some(mut error) => {
-                error
-                    .append(format!(" Not retrying: the {} budget for this exchange ran out.", secs(policy.max_total)));
-                after_attempts(error, attempts, started)
-            }
-            None => Error::unavailable(format!(
-                "the token exchange ran out of its {} time budget before sending anything",
-                secs(policy.max_total)
-            )),
-        };
         if Instant::now() >= deadline {
             return Err(out_of_budget(last, attempt_no));
         }
